@@ -1,0 +1,49 @@
+/* sched.h -- the work-stealing scheduler that runs actors.
+ *
+ * N worker threads.  Each owns a bounded ck_ring run queue that only it
+ * feeds (SPMC: it and thieves dequeue).  Threads that are not workers of
+ * this scheduler push to one MPMC inject ring.  A full ring spills to an
+ * overflow list under a mutex: nothing is dropped and nobody spins.  Idle
+ * workers steal with trydequeue, then park on a condition variable; every
+ * schedule that sees a parked worker wakes one.  See docs/runtime.md.
+ */
+#ifndef DTS_RUNTIME_SCHED_H
+#define DTS_RUNTIME_SCHED_H
+
+#include "runtime/actor.h"
+
+#include <stdint.h>
+
+typedef struct dts_sched_stats {
+  uint64_t turns;   /* actor turns run */
+  uint64_t steals;  /* actors taken from another worker's ring */
+  uint64_t parks;   /* times a worker went to sleep */
+  uint64_t spills;  /* schedules that went to the overflow list */
+} dts_sched_stats;
+
+/* Starts `workers` threads (<= 0: one per online CPU).  Owned: destroy it. */
+dts_sched *dts_sched_create(int workers);
+
+/* Stops every worker after its current turn, joins them, then releases the
+ * scheduled reference of every actor still queued.  Actors whose last
+ * reference that was are freed with their messages; the rest are freed when
+ * their owners unref them.  No dts_send to this scheduler's actors may
+ * begin after this call starts. */
+void dts_sched_destroy(dts_sched *s);
+
+int dts_sched_workers(const dts_sched *s);
+
+/* Queues a scheduled actor (the caller transfers the scheduled reference).
+ * Called by dts_send; any thread. */
+void dts_sched_add(dts_sched *s, dts_actor *a);
+
+/* Sums the per-worker counters (approximate while running). */
+void dts_sched_get_stats(dts_sched *s, dts_sched_stats *out);
+
+/* Workers currently parked or about to park (test and metrics hook). */
+int dts_sched_parked(dts_sched *s);
+
+/* Index of the calling thread among s's workers, or -1. */
+int dts_sched_current_worker(const dts_sched *s);
+
+#endif

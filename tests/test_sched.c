@@ -1,0 +1,318 @@
+/* test_sched.c -- actors on the work-stealing scheduler: exactly-once
+ * delivery, per-sender order, never two threads in one actor, stealing,
+ * parking and wake-up, stop, and leak-free shutdown. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "runtime/alloc.h"
+#include "runtime/sched.h"
+#include "tests/testutil.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { K_DATA = 1, K_WORK, K_FAN };
+
+typedef struct tactor {
+  dts_actor base;
+  int index;
+  atomic_int inside;   /* >0 while a behaviour runs: must never exceed 1 */
+  int last_seq[8];     /* per external producer: order check */
+  long received;
+} tactor;
+
+typedef struct tmsg {
+  dts_msg base;
+  int producer; /* 0..7 external thread, -1 from an actor */
+  int seq;
+  int ttl;
+  long id;
+} tmsg;
+
+static atomic_long delivered, finis, violations, order_errors, dup_errors;
+static atomic_uchar *seen; /* one flag per message id */
+static tactor **actors;
+static int nactors;
+static unsigned spin_work;
+
+static void reset_counters(void) {
+  atomic_store(&delivered, 0);
+  atomic_store(&finis, 0);
+  atomic_store(&violations, 0);
+  atomic_store(&order_errors, 0);
+  atomic_store(&dup_errors, 0);
+}
+
+static void tactor_fini(dts_actor *a) {
+  atomic_fetch_add(&finis, 1);
+  dts_free(a);
+}
+
+static atomic_long next_id;
+
+static void behave(dts_actor *self, dts_msg *m) {
+  tactor *a = (tactor *)self;
+  if (atomic_fetch_add(&a->inside, 1) != 0) atomic_fetch_add(&violations, 1);
+  tmsg *t = (tmsg *)m;
+  if (seen != NULL && atomic_exchange(&seen[t->id], 1) != 0) atomic_fetch_add(&dup_errors, 1);
+  if (t->producer >= 0) {
+    if (t->seq <= a->last_seq[t->producer]) atomic_fetch_add(&order_errors, 1);
+    a->last_seq[t->producer] = t->seq;
+  }
+  a->received++;
+  volatile unsigned x = 0; /* simulated work */
+  for (unsigned i = 0; i < spin_work; i++) x += i;
+  if (t->ttl > 0) {
+    tmsg *f = (tmsg *)dts_msg_alloc(K_DATA, sizeof(tmsg));
+    f->producer = -1;
+    f->ttl = t->ttl - 1;
+    f->id = atomic_fetch_add(&next_id, 1);
+    dts_send(&actors[(unsigned)(t->id * 2654435761u) % (unsigned)nactors]->base, &f->base);
+  }
+  atomic_fetch_sub(&a->inside, 1);
+  atomic_fetch_add(&delivered, 1);
+}
+
+static void make_actors(dts_sched *s, int n) {
+  nactors = n;
+  actors = dts_calloc((size_t)n, sizeof(tactor *));
+  for (int i = 0; i < n; i++) {
+    tactor *a = dts_calloc(1, sizeof(tactor));
+    dts_actor_init(&a->base, s, behave, tactor_fini);
+    a->index = i;
+    for (int p = 0; p < 8; p++) a->last_seq[p] = -1;
+    actors[i] = a;
+  }
+}
+
+static void drop_actors(void) {
+  for (int i = 0; i < nactors; i++) dts_actor_unref(&actors[i]->base);
+  dts_free(actors);
+  actors = NULL;
+}
+
+/* ---- stress: 10,000 actors, 4 external producers, forwarding hops ---- */
+
+#define STRESS_ACTORS 10000
+#define STRESS_PRODUCERS 4
+#define STRESS_PER_PRODUCER 50000
+#define STRESS_TTL 2
+
+static void *stress_producer(void *arg) {
+  int p = (int)(intptr_t)arg;
+  unsigned rng = (unsigned)p * 7919u + 1;
+  for (int i = 0; i < STRESS_PER_PRODUCER; i++) {
+    tmsg *m = (tmsg *)dts_msg_alloc(K_DATA, sizeof(tmsg));
+    m->producer = p;
+    m->seq = i;
+    m->ttl = STRESS_TTL;
+    m->id = atomic_fetch_add(&next_id, 1);
+    dts_send(&actors[rand_r(&rng) % STRESS_ACTORS]->base, &m->base);
+  }
+  dts_pool_thread_flush();
+  return NULL;
+}
+
+static void test_stress_every_message_once_in_order_never_concurrent(void **state) {
+  (void)state;
+  reset_counters();
+  long total = (long)STRESS_PRODUCERS * STRESS_PER_PRODUCER * (STRESS_TTL + 1);
+  seen = calloc((size_t)total, 1);
+  atomic_store(&next_id, 0);
+  spin_work = 0;
+  dts_sched *s = dts_sched_create(4);
+  make_actors(s, STRESS_ACTORS);
+  pthread_t th[STRESS_PRODUCERS];
+  for (int p = 0; p < STRESS_PRODUCERS; p++) pthread_create(&th[p], NULL, stress_producer, (void *)(intptr_t)p);
+  for (int p = 0; p < STRESS_PRODUCERS; p++) pthread_join(th[p], NULL);
+  assert_true(TU_WAIT_UNTIL(atomic_load(&delivered) == total, 60));
+  assert_int_equal(atomic_load(&next_id), total);
+  assert_int_equal(atomic_load(&violations), 0);
+  assert_int_equal(atomic_load(&order_errors), 0);
+  assert_int_equal(atomic_load(&dup_errors), 0);
+  assert_int_equal(dts_actor_overlaps(), 0);
+  long sum = 0;
+  for (int i = 0; i < STRESS_ACTORS; i++) sum += actors[i]->received;
+  assert_int_equal(sum, total);
+  dts_sched_destroy(s);
+  drop_actors();
+  assert_int_equal(atomic_load(&finis), STRESS_ACTORS);
+  free(seen);
+  seen = NULL;
+}
+
+/* ---- skew: one actor fans out to 1,000; others must steal ---- */
+
+static void fan_behave(dts_actor *self, dts_msg *m) {
+  (void)self;
+  tmsg *t = (tmsg *)m;
+  for (int round = 0; round < t->seq; round++) {
+    for (int i = 0; i < nactors; i++) {
+      tmsg *w = (tmsg *)dts_msg_alloc(K_WORK, sizeof(tmsg));
+      w->producer = -1;
+      dts_send(&actors[i]->base, &w->base);
+    }
+  }
+}
+
+static void test_skewed_load_is_stolen(void **state) {
+  (void)state;
+  reset_counters();
+  spin_work = 20000;
+  dts_sched *s = dts_sched_create(2);
+  make_actors(s, 1000);
+  tactor *fan = dts_calloc(1, sizeof(tactor));
+  dts_actor_init(&fan->base, s, fan_behave, tactor_fini);
+  tmsg *go = (tmsg *)dts_msg_alloc(K_FAN, sizeof(tmsg));
+  go->seq = 5; /* rounds */
+  dts_send(&fan->base, &go->base);
+  assert_true(TU_WAIT_UNTIL(atomic_load(&delivered) == 5000, 60));
+  dts_sched_stats st;
+  dts_sched_get_stats(s, &st);
+  assert_true(st.steals > 0);
+  assert_int_equal(atomic_load(&violations), 0);
+  dts_sched_destroy(s);
+  dts_actor_unref(&fan->base);
+  drop_actors();
+  spin_work = 0;
+}
+
+/* ---- bursts separated by idle periods: parking and wake-up ---- */
+
+static void test_bursts_after_idle_are_delivered(void **state) {
+  (void)state;
+  reset_counters();
+  dts_sched *s = dts_sched_create(2);
+  make_actors(s, 100);
+  long sent = 0;
+  for (int burst = 0; burst < 20; burst++) {
+    /* wait until every worker sleeps, so this burst must wake them */
+    assert_true(TU_WAIT_UNTIL(dts_sched_parked(s) == 2, 10));
+    for (int i = 0; i < 100 + burst; i++) {
+      tmsg *m = (tmsg *)dts_msg_alloc(K_DATA, sizeof(tmsg));
+      m->producer = -1;
+      dts_send(&actors[i % 100]->base, &m->base);
+      sent++;
+    }
+    assert_true(TU_WAIT_UNTIL(atomic_load(&delivered) == sent, 10));
+  }
+  dts_sched_stats st;
+  dts_sched_get_stats(s, &st);
+  assert_true(st.parks >= 19);
+  dts_sched_destroy(s);
+  drop_actors();
+}
+
+/* ---- stop: later messages are dropped unread ---- */
+
+static atomic_int stop_handled, stop_dropped;
+
+static void stop_drop(dts_msg *m) {
+  (void)m;
+  atomic_fetch_add(&stop_dropped, 1);
+}
+
+static void stopper(dts_actor *self, dts_msg *m) {
+  atomic_fetch_add(&stop_handled, 1);
+  if (m->kind == 99) dts_actor_stop(self);
+}
+
+static void test_stopped_actor_drops_later_messages(void **state) {
+  (void)state;
+  reset_counters();
+  atomic_store(&stop_handled, 0);
+  atomic_store(&stop_dropped, 0);
+  dts_sched *s = dts_sched_create(1);
+  tactor *a = dts_calloc(1, sizeof(tactor));
+  dts_actor_init(&a->base, s, stopper, tactor_fini);
+  dts_msg *m = dts_msg_alloc(99, sizeof(dts_msg));
+  m->drop = stop_drop;
+  dts_send(&a->base, m);
+  for (int i = 0; i < 10; i++) {
+    dts_msg *x = dts_msg_alloc(1, sizeof(dts_msg));
+    x->drop = stop_drop;
+    dts_send(&a->base, x);
+  }
+  assert_true(TU_WAIT_UNTIL(atomic_load(&stop_dropped) == 11, 10));
+  assert_int_equal(atomic_load(&stop_handled), 1);
+  dts_actor_unref(&a->base);
+  assert_true(TU_WAIT_UNTIL(atomic_load(&finis) == 1, 10));
+  dts_sched_destroy(s);
+}
+
+/* ---- shutdown with messages in flight frees everything ---- */
+
+static void test_shutdown_with_messages_in_flight_leaks_nothing(void **state) {
+  (void)state;
+  reset_counters();
+  long pool_before = dts_pool_outstanding();
+  spin_work = 2000;
+  dts_sched *s = dts_sched_create(2);
+  make_actors(s, 500);
+  for (int i = 0; i < 50000; i++) {
+    tmsg *m = (tmsg *)dts_msg_alloc(K_DATA, sizeof(tmsg));
+    m->producer = -1;
+    dts_send(&actors[i % 500]->base, &m->base);
+  }
+  dts_sched_destroy(s); /* while most messages are still queued */
+  assert_true(atomic_load(&delivered) < 50000);
+  drop_actors();
+  assert_int_equal(atomic_load(&finis), 500);
+  dts_pool_thread_flush();
+  assert_int_equal(dts_pool_outstanding(), pool_before);
+  spin_work = 0;
+}
+
+/* ---- the inject ring overflows to the list without loss ---- */
+
+static atomic_int gate_open;
+
+static void gate_behave(dts_actor *self, dts_msg *m) {
+  (void)self;
+  (void)m;
+  while (!atomic_load(&gate_open)) sched_yield(); /* holds the only worker */
+}
+
+static void test_inject_overflow_spills_and_delivers(void **state) {
+  (void)state;
+  reset_counters();
+  atomic_store(&gate_open, 0);
+  spin_work = 0;
+  dts_sched *s = dts_sched_create(1);
+  tactor *gate = dts_calloc(1, sizeof(tactor));
+  dts_actor_init(&gate->base, s, gate_behave, tactor_fini);
+  dts_send(&gate->base, dts_msg_alloc(1, sizeof(tmsg)));
+  /* more idle actors become runnable than the inject ring holds */
+  make_actors(s, 100000);
+  for (int i = 0; i < 100000; i++) {
+    tmsg *m = (tmsg *)dts_msg_alloc(K_DATA, sizeof(tmsg));
+    m->producer = -1;
+    dts_send(&actors[i]->base, &m->base);
+  }
+  dts_sched_stats st;
+  dts_sched_get_stats(s, &st);
+  assert_true(st.spills > 0);
+  atomic_store(&gate_open, 1);
+  assert_true(TU_WAIT_UNTIL(atomic_load(&delivered) == 100000, 60));
+  dts_sched_destroy(s);
+  dts_actor_unref(&gate->base);
+  drop_actors();
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_stress_every_message_once_in_order_never_concurrent),
+      cmocka_unit_test(test_skewed_load_is_stolen),
+      cmocka_unit_test(test_bursts_after_idle_are_delivered),
+      cmocka_unit_test(test_stopped_actor_drops_later_messages),
+      cmocka_unit_test(test_shutdown_with_messages_in_flight_leaks_nothing),
+      cmocka_unit_test(test_inject_overflow_spills_and_delivers),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  dts_pool_thread_flush();
+  return rc;
+}
