@@ -21,6 +21,7 @@ void dts_actor_init(dts_actor *a, dts_sched *s, dts_behaviour fn, dts_actor_fini
   a->sched = s;
   atomic_init(&a->refs, 1);
   atomic_init(&a->running, 0);
+  atomic_init(&a->handoff, 0);
   a->stopped = false;
   a->overflow_next = NULL;
 }

@@ -40,6 +40,7 @@ struct dts_actor {
   dts_sched *sched;          /* immutable after init */
   atomic_int refs;           /* any thread */
   atomic_int running;        /* any thread: 0 idle, 1 in a turn (checked) */
+  atomic_uint handoff;       /* sched: release on enqueue, acquire on dequeue */
   bool stopped;              /* the running thread only */
   dts_actor *overflow_next;  /* sched overflow list only, under its lock */
 };

@@ -35,9 +35,14 @@ dts_msg *dts_msg_alloc(uint32_t kind, uint32_t size);
 void dts_msg_free(dts_msg *m);
 
 typedef struct dts_mailbox {
-  /* private to mailbox.c: embed, don't touch */
-  _Atomic(uintptr_t) head; /* any thread: producers exchange it */
-  dts_msg *tail;           /* consumer only: the stub */
+  /* private to mailbox.c: embed, don't touch.  `head` sits 64 bytes away
+   * from everything else, so producers' exchanges never invalidate the
+   * cache line of the consumer's fields (the actor's state) -- without
+   * needing aligned allocation of the embedding struct. */
+  dts_msg *tail;            /* consumer only: the stub */
+  char pad_before[56];
+  _Atomic(uintptr_t) head;  /* any thread: producers exchange it */
+  char pad_after[56];
 } dts_mailbox;
 
 /* Starts empty and unscheduled. */

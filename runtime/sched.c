@@ -121,6 +121,11 @@ static void wake_one(dts_sched *s) {
 
 void dts_sched_add(dts_sched *s, dts_actor *a) {
   worker *w = current;
+  /* ck rings order their slots with fences the C11 model (and TSan) cannot
+   * see; this release pairs with the acquire in handed_over() so that all the
+   * enqueuer wrote before the hand-off is formally visible to the dequeuer.
+   * On x86 both are plain moves. */
+  atomic_store_explicit(&a->handoff, 1, memory_order_release);
   if (w != NULL && w->sched == s) {
     if (!ck_ring_enqueue_spmc(&w->ring, w->buf, a)) {
       if (!ck_ring_enqueue_mpmc(&s->inject, s->inject_buf, a)) overflow_push(s, a);
@@ -171,13 +176,18 @@ static void park(worker *w) {
   pthread_mutex_unlock(&s->park_mu);
 }
 
+static dts_actor *handed_over(dts_actor *a) {
+  if (a != NULL) (void)atomic_load_explicit(&a->handoff, memory_order_acquire);
+  return a;
+}
+
 static void *worker_main(void *arg) {
   worker *w = arg;
   dts_sched *s = w->sched;
   current = w;
   int idle = 0;
   while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
-    dts_actor *a = find_work(w);
+    dts_actor *a = handed_over(find_work(w));
     if (a == NULL) {
       if (++idle < SPIN_ROUNDS) {
         if (idle % 8 == 0) sched_yield();
@@ -241,9 +251,9 @@ void dts_sched_destroy(dts_sched *s) {
   dts_actor *a;
   for (int i = 0; i < s->nworkers; i++) {
     worker *w = &s->workers[i];
-    while (ck_ring_trydequeue_spmc(&w->ring, w->buf, &a)) dts_actor_unref(a);
+    while (ck_ring_trydequeue_spmc(&w->ring, w->buf, &a)) dts_actor_unref(handed_over(a));
   }
-  while ((a = inject_pop(s)) != NULL) dts_actor_unref(a);
+  while ((a = handed_over(inject_pop(s))) != NULL) dts_actor_unref(a);
 
   for (int i = 0; i < s->nworkers; i++) dts_free(s->workers[i].buf);
   dts_free(s->workers);
