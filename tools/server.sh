@@ -1,0 +1,10 @@
+#!/bin/sh
+# Build dtsd (release) and start it in the foreground.  Installs what is
+# missing first (tools/deps.sh: apt-get, needs root or sudo).  Arguments are
+# passed to dtsd; see `dtsd --help`.  Ctrl-C stops it cleanly.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+"$ROOT/tools/deps.sh"
+cmake -S "$ROOT" -B "$ROOT/build-release" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$ROOT/build-release" -j "$(nproc)" --target dtsd
+exec "$ROOT/build-release/server/dtsd" "$@"

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Build dtsd and run every test: the normal build, ASan+UBSan over everything,
+# and TSan over the concurrency code (label "tsan").  Installs what is missing
+# first (tools/deps.sh: apt-get, needs root or sudo; npm ci from the lockfile).
+# Exits non-zero when any build or test fails.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+"$ROOT/tools/deps.sh"
+if [ -f "$ROOT/tests/e2e/package-lock.json" ]; then
+    (cd "$ROOT/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+JOBS=${JOBS:-$(nproc)}
+build() { # build <dir> <sanitize>
+    cmake -S "$ROOT" -B "$ROOT/$1" -G Ninja -DDTS_SANITIZE="$2" >/dev/null
+    cmake --build "$ROOT/$1" -j "$JOBS"
+}
+runtests() { # runtests <dir> [ctest args]
+    d=$1; shift
+    (cd "$ROOT/$d" && ctest --output-on-failure --no-tests=error -j "$JOBS" "$@")
+}
+
+status=0
+echo "== normal build"
+build build "" && runtests build || status=1
+echo "== ASan+UBSan build"
+build build-asan address && runtests build-asan || status=1
+echo "== TSan build (concurrency tests)"
+build build-tsan thread && runtests build-tsan -L tsan || status=1
+
+if [ $status -ne 0 ]; then echo "test.sh: FAILED" >&2; else echo "test.sh: all passed"; fi
+exit $status
