@@ -1,0 +1,2462 @@
+/* hub.c -- the task hub actor.  See hub.h and docs/orchestrations.md.
+ *
+ * Everything here runs on the hub's actor turn (one thread at a time), except
+ * dts_hub_post/shutdown/get_stats, which only send messages or read atomics.
+ *
+ * The commit rule.  A handler changes in-memory state and records the same
+ * change in the current ticket's batch; `flush()` submits the batch to the
+ * storage thread at the end of the handler.  Effects that others can observe
+ * -- RPC answers, dispatching work, arming timers -- are attached to the
+ * ticket and run only when the ticket comes back (HUB_COMMITTED).  An
+ * instance touched by a ticket in flight is not dispatched until that ticket
+ * commits (`pending` counts them), so a worker never sees uncommitted state.
+ * Tickets come back in submission order, so an answer to a read (which
+ * travels as an empty ticket) is sent only after every earlier write.
+ */
+#include "actors/hub.h"
+
+#include "runtime/alloc.h"
+#include "runtime/log.h"
+#include "runtime/map.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define ST(x) ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_##x
+#define EV(x) HISTORY_EVENT__EVENT_TYPE_##x
+#define ACT(x) ORCHESTRATOR_ACTION__ORCHESTRATOR_ACTION_TYPE_##x
+#define KEYMAX 600
+
+enum { HUB_RPC = 1, HUB_COMMITTED, HUB_TIMER, HUB_TICK, HUB_SHUTDOWN };
+enum { TM_DURABLE = 1, TM_WAKE };
+
+typedef struct stream stream;
+typedef struct inst inst;
+
+/* An encoded HistoryEvent; `seq` is its inbox key (UINT64_MAX: not stored
+ * in the inbox, e.g. the OrchestratorStarted made at dispatch). */
+typedef struct ev {
+  dts_buf b;
+  uint64_t seq;
+} ev;
+
+typedef struct evvec {
+  ev *v;
+  size_t n, cap;
+} evvec;
+
+typedef struct waiter {
+  dts_call *call;
+  inst *in;
+  bool completion; /* else: start */
+  bool io;         /* include inputs and outputs */
+  struct waiter *prev, *next;
+} waiter;
+
+struct inst {
+  char *id;
+  char *name;
+  char *version, *input, *output, *custom_status; /* NULL = absent */
+  dts_buf failure;                                 /* encoded TaskFailureDetails */
+  bool has_failure;
+  char *exec_id;
+  int status;
+  int64_t created, updated, completed, sched_start; /* wall ns */
+  dts_buf parent;                                   /* encoded ParentInstanceInfo */
+  char *parent_id, *parent_exec;
+  int32_t parent_task;
+  size_t ntags;
+  char **tag_k, **tag_v;
+  dts_buf trace;
+  uint64_t next_inbox_seq;
+  evvec hist, inbox, dispatched;
+  /* runtime */
+  stream *leased_to;
+  char token[40];
+  OrchestratorResponse **chunks; /* partial completions, in order */
+  size_t nchunks;
+  int pending;           /* tickets in flight that touched this instance */
+  void *touched_by;      /* the current ticket, when already in its list */
+  bool dirty;            /* record must be rewritten in the current ticket */
+  bool in_ready;
+  inst *ready_next;
+  uint64_t not_before;   /* monotonic ns: abandon redelivery delay */
+  bool wake_armed;
+  waiter *waiters;
+};
+
+typedef struct act {
+  char *key;  /* map key: "<id>\x01<exec>\x01<task>" */
+  char *skey; /* store key (binary) */
+  size_t klen;
+  char *inst_id, *exec_id, *name, *version;
+  int32_t task_id;
+  dts_buf req; /* encoded ActivityRequest */
+  stream *leased_to;
+  char token[40];
+  bool in_ready;
+  uint64_t not_before;
+  struct act *ready_next;
+} act;
+
+typedef struct dtimer {
+  char *key;  /* map key: "<id>\x01<exec>\x01<timer>" */
+  char *skey; /* store key (binary) */
+  size_t klen;
+  char *inst_id, *exec_id;
+  int64_t fire_at; /* wall ns */
+  dts_buf event;   /* encoded TimerFired */
+} dtimer;
+
+struct stream {
+  dts_call *call;
+  GetWorkItemsRequest *req; /* filters live here */
+  int max_orch, max_act, n_orch, n_act;
+  dts_buf *q; /* outbox ring */
+  size_t qhead, qlen, qcap;
+  bool sending, ended, closed, end_after_send;
+  uint64_t last_send;
+  stream *prev, *next;
+};
+
+typedef struct reply {
+  dts_call *call;
+  dts_status st;
+  char *msg;      /* error text when st != OK */
+  dts_buf body;   /* OK: the response */
+  bool is_waiter; /* answer to a waiter: clear owner data first */
+} reply;
+
+typedef struct ticket {
+  dts_msg hdr;
+  inst **touched;
+  size_t ntouched, captouched;
+  act **acts; /* new activity work items to make ready */
+  size_t nacts, capacts;
+  dtimer **timers; /* durable timers to arm */
+  size_t ntimers, captimers;
+  reply *replies;
+  size_t nreplies, capreplies;
+} ticket;
+
+typedef struct hub_rpc {
+  dts_msg hdr;
+  int method;
+  dts_call *call;
+  ProtobufCMessage *req;
+} hub_rpc;
+
+typedef struct hub_timer_msg {
+  dts_msg hdr;
+  int what;
+  char *key; /* TM_DURABLE: the timer key; TM_WAKE: the instance id */
+} hub_timer_msg;
+
+struct dts_hub {
+  dts_actor actor; /* first: the hub is its actor */
+  dts_hub_config cfg;
+  char *name;
+  size_t namelen;
+  dts_map insts, acts, timers, tokens; /* tokens -> inst* or act* (by first char) */
+  inst *rq_head, *rq_tail;
+  act *aq_head, *aq_tail;
+  stream *streams, *rr;
+  ticket *cur;
+  dts_batch *batch;
+  uint32_t boot;
+  uint64_t token_seq;
+  bool shutting_down;
+  bool tick_armed;
+  atomic_bool quiesced; /* any thread: on_shutdown has run */
+  atomic_long st_instances, st_ready_orch, st_ready_act, st_streams, st_dispatched,
+      st_completions, st_stale;
+};
+
+static void pump(dts_hub *h);
+static void ticket_drop(dts_msg *m);
+static void timer_msg_drop(dts_msg *m);
+static void make_ready(dts_hub *h, inst *in);
+static void check_waiters(dts_hub *h, inst *in);
+
+/* ======================================================================== */
+/* small helpers                                                            */
+
+static char *xstrdup_or_null(const char *s) { return s != NULL ? dts_strdup(s) : NULL; }
+
+static void set_str(char **dst, const char *s) {
+  dts_free(*dst);
+  *dst = xstrdup_or_null(s);
+}
+
+static bool terminal(int st) {
+  return st == ST(COMPLETED) || st == ST(FAILED) || st == ST(TERMINATED) || st == ST(CANCELED);
+}
+
+static void ev_push(evvec *v, dts_buf b, uint64_t seq) {
+  if (v->n == v->cap) {
+    v->cap = v->cap ? v->cap * 2 : 8;
+    v->v = dts_realloc(v->v, v->cap * sizeof(ev));
+  }
+  v->v[v->n++] = (ev){b, seq};
+}
+
+static void ev_clear(evvec *v) {
+  for (size_t i = 0; i < v->n; i++) dts_buf_free(&v->v[i].b);
+  v->n = 0;
+}
+
+static void ev_fini(evvec *v) {
+  ev_clear(v);
+  dts_free(v->v);
+  memset(v, 0, sizeof(*v));
+}
+
+const char *dts_instance_id_problem(const char *id) {
+  size_t n = strlen(id);
+  if (n == 0) return "instance id must not be empty";
+  if (n > 100) return "instance id is longer than 100 characters";
+  if (id[0] == '@') return "instance ids starting with '@' are reserved for entities";
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)id[i] < 0x20 || (unsigned char)id[i] > 0x7e)
+      return "instance id must be printable ASCII (0x20..0x7E)";
+  return NULL;
+}
+
+/* ---- keys (docs/storage.md) --------------------------------------------- */
+
+typedef struct key {
+  char b[KEYMAX];
+  size_t n;
+} key;
+
+static void k_start(key *k, const dts_hub *h, char type) {
+  memcpy(k->b, h->name, h->namelen);
+  k->b[h->namelen] = '\0';
+  k->b[h->namelen + 1] = type;
+  k->n = h->namelen + 2;
+}
+
+static void k_str(key *k, const char *s) {
+  size_t n = strlen(s);
+  if (k->n + n + 1 > KEYMAX) n = KEYMAX - k->n - 1; /* ids are bounded well below */
+  memcpy(k->b + k->n, s, n);
+  k->n += n;
+}
+
+static void k_sep(key *k) { k->b[k->n++] = '\0'; }
+
+static void k_u64(key *k, uint64_t v) {
+  for (int i = 7; i >= 0; i--) k->b[k->n++] = (char)(v >> (i * 8));
+}
+
+static void k_u32(key *k, uint32_t v) {
+  for (int i = 3; i >= 0; i--) k->b[k->n++] = (char)(v >> (i * 8));
+}
+
+static void key_inst(key *k, const dts_hub *h, const char *id) {
+  k_start(k, h, 'I');
+  k_str(k, id);
+}
+
+static void key_hist(key *k, const dts_hub *h, const char *id, uint64_t seq) {
+  k_start(k, h, 'H');
+  k_str(k, id);
+  k_sep(k);
+  k_u64(k, seq);
+}
+
+static void key_inbox(key *k, const dts_hub *h, const char *id, uint64_t seq) {
+  k_start(k, h, 'N');
+  k_str(k, id);
+  k_sep(k);
+  k_u64(k, seq);
+}
+
+static void key_act(key *k, const dts_hub *h, const char *id, const char *exec, int32_t task) {
+  k_start(k, h, 'A');
+  k_str(k, id);
+  k_sep(k);
+  k_str(k, exec);
+  k_sep(k);
+  k_u32(k, (uint32_t)task);
+}
+
+static void key_timer(key *k, const dts_hub *h, const char *id, const char *exec, int32_t tid) {
+  k_start(k, h, 'T');
+  k_str(k, id);
+  k_sep(k);
+  k_str(k, exec);
+  k_sep(k);
+  k_u32(k, (uint32_t)tid);
+}
+
+/* Map keys for acts and timers: a C string naming the same work item. */
+static char *work_key(const char *id, const char *exec, int32_t num) {
+  size_t n = strlen(id) + strlen(exec) + 16;
+  char *s = dts_malloc(n);
+  snprintf(s, n, "%s\x01%s\x01%" PRId32, id, exec, num);
+  return s;
+}
+
+static char *raw_copy(const key *k) {
+  char *s = dts_malloc(k->n);
+  memcpy(s, k->b, k->n);
+  return s;
+}
+
+/* ---- tickets ---------------------------------------------------------------- */
+
+#define VEC_PUSH(arr, n, cap, x)                                \
+  do {                                                          \
+    if ((n) == (cap)) {                                         \
+      (cap) = (cap) ? (cap) * 2 : 4;                            \
+      (arr) = dts_realloc((arr), (cap) * sizeof(*(arr)));       \
+    }                                                           \
+    (arr)[(n)++] = (x);                                         \
+  } while (0)
+
+static ticket *cur(dts_hub *h) {
+  if (h->cur == NULL) {
+    h->cur = (ticket *)dts_msg_alloc(HUB_COMMITTED, sizeof(ticket));
+    h->cur->hdr.drop = ticket_drop;
+    h->batch = dts_batch_create();
+  }
+  return h->cur;
+}
+
+static void touch(dts_hub *h, inst *in) {
+  ticket *t = cur(h);
+  in->dirty = true;
+  if (in->touched_by == t) return;
+  in->touched_by = t;
+  in->pending++;
+  VEC_PUSH(t->touched, t->ntouched, t->captouched, in);
+}
+
+static void answer(dts_hub *h, dts_call *c, dts_buf body) {
+  ticket *t = cur(h);
+  dts_call_ref(c); /* the reply's own reference */
+  reply r = {c, DTS_ST_OK, NULL, body, false};
+  VEC_PUSH(t->replies, t->nreplies, t->capreplies, r);
+}
+
+static void answer_msg(dts_hub *h, dts_call *c, const ProtobufCMessage *m) {
+  answer(h, c, dts_pb_pack(m));
+}
+
+
+static void fail(dts_hub *h, dts_call *c, dts_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail(dts_hub *h, dts_call *c, dts_status st, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  ticket *t = cur(h);
+  dts_call_ref(c); /* the reply's own reference */
+  reply r = {c, st, dts_strdup(msg), {NULL, 0}, false};
+  VEC_PUSH(t->replies, t->nreplies, t->capreplies, r);
+}
+
+/* ---- instance records ------------------------------------------------------ */
+
+static void put_record(dts_hub *h, inst *in) {
+  Dtsd__Store__InstanceRecord r = DTSD__STORE__INSTANCE_RECORD__INIT;
+  Google__Protobuf__StringValue v, i, o, cs;
+  r.instance_id = in->id;
+  r.name = in->name;
+  r.version = dts_sv(&v, in->version);
+  r.status = in->status;
+  r.input = dts_sv(&i, in->input);
+  r.output = dts_sv(&o, in->output);
+  r.custom_status = dts_sv(&cs, in->custom_status);
+  r.failure_details.data = in->failure.p;
+  r.failure_details.len = in->failure.n;
+  r.has_failure = in->has_failure;
+  r.execution_id = in->exec_id;
+  r.created_ns = in->created;
+  r.updated_ns = in->updated;
+  r.completed_ns = in->completed;
+  r.scheduled_start_ns = in->sched_start;
+  r.parent.data = in->parent.p;
+  r.parent.len = in->parent.n;
+  Dtsd__Store__InstanceRecord__TagsEntry *te = NULL, **tp = NULL;
+  if (in->ntags > 0) {
+    te = dts_calloc(in->ntags, sizeof(*te));
+    tp = dts_calloc(in->ntags, sizeof(*tp));
+    for (size_t k = 0; k < in->ntags; k++) {
+      dtsd__store__instance_record__tags_entry__init(&te[k]);
+      te[k].key = in->tag_k[k];
+      te[k].value = in->tag_v[k];
+      tp[k] = &te[k];
+    }
+  }
+  r.n_tags = in->ntags;
+  r.tags = tp;
+  r.next_inbox_seq = in->next_inbox_seq;
+  r.history_len = (uint32_t)in->hist.n;
+  r.trace_context.data = in->trace.p;
+  r.trace_context.len = in->trace.n;
+  dts_buf b = dts_pb_pack(&r.base);
+  key k;
+  key_inst(&k, h, in->id);
+  dts_batch_put(h->batch, k.b, k.n, b.p, b.n);
+  dts_buf_free(&b);
+  dts_free(te);
+  dts_free(tp);
+}
+
+/* Submits the current ticket (if any).  Called at the end of every handler. */
+static void flush(dts_hub *h) {
+  ticket *t = h->cur;
+  if (t == NULL) return;
+  for (size_t i = 0; i < t->ntouched; i++) {
+    inst *in = t->touched[i];
+    if (in->dirty) put_record(h, in);
+    in->dirty = false;
+    in->touched_by = NULL;
+  }
+  dts_batch *b = h->batch;
+  h->cur = NULL;
+  h->batch = NULL;
+  dts_store_submit(h->cfg.store, b, &h->actor, &t->hdr);
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+static dts_buf ev_pack(HistoryEvent *e, int32_t id, int64_t ts) {
+  Google__Protobuf__Timestamp t;
+  e->event_id = id;
+  e->timestamp = dts_ts_from_ns(&t, ts);
+  return dts_pb_pack(&e->base);
+}
+
+/* Copies map entries between messages whose entry types share the layout
+ * {base, key, value} (every map<string,string> in the protocol). */
+typedef struct tag_entry {
+  ProtobufCMessage base;
+  char *key, *value;
+} tag_entry;
+
+typedef struct tagset {
+  tag_entry *e;
+  tag_entry **p;
+  size_t n;
+} tagset;
+
+static tagset tags_as(const ProtobufCMessageDescriptor *d, void *const *src, size_t n) {
+  tagset t = {NULL, NULL, n};
+  if (n == 0) return t;
+  t.e = dts_calloc(n, sizeof(*t.e));
+  t.p = dts_calloc(n, sizeof(*t.p));
+  for (size_t i = 0; i < n; i++) {
+    const tag_entry *s = src[i];
+    t.e[i].base.descriptor = d;
+    t.e[i].key = s->key;
+    t.e[i].value = s->value;
+    t.p[i] = &t.e[i];
+  }
+  return t;
+}
+
+static tagset tags_from_inst(const ProtobufCMessageDescriptor *d, const inst *in) {
+  tagset t = {NULL, NULL, in->ntags};
+  if (in->ntags == 0) return t;
+  t.e = dts_calloc(in->ntags, sizeof(*t.e));
+  t.p = dts_calloc(in->ntags, sizeof(*t.p));
+  for (size_t i = 0; i < in->ntags; i++) {
+    t.e[i].base.descriptor = d;
+    t.e[i].key = in->tag_k[i];
+    t.e[i].value = in->tag_v[i];
+    t.p[i] = &t.e[i];
+  }
+  return t;
+}
+
+static void tags_free(tagset *t) {
+  dts_free(t->e);
+  dts_free(t->p);
+}
+
+static void inst_set_tags(inst *in, void *const *src, size_t n) {
+  for (size_t i = 0; i < in->ntags; i++) {
+    dts_free(in->tag_k[i]);
+    dts_free(in->tag_v[i]);
+  }
+  dts_free(in->tag_k);
+  dts_free(in->tag_v);
+  in->ntags = n;
+  in->tag_k = n ? dts_calloc(n, sizeof(char *)) : NULL;
+  in->tag_v = n ? dts_calloc(n, sizeof(char *)) : NULL;
+  for (size_t i = 0; i < n; i++) {
+    const tag_entry *s = src[i];
+    in->tag_k[i] = dts_strdup(s->key);
+    in->tag_v[i] = dts_strdup(s->value);
+  }
+}
+
+/* Merges entries into the instance's tags (same key: replaced). */
+static void inst_merge_tags(inst *in, void *const *src, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const tag_entry *s = src[i];
+    size_t k = 0;
+    while (k < in->ntags && strcmp(in->tag_k[k], s->key) != 0) k++;
+    if (k < in->ntags) {
+      set_str(&in->tag_v[k], s->value);
+      continue;
+    }
+    in->tag_k = dts_realloc(in->tag_k, (in->ntags + 1) * sizeof(char *));
+    in->tag_v = dts_realloc(in->tag_v, (in->ntags + 1) * sizeof(char *));
+    in->tag_k[in->ntags] = dts_strdup(s->key);
+    in->tag_v[in->ntags] = dts_strdup(s->value);
+    in->ntags++;
+  }
+}
+
+/* Appends an event to an instance's inbox (and the batch), unless the
+ * instance is finished: events to finished instances are dropped. */
+static bool inbox_add(dts_hub *h, inst *in, dts_buf b) {
+  if (terminal(in->status)) {
+    dts_buf_free(&b);
+    return false;
+  }
+  uint64_t seq = in->next_inbox_seq++;
+  key k;
+  key_inbox(&k, h, in->id, seq);
+  dts_batch_put(h->batch != NULL ? h->batch : (cur(h), h->batch), k.b, k.n, b.p, b.n);
+  ev_push(&in->inbox, b, seq);
+  touch(h, in);
+  return true;
+}
+
+static void hist_add(dts_hub *h, inst *in, dts_buf b) {
+  key k;
+  key_hist(&k, h, in->id, in->hist.n);
+  cur(h);
+  dts_batch_put(h->batch, k.b, k.n, b.p, b.n);
+  ev_push(&in->hist, b, UINT64_MAX);
+}
+
+static bool inbox_has_terminate(const inst *in) {
+  for (size_t i = 0; i < in->inbox.n; i++) {
+    HistoryEvent *e = history_event__unpack(NULL, in->inbox.v[i].b.n, in->inbox.v[i].b.p);
+    bool t = e != NULL && e->event_type_case == EV(EXECUTION_TERMINATED);
+    if (e) history_event__free_unpacked(e, NULL);
+    if (t) return true;
+  }
+  return false;
+}
+
+/* ======================================================================== */
+/* instances                                                                */
+
+static inst *inst_new(dts_hub *h, const char *id) {
+  inst *in = dts_calloc(1, sizeof(*in));
+  in->id = dts_strdup(id);
+  in->name = dts_strdup("");
+  in->exec_id = dts_strdup("");
+  dts_map_put(&h->insts, in->id, in);
+  atomic_fetch_add_explicit(&h->st_instances, 1, memory_order_relaxed);
+  return in;
+}
+
+/* Clears an instance's execution state (history, inbox, outputs) in memory
+ * and in the batch, keeping its id and waiters.  Used when an id is reused
+ * and on continue-as-new (which keeps what it needs first). */
+static void inst_clear_execution(dts_hub *h, inst *in) {
+  key k;
+  for (size_t i = 0; i < in->hist.n; i++) {
+    key_hist(&k, h, in->id, i);
+    dts_batch_del(h->batch, k.b, k.n);
+  }
+  ev_clear(&in->hist);
+  for (size_t i = 0; i < in->inbox.n; i++) {
+    key_inbox(&k, h, in->id, in->inbox.v[i].seq);
+    dts_batch_del(h->batch, k.b, k.n);
+  }
+  ev_clear(&in->inbox);
+  for (size_t i = 0; i < in->dispatched.n; i++) {
+    if (in->dispatched.v[i].seq == UINT64_MAX) continue;
+    key_inbox(&k, h, in->id, in->dispatched.v[i].seq);
+    dts_batch_del(h->batch, k.b, k.n);
+  }
+  ev_clear(&in->dispatched);
+  if (in->leased_to != NULL) { /* its work item is now stale */
+    in->leased_to->n_orch--;
+    in->leased_to = NULL;
+    dts_map_del(&h->tokens, in->token);
+    in->token[0] = '\0';
+  }
+  for (size_t i = 0; i < in->nchunks; i++)
+    orchestrator_response__free_unpacked(in->chunks[i], NULL);
+  dts_free(in->chunks);
+  in->chunks = NULL;
+  in->nchunks = 0;
+}
+
+static void inst_free(inst *in) {
+  dts_free(in->id);
+  dts_free(in->name);
+  dts_free(in->version);
+  dts_free(in->input);
+  dts_free(in->output);
+  dts_free(in->custom_status);
+  dts_buf_free(&in->failure);
+  dts_free(in->exec_id);
+  dts_buf_free(&in->parent);
+  dts_free(in->parent_id);
+  dts_free(in->parent_exec);
+  for (size_t i = 0; i < in->ntags; i++) {
+    dts_free(in->tag_k[i]);
+    dts_free(in->tag_v[i]);
+  }
+  dts_free(in->tag_k);
+  dts_free(in->tag_v);
+  dts_buf_free(&in->trace);
+  ev_fini(&in->hist);
+  ev_fini(&in->inbox);
+  ev_fini(&in->dispatched);
+  for (size_t i = 0; i < in->nchunks; i++)
+    orchestrator_response__free_unpacked(in->chunks[i], NULL);
+  dts_free(in->chunks);
+  dts_free(in);
+}
+
+static void inst_set_parent(inst *in, const ParentInstanceInfo *p) {
+  dts_buf_free(&in->parent);
+  set_str(&in->parent_id, NULL);
+  set_str(&in->parent_exec, NULL);
+  in->parent_task = 0;
+  if (p == NULL) return;
+  in->parent = dts_pb_pack(&p->base);
+  if (p->orchestration_instance != NULL) {
+    set_str(&in->parent_id, p->orchestration_instance->instance_id);
+    set_str(&in->parent_exec, dts_sv_get(p->orchestration_instance->execution_id));
+  }
+  in->parent_task = p->task_scheduled_id;
+}
+
+typedef struct start_spec {
+  const char *name, *version, *input, *exec_id;
+  int64_t sched_start;
+  void *const *tags;
+  size_t ntags;
+  const ParentInstanceInfo *parent;
+  const TraceContext *trace;
+} start_spec;
+
+/* (Re)starts `in` as a new execution: status PENDING, inbox =
+ * [ExecutionStarted].  The caller has cleared any previous execution. */
+static void inst_start(dts_hub *h, inst *in, const start_spec *s) {
+  int64_t now = (int64_t)dts_wall_ns();
+  char uuid[37];
+  if (s->exec_id == NULL || s->exec_id[0] == '\0') dts_uuid(uuid);
+  set_str(&in->exec_id, s->exec_id && s->exec_id[0] ? s->exec_id : uuid);
+  set_str(&in->name, s->name);
+  set_str(&in->version, s->version);
+  set_str(&in->input, s->input);
+  set_str(&in->output, NULL);
+  set_str(&in->custom_status, NULL);
+  dts_buf_free(&in->failure);
+  in->has_failure = false;
+  in->status = ST(PENDING);
+  in->created = now;
+  in->updated = now;
+  in->completed = 0;
+  in->sched_start = s->sched_start > now ? s->sched_start : 0;
+  inst_set_tags(in, s->tags, s->ntags);
+  inst_set_parent(in, s->parent);
+  dts_buf_free(&in->trace);
+
+  ExecutionStartedEvent es = EXECUTION_STARTED_EVENT__INIT;
+  OrchestrationInstance oi = ORCHESTRATION_INSTANCE__INIT;
+  Google__Protobuf__StringValue v1, v2, v3;
+  Google__Protobuf__Timestamp st;
+  es.name = in->name;
+  es.version = dts_sv(&v1, in->version);
+  es.input = dts_sv(&v2, in->input);
+  oi.instance_id = in->id;
+  oi.execution_id = dts_sv(&v3, in->exec_id);
+  es.orchestration_instance = &oi;
+  es.parent_instance = (ParentInstanceInfo *)s->parent;
+  if (in->sched_start) es.scheduled_start_timestamp = dts_ts_from_ns(&st, in->sched_start);
+  es.parent_trace_context = (TraceContext *)s->trace;
+  tagset ts = tags_from_inst(&execution_started_event__tags_entry__descriptor, in);
+  es.n_tags = ts.n;
+  es.tags = (ExecutionStartedEvent__TagsEntry **)ts.p;
+  HistoryEvent e = HISTORY_EVENT__INIT;
+  e.event_type_case = EV(EXECUTION_STARTED);
+  e.execution_started = &es;
+  dts_buf b = ev_pack(&e, -1, now);
+  tags_free(&ts);
+  touch(h, in);
+  inbox_add(h, in, b);
+}
+
+static bool running_like(int st) { return st == ST(RUNNING) || st == ST(PENDING) || st == ST(SUSPENDED); }
+
+/* ---- OrchestrationState --------------------------------------------------- */
+
+typedef struct state_buf {
+  OrchestrationState s;
+  Google__Protobuf__StringValue v, i, o, cs, ex, pid;
+  Google__Protobuf__Timestamp ss, ct, lu, co;
+  TaskFailureDetails *fd;
+  tagset tags;
+} state_buf;
+
+static void state_fill(state_buf *b, const inst *in, bool io) {
+  orchestration_state__init(&b->s);
+  b->s.instance_id = in->id;
+  b->s.name = in->name;
+  b->s.version = dts_sv(&b->v, in->version);
+  b->s.orchestration_status = in->status;
+  if (in->sched_start) b->s.scheduled_start_timestamp = dts_ts_from_ns(&b->ss, in->sched_start);
+  b->s.created_timestamp = dts_ts_from_ns(&b->ct, in->created);
+  b->s.last_updated_timestamp = dts_ts_from_ns(&b->lu, in->updated);
+  if (io) {
+    b->s.input = dts_sv(&b->i, in->input);
+    b->s.output = dts_sv(&b->o, in->output);
+    b->s.custom_status = dts_sv(&b->cs, in->custom_status);
+  }
+  b->fd = NULL;
+  if (in->has_failure) {
+    b->fd = task_failure_details__unpack(NULL, in->failure.n, in->failure.p);
+    b->s.failure_details = b->fd;
+  }
+  b->s.execution_id = dts_sv(&b->ex, in->exec_id);
+  if (in->completed) b->s.completed_timestamp = dts_ts_from_ns(&b->co, in->completed);
+  b->s.parent_instance_id = dts_sv(&b->pid, in->parent_id);
+  b->tags = tags_from_inst(&orchestration_state__tags_entry__descriptor, in);
+  b->s.n_tags = b->tags.n;
+  b->s.tags = (OrchestrationState__TagsEntry **)b->tags.p;
+}
+
+static void state_done(state_buf *b) {
+  if (b->fd) task_failure_details__free_unpacked(b->fd, NULL);
+  tags_free(&b->tags);
+}
+
+static dts_buf instance_response(const inst *in, bool io) {
+  GetInstanceResponse r = GET_INSTANCE_RESPONSE__INIT;
+  state_buf sb;
+  if (in == NULL) return dts_pb_pack(&r.base);
+  r.exists = true;
+  state_fill(&sb, in, io);
+  r.orchestration_state = &sb.s;
+  dts_buf b = dts_pb_pack(&r.base);
+  state_done(&sb);
+  return b;
+}
+
+/* ---- waiters ------------------------------------------------------------------ */
+
+static void waiter_unlink(waiter *w) {
+  if (w->prev) w->prev->next = w->next;
+  else w->in->waiters = w->next;
+  if (w->next) w->next->prev = w->prev;
+}
+
+static void check_waiters(dts_hub *h, inst *in) {
+  (void)h;
+  waiter *w = in->waiters;
+  while (w != NULL) {
+    waiter *next = w->next;
+    bool done = w->completion ? terminal(in->status) : in->status != ST(PENDING);
+    if (done) {
+      waiter_unlink(w);
+      dts_call_set_owner_data(w->call, NULL);
+      dts_call_reply(w->call, instance_response(in, w->io));
+      dts_call_unref(w->call);
+      dts_free(w);
+    }
+    w = next;
+  }
+}
+
+/* ======================================================================== */
+/* streams and dispatch                                                     */
+
+static void stream_flush(dts_hub *h, stream *s) {
+  (void)h;
+  if (s->sending || s->ended || s->closed) return;
+  if (s->qlen > 0) {
+    dts_buf b = s->q[s->qhead];
+    s->qhead = (s->qhead + 1) % s->qcap;
+    s->qlen--;
+    s->sending = true;
+    s->last_send = dts_now_ns();
+    dts_call_stream_send(s->call, b);
+  } else if (s->end_after_send) {
+    s->ended = true;
+    s->sending = true;
+    dts_call_stream_end(s->call, DTS_ST_UNAVAILABLE, "dtsd is shutting down; reconnect");
+  }
+}
+
+static void stream_enqueue(dts_hub *h, stream *s, dts_buf b) {
+  if (s->qlen == s->qcap) {
+    size_t ncap = s->qcap ? s->qcap * 2 : 16;
+    dts_buf *nq = dts_malloc(ncap * sizeof(*nq));
+    for (size_t i = 0; i < s->qlen; i++) nq[i] = s->q[(s->qhead + i) % s->qcap];
+    dts_free(s->q);
+    s->q = nq;
+    s->qcap = ncap;
+    s->qhead = 0;
+  }
+  s->q[(s->qhead + s->qlen) % s->qcap] = b;
+  s->qlen++;
+  stream_flush(h, s);
+}
+
+static bool filter_versions(char **versions, size_t n, const char *v) {
+  if (n == 0) return true;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(versions[i], v ? v : "") == 0) return true;
+  return false;
+}
+
+static bool accepts_orch(const stream *s, const inst *in) {
+  const WorkItemFilters *f = s->req->work_item_filters;
+  if (f == NULL) return true;
+  for (size_t i = 0; i < f->n_orchestrations; i++)
+    if (strcmp(f->orchestrations[i]->name, in->name) == 0 &&
+        filter_versions(f->orchestrations[i]->versions, f->orchestrations[i]->n_versions, in->version))
+      return true;
+  return false;
+}
+
+static bool accepts_act(const stream *s, const act *a) {
+  const WorkItemFilters *f = s->req->work_item_filters;
+  if (f == NULL) return true;
+  for (size_t i = 0; i < f->n_activities; i++)
+    if (strcmp(f->activities[i]->name, a->name) == 0 &&
+        filter_versions(f->activities[i]->versions, f->activities[i]->n_versions, a->version))
+      return true;
+  return false;
+}
+
+static bool usable(const stream *s) { return !s->ended && !s->closed && !s->end_after_send; }
+
+/* Picks a stream for an item, round-robin; NULL if none has room. */
+static stream *pick(dts_hub *h, const inst *in, const act *a, bool *any_room) {
+  *any_room = false;
+  if (h->streams == NULL) return NULL;
+  stream *start = h->rr != NULL ? h->rr : h->streams;
+  stream *s = start;
+  do {
+    bool room = usable(s) && (in ? s->n_orch < s->max_orch : s->n_act < s->max_act);
+    if (room) {
+      *any_room = true;
+      if (in ? accepts_orch(s, in) : accepts_act(s, a)) {
+        h->rr = s->next != NULL ? s->next : h->streams;
+        return s;
+      }
+    }
+    s = s->next != NULL ? s->next : h->streams;
+  } while (s != start);
+  return NULL;
+}
+
+static void new_token(dts_hub *h, char kind, char out[40]) {
+  snprintf(out, 40, "%c%08x-%" PRIu64, kind, h->boot, ++h->token_seq);
+}
+
+static bool dispatchable(const inst *in, int64_t wall, uint64_t mono) {
+  if (in->inbox.n == 0 || in->leased_to != NULL || in->pending > 0 || terminal(in->status))
+    return false;
+  if (in->nchunks > 0) return false;
+  if (mono < in->not_before) return false;
+  if (in->sched_start > wall && !inbox_has_terminate(in)) return false;
+  return true;
+}
+
+static void arm_wake(dts_hub *h, inst *in, uint64_t at_mono) {
+  if (in->wake_armed || h->shutting_down) return;
+  in->wake_armed = true;
+  hub_timer_msg *m = (hub_timer_msg *)dts_msg_alloc(HUB_TIMER, sizeof(hub_timer_msg));
+  m->hdr.drop = timer_msg_drop;
+  m->what = TM_WAKE;
+  m->key = dts_strdup(in->id);
+  dts_timer_post(h->cfg.timers, at_mono, &h->actor, &m->hdr);
+}
+
+static void make_ready(dts_hub *h, inst *in) {
+  if (in->in_ready) return;
+  int64_t wall = (int64_t)dts_wall_ns();
+  uint64_t mono = dts_now_ns();
+  if (!dispatchable(in, wall, mono)) {
+    /* Not yet: wake up when the delay or the scheduled start has passed. */
+    if (in->inbox.n > 0 && in->leased_to == NULL && in->pending == 0 && !terminal(in->status)) {
+      if (mono < in->not_before) arm_wake(h, in, in->not_before);
+      else if (in->sched_start > wall) arm_wake(h, in, mono + (uint64_t)(in->sched_start - wall));
+    }
+    return;
+  }
+  in->in_ready = true;
+  in->ready_next = NULL;
+  if (h->rq_tail) h->rq_tail->ready_next = in;
+  else h->rq_head = in;
+  h->rq_tail = in;
+  atomic_fetch_add_explicit(&h->st_ready_orch, 1, memory_order_relaxed);
+}
+
+static void act_ready(dts_hub *h, act *a) {
+  if (a->in_ready || a->leased_to != NULL) return;
+  uint64_t mono = dts_now_ns();
+  if (mono < a->not_before) {
+    if (h->shutting_down) return;
+    hub_timer_msg *m = (hub_timer_msg *)dts_msg_alloc(HUB_TIMER, sizeof(hub_timer_msg));
+    m->hdr.drop = timer_msg_drop;
+    m->what = TM_WAKE;
+    m->key = dts_strdup(a->key); /* never an instance id: it holds \x01 */
+    dts_timer_post(h->cfg.timers, a->not_before, &h->actor, &m->hdr);
+    return;
+  }
+  a->in_ready = true;
+  a->ready_next = NULL;
+  if (h->aq_tail) h->aq_tail->ready_next = a;
+  else h->aq_head = a;
+  h->aq_tail = a;
+  atomic_fetch_add_explicit(&h->st_ready_act, 1, memory_order_relaxed);
+}
+
+static dts_buf orch_work_item(dts_hub *h, inst *in) {
+  dts_pbw r;
+  dts_pbw_init(&r);
+  dts_pbw_string_field(&r, 1, in->id);
+  dts_pbw_sv_field(&r, 2, in->exec_id);
+  for (size_t i = 0; i < in->hist.n; i++)
+    dts_pbw_bytes_field(&r, 3, in->hist.v[i].b.p, in->hist.v[i].b.n);
+  for (size_t i = 0; i < in->dispatched.n; i++)
+    dts_pbw_bytes_field(&r, 4, in->dispatched.v[i].b.p, in->dispatched.v[i].b.n);
+  /* entityParameters is always set: .NET dereferences it (PROTOCOL.md 4.2) */
+  OrchestratorEntityParameters ep = ORCHESTRATOR_ENTITY_PARAMETERS__INIT;
+  Google__Protobuf__Duration d = GOOGLE__PROTOBUF__DURATION__INIT;
+  d.seconds = 30;
+  ep.entity_message_reorder_window = &d;
+  dts_pbw_msg_field(&r, 5, &ep.base);
+  if (in->trace.n > 0) dts_pbw_bytes_field(&r, 8, in->trace.p, in->trace.n);
+  dts_buf req = dts_pbw_take(&r);
+
+  dts_pbw w;
+  dts_pbw_init(&w);
+  dts_pbw_bytes_field(&w, 1, req.p, req.n);
+  dts_pbw_string_field(&w, 10, in->token);
+  dts_buf_free(&req);
+  (void)h;
+  return dts_pbw_take(&w);
+}
+
+static void dispatch_orch(dts_hub *h, inst *in, stream *s) {
+  /* newEvents = [OrchestratorStarted(now)] + the whole inbox */
+  HistoryEvent e = HISTORY_EVENT__INIT;
+  OrchestratorStartedEvent os = ORCHESTRATOR_STARTED_EVENT__INIT;
+  e.event_type_case = EV(ORCHESTRATOR_STARTED);
+  e.orchestrator_started = &os;
+  ev_push(&in->dispatched, ev_pack(&e, -1, (int64_t)dts_wall_ns()), UINT64_MAX);
+  for (size_t i = 0; i < in->inbox.n; i++) ev_push(&in->dispatched, in->inbox.v[i].b, in->inbox.v[i].seq);
+  in->inbox.n = 0;
+  new_token(h, 'o', in->token);
+  dts_map_put(&h->tokens, in->token, in);
+  in->leased_to = s;
+  s->n_orch++;
+  atomic_fetch_add_explicit(&h->st_dispatched, 1, memory_order_relaxed);
+  stream_enqueue(h, s, orch_work_item(h, in));
+}
+
+static void dispatch_act(dts_hub *h, act *a, stream *s) {
+  new_token(h, 'a', a->token);
+  dts_map_put(&h->tokens, a->token, a);
+  a->leased_to = s;
+  s->n_act++;
+  dts_pbw w;
+  dts_pbw_init(&w);
+  dts_pbw_bytes_field(&w, 2, a->req.p, a->req.n);
+  dts_pbw_string_field(&w, 10, a->token);
+  atomic_fetch_add_explicit(&h->st_dispatched, 1, memory_order_relaxed);
+  stream_enqueue(h, s, dts_pbw_take(&w));
+}
+
+/* Hands ready work to streams with room, until either runs out. */
+static void pump(dts_hub *h) {
+  if (h->streams == NULL || h->shutting_down) return;
+  int64_t wall = (int64_t)dts_wall_ns();
+  uint64_t mono = dts_now_ns();
+  inst *skipped = NULL, *skipped_tail = NULL;
+  while (h->rq_head != NULL) {
+    inst *in = h->rq_head;
+    h->rq_head = in->ready_next;
+    if (h->rq_head == NULL) h->rq_tail = NULL;
+    in->in_ready = false;
+    atomic_fetch_sub_explicit(&h->st_ready_orch, 1, memory_order_relaxed);
+    if (!dispatchable(in, wall, mono)) {
+      make_ready(h, in); /* re-arms a wake-up if it is only early */
+      continue;
+    }
+    bool room;
+    stream *s = pick(h, in, NULL, &room);
+    if (s != NULL) {
+      dispatch_orch(h, in, s);
+      continue;
+    }
+    /* put it back; stop if no stream has room at all */
+    in->ready_next = NULL;
+    if (skipped_tail) skipped_tail->ready_next = in;
+    else skipped = in;
+    skipped_tail = in;
+    in->in_ready = true;
+    atomic_fetch_add_explicit(&h->st_ready_orch, 1, memory_order_relaxed);
+    if (!room) break;
+  }
+  if (skipped != NULL) { /* skipped items go back in front, in order */
+    skipped_tail->ready_next = h->rq_head;
+    if (h->rq_head == NULL) h->rq_tail = skipped_tail;
+    h->rq_head = skipped;
+  }
+
+  act *askipped = NULL, *askipped_tail = NULL;
+  while (h->aq_head != NULL) {
+    act *a = h->aq_head;
+    h->aq_head = a->ready_next;
+    if (h->aq_head == NULL) h->aq_tail = NULL;
+    a->in_ready = false;
+    atomic_fetch_sub_explicit(&h->st_ready_act, 1, memory_order_relaxed);
+    bool room;
+    stream *s = pick(h, NULL, a, &room);
+    if (s != NULL) {
+      dispatch_act(h, a, s);
+      continue;
+    }
+    a->ready_next = NULL;
+    if (askipped_tail) askipped_tail->ready_next = a;
+    else askipped = a;
+    askipped_tail = a;
+    a->in_ready = true;
+    atomic_fetch_add_explicit(&h->st_ready_act, 1, memory_order_relaxed);
+    if (!room) break;
+  }
+  if (askipped != NULL) {
+    askipped_tail->ready_next = h->aq_head;
+    if (h->aq_head == NULL) h->aq_tail = askipped_tail;
+    h->aq_head = askipped;
+  }
+}
+
+/* Gives an orchestration work item back: its events return to the head of
+ * the inbox (they are still in the store's inbox; only OrchestratorStarted
+ * is dropped, a new one is made at the next dispatch). */
+static void orch_unlease(dts_hub *h, inst *in, uint64_t delay_ns) {
+  if (in->leased_to != NULL) in->leased_to->n_orch--;
+  in->leased_to = NULL;
+  dts_map_del(&h->tokens, in->token);
+  in->token[0] = '\0';
+  evvec back = {0};
+  for (size_t i = 0; i < in->dispatched.n; i++) {
+    if (in->dispatched.v[i].seq == UINT64_MAX) dts_buf_free(&in->dispatched.v[i].b);
+    else ev_push(&back, in->dispatched.v[i].b, in->dispatched.v[i].seq);
+  }
+  in->dispatched.n = 0;
+  for (size_t i = 0; i < in->inbox.n; i++) ev_push(&back, in->inbox.v[i].b, in->inbox.v[i].seq);
+  dts_free(in->inbox.v);
+  in->inbox = back;
+  for (size_t i = 0; i < in->nchunks; i++)
+    orchestrator_response__free_unpacked(in->chunks[i], NULL);
+  dts_free(in->chunks);
+  in->chunks = NULL;
+  in->nchunks = 0;
+  in->not_before = delay_ns ? dts_now_ns() + delay_ns : 0;
+  make_ready(h, in);
+}
+
+static void act_unlease(dts_hub *h, act *a, uint64_t delay_ns) {
+  if (a->leased_to != NULL) a->leased_to->n_act--;
+  a->leased_to = NULL;
+  dts_map_del(&h->tokens, a->token);
+  a->token[0] = '\0';
+  a->not_before = delay_ns ? dts_now_ns() + delay_ns : 0;
+  act_ready(h, a);
+}
+
+static void stream_release(dts_hub *h, stream *s) {
+  /* every item leased to this stream goes back to its queue at once */
+  const char *k;
+  void *v;
+  for (size_t it = 0; dts_map_next(&h->tokens, &it, &k, &v);) {
+    if (k[0] == 'o') {
+      inst *in = v;
+      if (in->leased_to == s) orch_unlease(h, in, 0);
+    } else {
+      act *a = v;
+      if (a->leased_to == s) act_unlease(h, a, 0);
+    }
+  }
+  if (s->prev) s->prev->next = s->next;
+  else h->streams = s->next;
+  if (s->next) s->next->prev = s->prev;
+  if (h->rr == s) h->rr = NULL;
+  for (size_t i = 0; i < s->qlen; i++) dts_buf_free(&s->q[(s->qhead + i) % s->qcap]);
+  dts_free(s->q);
+  get_work_items_request__free_unpacked(s->req, NULL);
+  dts_call_set_owner_data(s->call, NULL);
+  dts_call_unref(s->call);
+  dts_free(s);
+  atomic_fetch_sub_explicit(&h->st_streams, 1, memory_order_relaxed);
+}
+
+/* ======================================================================== */
+/* orchestration turns                                                      */
+
+static dts_buf failure_copy(const TaskFailureDetails *fd) {
+  return fd != NULL ? dts_pb_pack(&fd->base) : (dts_buf){NULL, 0};
+}
+
+static void terminate_inst(dts_hub *h, inst *in, const char *output, bool recurse);
+
+/* Creates or replaces a sub-orchestration; false if the id is taken by a
+ * running instance or invalid (the parent then gets a failure). */
+static bool start_child(dts_hub *h, inst *parent, const OrchestratorAction *a,
+                        const CreateSubOrchestrationAction *c) {
+  if (dts_instance_id_problem(c->instance_id) != NULL) return false;
+  inst *ch = dts_map_get(&h->insts, c->instance_id);
+  if (ch != NULL && !terminal(ch->status)) return false;
+  if (ch == NULL) ch = inst_new(h, c->instance_id);
+  else inst_clear_execution(h, ch);
+  ParentInstanceInfo pi = PARENT_INSTANCE_INFO__INIT;
+  OrchestrationInstance poi = ORCHESTRATION_INSTANCE__INIT;
+  Google__Protobuf__StringValue n, v, e;
+  pi.task_scheduled_id = a->id;
+  pi.name = dts_sv(&n, parent->name);
+  pi.version = dts_sv(&v, parent->version);
+  poi.instance_id = parent->id;
+  poi.execution_id = dts_sv(&e, parent->exec_id);
+  pi.orchestration_instance = &poi;
+  start_spec s = {c->name,     dts_sv_get(c->version), dts_sv_get(c->input), NULL, 0,
+                  (void *const *)c->tags, c->n_tags, &pi, c->parent_trace_context};
+  inst_start(h, ch, &s);
+  return true;
+}
+
+static void fail_event(HistoryEvent *e, int kind, int32_t task, TaskFailureDetails *fd,
+                       SubOrchestrationInstanceFailedEvent *sf) {
+  (void)kind;
+  sub_orchestration_instance_failed_event__init(sf);
+  sf->task_scheduled_id = task;
+  sf->failure_details = fd;
+  e->event_type_case = EV(SUB_ORCHESTRATION_INSTANCE_FAILED);
+  e->sub_orchestration_instance_failed = sf;
+}
+
+/* The instance reached a terminal state: tell its parent. */
+static void notify_parent(dts_hub *h, inst *in, int64_t now) {
+  if (in->parent_id == NULL) return;
+  inst *p = dts_map_get(&h->insts, in->parent_id);
+  if (p == NULL || terminal(p->status)) return;
+  if (in->parent_exec != NULL && strcmp(in->parent_exec, p->exec_id) != 0) return;
+  HistoryEvent e = HISTORY_EVENT__INIT;
+  if (in->status == ST(COMPLETED)) {
+    SubOrchestrationInstanceCompletedEvent sc = SUB_ORCHESTRATION_INSTANCE_COMPLETED_EVENT__INIT;
+    Google__Protobuf__StringValue r;
+    sc.task_scheduled_id = in->parent_task;
+    sc.result = dts_sv(&r, in->output);
+    e.event_type_case = EV(SUB_ORCHESTRATION_INSTANCE_COMPLETED);
+    e.sub_orchestration_instance_completed = &sc;
+    inbox_add(h, p, ev_pack(&e, -1, now));
+    return;
+  }
+  TaskFailureDetails *fd = in->has_failure ? task_failure_details__unpack(NULL, in->failure.n, in->failure.p) : NULL;
+  TaskFailureDetails made = TASK_FAILURE_DETAILS__INIT;
+  char msg[300];
+  if (fd == NULL) {
+    snprintf(msg, sizeof(msg), "sub-orchestration '%s' ended with status %s", in->id,
+             in->status == ST(TERMINATED) ? "TERMINATED" : "FAILED");
+    made.error_type = in->status == ST(TERMINATED) ? "TerminatedException" : "OrchestrationFailed";
+    made.error_message = msg;
+  }
+  SubOrchestrationInstanceFailedEvent sf;
+  fail_event(&e, 0, in->parent_task, fd ? fd : &made, &sf);
+  inbox_add(h, p, ev_pack(&e, -1, now));
+  if (fd) task_failure_details__free_unpacked(fd, NULL);
+}
+
+static void release_waiters_later(dts_hub *h, inst *in) { touch(h, in); }
+
+/* Applies one committed completion.  `actions` is the merged action list. */
+static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue *custom_status,
+                       const OrchestrationTraceContext *trace, OrchestratorAction **actions,
+                       size_t nactions, int32_t nprocessed) {
+  int64_t now = (int64_t)dts_wall_ns();
+  key k;
+  cur(h);
+  touch(h, in);
+
+  /* 1. the dispatched events enter history (all, or the first nprocessed) */
+  size_t n = in->dispatched.n;
+  if (nprocessed >= 0 && (size_t)nprocessed < n) n = (size_t)nprocessed;
+  if (n == 0 && in->dispatched.n > 0) n = 1; /* OrchestratorStarted always */
+  bool suspended = in->status == ST(SUSPENDED);
+  evvec back = {0}; /* unprocessed events, which go back before newer ones */
+  for (size_t i = 0; i < in->dispatched.n; i++) {
+    ev *d = &in->dispatched.v[i];
+    if (i < n) {
+      HistoryEvent *e = history_event__unpack(NULL, d->b.n, d->b.p);
+      if (e != NULL) {
+        if (e->event_type_case == EV(EXECUTION_SUSPENDED)) suspended = true;
+        if (e->event_type_case == EV(EXECUTION_RESUMED)) suspended = false;
+        history_event__free_unpacked(e, NULL);
+      }
+      if (d->seq != UINT64_MAX) {
+        key_inbox(&k, h, in->id, d->seq);
+        dts_batch_del(h->batch, k.b, k.n);
+      }
+      hist_add(h, in, d->b);
+    } else if (d->seq != UINT64_MAX) {
+      ev_push(&back, d->b, d->seq);
+    } else {
+      dts_buf_free(&d->b);
+    }
+  }
+  in->dispatched.n = 0;
+  for (size_t i = 0; i < in->inbox.n; i++) ev_push(&back, in->inbox.v[i].b, in->inbox.v[i].seq);
+  dts_free(in->inbox.v);
+  in->inbox = back;
+
+  if (in->status == ST(PENDING)) in->status = ST(RUNNING);
+  if (in->status == ST(RUNNING) && suspended) in->status = ST(SUSPENDED);
+  if (in->status == ST(SUSPENDED) && !suspended) in->status = ST(RUNNING);
+  if (custom_status != NULL) set_str(&in->custom_status, custom_status->value);
+  if (trace != NULL) {
+    dts_buf_free(&in->trace);
+    in->trace = dts_pb_pack(&trace->base);
+  }
+  in->updated = now;
+
+  /* 2. actions, in order */
+  const CompleteOrchestrationAction *done = NULL;
+  for (size_t i = 0; i < nactions; i++) {
+    const OrchestratorAction *a = actions[i];
+    HistoryEvent e = HISTORY_EVENT__INIT;
+    switch (a->orchestrator_action_type_case) {
+    case ACT(SCHEDULE_TASK): {
+      const ScheduleTaskAction *st = a->schedule_task;
+      TaskScheduledEvent ts = TASK_SCHEDULED_EVENT__INIT;
+      ts.name = st->name;
+      ts.version = st->version;
+      ts.input = st->input;
+      ts.parent_trace_context = st->parent_trace_context;
+      tagset tg = tags_as(&task_scheduled_event__tags_entry__descriptor, (void *const *)st->tags, st->n_tags);
+      ts.n_tags = tg.n;
+      ts.tags = (TaskScheduledEvent__TagsEntry **)tg.p;
+      e.event_type_case = EV(TASK_SCHEDULED);
+      e.task_scheduled = &ts;
+      hist_add(h, in, ev_pack(&e, a->id, now));
+      tags_free(&tg);
+
+      ActivityRequest ar = ACTIVITY_REQUEST__INIT;
+      OrchestrationInstance oi = ORCHESTRATION_INSTANCE__INIT;
+      Google__Protobuf__StringValue ex;
+      ar.name = st->name;
+      ar.version = st->version;
+      ar.input = st->input;
+      oi.instance_id = in->id;
+      oi.execution_id = dts_sv(&ex, in->exec_id);
+      ar.orchestration_instance = &oi;
+      ar.task_id = a->id;
+      ar.parent_trace_context = st->parent_trace_context;
+      tagset tg2 = tags_as(&activity_request__tags_entry__descriptor, (void *const *)st->tags, st->n_tags);
+      ar.n_tags = tg2.n;
+      ar.tags = (ActivityRequest__TagsEntry **)tg2.p;
+      key_act(&k, h, in->id, in->exec_id, a->id);
+      act *w = dts_calloc(1, sizeof(*w));
+      w->key = work_key(in->id, in->exec_id, a->id);
+      w->skey = raw_copy(&k);
+      w->klen = k.n;
+      w->inst_id = dts_strdup(in->id);
+      w->exec_id = dts_strdup(in->exec_id);
+      w->name = dts_strdup(st->name);
+      w->version = xstrdup_or_null(dts_sv_get(st->version));
+      w->task_id = a->id;
+      w->req = dts_pb_pack(&ar.base);
+      tags_free(&tg2);
+      dts_batch_put(h->batch, k.b, k.n, w->req.p, w->req.n);
+      act *old = dts_map_put(&h->acts, w->key, w);
+      if (old != NULL) DTS_WARN("hub", "%s: task %d scheduled twice in one execution", in->id, a->id);
+      ticket *t = cur(h);
+      VEC_PUSH(t->acts, t->nacts, t->capacts, w);
+      break;
+    }
+    case ACT(CREATE_TIMER): {
+      TimerCreatedEvent tc = TIMER_CREATED_EVENT__INIT;
+      tc.fire_at = a->create_timer->fire_at;
+      e.event_type_case = EV(TIMER_CREATED);
+      e.timer_created = &tc;
+      hist_add(h, in, ev_pack(&e, a->id, now));
+      int64_t fire = dts_ts_to_ns(a->create_timer->fire_at);
+      HistoryEvent f = HISTORY_EVENT__INIT;
+      TimerFiredEvent tf = TIMER_FIRED_EVENT__INIT;
+      tf.fire_at = a->create_timer->fire_at;
+      tf.timer_id = a->id;
+      f.event_type_case = EV(TIMER_FIRED);
+      f.timer_fired = &tf;
+      dtimer *tm = dts_calloc(1, sizeof(*tm));
+      key_timer(&k, h, in->id, in->exec_id, a->id);
+      tm->key = work_key(in->id, in->exec_id, a->id);
+      tm->skey = raw_copy(&k);
+      tm->klen = k.n;
+      tm->inst_id = dts_strdup(in->id);
+      tm->exec_id = dts_strdup(in->exec_id);
+      tm->fire_at = fire;
+      tm->event = ev_pack(&f, -1, fire > now ? fire : now);
+      dts_batch_put(h->batch, k.b, k.n, tm->event.p, tm->event.n);
+      dtimer *oldt = dts_map_put(&h->timers, tm->key, tm);
+      if (oldt != NULL) {
+        dts_free(oldt->skey);
+        dts_free(oldt->key);
+        dts_free(oldt->inst_id);
+        dts_free(oldt->exec_id);
+        dts_buf_free(&oldt->event);
+        dts_free(oldt);
+      }
+      ticket *t = cur(h);
+      VEC_PUSH(t->timers, t->ntimers, t->captimers, tm);
+      break;
+    }
+    case ACT(CREATE_SUB_ORCHESTRATION): {
+      const CreateSubOrchestrationAction *c = a->create_sub_orchestration;
+      SubOrchestrationInstanceCreatedEvent sc = SUB_ORCHESTRATION_INSTANCE_CREATED_EVENT__INIT;
+      sc.instance_id = c->instance_id;
+      sc.name = c->name;
+      sc.version = c->version;
+      sc.input = c->input;
+      sc.parent_trace_context = c->parent_trace_context;
+      tagset tg = tags_as(&sub_orchestration_instance_created_event__tags_entry__descriptor,
+                          (void *const *)c->tags, c->n_tags);
+      sc.n_tags = tg.n;
+      sc.tags = (SubOrchestrationInstanceCreatedEvent__TagsEntry **)tg.p;
+      e.event_type_case = EV(SUB_ORCHESTRATION_INSTANCE_CREATED);
+      e.sub_orchestration_instance_created = &sc;
+      hist_add(h, in, ev_pack(&e, a->id, now));
+      tags_free(&tg);
+      if (!start_child(h, in, a, c)) {
+        HistoryEvent fe = HISTORY_EVENT__INIT;
+        TaskFailureDetails fd = TASK_FAILURE_DETAILS__INIT;
+        char msg[300];
+        const char *why = dts_instance_id_problem(c->instance_id);
+        snprintf(msg, sizeof(msg), "cannot create sub-orchestration '%.120s': %s", c->instance_id,
+                 why ? why : "an instance with this id is still running");
+        fd.error_type = why ? "InvalidArgument" : "OrchestrationAlreadyExists";
+        fd.error_message = msg;
+        SubOrchestrationInstanceFailedEvent sf;
+        fail_event(&fe, 0, a->id, &fd, &sf);
+        /* into our own inbox: it is the next turn's news */
+        uint64_t seq = in->next_inbox_seq++;
+        dts_buf b = ev_pack(&fe, -1, now);
+        key_inbox(&k, h, in->id, seq);
+        dts_batch_put(h->batch, k.b, k.n, b.p, b.n);
+        ev_push(&in->inbox, b, seq);
+      }
+      break;
+    }
+    case ACT(SEND_EVENT): {
+      const SendEventAction *se = a->send_event;
+      EventSentEvent es = EVENT_SENT_EVENT__INIT;
+      const char *target = se->instance ? se->instance->instance_id : "";
+      es.instance_id = (char *)target;
+      es.name = se->name;
+      es.input = se->data;
+      e.event_type_case = EV(EVENT_SENT);
+      e.event_sent = &es;
+      hist_add(h, in, ev_pack(&e, a->id, now));
+      inst *to = dts_map_get(&h->insts, target);
+      if (to != NULL) {
+        HistoryEvent re = HISTORY_EVENT__INIT;
+        EventRaisedEvent er = EVENT_RAISED_EVENT__INIT;
+        er.name = se->name;
+        er.input = se->data;
+        re.event_type_case = EV(EVENT_RAISED);
+        re.event_raised = &er;
+        if (to == in) { /* to ourselves: lands in our inbox for the next turn */
+          uint64_t seq = in->next_inbox_seq++;
+          dts_buf b = ev_pack(&re, -1, now);
+          key_inbox(&k, h, in->id, seq);
+          dts_batch_put(h->batch, k.b, k.n, b.p, b.n);
+          ev_push(&in->inbox, b, seq);
+        } else {
+          inbox_add(h, to, ev_pack(&re, -1, now));
+        }
+      }
+      break;
+    }
+    case ACT(TERMINATE_ORCHESTRATION): {
+      const TerminateOrchestrationAction *ta = a->terminate_orchestration;
+      inst *to = dts_map_get(&h->insts, ta->instance_id);
+      if (to != NULL && to != in) terminate_inst(h, to, dts_sv_get(ta->reason), ta->recurse);
+      break;
+    }
+    case ACT(COMPLETE_ORCHESTRATION):
+      done = a->complete_orchestration;
+      break;
+    case ACT(SEND_ENTITY_MESSAGE): {
+      /* Recorded in history so replay matches; routing to entities arrives
+       * with the entities release. */
+      const SendEntityMessageAction *sm = a->send_entity_message;
+      switch (sm->entity_message_type_case) {
+      case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_OPERATION_SIGNALED:
+        e.event_type_case = EV(ENTITY_OPERATION_SIGNALED);
+        e.entity_operation_signaled = sm->entity_operation_signaled;
+        break;
+      case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_OPERATION_CALLED:
+        e.event_type_case = EV(ENTITY_OPERATION_CALLED);
+        e.entity_operation_called = sm->entity_operation_called;
+        break;
+      case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_LOCK_REQUESTED:
+        e.event_type_case = EV(ENTITY_LOCK_REQUESTED);
+        e.entity_lock_requested = sm->entity_lock_requested;
+        break;
+      case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_UNLOCK_SENT:
+        e.event_type_case = EV(ENTITY_UNLOCK_SENT);
+        e.entity_unlock_sent = sm->entity_unlock_sent;
+        break;
+      default:
+        break;
+      }
+      if (e.event_type_case != HISTORY_EVENT__EVENT_TYPE__NOT_SET) hist_add(h, in, ev_pack(&e, a->id, now));
+      DTS_WARN("hub", "%s: entity messages are not delivered yet (entities release)", in->id);
+      break;
+    }
+    default:
+      DTS_WARN("hub", "%s: action %d of kind %d ignored", in->id, a->id,
+               (int)a->orchestrator_action_type_case);
+      break;
+    }
+  }
+
+  /* 3. the turn's end marker, then the completion */
+  {
+    HistoryEvent e = HISTORY_EVENT__INIT;
+    OrchestratorCompletedEvent oc = ORCHESTRATOR_COMPLETED_EVENT__INIT;
+    e.event_type_case = EV(ORCHESTRATOR_COMPLETED);
+    e.orchestrator_completed = &oc;
+    hist_add(h, in, ev_pack(&e, -1, now));
+  }
+  if (done != NULL && done->orchestration_status == ST(CONTINUED_AS_NEW)) {
+    /* restart in place: new execution, carry-over events first, then what
+     * arrived during the turn */
+    char *input = xstrdup_or_null(dts_sv_get(done->result));
+    char *version = xstrdup_or_null(done->new_version ? done->new_version->value : in->version);
+    char *name = dts_strdup(in->name);
+    int64_t created = in->created;
+    ParentInstanceInfo *pi = in->parent.n ? parent_instance_info__unpack(NULL, in->parent.n, in->parent.p) : NULL;
+    evvec arrived = in->inbox;
+    memset(&in->inbox, 0, sizeof(in->inbox));
+    for (size_t i = 0; i < arrived.n; i++) { /* re-keyed below */
+      key_inbox(&k, h, in->id, arrived.v[i].seq);
+      dts_batch_del(h->batch, k.b, k.n);
+    }
+    tagset keep = tags_from_inst(&execution_started_event__tags_entry__descriptor, in);
+    inst_clear_execution(h, in);
+    start_spec s = {name, version, input, NULL, 0, (void *const *)keep.p, keep.n, pi, NULL};
+    /* inst_set_tags inside inst_start copies from `keep`, which points at
+     * the strings it is about to free: copy them first */
+    char **kk = keep.n ? dts_calloc(keep.n, sizeof(char *)) : NULL;
+    char **vv = keep.n ? dts_calloc(keep.n, sizeof(char *)) : NULL;
+    for (size_t i = 0; i < keep.n; i++) {
+      kk[i] = dts_strdup(keep.e[i].key);
+      vv[i] = dts_strdup(keep.e[i].value);
+      keep.e[i].key = kk[i];
+      keep.e[i].value = vv[i];
+    }
+    inst_start(h, in, &s);
+    for (size_t i = 0; i < keep.n; i++) {
+      dts_free(kk[i]);
+      dts_free(vv[i]);
+    }
+    dts_free(kk);
+    dts_free(vv);
+    tags_free(&keep);
+    in->status = ST(RUNNING); /* never report CONTINUED_AS_NEW */
+    in->created = created;
+    for (size_t i = 0; i < done->n_carryover_events; i++)
+      inbox_add(h, in, dts_pb_pack(&done->carryover_events[i]->base));
+    for (size_t i = 0; i < arrived.n; i++) inbox_add(h, in, arrived.v[i].b);
+    dts_free(arrived.v);
+    dts_free(input);
+    dts_free(version);
+    dts_free(name);
+    if (pi) parent_instance_info__free_unpacked(pi, NULL);
+  } else if (done != NULL) {
+    int st = done->orchestration_status;
+    if (!terminal(st)) st = ST(FAILED);
+    in->status = st;
+    set_str(&in->output, dts_sv_get(done->result));
+    dts_buf_free(&in->failure);
+    in->failure = failure_copy(done->failure_details);
+    in->has_failure = done->failure_details != NULL;
+    inst_merge_tags(in, (void *const *)done->tags, done->n_tags);
+    in->completed = now;
+    HistoryEvent e = HISTORY_EVENT__INIT;
+    ExecutionCompletedEvent ec = EXECUTION_COMPLETED_EVENT__INIT;
+    ec.orchestration_status = st;
+    ec.result = done->result;
+    ec.failure_details = done->failure_details;
+    e.event_type_case = EV(EXECUTION_COMPLETED);
+    e.execution_completed = &ec;
+    hist_add(h, in, ev_pack(&e, -1, now));
+    /* events that arrived during the turn are dropped with the instance */
+    for (size_t i = 0; i < in->inbox.n; i++) {
+      key_inbox(&k, h, in->id, in->inbox.v[i].seq);
+      dts_batch_del(h->batch, k.b, k.n);
+    }
+    ev_clear(&in->inbox);
+    notify_parent(h, in, now);
+    release_waiters_later(h, in);
+  }
+}
+
+/* TerminateInstance and the terminate action: ExecutionTerminated into the
+ * inbox; with recurse, every running sub-orchestration too. */
+static void terminate_inst(dts_hub *h, inst *in, const char *output, bool recurse) {
+  if (terminal(in->status)) return;
+  int64_t now = (int64_t)dts_wall_ns();
+  HistoryEvent e = HISTORY_EVENT__INIT;
+  ExecutionTerminatedEvent et = EXECUTION_TERMINATED_EVENT__INIT;
+  Google__Protobuf__StringValue o;
+  et.input = dts_sv(&o, output);
+  et.recurse = recurse;
+  e.event_type_case = EV(EXECUTION_TERMINATED);
+  e.execution_terminated = &et;
+  inbox_add(h, in, ev_pack(&e, -1, now));
+  if (!recurse) return;
+  /* children: created in this execution and not yet reported back */
+  for (size_t i = 0; i < in->hist.n; i++) {
+    HistoryEvent *he = history_event__unpack(NULL, in->hist.v[i].b.n, in->hist.v[i].b.p);
+    if (he == NULL) continue;
+    if (he->event_type_case == EV(SUB_ORCHESTRATION_INSTANCE_CREATED)) {
+      inst *ch = dts_map_get(&h->insts, he->sub_orchestration_instance_created->instance_id);
+      if (ch != NULL && ch != in && ch->parent_id != NULL && strcmp(ch->parent_id, in->id) == 0)
+        terminate_inst(h, ch, output, true);
+    }
+    history_event__free_unpacked(he, NULL);
+  }
+}
+
+/* ======================================================================== */
+/* RPC handlers                                                             */
+
+static bool payload_ok(dts_hub *h, dts_call *c, const char *what, const char *s) {
+  if (s == NULL || strlen(s) <= h->cfg.max_payload) return true;
+  fail(h, c, DTS_ST_INVALID_ARGUMENT,
+       "%s is %zu bytes, over the payload limit of %zu bytes (--max-payload / DTSD_MAX_PAYLOAD)", what,
+       strlen(s), h->cfg.max_payload);
+  return false;
+}
+
+static inst *find_or_fail(dts_hub *h, dts_call *c, const char *id) {
+  inst *in = dts_map_get(&h->insts, id);
+  if (in == NULL) fail(h, c, DTS_ST_NOT_FOUND, "no orchestration instance '%.120s' in task hub '%s'", id, h->name);
+  return in;
+}
+
+static void on_start(dts_hub *h, dts_call *c, CreateInstanceRequest *r) {
+  char gen[37];
+  const char *id = r->instance_id;
+  if (id[0] == '\0') {
+    dts_uuid(gen);
+    id = gen;
+  }
+  const char *why = dts_instance_id_problem(id);
+  if (why != NULL) {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "invalid instance id '%.120s': %s", id, why);
+    return;
+  }
+  if (r->name[0] == '\0') {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "orchestration name must not be empty");
+    return;
+  }
+  if (!payload_ok(h, c, "input", dts_sv_get(r->input))) return;
+  const char *exec = dts_sv_get(r->execution_id);
+  if (exec != NULL && strlen(exec) > 100) {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "execution id is longer than 100 characters");
+    return;
+  }
+  inst *in = dts_map_get(&h->insts, id);
+  if (in != NULL) {
+    const OrchestrationIdReusePolicy *p = r->orchestration_id_reuse_policy;
+    bool replace;
+    if (p != NULL && p->n_replaceable_status > 0) {
+      bool running_ok = false, terminated_ok = false, here = false;
+      for (size_t i = 0; i < p->n_replaceable_status; i++) {
+        int s = p->replaceable_status[i];
+        if (running_like(s)) running_ok = true;
+        if (s == ST(TERMINATED)) terminated_ok = true;
+        if (s == in->status) here = true;
+      }
+      if (running_ok && !terminated_ok) {
+        fail(h, c, DTS_ST_INVALID_ARGUMENT,
+             "invalid reusable statuses: cannot exclude TERMINATED while also allowing reuse of running instances");
+        return;
+      }
+      replace = here;
+    } else {
+      replace = terminal(in->status);
+    }
+    if (!replace) {
+      fail(h, c, DTS_ST_ALREADY_EXISTS, "an orchestration instance '%.120s' already exists with status %d", id,
+           in->status);
+      return;
+    }
+    /* replacing a running one terminates it: its work is now stale */
+    cur(h);
+    inst_clear_execution(h, in);
+  } else {
+    cur(h);
+    in = inst_new(h, id);
+  }
+  start_spec s = {r->name, dts_sv_get(r->version), dts_sv_get(r->input), exec,
+                  dts_ts_to_ns(r->scheduled_start_timestamp), (void *const *)r->tags, r->n_tags, NULL,
+                  r->parent_trace_context};
+  inst_start(h, in, &s);
+  CreateInstanceResponse resp = CREATE_INSTANCE_RESPONSE__INIT;
+  resp.instance_id = in->id;
+  answer_msg(h, c, &resp.base);
+}
+
+static void on_get(dts_hub *h, dts_call *c, GetInstanceRequest *r) {
+  inst *in = dts_map_get(&h->insts, r->instance_id);
+  answer(h, c, instance_response(in, r->get_inputs_and_outputs));
+}
+
+static void on_wait(dts_hub *h, dts_call *c, GetInstanceRequest *r, bool completion) {
+  inst *in = dts_map_get(&h->insts, r->instance_id);
+  if (in == NULL || (completion ? terminal(in->status) : in->status != ST(PENDING)) || h->shutting_down) {
+    if (h->shutting_down && in != NULL) fail(h, c, DTS_ST_UNAVAILABLE, "dtsd is shutting down");
+    else answer(h, c, instance_response(in, r->get_inputs_and_outputs));
+    return;
+  }
+  waiter *w = dts_calloc(1, sizeof(*w));
+  dts_call_ref(c);
+  w->call = c;
+  w->in = in;
+  w->completion = completion;
+  w->io = r->get_inputs_and_outputs;
+  w->next = in->waiters;
+  if (in->waiters) in->waiters->prev = w;
+  in->waiters = w;
+  dts_call_set_owner_data(c, w);
+}
+
+static void on_raise(dts_hub *h, dts_call *c, RaiseEventRequest *r) {
+  if (!payload_ok(h, c, "event data", dts_sv_get(r->input))) return;
+  inst *in = find_or_fail(h, c, r->instance_id);
+  if (in == NULL) return;
+  HistoryEvent e = HISTORY_EVENT__INIT;
+  EventRaisedEvent er = EVENT_RAISED_EVENT__INIT;
+  er.name = r->name;
+  er.input = r->input;
+  e.event_type_case = EV(EVENT_RAISED);
+  e.event_raised = &er;
+  cur(h);
+  inbox_add(h, in, ev_pack(&e, -1, (int64_t)dts_wall_ns()));
+  RaiseEventResponse resp = RAISE_EVENT_RESPONSE__INIT;
+  answer_msg(h, c, &resp.base);
+}
+
+static void on_terminate(dts_hub *h, dts_call *c, TerminateRequest *r) {
+  if (!payload_ok(h, c, "output", dts_sv_get(r->output))) return;
+  inst *in = find_or_fail(h, c, r->instance_id);
+  if (in == NULL) return;
+  cur(h);
+  terminate_inst(h, in, dts_sv_get(r->output), r->recursive);
+  TerminateResponse resp = TERMINATE_RESPONSE__INIT;
+  answer_msg(h, c, &resp.base);
+}
+
+static void on_suspend_resume(dts_hub *h, dts_call *c, const char *id, const char *reason, bool suspend) {
+  inst *in = find_or_fail(h, c, id);
+  if (in == NULL) return;
+  bool noop = terminal(in->status) || (suspend && in->status == ST(SUSPENDED)) ||
+              (!suspend && in->status != ST(SUSPENDED) && in->status != ST(PENDING) && in->status != ST(RUNNING));
+  if (!noop) {
+    HistoryEvent e = HISTORY_EVENT__INIT;
+    Google__Protobuf__StringValue rs;
+    ExecutionSuspendedEvent es = EXECUTION_SUSPENDED_EVENT__INIT;
+    ExecutionResumedEvent er = EXECUTION_RESUMED_EVENT__INIT;
+    if (suspend) {
+      es.input = dts_sv(&rs, reason);
+      e.event_type_case = EV(EXECUTION_SUSPENDED);
+      e.execution_suspended = &es;
+    } else {
+      er.input = dts_sv(&rs, reason);
+      e.event_type_case = EV(EXECUTION_RESUMED);
+      e.execution_resumed = &er;
+    }
+    cur(h);
+    inbox_add(h, in, ev_pack(&e, -1, (int64_t)dts_wall_ns()));
+  }
+  if (suspend) {
+    SuspendResponse resp = SUSPEND_RESPONSE__INIT;
+    answer_msg(h, c, &resp.base);
+  } else {
+    ResumeResponse resp = RESUME_RESPONSE__INIT;
+    answer_msg(h, c, &resp.base);
+  }
+}
+
+static void complete_ok(dts_hub *h, dts_call *c) {
+  CompleteTaskResponse resp = COMPLETE_TASK_RESPONSE__INIT;
+  answer_msg(h, c, &resp.base);
+}
+
+/* Returns true when `r` was kept (buffered as a chunk). */
+static bool on_complete_orch(dts_hub *h, dts_call *c, OrchestratorResponse *r) {
+  inst *in = NULL;
+  if (r->completion_token[0] != '\0') {
+    void *v = dts_map_get(&h->tokens, r->completion_token);
+    if (v != NULL && r->completion_token[0] == 'o') in = v;
+  } else { /* old workers send no token: match the instance's lease */
+    inst *x = dts_map_get(&h->insts, r->instance_id);
+    if (x != NULL && x->leased_to != NULL) in = x;
+  }
+  if (in == NULL || (r->instance_id[0] != '\0' && strcmp(r->instance_id, in->id) != 0)) {
+    DTS_INFO("hub", "stale orchestrator completion for '%.120s' (token '%.40s'): ignored", r->instance_id,
+             r->completion_token);
+    atomic_fetch_add_explicit(&h->st_stale, 1, memory_order_relaxed);
+    complete_ok(h, c);
+    return false;
+  }
+  /* payload limits on what the turn would store: an oversized result fails
+   * the orchestration (a retry would only produce it again) */
+  const char *big = NULL;
+  if (r->custom_status && strlen(r->custom_status->value) > h->cfg.max_payload) big = "custom status";
+  for (size_t i = 0; i < r->n_actions && big == NULL; i++) {
+    const OrchestratorAction *a = r->actions[i];
+    const char *p = NULL;
+    switch (a->orchestrator_action_type_case) {
+    case ACT(SCHEDULE_TASK): p = dts_sv_get(a->schedule_task->input); break;
+    case ACT(CREATE_SUB_ORCHESTRATION): p = dts_sv_get(a->create_sub_orchestration->input); break;
+    case ACT(SEND_EVENT): p = dts_sv_get(a->send_event->data); break;
+    case ACT(COMPLETE_ORCHESTRATION): p = dts_sv_get(a->complete_orchestration->result); break;
+    default: break;
+    }
+    if (p != NULL && strlen(p) > h->cfg.max_payload) big = "an action's payload";
+  }
+  if (big != NULL) {
+    char msg[300];
+    snprintf(msg, sizeof(msg), "%s is over the payload limit of %zu bytes (--max-payload / DTSD_MAX_PAYLOAD)",
+             big, h->cfg.max_payload);
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "%s", msg);
+    TaskFailureDetails fd = TASK_FAILURE_DETAILS__INIT;
+    fd.error_type = "PayloadTooLarge";
+    fd.error_message = msg;
+    CompleteOrchestrationAction ca = COMPLETE_ORCHESTRATION_ACTION__INIT;
+    ca.orchestration_status = ST(FAILED);
+    ca.failure_details = &fd;
+    OrchestratorAction oa = ORCHESTRATOR_ACTION__INIT;
+    oa.id = -1;
+    oa.orchestrator_action_type_case = ACT(COMPLETE_ORCHESTRATION);
+    oa.complete_orchestration = &ca;
+    OrchestratorAction *one = &oa;
+    if (in->leased_to != NULL) in->leased_to->n_orch--;
+    in->leased_to = NULL;
+    dts_map_del(&h->tokens, in->token);
+    in->token[0] = '\0';
+    for (size_t i = 0; i < in->nchunks; i++) orchestrator_response__free_unpacked(in->chunks[i], NULL);
+    dts_free(in->chunks);
+    in->chunks = NULL;
+    in->nchunks = 0;
+    apply_turn(h, in, NULL, NULL, &one, 1, -1);
+    return false;
+  }
+  if (r->is_partial) { /* deprecated chunking: buffer until the last chunk */
+    in->chunks = dts_realloc(in->chunks, (in->nchunks + 1) * sizeof(*in->chunks));
+    in->chunks[in->nchunks++] = r;
+    complete_ok(h, c);
+    return true;
+  }
+  size_t nact = r->n_actions;
+  for (size_t i = 0; i < in->nchunks; i++) nact += in->chunks[i]->n_actions;
+  OrchestratorAction **all = dts_malloc((nact ? nact : 1) * sizeof(*all));
+  size_t k = 0;
+  int32_t nprocessed = -1;
+  OrchestratorResponse *first = in->nchunks > 0 ? in->chunks[0] : r;
+  if (first->num_events_processed != NULL) nprocessed = first->num_events_processed->value;
+  for (size_t i = 0; i < in->nchunks; i++)
+    for (size_t j = 0; j < in->chunks[i]->n_actions; j++) all[k++] = in->chunks[i]->actions[j];
+  for (size_t j = 0; j < r->n_actions; j++) all[k++] = r->actions[j];
+  if (in->leased_to != NULL) in->leased_to->n_orch--;
+  in->leased_to = NULL;
+  dts_map_del(&h->tokens, in->token);
+  in->token[0] = '\0';
+  apply_turn(h, in, r->custom_status ? r->custom_status : first->custom_status,
+             first->orchestration_trace_context, all, nact, nprocessed);
+  dts_free(all);
+  for (size_t i = 0; i < in->nchunks; i++) orchestrator_response__free_unpacked(in->chunks[i], NULL);
+  dts_free(in->chunks);
+  in->chunks = NULL;
+  in->nchunks = 0;
+  atomic_fetch_add_explicit(&h->st_completions, 1, memory_order_relaxed);
+  complete_ok(h, c);
+  return false;
+}
+
+static void act_free(act *a) {
+  dts_free(a->key);
+  dts_free(a->skey);
+  dts_free(a->inst_id);
+  dts_free(a->exec_id);
+  dts_free(a->name);
+  dts_free(a->version);
+  dts_buf_free(&a->req);
+  dts_free(a);
+}
+
+static void on_complete_act(dts_hub *h, dts_call *c, ActivityResponse *r) {
+  act *a = NULL;
+  if (r->completion_token[0] != '\0') {
+    void *v = dts_map_get(&h->tokens, r->completion_token);
+    if (v != NULL && r->completion_token[0] == 'a') a = v;
+  } else {
+    inst *in = dts_map_get(&h->insts, r->instance_id);
+    if (in != NULL) {
+      char *mk = work_key(in->id, in->exec_id, r->task_id);
+      act *x = dts_map_get(&h->acts, mk);
+      dts_free(mk);
+      if (x != NULL && x->leased_to != NULL) a = x;
+    }
+  }
+  if (a == NULL) {
+    DTS_INFO("hub", "stale activity completion for '%.120s' task %d: ignored", r->instance_id, r->task_id);
+    atomic_fetch_add_explicit(&h->st_stale, 1, memory_order_relaxed);
+    complete_ok(h, c);
+    return;
+  }
+  /* an oversized result becomes the activity's failure, so the
+   * orchestration hears about it instead of waiting forever */
+  TaskFailureDetails big = TASK_FAILURE_DETAILS__INIT;
+  char bigmsg[200];
+  bool too_big = r->failure_details == NULL && !payload_ok(h, c, "activity result", dts_sv_get(r->result));
+  if (too_big) {
+    snprintf(bigmsg, sizeof(bigmsg), "activity result is over the payload limit of %zu bytes",
+             h->cfg.max_payload);
+    big.error_type = "PayloadTooLarge";
+    big.error_message = bigmsg;
+    r->failure_details = &big;
+  }
+  if (a->leased_to != NULL) a->leased_to->n_act--;
+  a->leased_to = NULL;
+  dts_map_del(&h->tokens, a->token);
+  dts_map_del(&h->acts, a->key);
+  cur(h);
+  dts_batch_del(h->batch, a->skey, a->klen);
+  inst *in = dts_map_get(&h->insts, a->inst_id);
+  if (in != NULL && strcmp(in->exec_id, a->exec_id) == 0) {
+    HistoryEvent e = HISTORY_EVENT__INIT;
+    TaskCompletedEvent tc = TASK_COMPLETED_EVENT__INIT;
+    TaskFailedEvent tf = TASK_FAILED_EVENT__INIT;
+    if (r->failure_details != NULL) {
+      tf.task_scheduled_id = a->task_id;
+      tf.failure_details = r->failure_details;
+      e.event_type_case = EV(TASK_FAILED);
+      e.task_failed = &tf;
+    } else {
+      tc.task_scheduled_id = a->task_id;
+      tc.result = r->result;
+      e.event_type_case = EV(TASK_COMPLETED);
+      e.task_completed = &tc;
+    }
+    inbox_add(h, in, ev_pack(&e, -1, (int64_t)dts_wall_ns()));
+  }
+  act_free(a);
+  atomic_fetch_add_explicit(&h->st_completions, 1, memory_order_relaxed);
+  if (too_big) {
+    r->failure_details = NULL; /* not ours to free */
+    return;                    /* the failure answer is already queued */
+  }
+  complete_ok(h, c);
+}
+
+static void on_abandon(dts_hub *h, dts_call *c, const char *token, bool orch) {
+  void *v = token[0] != '\0' ? dts_map_get(&h->tokens, token) : NULL;
+  if (v != NULL && orch && token[0] == 'o') orch_unlease(h, v, h->cfg.abandon_delay_ns);
+  else if (v != NULL && !orch && token[0] == 'a') act_unlease(h, v, h->cfg.abandon_delay_ns);
+  else DTS_INFO("hub", "abandon with unknown or stale token '%.40s': ignored", token);
+  if (orch) {
+    AbandonOrchestrationTaskResponse resp = ABANDON_ORCHESTRATION_TASK_RESPONSE__INIT;
+    answer_msg(h, c, &resp.base);
+  } else {
+    AbandonActivityTaskResponse resp = ABANDON_ACTIVITY_TASK_RESPONSE__INIT;
+    answer_msg(h, c, &resp.base);
+  }
+}
+
+static void on_get_work_items(dts_hub *h, dts_call *c, GetWorkItemsRequest *r) {
+  if (h->shutting_down) {
+    dts_call_stream_end(c, DTS_ST_UNAVAILABLE, "dtsd is shutting down; reconnect");
+    get_work_items_request__free_unpacked(r, NULL);
+    return;
+  }
+  stream *s = dts_calloc(1, sizeof(*s));
+  dts_call_ref(c);
+  s->call = c;
+  s->req = r;
+  s->max_orch = r->max_concurrent_orchestration_work_items > 0 ? r->max_concurrent_orchestration_work_items
+                                                               : h->cfg.default_max_orch;
+  s->max_act = r->max_concurrent_activity_work_items > 0 ? r->max_concurrent_activity_work_items
+                                                         : h->cfg.default_max_act;
+  s->next = h->streams;
+  if (h->streams) h->streams->prev = s;
+  h->streams = s;
+  s->sending = true;
+  s->last_send = dts_now_ns();
+  dts_call_set_owner_data(c, s);
+  dts_call_stream_open(c);
+  atomic_fetch_add_explicit(&h->st_streams, 1, memory_order_relaxed);
+  DTS_INFO("hub", "[%s] worker stream opened (max %d orchestrations, %d activities%s)", h->name, s->max_orch,
+           s->max_act, r->work_item_filters ? ", filtered" : "");
+  pump(h);
+}
+
+/* ======================================================================== */
+/* commits, timers, the behaviour                                           */
+
+static void arm_durable(dts_hub *h, dtimer *tm) {
+  if (h->shutting_down) return; /* it stays in the store for the next start */
+  int64_t wall = (int64_t)dts_wall_ns();
+  uint64_t at = dts_now_ns();
+  if (tm->fire_at > wall) at += (uint64_t)(tm->fire_at - wall);
+  hub_timer_msg *m = (hub_timer_msg *)dts_msg_alloc(HUB_TIMER, sizeof(hub_timer_msg));
+  m->hdr.drop = timer_msg_drop;
+  m->what = TM_DURABLE;
+  m->key = dts_strdup(tm->key);
+  dts_timer_post(h->cfg.timers, at, &h->actor, &m->hdr);
+}
+
+static void send_reply(reply *r) {
+  if (r->is_waiter) dts_call_set_owner_data(r->call, NULL);
+  if (r->st == DTS_ST_OK) {
+    dts_call_reply(r->call, r->body);
+  } else {
+    dts_call_fail(r->call, r->st, r->msg);
+    dts_free(r->msg);
+  }
+  dts_call_unref(r->call);
+}
+
+static void on_committed(dts_hub *h, ticket *t) {
+  for (size_t i = 0; i < t->nreplies; i++) {
+    send_reply(&t->replies[i]);
+    t->replies[i].call = NULL;
+  }
+  for (size_t i = 0; i < t->ntouched; i++) {
+    inst *in = t->touched[i];
+    in->pending--;
+    check_waiters(h, in);
+    make_ready(h, in);
+  }
+  for (size_t i = 0; i < t->nacts; i++) {
+    /* still wanted? (a later ticket may have completed or dropped it) */
+    act *a = t->acts[i];
+    if (dts_map_get(&h->acts, a->key) == a) act_ready(h, a);
+  }
+  for (size_t i = 0; i < t->ntimers; i++) {
+    dtimer *tm = t->timers[i];
+    if (dts_map_get(&h->timers, tm->key) == tm) arm_durable(h, tm);
+  }
+  pump(h);
+}
+
+static void ticket_drop(dts_msg *m) {
+  ticket *t = (ticket *)m;
+  for (size_t i = 0; i < t->nreplies; i++) {
+    if (t->replies[i].call == NULL) continue;
+    dts_free(t->replies[i].msg);
+    dts_buf_free(&t->replies[i].body);
+    dts_call_unref(t->replies[i].call);
+  }
+  dts_free(t->replies);
+  dts_free(t->touched);
+  dts_free(t->acts);
+  dts_free(t->timers);
+}
+
+static void timer_free(dtimer *tm) {
+  dts_free(tm->key);
+  dts_free(tm->skey);
+  dts_free(tm->inst_id);
+  dts_free(tm->exec_id);
+  dts_buf_free(&tm->event);
+  dts_free(tm);
+}
+
+static void on_durable_timer(dts_hub *h, const char *mkey) {
+  if (h->shutting_down) return;
+  dtimer *tm = dts_map_get(&h->timers, mkey);
+  if (tm == NULL) return;
+  int64_t wall = (int64_t)dts_wall_ns();
+  if (tm->fire_at > wall) { /* the clocks disagree: never fire early */
+    arm_durable(h, tm);
+    return;
+  }
+  dts_map_del(&h->timers, tm->key);
+  cur(h);
+  dts_batch_del(h->batch, tm->skey, tm->klen);
+  inst *in = dts_map_get(&h->insts, tm->inst_id);
+  if (in != NULL && strcmp(in->exec_id, tm->exec_id) == 0) {
+    inbox_add(h, in, tm->event);
+    tm->event = (dts_buf){NULL, 0};
+  }
+  timer_free(tm);
+  flush(h);
+}
+
+static void on_wake(dts_hub *h, const char *id) {
+  if (h->shutting_down) return;
+  inst *in = dts_map_get(&h->insts, id);
+  if (in != NULL) {
+    in->wake_armed = false;
+    make_ready(h, in);
+  } else {
+    act *a = dts_map_get(&h->acts, id);
+    if (a != NULL) act_ready(h, a);
+  }
+  pump(h);
+}
+
+static void arm_tick(dts_hub *h) {
+  if (h->shutting_down) return;
+  dts_msg *m = dts_msg_alloc(HUB_TICK, sizeof(dts_msg));
+  dts_timer_post(h->cfg.timers, dts_now_ns() + h->cfg.ping_interval_ns / 3 + 1, &h->actor, m);
+}
+
+/* Periodic: HealthPing on streams idle for the ping interval. */
+static void on_tick(dts_hub *h) {
+  if (h->shutting_down) {
+    h->tick_armed = false;
+    return;
+  }
+  uint64_t now = dts_now_ns();
+  for (stream *s = h->streams; s != NULL; s = s->next) {
+    if (s->sending || s->qlen > 0 || !usable(s) || now - s->last_send < h->cfg.ping_interval_ns) continue;
+    WorkItem wi = WORK_ITEM__INIT;
+    HealthPing hp = HEALTH_PING__INIT;
+    wi.request_case = WORK_ITEM__REQUEST_HEALTH_PING;
+    wi.health_ping = &hp;
+    stream_enqueue(h, s, dts_pb_pack(&wi.base));
+  }
+  arm_tick(h);
+}
+
+static void on_shutdown(dts_hub *h) {
+  h->shutting_down = true;
+  for (stream *s = h->streams; s != NULL; s = s->next) {
+    if (s->ended || s->closed) continue;
+    for (size_t i = 0; i < s->qlen; i++) dts_buf_free(&s->q[(s->qhead + i) % s->qcap]);
+    s->qlen = 0;
+    s->end_after_send = true;
+    stream_flush(h, s);
+  }
+  const char *k;
+  void *v;
+  for (size_t it = 0; dts_map_next(&h->insts, &it, &k, &v);) {
+    inst *in = v;
+    while (in->waiters != NULL) {
+      waiter *w = in->waiters;
+      waiter_unlink(w);
+      dts_call_set_owner_data(w->call, NULL);
+      dts_call_fail(w->call, DTS_ST_UNAVAILABLE, "dtsd is shutting down");
+      dts_call_unref(w->call);
+      dts_free(w);
+    }
+  }
+  atomic_store(&h->quiesced, true);
+}
+
+static void on_call_event(dts_hub *h, dts_call_event *e) {
+  void *od = dts_call_owner_data(e->call);
+  if (od == NULL) return; /* already released */
+  if (e->hdr.kind == DTS_CALL_CLOSED) {
+    /* the owner data is a stream (if in the stream list) or a waiter */
+    for (stream *s = h->streams; s != NULL; s = s->next) {
+      if (s == od) {
+        s->closed = true;
+        DTS_INFO("hub", "[%s] worker stream closed", h->name);
+        stream_release(h, s);
+        pump(h);
+        return;
+      }
+    }
+    waiter *w = od;
+    waiter_unlink(w);
+    dts_call_set_owner_data(w->call, NULL);
+    dts_call_unref(w->call);
+    dts_free(w);
+    return;
+  }
+  /* DTS_CALL_SENT: only streams send more than once */
+  for (stream *s = h->streams; s != NULL; s = s->next) {
+    if (s != od) continue;
+    s->sending = false;
+    if (!e->ok) {
+      s->ended = true; /* dead: wait for CLOSED */
+      return;
+    }
+    stream_flush(h, s);
+    return;
+  }
+}
+
+static void behaviour(dts_actor *self, dts_msg *m) {
+  dts_hub *h = (dts_hub *)self;
+  switch (m->kind) {
+  case HUB_RPC: {
+    hub_rpc *r = (hub_rpc *)m;
+    bool keep = false;
+    switch (r->method) {
+    case DTS_M_START_INSTANCE: on_start(h, r->call, (CreateInstanceRequest *)r->req); break;
+    case DTS_M_GET_INSTANCE: on_get(h, r->call, (GetInstanceRequest *)r->req); break;
+    case DTS_M_WAIT_START: on_wait(h, r->call, (GetInstanceRequest *)r->req, false); break;
+    case DTS_M_WAIT_COMPLETION: on_wait(h, r->call, (GetInstanceRequest *)r->req, true); break;
+    case DTS_M_RAISE_EVENT: on_raise(h, r->call, (RaiseEventRequest *)r->req); break;
+    case DTS_M_TERMINATE: on_terminate(h, r->call, (TerminateRequest *)r->req); break;
+    case DTS_M_SUSPEND: {
+      SuspendRequest *q = (SuspendRequest *)r->req;
+      on_suspend_resume(h, r->call, q->instance_id, dts_sv_get(q->reason), true);
+      break;
+    }
+    case DTS_M_RESUME: {
+      ResumeRequest *q = (ResumeRequest *)r->req;
+      on_suspend_resume(h, r->call, q->instance_id, dts_sv_get(q->reason), false);
+      break;
+    }
+    case DTS_M_GET_WORK_ITEMS:
+      on_get_work_items(h, r->call, (GetWorkItemsRequest *)r->req);
+      keep = true;
+      break;
+    case DTS_M_COMPLETE_ORCHESTRATOR:
+      keep = on_complete_orch(h, r->call, (OrchestratorResponse *)r->req);
+      break;
+    case DTS_M_COMPLETE_ACTIVITY: on_complete_act(h, r->call, (ActivityResponse *)r->req); break;
+    case DTS_M_ABANDON_ORCHESTRATOR:
+      on_abandon(h, r->call, ((AbandonOrchestrationTaskRequest *)r->req)->completion_token, true);
+      break;
+    case DTS_M_ABANDON_ACTIVITY:
+      on_abandon(h, r->call, ((AbandonActivityTaskRequest *)r->req)->completion_token, false);
+      break;
+    default:
+      fail(h, r->call, DTS_ST_UNIMPLEMENTED, "%s is not implemented", dts_methods[r->method].path);
+      break;
+    }
+    if (keep) r->req = NULL;
+    flush(h);
+    pump(h);
+    break;
+  }
+  case HUB_COMMITTED:
+    on_committed(h, (ticket *)m);
+    break;
+  case HUB_TIMER: {
+    hub_timer_msg *t = (hub_timer_msg *)m;
+    if (t->what == TM_DURABLE) on_durable_timer(h, t->key);
+    else on_wake(h, t->key);
+    break;
+  }
+  case HUB_TICK:
+    on_tick(h);
+    break;
+  case HUB_SHUTDOWN:
+    on_shutdown(h);
+    break;
+  case DTS_CALL_SENT:
+  case DTS_CALL_CLOSED:
+    on_call_event(h, (dts_call_event *)m);
+    break;
+  default:
+    DTS_WARN("hub", "unknown message kind %u", m->kind);
+    break;
+  }
+}
+
+static void rpc_drop(dts_msg *m) {
+  hub_rpc *r = (hub_rpc *)m;
+  if (r->req != NULL) protobuf_c_message_free_unpacked(r->req, NULL);
+  if (r->call != NULL) dts_call_unref(r->call);
+}
+
+static void timer_msg_drop(dts_msg *m) { dts_free(((hub_timer_msg *)m)->key); }
+
+/* ======================================================================== */
+/* recovery: rebuild the hub from the store                                 */
+
+typedef struct loadctx {
+  dts_hub *h;
+  dts_err err;
+  long n;
+} loadctx;
+
+/* Splits "<id>\0<rest>" after the type byte; returns the id length. */
+static size_t id_part(const dts_hub *h, const char *k, size_t klen, const char **id) {
+  size_t off = h->namelen + 2;
+  *id = k + off;
+  size_t n = 0;
+  while (off + n < klen && k[off + n] != '\0') n++;
+  return n;
+}
+
+static bool load_inst(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  loadctx *lc = c;
+  dts_hub *h = lc->h;
+  (void)k;
+  (void)klen;
+  Dtsd__Store__InstanceRecord *r = dtsd__store__instance_record__unpack(NULL, vlen, (const uint8_t *)v);
+  if (r == NULL) {
+    DTS_ERROR("hub", "[%s] damaged instance record in the store", h->name);
+    lc->err = DTS_ECORRUPT;
+    return false;
+  }
+  inst *in = inst_new(h, r->instance_id);
+  set_str(&in->name, r->name);
+  set_str(&in->version, dts_sv_get(r->version));
+  set_str(&in->input, dts_sv_get(r->input));
+  set_str(&in->output, dts_sv_get(r->output));
+  set_str(&in->custom_status, dts_sv_get(r->custom_status));
+  in->failure = dts_buf_copy(r->failure_details.data, r->failure_details.len);
+  in->has_failure = r->has_failure;
+  set_str(&in->exec_id, r->execution_id);
+  in->status = r->status;
+  in->created = r->created_ns;
+  in->updated = r->updated_ns;
+  in->completed = r->completed_ns;
+  in->sched_start = r->scheduled_start_ns;
+  if (r->parent.len > 0) {
+    ParentInstanceInfo *p = parent_instance_info__unpack(NULL, r->parent.len, r->parent.data);
+    if (p != NULL) {
+      inst_set_parent(in, p);
+      parent_instance_info__free_unpacked(p, NULL);
+    }
+  }
+  inst_set_tags(in, (void *const *)r->tags, r->n_tags);
+  in->trace = dts_buf_copy(r->trace_context.data, r->trace_context.len);
+  in->next_inbox_seq = r->next_inbox_seq;
+  dtsd__store__instance_record__free_unpacked(r, NULL);
+  lc->n++;
+  return true;
+}
+
+static uint64_t be64(const char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | (uint8_t)p[i];
+  return v;
+}
+
+static bool load_event(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  loadctx *lc = c;
+  dts_hub *h = lc->h;
+  const char *id;
+  size_t n = id_part(h, k, klen, &id);
+  char idbuf[KEYMAX];
+  memcpy(idbuf, id, n);
+  idbuf[n] = '\0';
+  inst *in = dts_map_get(&h->insts, idbuf);
+  if (in == NULL || klen != h->namelen + 2 + n + 1 + 8) {
+    DTS_WARN("hub", "[%s] orphaned event for '%s' in the store: skipped", h->name, idbuf);
+    return true;
+  }
+  uint64_t seq = be64(k + klen - 8);
+  if (k[h->namelen + 1] == 'H') {
+    ev_push(&in->hist, dts_buf_copy(v, vlen), UINT64_MAX);
+  } else {
+    ev_push(&in->inbox, dts_buf_copy(v, vlen), seq);
+    if (seq >= in->next_inbox_seq) in->next_inbox_seq = seq + 1;
+  }
+  return true;
+}
+
+/* "<id>\0<exec>\0<u32>" after the type byte */
+static bool split_work_key(const dts_hub *h, const char *k, size_t klen, char *id, char *exec, int32_t *num) {
+  size_t off = h->namelen + 2, i = 0;
+  while (off < klen && k[off] != '\0' && i < KEYMAX - 1) id[i++] = k[off++];
+  id[i] = '\0';
+  if (off >= klen) return false;
+  off++;
+  i = 0;
+  while (off < klen && k[off] != '\0' && i < KEYMAX - 1) exec[i++] = k[off++];
+  exec[i] = '\0';
+  if (off + 5 != klen) return false;
+  off++;
+  uint32_t v = 0;
+  for (int b = 0; b < 4; b++) v = (v << 8) | (uint8_t)k[off + b];
+  *num = (int32_t)v;
+  return true;
+}
+
+static bool load_act(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  loadctx *lc = c;
+  dts_hub *h = lc->h;
+  char id[KEYMAX], exec[KEYMAX];
+  int32_t task;
+  ActivityRequest *ar = activity_request__unpack(NULL, vlen, (const uint8_t *)v);
+  if (!split_work_key(h, k, klen, id, exec, &task) || ar == NULL) {
+    DTS_WARN("hub", "[%s] damaged activity record in the store: skipped", h->name);
+    if (ar) activity_request__free_unpacked(ar, NULL);
+    return true;
+  }
+  act *a = dts_calloc(1, sizeof(*a));
+  a->key = work_key(id, exec, task);
+  a->skey = dts_malloc(klen);
+  memcpy(a->skey, k, klen);
+  a->klen = klen;
+  a->inst_id = dts_strdup(id);
+  a->exec_id = dts_strdup(exec);
+  a->name = dts_strdup(ar->name);
+  a->version = xstrdup_or_null(dts_sv_get(ar->version));
+  a->task_id = task;
+  a->req = dts_buf_copy(v, vlen);
+  activity_request__free_unpacked(ar, NULL);
+  dts_map_put(&h->acts, a->key, a);
+  return true;
+}
+
+static bool load_timer(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  loadctx *lc = c;
+  dts_hub *h = lc->h;
+  char id[KEYMAX], exec[KEYMAX];
+  int32_t tid;
+  HistoryEvent *e = history_event__unpack(NULL, vlen, (const uint8_t *)v);
+  if (!split_work_key(h, k, klen, id, exec, &tid) || e == NULL || e->event_type_case != EV(TIMER_FIRED)) {
+    DTS_WARN("hub", "[%s] damaged timer record in the store: skipped", h->name);
+    if (e) history_event__free_unpacked(e, NULL);
+    return true;
+  }
+  dtimer *tm = dts_calloc(1, sizeof(*tm));
+  tm->key = work_key(id, exec, tid);
+  tm->skey = dts_malloc(klen);
+  memcpy(tm->skey, k, klen);
+  tm->klen = klen;
+  tm->inst_id = dts_strdup(id);
+  tm->exec_id = dts_strdup(exec);
+  tm->fire_at = dts_ts_to_ns(e->timer_fired->fire_at);
+  tm->event = dts_buf_copy(v, vlen);
+  history_event__free_unpacked(e, NULL);
+  dts_map_put(&h->timers, tm->key, tm);
+  return true;
+}
+
+static dts_err load(dts_hub *h) {
+  loadctx lc = {h, DTS_OK, 0};
+  key k;
+  const struct {
+    char type;
+    dts_scan_fn fn;
+  } passes[] = {{'I', load_inst}, {'H', load_event}, {'N', load_event}, {'A', load_act}, {'T', load_timer}};
+  for (size_t i = 0; i < sizeof(passes) / sizeof(passes[0]) && lc.err == DTS_OK; i++) {
+    k_start(&k, h, passes[i].type);
+    dts_err e = dts_store_scan(h->cfg.store, k.b, k.n, passes[i].fn, &lc);
+    if (e != DTS_OK) lc.err = e;
+  }
+  if (lc.err != DTS_OK) return lc.err;
+  /* resume: ready instances, activities, timers */
+  const char *mk;
+  void *v;
+  long ready = 0, acts = 0, timers = 0;
+  for (size_t it = 0; dts_map_next(&h->insts, &it, &mk, &v);) {
+    make_ready(h, v);
+    ready += ((inst *)v)->inbox.n > 0;
+  }
+  for (size_t it = 0; dts_map_next(&h->acts, &it, &mk, &v);) {
+    act_ready(h, v);
+    acts++;
+  }
+  for (size_t it = 0; dts_map_next(&h->timers, &it, &mk, &v);) {
+    arm_durable(h, v);
+    timers++;
+  }
+  DTS_INFO("hub", "[%s] loaded %ld instances (%ld with pending events), %ld activity work items, %ld timers",
+           h->name, lc.n, ready, acts, timers);
+  return DTS_OK;
+}
+
+/* ======================================================================== */
+/* lifecycle and API                                                        */
+
+static void hub_fini(dts_actor *a) {
+  dts_hub *h = (dts_hub *)a;
+  const char *k;
+  void *v;
+  while (h->streams != NULL) stream_release(h, h->streams);
+  for (size_t it = 0; dts_map_next(&h->insts, &it, &k, &v);) {
+    inst *in = v;
+    while (in->waiters != NULL) {
+      waiter *w = in->waiters;
+      waiter_unlink(w);
+      dts_call_unref(w->call);
+      dts_free(w);
+    }
+    inst_free(in);
+  }
+  for (size_t it = 0; dts_map_next(&h->acts, &it, &k, &v);) act_free(v);
+  for (size_t it = 0; dts_map_next(&h->timers, &it, &k, &v);) timer_free(v);
+  dts_map_fini(&h->insts);
+  dts_map_fini(&h->acts);
+  dts_map_fini(&h->timers);
+  dts_map_fini(&h->tokens);
+  if (h->cur != NULL) dts_msg_free(&h->cur->hdr);
+  dts_batch_destroy(h->batch);
+  dts_free(h->name);
+  dts_free(h);
+}
+
+dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out) {
+  dts_hub *h = dts_calloc(1, sizeof(*h));
+  dts_actor_init(&h->actor, cfg->sched, behaviour, hub_fini);
+  h->cfg = *cfg;
+  h->name = dts_strdup(cfg->name);
+  h->cfg.name = h->name;
+  h->namelen = strlen(h->name);
+  dts_map_init(&h->insts);
+  dts_map_init(&h->acts);
+  dts_map_init(&h->timers);
+  dts_map_init(&h->tokens);
+  if (getrandom(&h->boot, sizeof(h->boot), 0) != (ssize_t)sizeof(h->boot)) h->boot = (uint32_t)dts_now_ns();
+  dts_err e = load(h);
+  if (e != DTS_OK) {
+    dts_actor_unref(&h->actor);
+    return e;
+  }
+  arm_tick(h);
+  *out = h;
+  return DTS_OK;
+}
+
+const char *dts_hub_name(const dts_hub *h) { return h->name; }
+dts_actor *dts_hub_actor(dts_hub *h) { return &h->actor; }
+
+void dts_hub_post(dts_hub *h, dts_method m, dts_call *call, ProtobufCMessage *req) {
+  hub_rpc *r = (hub_rpc *)dts_msg_alloc(HUB_RPC, sizeof(hub_rpc));
+  r->hdr.drop = rpc_drop;
+  r->method = (int)m;
+  r->call = call;
+  r->req = req;
+  dts_send(&h->actor, &r->hdr);
+}
+
+void dts_hub_shutdown(dts_hub *h) { dts_send(&h->actor, dts_msg_alloc(HUB_SHUTDOWN, sizeof(dts_msg))); }
+
+bool dts_hub_quiesced(dts_hub *h) { return atomic_load(&h->quiesced); }
+
+void dts_hub_release(dts_hub *h) { dts_actor_unref(&h->actor); }
+
+void dts_hub_get_stats(dts_hub *h, dts_hub_stats *o) {
+  o->instances = atomic_load(&h->st_instances);
+  o->ready_orch = atomic_load(&h->st_ready_orch);
+  o->ready_act = atomic_load(&h->st_ready_act);
+  o->streams = atomic_load(&h->st_streams);
+  o->dispatched = atomic_load(&h->st_dispatched);
+  o->completions = atomic_load(&h->st_completions);
+  o->stale_completions = atomic_load(&h->st_stale);
+}

@@ -1,0 +1,64 @@
+/* hub.h -- the task hub actor: every orchestration instance, activity work
+ * item, durable timer and worker stream of one task hub.
+ *
+ * One actor per hub, so the hub's state needs no locks.  Its state lives in
+ * memory and in the store; each message it handles that changes state ends
+ * in one atomic batch submitted to the storage thread, and everything the
+ * outside world may see as a result (RPC answers, work items, timers) waits
+ * until that batch comes back committed (docs/orchestrations.md).
+ */
+#ifndef DTS_ACTORS_HUB_H
+#define DTS_ACTORS_HUB_H
+
+#include "actors/call.h"
+#include "actors/methods.h"
+#include "runtime/sched.h"
+#include "runtime/timer.h"
+#include "storage/store.h"
+
+typedef struct dts_hub dts_hub;
+
+typedef struct dts_hub_config {
+  const char *name;
+  dts_sched *sched;
+  dts_timers *timers;
+  dts_store *store;
+  size_t max_payload;         /* bytes per payload string */
+  int default_max_orch;       /* per stream when the worker sends 0 */
+  int default_max_act;
+  uint64_t abandon_delay_ns;  /* redelivery delay after Abandon* */
+  uint64_t ping_interval_ns;  /* HealthPing on idle streams */
+} dts_hub_config;
+
+/* Creates the hub and loads its state from the store (synchronously: call
+ * at start-up, before serving).  The caller holds one reference. */
+dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out);
+const char *dts_hub_name(const dts_hub *h);
+
+/* Hands a decoded request to the hub.  Takes over `req` (freed with
+ * protobuf_c_message_free_unpacked) and one reference to `call`. */
+void dts_hub_post(dts_hub *h, dts_method m, dts_call *call, ProtobufCMessage *req);
+/* The actor to which call events (DTS_CALL_SENT/CLOSED) for calls the hub
+ * owns are posted. */
+dts_actor *dts_hub_actor(dts_hub *h);
+
+/* Asks the hub to end its streams (UNAVAILABLE) and waiters and to release
+ * every call it holds.  Asynchronous. */
+void dts_hub_shutdown(dts_hub *h);
+/* True once the hub has handled the shutdown: from then on it arms no
+ * timers and submits nothing more to the store. */
+bool dts_hub_quiesced(dts_hub *h);
+/* Drops the creator's reference; the hub is freed when its actor is idle. */
+void dts_hub_release(dts_hub *h);
+
+/* Figures for tests and logs (any thread; approximate while running). */
+typedef struct dts_hub_stats {
+  long instances, ready_orch, ready_act, streams, dispatched, completions, stale_completions;
+} dts_hub_stats;
+void dts_hub_get_stats(dts_hub *h, dts_hub_stats *out);
+
+/* Id rules shared with the bridge: 1..100 printable ASCII, no leading '@'.
+ * Returns NULL when valid, else a static explanation. */
+const char *dts_instance_id_problem(const char *id);
+
+#endif

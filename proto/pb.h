@@ -1,0 +1,84 @@
+/* pb.h -- helpers over protobuf-c for the wire types: owned byte buffers, a
+ * small protobuf writer for messages we assemble from stored, still-encoded
+ * parts (an OrchestratorRequest is its history's bytes concatenated), a
+ * nesting-depth check that runs before any unpack, and time conversions.
+ *
+ * The generated headers (history.pb-c.h, ...) come from the build tree.
+ */
+#ifndef DTS_PROTO_PB_H
+#define DTS_PROTO_PB_H
+
+#include "client.pb-c.h"
+#include "google/protobuf/empty.pb-c.h"
+#include "history.pb-c.h"
+#include "service.pb-c.h"
+#include "store.pb-c.h"
+#include "worker.pb-c.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* An owned byte string (dts_malloc'd; p may be NULL when n == 0). */
+typedef struct dts_buf {
+  uint8_t *p;
+  size_t n;
+} dts_buf;
+
+void dts_buf_free(dts_buf *b);
+dts_buf dts_buf_copy(const void *p, size_t n);
+
+/* Packs `m` into a new owned buffer. */
+dts_buf dts_pb_pack(const ProtobufCMessage *m);
+
+/* ---- writer ------------------------------------------------------------- */
+
+typedef struct dts_pbw {
+  uint8_t *p;
+  size_t n, cap;
+} dts_pbw;
+
+void dts_pbw_init(dts_pbw *w);
+/* Hands the written bytes over as an owned buffer and resets the writer. */
+dts_buf dts_pbw_take(dts_pbw *w);
+void dts_pbw_fini(dts_pbw *w);
+
+void dts_pbw_varint_field(dts_pbw *w, uint32_t field, uint64_t v);
+/* Length-delimited field with raw contents (a string, bytes or an encoded
+ * message). */
+void dts_pbw_bytes_field(dts_pbw *w, uint32_t field, const void *p, size_t n);
+void dts_pbw_string_field(dts_pbw *w, uint32_t field, const char *s);
+/* A packed sub-message. */
+void dts_pbw_msg_field(dts_pbw *w, uint32_t field, const ProtobufCMessage *m);
+/* google.protobuf.StringValue; nothing when s is NULL. */
+void dts_pbw_sv_field(dts_pbw *w, uint32_t field, const char *s);
+/* google.protobuf.Timestamp from ns since the Unix epoch. */
+void dts_pbw_ts_field(dts_pbw *w, uint32_t field, int64_t ns);
+
+/* ---- validation ------------------------------------------------------------ */
+
+typedef enum { DTS_PB_OK = 0, DTS_PB_MALFORMED, DTS_PB_TOO_DEEP } dts_pb_check;
+
+/* Walks the wire bytes of a message of type `d` without unpacking it and
+ * reports whether it is well-formed at the framing level and nests no deeper
+ * than `max_depth` messages.  Linear in n; its own recursion is bounded by
+ * max_depth, which protects protobuf-c's unpacker (it recurses per level). */
+dts_pb_check dts_pb_check_depth(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
+                                int max_depth);
+
+/* ---- time and wrappers --------------------------------------------------------- */
+
+int64_t dts_ts_to_ns(const Google__Protobuf__Timestamp *ts); /* NULL -> 0 */
+/* Fills *ts from ns; returns ts. */
+Google__Protobuf__Timestamp *dts_ts_from_ns(Google__Protobuf__Timestamp *ts, int64_t ns);
+/* Fills *sv to point at s (borrowed); returns NULL when s is NULL. */
+Google__Protobuf__StringValue *dts_sv(Google__Protobuf__StringValue *sv, const char *s);
+/* The string inside a StringValue, or NULL when absent (borrowed). */
+static inline const char *dts_sv_get(const Google__Protobuf__StringValue *sv) {
+  return sv != NULL ? sv->value : NULL;
+}
+
+/* A new random (v4) UUID in lower-case 8-4-4-4-12 form, written to out[37]. */
+void dts_uuid(char out[37]);
+
+#endif

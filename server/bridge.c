@@ -1,0 +1,436 @@
+/* bridge.c -- gRPC C-core server for TaskHubSidecarService.  See bridge.h.
+ *
+ * Ownership of a call record (struct dts_call): references are counted in
+ * `refs`.  The arrival holds one until routing is done; every batch started
+ * on the call holds one until its completion is handled (counted *before*
+ * grpc_call_start_batch, since the completion may beat its return); every
+ * message that carries the call to an actor holds one.  The record is freed
+ * when the count reaches zero, never elsewhere.
+ *
+ * Threads: the CQ thread starts RECV_CLOSE_ON_SERVER and answers what it
+ * can alone (Hello, errors, UNIMPLEMENTED).  Everything else is answered by
+ * the hub actor, which starts the send batches; for streams, the hub is the
+ * only thread that starts sends (send and receive batches may be started
+ * from different threads).
+ */
+#include "server/bridge.h"
+
+#include "runtime/alloc.h"
+#include "runtime/log.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/time.h>
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#define ARMED_PER_METHOD 8
+#define M_GENERIC DTS_M_COUNT
+
+typedef enum { TAG_REQUEST, TAG_SEND, TAG_CLOSE, TAG_SHUTDOWN } tag_kind;
+
+typedef struct btag {
+  tag_kind kind;
+  struct dts_call *call;
+} btag;
+
+struct dts_call {
+  dts_bridge *b;
+  int method; /* dts_method, or M_GENERIC */
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array md;
+  grpc_call_details details;
+  grpc_byte_buffer *req;
+  grpc_byte_buffer *out; /* the one SEND_MESSAGE in flight */
+  int cancelled;
+  atomic_int refs;
+  bool md_sent;            /* the sending thread only */
+  dts_actor *owner;        /* set before hand-over; read by the CQ thread after */
+  void *owner_data;        /* owner only */
+  btag t_request, t_send, t_close;
+};
+
+struct dts_bridge {
+  dts_bridge_config cfg;
+  grpc_server *srv;
+  grpc_completion_queue *cq;
+  void *mh[DTS_M_COUNT];
+  pthread_t thread;
+  atomic_int stop;     /* any thread: stop requested */
+  atomic_long live;    /* call records alive */
+  bool shutting_down, cancelled_all, notified, cq_shut; /* CQ thread only */
+  gpr_timespec cancel_at;
+  btag t_shutdown;
+};
+
+/* ------------------------------------------------------------------------ */
+/* call records                                                             */
+
+static void call_free(dts_call *c) {
+  dts_bridge *b = c->b;
+  if (c->call != NULL) grpc_call_unref(c->call);
+  if (c->req != NULL) grpc_byte_buffer_destroy(c->req);
+  if (c->out != NULL) grpc_byte_buffer_destroy(c->out);
+  grpc_metadata_array_destroy(&c->md);
+  if (c->method == M_GENERIC) grpc_call_details_destroy(&c->details);
+  dts_free(c);
+  atomic_fetch_sub(&b->live, 1);
+}
+
+void dts_call_ref(dts_call *c) { atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); }
+
+void dts_call_unref(dts_call *c) {
+  if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) call_free(c);
+}
+
+void dts_call_set_owner_data(dts_call *c, void *p) { c->owner_data = p; }
+void *dts_call_owner_data(dts_call *c) { return c->owner_data; }
+
+static void arm(dts_bridge *b, int m) {
+  dts_call *c = dts_calloc(1, sizeof(*c));
+  c->b = b;
+  c->method = m;
+  atomic_init(&c->refs, 1); /* the arrival's reference */
+  c->t_request = (btag){TAG_REQUEST, c};
+  c->t_send = (btag){TAG_SEND, c};
+  c->t_close = (btag){TAG_CLOSE, c};
+  grpc_metadata_array_init(&c->md);
+  grpc_call_error e;
+  if (m == M_GENERIC) {
+    grpc_call_details_init(&c->details);
+    e = grpc_server_request_call(b->srv, &c->call, &c->details, &c->md, b->cq, b->cq, &c->t_request);
+  } else {
+    e = grpc_server_request_registered_call(b->srv, b->mh[m], &c->call, &c->deadline, &c->md, &c->req, b->cq,
+                                            b->cq, &c->t_request);
+  }
+  atomic_fetch_add(&b->live, 1);
+  if (e != GRPC_CALL_OK) {
+    DTS_ERROR("grpc", "arming method %d failed: %d", m, (int)e);
+    call_free(c);
+  }
+}
+
+/* A rejected batch means a bug on our side (two sends in flight...); no
+ * completion will come, so give back the reference taken for it. */
+static void start(dts_call *c, const grpc_op *ops, size_t n, btag *t) {
+  dts_call_ref(c);
+  grpc_call_error e = grpc_call_start_batch(c->call, ops, n, t, NULL);
+  if (e != GRPC_CALL_OK) {
+    DTS_ERROR("grpc", "grpc_call_start_batch failed: %d (method %d)", (int)e, c->method);
+    dts_call_unref(c);
+  }
+}
+
+static size_t op_md(dts_call *c, grpc_op *op) {
+  if (c->md_sent) return 0;
+  memset(op, 0, sizeof(*op));
+  op->op = GRPC_OP_SEND_INITIAL_METADATA;
+  c->md_sent = true;
+  return 1;
+}
+
+static void free_buf(void *p) { dts_free(p); }
+
+static grpc_byte_buffer *to_bb(dts_buf body) {
+  grpc_slice sl;
+  if (body.n > 0) {
+    sl = grpc_slice_new(body.p, body.n, free_buf);
+  } else {
+    dts_free(body.p);
+    sl = grpc_empty_slice();
+  }
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+  grpc_slice_unref(sl);
+  return bb;
+}
+
+void dts_call_reply(dts_call *c, dts_buf body) {
+  grpc_op ops[3];
+  size_t n = op_md(c, &ops[0]);
+  c->out = to_bb(body);
+  memset(&ops[n], 0, sizeof(ops[n]));
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n].data.send_message.send_message = c->out;
+  n++;
+  memset(&ops[n], 0, sizeof(ops[n]));
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
+  n++;
+  start(c, ops, n, &c->t_send);
+}
+
+void dts_call_fail(dts_call *c, dts_status st, const char *msg) {
+  grpc_op ops[2];
+  grpc_slice details = grpc_slice_from_copied_string(msg);
+  size_t n = op_md(c, &ops[0]);
+  memset(&ops[n], 0, sizeof(ops[n]));
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = (grpc_status_code)st;
+  ops[n].data.send_status_from_server.status_details = &details;
+  n++;
+  start(c, ops, n, &c->t_send);
+  grpc_slice_unref(details);
+}
+
+void dts_call_stream_open(dts_call *c) {
+  grpc_op op;
+  if (op_md(c, &op) == 1) start(c, &op, 1, &c->t_send);
+}
+
+void dts_call_stream_send(dts_call *c, dts_buf msg) {
+  grpc_op ops[2];
+  size_t n = op_md(c, &ops[0]);
+  c->out = to_bb(msg);
+  memset(&ops[n], 0, sizeof(ops[n]));
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n].data.send_message.send_message = c->out;
+  n++;
+  start(c, ops, n, &c->t_send);
+}
+
+void dts_call_stream_end(dts_call *c, dts_status st, const char *msg) { dts_call_fail(c, st, msg); }
+
+/* ------------------------------------------------------------------------ */
+/* routing                                                                  */
+
+static bool slice_eq(grpc_slice s, const char *z) {
+  size_t n = strlen(z);
+  return GRPC_SLICE_LENGTH(s) == n && memcmp(GRPC_SLICE_START_PTR(s), z, n) == 0;
+}
+
+static dts_hub *find_hub(dts_bridge *b, dts_call *c, char *name, size_t namelen) {
+  const char *want = b->cfg.default_hub;
+  size_t wl = strlen(want);
+  for (size_t i = 0; i < c->md.count; i++) {
+    if (slice_eq(c->md.metadata[i].key, "taskhub")) {
+      want = (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
+      wl = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
+      break;
+    }
+  }
+  snprintf(name, namelen, "%.*s", (int)(wl < 200 ? wl : 200), want);
+  for (int i = 0; i < b->cfg.nhubs; i++) {
+    const char *hn = dts_hub_name(b->cfg.hubs[i]);
+    if (strlen(hn) == wl && memcmp(hn, want, wl) == 0) return b->cfg.hubs[i];
+  }
+  return NULL;
+}
+
+static void hub_names(dts_bridge *b, char *out, size_t n) {
+  out[0] = '\0';
+  size_t k = 0;
+  for (int i = 0; i < b->cfg.nhubs && k + 1 < n; i++)
+    k += (size_t)snprintf(out + k, n - k, "%s%s", i ? ", " : "", dts_hub_name(b->cfg.hubs[i]));
+}
+
+static void route(dts_bridge *b, dts_call *c) {
+  if (c->method == M_GENERIC) {
+    char msg[300];
+    snprintf(msg, sizeof(msg), "method %.*s is not served by dtsd", (int)GRPC_SLICE_LENGTH(c->details.method),
+             (const char *)GRPC_SLICE_START_PTR(c->details.method));
+    dts_call_fail(c, DTS_ST_UNIMPLEMENTED, msg);
+    return;
+  }
+  const dts_method_info *mi = &dts_methods[c->method];
+  char name[256], names[512], msg[900];
+  dts_hub *h = find_hub(b, c, name, sizeof(name));
+  if (h == NULL) {
+    hub_names(b, names, sizeof(names));
+    snprintf(msg, sizeof(msg), "task hub '%s' not found; this dtsd serves: %s (--task-hubs / DTS_TASK_HUB_NAMES)",
+             name, names);
+    dts_call_fail(c, DTS_ST_NOT_FOUND, msg);
+    return;
+  }
+  if (mi->not_yet != NULL) {
+    dts_call_fail(c, DTS_ST_UNIMPLEMENTED, mi->not_yet);
+    return;
+  }
+  if (c->req == NULL) {
+    dts_call_fail(c, DTS_ST_INVALID_ARGUMENT, "request message missing");
+    return;
+  }
+  grpc_byte_buffer_reader rd;
+  if (!grpc_byte_buffer_reader_init(&rd, c->req)) {
+    dts_call_fail(c, DTS_ST_INVALID_ARGUMENT, "cannot read the request message");
+    return;
+  }
+  grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+  grpc_byte_buffer_reader_destroy(&rd);
+  const uint8_t *p = GRPC_SLICE_START_PTR(all);
+  size_t n = GRPC_SLICE_LENGTH(all);
+  dts_pb_check chk = dts_pb_check_depth(mi->req, p, n, b->cfg.max_depth);
+  ProtobufCMessage *req = NULL;
+  if (chk == DTS_PB_OK) req = protobuf_c_message_unpack(mi->req, NULL, n, p);
+  grpc_slice_unref(all);
+  if (chk == DTS_PB_TOO_DEEP) {
+    snprintf(msg, sizeof(msg), "%s request nests messages deeper than %d levels (e.g. TaskFailureDetails.innerFailure); "
+             "limit set by --max-nesting / DTSD_MAX_NESTING", mi->req->name, b->cfg.max_depth);
+    dts_call_fail(c, DTS_ST_INVALID_ARGUMENT, msg);
+    return;
+  }
+  if (req == NULL) {
+    snprintf(msg, sizeof(msg), "malformed %s message", mi->req->name);
+    dts_call_fail(c, DTS_ST_INVALID_ARGUMENT, msg);
+    return;
+  }
+  if (c->method == DTS_M_HELLO) {
+    protobuf_c_message_free_unpacked(req, NULL);
+    dts_call_reply(c, (dts_buf){NULL, 0});
+    return;
+  }
+  if (c->method == DTS_M_GET_WORK_ITEMS || c->method == DTS_M_WAIT_START || c->method == DTS_M_WAIT_COMPLETION)
+    c->owner = dts_hub_actor(h);
+  dts_call_ref(c); /* the hub message's reference */
+  dts_hub_post(h, (dts_method)c->method, c, req);
+}
+
+/* ------------------------------------------------------------------------ */
+/* completions                                                              */
+
+static void event_drop(dts_msg *m) { dts_call_unref(((dts_call_event *)m)->call); }
+
+static void post_event(dts_call *c, unsigned kind, bool ok) {
+  /* carries the completed batch's reference */
+  dts_call_event *e = (dts_call_event *)dts_msg_alloc(kind, sizeof(dts_call_event));
+  e->hdr.drop = event_drop;
+  e->call = c;
+  e->ok = ok;
+  dts_send(c->owner, &e->hdr);
+}
+
+static void on_request(dts_bridge *b, dts_call *c, bool ok) {
+  if (!ok) { /* shutdown dropped this armed request */
+    call_free(c);
+    return;
+  }
+  if (!b->shutting_down) arm(b, c->method);
+  grpc_op op;
+  memset(&op, 0, sizeof(op));
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &c->cancelled;
+  start(c, &op, 1, &c->t_close);
+  route(b, c);
+  dts_call_unref(c); /* the arrival's reference */
+}
+
+static void on_send(dts_call *c, bool ok) {
+  if (c->out != NULL) {
+    grpc_byte_buffer_destroy(c->out);
+    c->out = NULL;
+  }
+  if (c->owner != NULL && c->method == DTS_M_GET_WORK_ITEMS) {
+    post_event(c, DTS_CALL_SENT, ok);
+    return;
+  }
+  dts_call_unref(c);
+}
+
+static void on_close(dts_call *c) {
+  if (c->owner != NULL) {
+    post_event(c, DTS_CALL_CLOSED, true);
+    return;
+  }
+  dts_call_unref(c);
+}
+
+static void begin_shutdown(dts_bridge *b) {
+  b->shutting_down = true;
+  b->cancel_at = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(1000, GPR_TIMESPAN));
+  grpc_server_shutdown_and_notify(b->srv, b->cq, &b->t_shutdown);
+  for (int i = 0; i < b->cfg.nhubs; i++) dts_hub_shutdown(b->cfg.hubs[i]);
+}
+
+static void tick(dts_bridge *b) {
+  if (atomic_load(&b->stop) && !b->shutting_down) begin_shutdown(b);
+  if (b->shutting_down && !b->cancelled_all && gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), b->cancel_at) >= 0) {
+    grpc_server_cancel_all_calls(b->srv);
+    b->cancelled_all = true;
+  }
+  if (b->notified && !b->cq_shut && atomic_load(&b->live) == 0) {
+    grpc_completion_queue_shutdown(b->cq);
+    b->cq_shut = true;
+  }
+}
+
+static void *cq_main(void *arg) {
+  dts_bridge *b = arg;
+  for (;;) {
+    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(100, GPR_TIMESPAN));
+    grpc_event ev = grpc_completion_queue_next(b->cq, dl, NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    if (ev.type == GRPC_OP_COMPLETE) {
+      btag *t = ev.tag;
+      switch (t->kind) {
+      case TAG_REQUEST: on_request(b, t->call, ev.success); break;
+      case TAG_SEND: on_send(t->call, ev.success); break;
+      case TAG_CLOSE: on_close(t->call); break;
+      case TAG_SHUTDOWN: b->notified = true; break;
+      }
+    }
+    tick(b); /* also on busy queues, which never time out */
+  }
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* start / stop                                                             */
+
+dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *port, char *err, size_t errlen) {
+  dts_bridge *b = dts_calloc(1, sizeof(*b));
+  b->cfg = *cfg;
+  b->t_shutdown = (btag){TAG_SHUTDOWN, NULL};
+  grpc_init();
+  grpc_arg args[2];
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[0].value.integer = (int)(cfg->max_message > 0x7fffffffL ? 0x7fffffff : cfg->max_message);
+  args[1].type = GRPC_ARG_INTEGER;
+  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+  args[1].value.integer = -1;
+  grpc_channel_args ca = {2, args};
+  b->cq = grpc_completion_queue_create_for_next(NULL);
+  b->srv = grpc_server_create(&ca, NULL);
+  grpc_server_register_completion_queue(b->srv, b->cq, NULL);
+  for (int m = 0; m < DTS_M_COUNT; m++)
+    b->mh[m] = grpc_server_register_method(b->srv, dts_methods[m].path, NULL,
+                                           GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  int p = grpc_server_add_http2_port(b->srv, cfg->addr, creds);
+  grpc_server_credentials_release(creds);
+  if (p == 0) {
+    snprintf(err, errlen, "cannot listen on %s (address in use or invalid?)", cfg->addr);
+    grpc_server_destroy(b->srv);
+    grpc_completion_queue_shutdown(b->cq);
+    while (grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type != GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(b->cq);
+    grpc_shutdown();
+    dts_free(b);
+    return DTS_EIO;
+  }
+  grpc_server_start(b->srv);
+  for (int m = 0; m <= M_GENERIC; m++)
+    for (int k = 0; k < ARMED_PER_METHOD; k++) arm(b, m);
+  if (pthread_create(&b->thread, NULL, cq_main, b) != 0) abort();
+  *port = p;
+  *out = b;
+  return DTS_OK;
+}
+
+void dts_bridge_stop(dts_bridge *b) {
+  if (b == NULL) return;
+  atomic_store(&b->stop, 1);
+  pthread_join(b->thread, NULL);
+  grpc_server_destroy(b->srv);
+  grpc_completion_queue_destroy(b->cq);
+  grpc_shutdown();
+  dts_free(b);
+}

@@ -1,0 +1,30 @@
+/* bridge.h -- the gRPC C-core edge: accepts calls, decodes requests, routes
+ * them to task hub actors, and carries their answers back.  Decides nothing
+ * about orchestrations.  One completion-queue thread.  See
+ * docs/architecture.md and ../notes on gRPC core pitfalls.
+ */
+#ifndef DTS_SERVER_BRIDGE_H
+#define DTS_SERVER_BRIDGE_H
+
+#include "actors/hub.h"
+
+typedef struct dts_bridge dts_bridge;
+
+typedef struct dts_bridge_config {
+  const char *addr;      /* "host:port"; port 0 picks a free port */
+  dts_hub **hubs;        /* borrowed; hubs[0] serves callers without a header if named "default" */
+  int nhubs;
+  const char *default_hub; /* hub for calls without a `taskhub` header */
+  long max_message;      /* bytes; larger requests get RESOURCE_EXHAUSTED */
+  int max_depth;         /* message nesting bound checked before decoding */
+  int cq_threads;        /* reserved: one today */
+} dts_bridge_config;
+
+/* Binds and starts serving.  *port receives the bound port. */
+dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *port, char *err, size_t errlen);
+/* Graceful stop: no new calls, streams end with UNAVAILABLE, calls still
+ * open after a 1 s grace are cancelled; returns when every call is
+ * released and the server is destroyed. */
+void dts_bridge_stop(dts_bridge *b);
+
+#endif

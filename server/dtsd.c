@@ -1,0 +1,182 @@
+/* dtsd.c -- libdtsd: composes runtime, store, hubs and the gRPC bridge.
+ *
+ * Start order: scheduler, timers, store, hubs (each loads its state),
+ * bridge.  Stop order is the reverse, and each step waits for the previous
+ * to let go: the bridge returns once every call record is released (the
+ * hubs answered or dropped theirs); the timer thread stops before the
+ * scheduler so that no timer posts to a stopped actor; the store drains its
+ * queue; the scheduler joins its workers; the hubs are freed last.
+ */
+#define _GNU_SOURCE /* nftw, mkdtemp */
+#include "server/dtsd.h"
+
+#include "actors/hub.h"
+#include "runtime/alloc.h"
+#include "runtime/log.h"
+#include "server/bridge.h"
+#include "storage/store.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_HUBS 64
+
+struct dtsd {
+  dts_sched *sched;
+  dts_timers *timers;
+  dts_store *store;
+  dts_hub *hubs[MAX_HUBS];
+  int nhubs;
+  dts_bridge *bridge;
+  int port;
+  char *dir;
+  bool ephemeral;
+};
+
+void dtsd_options_init(dtsd_options *o) {
+  memset(o, 0, sizeof(*o));
+  o->address = "0.0.0.0:8080";
+  o->data_dir = "./dtsd-data";
+  o->task_hubs = "default";
+  o->max_message = 64L << 20;
+  o->max_payload = 16L << 20;
+  o->max_nesting = 64;
+}
+
+static bool hub_name_ok(const char *s, size_t n) {
+  if (n == 0 || n > 64) return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+      return false;
+  }
+  return true;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+static void teardown(dtsd *d) {
+  if (d->bridge) dts_bridge_stop(d->bridge);
+  for (int i = 0; i < d->nhubs; i++) {
+    dts_hub_shutdown(d->hubs[i]); /* idempotent */
+    while (!dts_hub_quiesced(d->hubs[i])) {
+      struct timespec ts = {0, 1000000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  if (d->store) dts_store_close(d->store);
+  if (d->timers) dts_timers_destroy(d->timers);
+  if (d->sched) dts_sched_destroy(d->sched);
+  for (int i = 0; i < d->nhubs; i++) dts_hub_release(d->hubs[i]);
+  if (d->ephemeral && d->dir) nftw(d->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  dts_free(d->dir);
+  dts_free(d);
+  dts_pool_thread_flush();
+}
+
+int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
+  dtsd *d = dts_calloc(1, sizeof(*d));
+  *out = NULL;
+  d->ephemeral = o->ephemeral;
+  if (o->ephemeral) {
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    size_t n = strlen(tmp) + 32;
+    d->dir = dts_malloc(n);
+    snprintf(d->dir, n, "%s/dtsd-XXXXXX", tmp);
+    if (mkdtemp(d->dir) == NULL) {
+      snprintf(err, errlen, "cannot create a temporary data directory under %s", tmp);
+      dts_free(d->dir);
+      d->dir = NULL;
+      teardown(d);
+      return -1;
+    }
+  } else {
+    d->dir = dts_strdup(o->data_dir);
+  }
+
+  d->sched = dts_sched_create(o->workers);
+  d->timers = dts_timers_create();
+  if (dts_store_open(d->dir, o->fsync ? DTS_DURABILITY_FSYNC : DTS_DURABILITY_OS, &d->store, err, errlen) !=
+      DTS_OK) {
+    teardown(d);
+    return -1;
+  }
+
+  const char *p = o->task_hubs && o->task_hubs[0] ? o->task_hubs : "default";
+  while (*p) {
+    const char *e = strchr(p, ',');
+    size_t n = e ? (size_t)(e - p) : strlen(p);
+    while (n > 0 && *p == ' ') p++, n--;
+    while (n > 0 && p[n - 1] == ' ') n--;
+    if (n > 0) {
+      if (!hub_name_ok(p, n)) {
+        snprintf(err, errlen, "invalid task hub name '%.*s': use 1-64 of A-Z a-z 0-9 - _", (int)(n < 80 ? n : 80), p);
+        teardown(d);
+        return -1;
+      }
+      if (d->nhubs == MAX_HUBS) {
+        snprintf(err, errlen, "too many task hubs (at most %d)", MAX_HUBS);
+        teardown(d);
+        return -1;
+      }
+      char *name = dts_strndup(p, n);
+      bool dup = false;
+      for (int i = 0; i < d->nhubs; i++) dup |= strcmp(dts_hub_name(d->hubs[i]), name) == 0;
+      if (!dup) {
+        dts_hub_config hc = {.name = name,
+                             .sched = d->sched,
+                             .timers = d->timers,
+                             .store = d->store,
+                             .max_payload = (size_t)o->max_payload,
+                             .default_max_orch = 1000,
+                             .default_max_act = 1000,
+                             .abandon_delay_ns = 1000000000ULL,
+                             .ping_interval_ns = 30000000000ULL};
+        if (dts_hub_create(&hc, &d->hubs[d->nhubs]) != DTS_OK) {
+          snprintf(err, errlen, "cannot load task hub '%s' from %s: the store is damaged", name, d->dir);
+          dts_free(name);
+          teardown(d);
+          return -1;
+        }
+        d->nhubs++;
+      }
+      dts_free(name);
+    }
+    if (!e) break;
+    p = e + 1;
+  }
+  if (d->nhubs == 0) {
+    snprintf(err, errlen, "no task hub configured");
+    teardown(d);
+    return -1;
+  }
+
+  dts_bridge_config bc = {.addr = o->address,
+                          .hubs = d->hubs,
+                          .nhubs = d->nhubs,
+                          .default_hub = "default",
+                          .max_message = o->max_message,
+                          .max_depth = o->max_nesting > 0 ? o->max_nesting : 64,
+                          .cq_threads = 1};
+  if (dts_bridge_start(&bc, &d->bridge, &d->port, err, errlen) != DTS_OK) {
+    d->bridge = NULL;
+    teardown(d);
+    return -1;
+  }
+  *out = d;
+  return 0;
+}
+
+int dtsd_port(const dtsd *d) { return d->port; }
+const char *dtsd_data_dir(const dtsd *d) { return d->dir; }
+void dtsd_stop(dtsd *d) {
+  if (d != NULL) teardown(d);
+}

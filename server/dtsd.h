@@ -1,0 +1,51 @@
+/* dtsd.h -- dtsd as a library (libdtsd): start a complete server inside a
+ * process, read its bound port, stop it.  The dtsd executable is a thin
+ * main() over this.
+ *
+ *   dtsd_options o;
+ *   dtsd_options_init(&o);
+ *   o.address = "127.0.0.1:0";     // port 0 picks a free port
+ *   o.ephemeral = true;            // temp data dir, removed at stop
+ *   dtsd *d;
+ *   char err[512];
+ *   if (dtsd_start(&o, &d, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); ... }
+ *   int port = dtsd_port(d);
+ *   ...
+ *   dtsd_stop(d);
+ */
+#ifndef DTSD_H
+#define DTSD_H
+
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dtsd dtsd;
+
+typedef struct dtsd_options {
+  const char *address;   /* gRPC "host:port" (default "0.0.0.0:8080") */
+  const char *data_dir;  /* default "./dtsd-data" */
+  bool ephemeral;        /* use a fresh temporary data dir, removed at stop */
+  const char *task_hubs; /* comma-separated names (default "default") */
+  int workers;           /* scheduler threads; 0 = number of cores */
+  long max_message;      /* request size limit, bytes (default 64 MiB) */
+  long max_payload;      /* per payload string, bytes (default 16 MiB) */
+  int max_nesting;       /* message nesting bound (default 64) */
+  bool fsync;            /* durability: fsync every group commit (default: os) */
+} dtsd_options;
+
+void dtsd_options_init(dtsd_options *o);
+/* Starts the server.  Returns 0, or -1 with a message in err. */
+int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen);
+int dtsd_port(const dtsd *d);
+const char *dtsd_data_dir(const dtsd *d);
+/* Graceful stop (streams end with UNAVAILABLE), then frees everything. */
+void dtsd_stop(dtsd *d);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
