@@ -77,3 +77,7 @@ bool dts_mailbox_mark_empty(dts_mailbox *q) {
   return atomic_compare_exchange_strong_explicit(&q->head, &expect, expect | 1, memory_order_acq_rel,
                                                  memory_order_relaxed);
 }
+
+bool dts_mailbox_is_marked(dts_mailbox *q) {
+  return (atomic_load_explicit(&q->head, memory_order_acquire) & 1) != 0;
+}

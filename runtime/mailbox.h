@@ -63,4 +63,8 @@ dts_msg *dts_mailbox_pop(dts_mailbox *q);
  * the actor scheduled). */
 bool dts_mailbox_mark_empty(dts_mailbox *q);
 
+/* Consumer only: true while the empty bit is set (no push since the last
+ * successful mark_empty). */
+bool dts_mailbox_is_marked(dts_mailbox *q);
+
 #endif

@@ -153,16 +153,15 @@ static void *storage_main(void *arg) {
       for (int i = 0; i < n; i++) dts_free(group[i]);
       continue;
     }
+    /* Empty: set the empty bit (unless already set) so the next push wakes
+     * us; a failed CAS means a push raced in, so look again. */
+    if (!dts_mailbox_is_marked(&s->q) && !dts_mailbox_mark_empty(&s->q)) continue;
     pthread_mutex_lock(&s->mu);
-    if (dts_mailbox_mark_empty(&s->q)) {
-      while (!s->wake && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
-      bool stop = s->stopping && !s->wake;
-      s->wake = false;
-      pthread_mutex_unlock(&s->mu);
-      if (stop) break;
-    } else {
-      pthread_mutex_unlock(&s->mu);
-    }
+    while (!s->wake && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
+    bool stop = s->stopping && !s->wake;
+    s->wake = false;
+    pthread_mutex_unlock(&s->mu);
+    if (stop) break;
   }
   return NULL;
 }
@@ -329,7 +328,6 @@ void dts_store_close(dts_store *s) {
   if (s == NULL) return;
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
-  s->wake = true; /* one more pass drains whatever is queued */
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
   pthread_join(s->thread, NULL);

@@ -1,0 +1,78 @@
+// harness.mjs -- starts a real dtsd for a test (free port, fresh data
+// directory) and builds SDK clients and workers against it.
+//
+// DTSD_BIN names the binary (ctest sets it); otherwise the normal build's.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+export const dt = require("@microsoft/durabletask-js");
+export const grpc = require("@grpc/grpc-js");
+export const { TaskHubGrpcClient, TaskHubGrpcWorker, OrchestrationStatus, NoOpLogger } = dt;
+
+export const DTSD_BIN = process.env.DTSD_BIN || path.resolve(here, "../../build/server/dtsd");
+
+// Polls `fn` until it returns a truthy value or the deadline passes.
+export async function waitFor(fn, what, timeoutMs = 30000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export function tmpDir(tag = "e2e") {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `dtsd-${tag}-`));
+}
+
+// Starts dtsd; resolves once it serves.  opts: {dataDir, hubs, args, env}
+export async function startDtsd(opts = {}) {
+  const dataDir = opts.dataDir || path.join(tmpDir(), "data");
+  const portFile = path.join(os.tmpdir(), `dtsd-port-${process.pid}-${Math.random().toString(16).slice(2)}`);
+  const args = ["--address", "127.0.0.1:0", "--data-dir", dataDir, "--port-file", portFile, "--log-level",
+    process.env.DTSD_LOG_LEVEL || "warn", ...(opts.hubs ? ["--task-hubs", opts.hubs] : []), ...(opts.args || [])];
+  const child = spawn(DTSD_BIN, args, { stdio: ["ignore", "inherit", "pipe"], env: { ...process.env, ...(opts.env || {}) } });
+  let stderr = "";
+  child.stderr.on("data", (d) => { stderr += d; if (process.env.DTSD_VERBOSE) process.stderr.write(d); });
+  let exited = null;
+  const exitP = new Promise((resolve) => child.on("exit", (code, sig) => { exited = { code, sig }; resolve(exited); }));
+  await waitFor(() => exited || (fs.existsSync(portFile) && fs.readFileSync(portFile, "utf8").trim()), "dtsd to start", 20000);
+  if (exited) throw new Error(`dtsd exited at start (${JSON.stringify(exited)}): ${stderr}`);
+  const port = Number(fs.readFileSync(portFile, "utf8").trim());
+  fs.rmSync(portFile, { force: true });
+  return {
+    port, dataDir, endpoint: `127.0.0.1:${port}`, child,
+    stderr: () => stderr,
+    // Graceful stop; resolves with the exit status.
+    async stop() { if (!exited) child.kill("SIGTERM"); return exitP; },
+    async kill() { if (!exited) child.kill("SIGKILL"); return exitP; },
+  };
+}
+
+export function metadataFor(hub) {
+  if (!hub) return undefined;
+  return async () => { const md = new grpc.Metadata(); md.set("taskhub", hub); return md; };
+}
+
+export function client(srv, hub) {
+  return new TaskHubGrpcClient({ hostAddress: srv.endpoint, metadataGenerator: metadataFor(hub), logger: new NoOpLogger() });
+}
+
+export function worker(srv, hub, register, extra = {}) {
+  const w = new TaskHubGrpcWorker({ hostAddress: srv.endpoint, metadataGenerator: metadataFor(hub), logger: new NoOpLogger(), shutdownTimeoutMs: 2000, ...extra });
+  register(w);
+  return w;
+}
+
+export async function completed(c, id, timeoutSec = 60) {
+  const st = await c.waitForOrchestrationCompletion(id, true, timeoutSec);
+  if (!st) throw new Error(`instance ${id} not found`);
+  return st;
+}

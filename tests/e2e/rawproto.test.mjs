@@ -1,0 +1,134 @@
+// rawproto.test.mjs -- bad input on the wire, sent with a raw gRPC client
+// (hand-encoded protobuf), and the status each one must get.  After every
+// case the server must still serve.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startDtsd, grpc } from "./harness.mjs";
+
+// ---- a tiny protobuf encoder -------------------------------------------------
+function varint(n) {
+  const out = [];
+  let v = BigInt(n);
+  if (v < 0n) v += 1n << 64n;
+  while (v >= 0x80n) { out.push(Number((v & 0x7fn) | 0x80n)); v >>= 7n; }
+  out.push(Number(v));
+  return Buffer.from(out);
+}
+const key = (field, wt) => varint((field << 3) | wt);
+const bytes = (field, b) => Buffer.concat([key(field, 2), varint(b.length), b]);
+const str = (field, s) => bytes(field, Buffer.from(s, "utf8"));
+const sv = (field, s) => bytes(field, str(1, s)); // google.protobuf.StringValue
+const msg = (...parts) => Buffer.concat(parts);
+
+let srv, raw;
+const P = (m) => `/TaskHubSidecarService/${m}`;
+
+function call(method, body, hub) {
+  const md = new grpc.Metadata();
+  if (hub) md.set("taskhub", hub);
+  return new Promise((resolve) => {
+    raw.makeUnaryRequest(method, (b) => b, (b) => b, body, md, { deadline: Date.now() + 10000 }, (err, res) => {
+      resolve(err ? { code: err.code, details: err.details } : { code: 0, res });
+    });
+  });
+}
+
+async function stillServes() {
+  const r = await call(P("Hello"), Buffer.alloc(0));
+  assert.equal(r.code, 0, `server stopped serving: ${JSON.stringify(r)}`);
+}
+
+before(async () => {
+  srv = await startDtsd({ args: ["--max-payload", "1000", "--max-message", "65536", "--max-nesting", "32"] });
+  raw = new grpc.Client(srv.endpoint, grpc.credentials.createInsecure(), { "grpc.max_send_message_length": -1 });
+});
+after(async () => {
+  raw.close();
+  const st = await srv.stop();
+  assert.equal(st.code, 0, srv.stderr());
+});
+
+test("instance ids outside the rules are INVALID_ARGUMENT", async () => {
+  for (const id of ["x".repeat(101), "@entity@key", "bad\u0001id", "tab\tid", "caf\u00e9"]) {
+    const r = await call(P("StartInstance"), msg(str(1, id), str(2, "orch")));
+    assert.equal(r.code, grpc.status.INVALID_ARGUMENT, `id ${JSON.stringify(id)}: ${JSON.stringify(r)}`);
+    assert.match(r.details, /instance id/);
+  }
+  const ok = await call(P("StartInstance"), msg(str(1, "x".repeat(100)), str(2, "orch")));
+  assert.equal(ok.code, 0);
+  await stillServes();
+});
+
+test("an empty id gets a generated one", async () => {
+  const r = await call(P("StartInstance"), msg(str(2, "orch")));
+  assert.equal(r.code, 0);
+  assert.ok(r.res.length > 30, "a generated id comes back");
+});
+
+test("a payload over the limit is INVALID_ARGUMENT naming the limit and its flag", async () => {
+  const r = await call(P("StartInstance"), msg(str(1, "big-input"), str(2, "orch"), sv(4, "y".repeat(2000))));
+  assert.equal(r.code, grpc.status.INVALID_ARGUMENT);
+  assert.match(r.details, /1000 bytes/);
+  assert.match(r.details, /--max-payload/);
+  await stillServes();
+});
+
+test("malformed protobuf is INVALID_ARGUMENT", async () => {
+  for (const body of [Buffer.from([0xff, 0xff, 0xff]), Buffer.from([0x0a, 0x10, 0x41]), Buffer.from([0x0b])]) {
+    const r = await call(P("StartInstance"), body);
+    assert.equal(r.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(r));
+    assert.match(r.details, /malformed|nests/);
+  }
+  await stillServes();
+});
+
+test("TaskFailureDetails nested 10,000 deep is INVALID_ARGUMENT, checked before decoding", async () => {
+  let fd = msg(str(1, "E"), str(2, "innermost"));
+  for (let i = 0; i < 10000; i++) fd = bytes(4, fd); // about 40 KB, under the size limit
+  const body = msg(str(1, "some-id"), bytes(4, fd), str(5, "a1-1"));
+  const r = await call(P("CompleteActivityTask"), body);
+  assert.equal(r.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(r));
+  assert.match(r.details, /deeper than 32/);
+  await stillServes();
+});
+
+test("a message over the size limit is RESOURCE_EXHAUSTED", async () => {
+  const r = await call(P("RaiseEvent"), msg(str(1, "any"), str(2, "e"), sv(3, "z".repeat(100000))));
+  assert.equal(r.code, grpc.status.RESOURCE_EXHAUSTED, JSON.stringify(r));
+  await stillServes();
+});
+
+test("an unknown task hub is NOT_FOUND naming the configured hubs", async () => {
+  const r = await call(P("GetInstance"), msg(str(1, "x")), "elsewhere");
+  assert.equal(r.code, grpc.status.NOT_FOUND);
+  assert.match(r.details, /elsewhere/);
+  assert.match(r.details, /default/);
+  await stillServes();
+});
+
+test("unknown methods are UNIMPLEMENTED, not a hang", async () => {
+  for (const m of [P("NoSuchMethod"), "/some.Other/Method"]) {
+    const r = await call(m, Buffer.alloc(0));
+    assert.equal(r.code, grpc.status.UNIMPLEMENTED, `${m}: ${JSON.stringify(r)}`);
+  }
+  await stillServes();
+});
+
+test("methods of later releases answer UNIMPLEMENTED with a message", async () => {
+  for (const m of ["QueryInstances", "PurgeInstances", "SignalEntity", "CreateTaskHub", "RewindInstance"]) {
+    const r = await call(P(m), Buffer.alloc(0));
+    assert.equal(r.code, grpc.status.UNIMPLEMENTED, `${m}: ${JSON.stringify(r)}`);
+    assert.match(r.details, /not implemented yet/);
+  }
+  await stillServes();
+});
+
+test("stale and duplicate completion tokens change nothing and still get OK", async () => {
+  const r1 = await call(P("CompleteActivityTask"), msg(str(1, "nobody"), str(5, "a00000000-999")));
+  assert.equal(r1.code, 0);
+  const r2 = await call(P("CompleteOrchestratorTask"), msg(str(1, "nobody"), str(4, "o00000000-999")));
+  assert.equal(r2.code, 0);
+  const r3 = await call(P("AbandonTaskOrchestratorWorkItem"), msg(str(1, "o-junk")));
+  assert.equal(r3.code, 0);
+  await stillServes();
+});
