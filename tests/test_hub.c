@@ -1,0 +1,576 @@
+/* test_hub.c -- the task hub actor's orchestration state machine, without
+ * a network: a fake dts_call records answers and stream items; the real
+ * runtime, storage thread and LevelDB (in a temp dir) run underneath.
+ * Runs under TSan too (hub actor, storage thread and timer thread race). */
+#include "actors/hub.h"
+#include "runtime/alloc.h"
+#include "runtime/log.h"
+#include "tests/testutil.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ST(x) ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_##x
+#define EV(x) HISTORY_EVENT__EVENT_TYPE_##x
+#define MAXITEMS 64
+
+/* ======================================================================== */
+/* fake calls                                                               */
+
+struct dts_call {
+  atomic_int refs;
+  void *owner_data;
+  dts_actor *owner; /* streams: where SENT goes */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool answered, ended;
+  int status;
+  char msg[512];
+  dts_buf body;
+  dts_buf items[MAXITEMS];
+  int nitems;
+};
+
+static atomic_long live_calls;
+
+static dts_call *call_new(dts_actor *owner) {
+  dts_call *c = dts_calloc(1, sizeof(*c));
+  atomic_init(&c->refs, 1);
+  c->owner = owner;
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->cv, NULL);
+  atomic_fetch_add(&live_calls, 1);
+  return c;
+}
+
+void dts_call_ref(dts_call *c) { atomic_fetch_add(&c->refs, 1); }
+void dts_call_unref(dts_call *c) {
+  if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+  dts_buf_free(&c->body);
+  for (int i = 0; i < c->nitems; i++) dts_buf_free(&c->items[i]);
+  pthread_mutex_destroy(&c->mu);
+  pthread_cond_destroy(&c->cv);
+  dts_free(c);
+  atomic_fetch_sub(&live_calls, 1);
+}
+void dts_call_set_owner_data(dts_call *c, void *p) { c->owner_data = p; }
+void *dts_call_owner_data(dts_call *c) { return c->owner_data; }
+
+static void finish(dts_call *c, int st, const char *msg, dts_buf body) {
+  pthread_mutex_lock(&c->mu);
+  assert_false(c->answered); /* exactly one answer per unary call */
+  c->answered = true;
+  c->status = st;
+  snprintf(c->msg, sizeof(c->msg), "%s", msg);
+  c->body = body;
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
+void dts_call_reply(dts_call *c, dts_buf resp) { finish(c, 0, "", resp); }
+void dts_call_fail(dts_call *c, dts_status st, const char *msg) { finish(c, (int)st, msg, (dts_buf){NULL, 0}); }
+
+static void ev_drop(dts_msg *m) { dts_call_unref(((dts_call_event *)m)->call); }
+
+static void sent(dts_call *c, unsigned kind) {
+  dts_call_event *e = (dts_call_event *)dts_msg_alloc(kind, sizeof(*e));
+  e->hdr.drop = ev_drop;
+  dts_call_ref(c);
+  e->call = c;
+  e->ok = true;
+  dts_send(c->owner, &e->hdr);
+}
+
+void dts_call_stream_open(dts_call *c) { sent(c, DTS_CALL_SENT); }
+void dts_call_stream_send(dts_call *c, dts_buf msg) {
+  pthread_mutex_lock(&c->mu);
+  assert_true(c->nitems < MAXITEMS);
+  c->items[c->nitems++] = msg;
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+  sent(c, DTS_CALL_SENT);
+}
+void dts_call_stream_end(dts_call *c, dts_status st, const char *msg) {
+  (void)st;
+  (void)msg;
+  pthread_mutex_lock(&c->mu);
+  c->ended = true;
+  pthread_mutex_unlock(&c->mu);
+  sent(c, DTS_CALL_SENT);
+}
+
+static bool answered(dts_call *c) {
+  pthread_mutex_lock(&c->mu);
+  bool a = c->answered;
+  pthread_mutex_unlock(&c->mu);
+  return a;
+}
+
+static int nitems(dts_call *c) {
+  pthread_mutex_lock(&c->mu);
+  int n = c->nitems;
+  pthread_mutex_unlock(&c->mu);
+  return n;
+}
+
+/* ======================================================================== */
+/* fixture                                                                  */
+
+typedef struct fx {
+  char dir[64];
+  dts_sched *sched;
+  dts_timers *timers;
+  dts_store *store;
+  dts_hub *hub;
+} fx;
+
+static void open_all(fx *f) {
+  char err[256];
+  f->sched = dts_sched_create(2);
+  f->timers = dts_timers_create();
+  assert_int_equal(dts_store_open(f->dir, DTS_DURABILITY_OS, &f->store, err, sizeof(err)), DTS_OK);
+  dts_hub_config hc = {.name = "default", .sched = f->sched, .timers = f->timers, .store = f->store,
+                       .max_payload = 1 << 20, .default_max_orch = 10, .default_max_act = 10,
+                       .abandon_delay_ns = 50000000ULL, .ping_interval_ns = 30000000000ULL};
+  assert_int_equal(dts_hub_create(&hc, &f->hub), DTS_OK);
+}
+
+static void close_all(fx *f) {
+  dts_hub_shutdown(f->hub);
+  assert_true(TU_WAIT_UNTIL(dts_hub_quiesced(f->hub), 10));
+  dts_store_close(f->store);
+  dts_timers_destroy(f->timers);
+  dts_sched_destroy(f->sched);
+  dts_hub_release(f->hub);
+}
+
+static int setup(void **state) {
+  fx *f = dts_calloc(1, sizeof(*f));
+  snprintf(f->dir, sizeof(f->dir), "/tmp/dtsd-hubtest-XXXXXX");
+  assert_non_null(mkdtemp(f->dir));
+  strcat(f->dir, "/db");
+  open_all(f);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx *f = *state;
+  close_all(f);
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%.*s'", (int)(strlen(f->dir) - 3), f->dir);
+  assert_int_equal(system(cmd), 0);
+  dts_free(f);
+  dts_pool_thread_flush();
+  assert_int_equal(atomic_load(&live_calls), 0); /* the hub let go of every call */
+  return 0;
+}
+
+/* Packs and unpacks `m`, so the hub gets a heap message, as from the wire. */
+static dts_call *post(fx *f, dts_method meth, const ProtobufCMessage *m) {
+  dts_buf b = dts_pb_pack(m);
+  ProtobufCMessage *req = protobuf_c_message_unpack(m->descriptor, NULL, b.n, b.p);
+  dts_buf_free(&b);
+  dts_call *c = call_new(dts_hub_actor(f->hub));
+  dts_call_ref(c); /* the hub's */
+  dts_hub_post(f->hub, meth, c, req);
+  return c;
+}
+
+static dts_call *rpc(fx *f, dts_method meth, const ProtobufCMessage *m, int want_status) {
+  dts_call *c = post(f, meth, m);
+  assert_true(TU_WAIT_UNTIL(answered(c), 10));
+  if (c->status != want_status) fail_msg("status %d (%s), wanted %d", c->status, c->msg, want_status);
+  return c;
+}
+
+static char *start(fx *f, const char *id, const char *name) {
+  CreateInstanceRequest r = CREATE_INSTANCE_REQUEST__INIT;
+  r.instance_id = (char *)id;
+  r.name = (char *)name;
+  dts_call *c = rpc(f, DTS_M_START_INSTANCE, &r.base, 0);
+  CreateInstanceResponse *resp = create_instance_response__unpack(NULL, c->body.n, c->body.p);
+  char *out = dts_strdup(resp->instance_id);
+  create_instance_response__free_unpacked(resp, NULL);
+  dts_call_unref(c);
+  return out;
+}
+
+static OrchestrationState *get(fx *f, const char *id) {
+  GetInstanceRequest r = GET_INSTANCE_REQUEST__INIT;
+  r.instance_id = (char *)id;
+  r.get_inputs_and_outputs = true;
+  dts_call *c = rpc(f, DTS_M_GET_INSTANCE, &r.base, 0);
+  GetInstanceResponse *resp = get_instance_response__unpack(NULL, c->body.n, c->body.p);
+  dts_call_unref(c);
+  OrchestrationState *st = NULL;
+  if (resp->exists) {
+    st = resp->orchestration_state;
+    resp->orchestration_state = NULL;
+  }
+  get_instance_response__free_unpacked(resp, NULL);
+  return st;
+}
+
+static dts_call *open_stream(fx *f) {
+  GetWorkItemsRequest r = GET_WORK_ITEMS_REQUEST__INIT;
+  return post(f, DTS_M_GET_WORK_ITEMS, &r.base);
+}
+
+static void close_stream(fx *f, dts_call *s) {
+  (void)f;
+  sent(s, DTS_CALL_CLOSED);
+}
+
+/* The i-th item sent on stream s (waits for it). */
+static WorkItem *item(dts_call *s, int i) {
+  if (!TU_WAIT_UNTIL(nitems(s) > i, 10)) fail_msg("no work item #%d (have %d)", i, nitems(s));
+  pthread_mutex_lock(&s->mu);
+  WorkItem *w = work_item__unpack(NULL, s->items[i].n, s->items[i].p);
+  pthread_mutex_unlock(&s->mu);
+  assert_non_null(w);
+  return w;
+}
+
+static void complete_orch(fx *f, WorkItem *w, OrchestratorAction **acts, size_t n) {
+  OrchestratorResponse r = ORCHESTRATOR_RESPONSE__INIT;
+  r.instance_id = w->orchestrator_request->instance_id;
+  r.completion_token = w->completion_token;
+  r.actions = acts;
+  r.n_actions = n;
+  dts_call_unref(rpc(f, DTS_M_COMPLETE_ORCHESTRATOR, &r.base, 0));
+}
+
+static OrchestratorAction *act_schedule(int id, const char *name, ScheduleTaskAction *st, OrchestratorAction *a) {
+  schedule_task_action__init(st);
+  st->name = (char *)name;
+  orchestrator_action__init(a);
+  a->id = id;
+  a->orchestrator_action_type_case = ORCHESTRATOR_ACTION__ORCHESTRATOR_ACTION_TYPE_SCHEDULE_TASK;
+  a->schedule_task = st;
+  return a;
+}
+
+static OrchestratorAction *act_complete(const char *result, int status, CompleteOrchestrationAction *ca,
+                                        Google__Protobuf__StringValue *sv, OrchestratorAction *a) {
+  complete_orchestration_action__init(ca);
+  ca->orchestration_status = status;
+  ca->result = dts_sv(sv, result);
+  orchestrator_action__init(a);
+  a->id = 99;
+  a->orchestrator_action_type_case = ORCHESTRATOR_ACTION__ORCHESTRATOR_ACTION_TYPE_COMPLETE_ORCHESTRATION;
+  a->complete_orchestration = ca;
+  return a;
+}
+
+/* ======================================================================== */
+/* tests                                                                    */
+
+static void test_activity_round_trip_builds_history(void **state) {
+  fx *f = *state;
+  char *id = start(f, "i1", "orch");
+  OrchestrationState *st = get(f, id);
+  assert_int_equal(st->orchestration_status, ST(PENDING));
+  orchestration_state__free_unpacked(st, NULL);
+
+  dts_call *s = open_stream(f);
+  WorkItem *w = item(s, 0);
+  assert_int_equal(w->request_case, WORK_ITEM__REQUEST_ORCHESTRATOR_REQUEST);
+  OrchestratorRequest *or = w->orchestrator_request;
+  assert_int_equal(or->n_past_events, 0);
+  assert_int_equal(or->n_new_events, 2);
+  assert_int_equal(or->new_events[0]->event_type_case, EV(ORCHESTRATOR_STARTED));
+  assert_int_equal(or->new_events[1]->event_type_case, EV(EXECUTION_STARTED));
+  assert_int_equal(or->new_events[1]->event_id, -1);
+  assert_non_null(or->entity_parameters); /* always set */
+  assert_non_null(or->execution_id);
+  assert_int_equal(strlen(or->execution_id->value), 36);
+
+  ScheduleTaskAction sta;
+  OrchestratorAction a1, *acts[1] = {act_schedule(1, "act", &sta, &a1)};
+  complete_orch(f, w, acts, 1);
+  work_item__free_unpacked(w, NULL);
+
+  w = item(s, 1);
+  assert_int_equal(w->request_case, WORK_ITEM__REQUEST_ACTIVITY_REQUEST);
+  assert_int_equal(w->activity_request->task_id, 1);
+  assert_string_equal(w->activity_request->name, "act");
+  ActivityResponse ar = ACTIVITY_RESPONSE__INIT;
+  Google__Protobuf__StringValue res;
+  ar.instance_id = (char *)id;
+  ar.task_id = 1;
+  ar.result = dts_sv(&res, "\"r1\"");
+  ar.completion_token = w->completion_token;
+  dts_call_unref(rpc(f, DTS_M_COMPLETE_ACTIVITY, &ar.base, 0));
+  /* a duplicate of the same completion changes nothing and still gets OK */
+  dts_call_unref(rpc(f, DTS_M_COMPLETE_ACTIVITY, &ar.base, 0));
+  work_item__free_unpacked(w, NULL);
+
+  w = item(s, 2);
+  or = w->orchestrator_request;
+  assert_int_equal(or->n_past_events, 4); /* OS, ES, TaskScheduled, OC */
+  assert_int_equal(or->past_events[2]->event_type_case, EV(TASK_SCHEDULED));
+  assert_int_equal(or->past_events[2]->event_id, 1);
+  assert_int_equal(or->past_events[3]->event_type_case, EV(ORCHESTRATOR_COMPLETED));
+  assert_int_equal(or->n_new_events, 2);
+  assert_int_equal(or->new_events[0]->event_type_case, EV(ORCHESTRATOR_STARTED));
+  assert_int_equal(or->new_events[1]->event_type_case, EV(TASK_COMPLETED));
+  assert_int_equal(or->new_events[1]->task_completed->task_scheduled_id, 1);
+  assert_string_equal(or->new_events[1]->task_completed->result->value, "\"r1\"");
+
+  CompleteOrchestrationAction ca;
+  Google__Protobuf__StringValue sv;
+  OrchestratorAction a2, *acts2[1] = {act_complete("\"done\"", ST(COMPLETED), &ca, &sv, &a2)};
+  complete_orch(f, w, acts2, 1);
+  /* the same completion again: stale token, OK, no change */
+  complete_orch(f, w, acts2, 1);
+  work_item__free_unpacked(w, NULL);
+
+  st = get(f, id);
+  assert_int_equal(st->orchestration_status, ST(COMPLETED));
+  assert_string_equal(st->output->value, "\"done\"");
+  assert_non_null(st->completed_timestamp);
+  orchestration_state__free_unpacked(st, NULL);
+  dts_hub_stats hs;
+  dts_hub_get_stats(f->hub, &hs);
+  assert_int_equal(hs.stale_completions, 2);
+  assert_int_equal(nitems(s), 3); /* nothing more was dispatched */
+  close_stream(f, s);
+  dts_call_unref(s);
+  dts_free(id);
+}
+
+static void test_one_outstanding_item_per_instance(void **state) {
+  fx *f = *state;
+  char *id = start(f, "i2", "orch");
+  dts_call *s = open_stream(f);
+  WorkItem *w = item(s, 0);
+  RaiseEventRequest re = RAISE_EVENT_REQUEST__INIT;
+  re.instance_id = id;
+  re.name = "e";
+  dts_call_unref(rpc(f, DTS_M_RAISE_EVENT, &re.base, 0));
+  dts_call_unref(rpc(f, DTS_M_RAISE_EVENT, &re.base, 0));
+  /* leased: no second item for the same instance until the first completes */
+  OrchestrationState *st = get(f, id); /* a read after the raises: ordered after their commits */
+  orchestration_state__free_unpacked(st, NULL);
+  assert_int_equal(nitems(s), 1);
+  complete_orch(f, w, NULL, 0);
+  work_item__free_unpacked(w, NULL);
+  w = item(s, 1);
+  assert_int_equal(w->orchestrator_request->n_new_events, 3); /* OS + 2 events */
+  assert_int_equal(w->orchestrator_request->new_events[1]->event_type_case, EV(EVENT_RAISED));
+  work_item__free_unpacked(w, NULL);
+  close_stream(f, s);
+  dts_call_unref(s);
+  dts_free(id);
+}
+
+static void test_stream_end_returns_leased_items(void **state) {
+  fx *f = *state;
+  char *id = start(f, "i3", "orch");
+  dts_call *s1 = open_stream(f);
+  WorkItem *w = item(s1, 0);
+  work_item__free_unpacked(w, NULL);
+  close_stream(f, s1);
+  dts_call *s2 = open_stream(f);
+  w = item(s2, 0); /* the same turn again, to the new stream */
+  assert_string_equal(w->orchestrator_request->instance_id, id);
+  assert_int_equal(w->orchestrator_request->n_new_events, 2);
+  /* the first stream's token is now stale */
+  work_item__free_unpacked(w, NULL);
+  close_stream(f, s2);
+  dts_call_unref(s1);
+  dts_call_unref(s2);
+  dts_free(id);
+}
+
+static void test_abandon_redelivers_after_delay(void **state) {
+  fx *f = *state;
+  char *id = start(f, "i4", "orch");
+  dts_call *s = open_stream(f);
+  WorkItem *w = item(s, 0);
+  AbandonOrchestrationTaskRequest ab = ABANDON_ORCHESTRATION_TASK_REQUEST__INIT;
+  ab.completion_token = w->completion_token;
+  double t0 = tu_now();
+  dts_call_unref(rpc(f, DTS_M_ABANDON_ORCHESTRATOR, &ab.base, 0));
+  work_item__free_unpacked(w, NULL);
+  w = item(s, 1);
+  assert_true(tu_now() - t0 >= 0.045); /* not before the 50 ms delay */
+  assert_int_equal(w->orchestrator_request->n_new_events, 2);
+  work_item__free_unpacked(w, NULL);
+  close_stream(f, s);
+  dts_call_unref(s);
+  dts_free(id);
+}
+
+static void test_waiters_are_answered_and_freed(void **state) {
+  fx *f = *state;
+  char *id = start(f, "i5", "orch");
+  GetInstanceRequest g = GET_INSTANCE_REQUEST__INIT;
+  g.instance_id = id;
+  dts_call *wc = post(f, DTS_M_WAIT_COMPLETION, &g.base);
+  dts_call *gone = post(f, DTS_M_WAIT_COMPLETION, &g.base);
+  dts_call *ws = post(f, DTS_M_WAIT_START, &g.base);
+  sent(gone, DTS_CALL_CLOSED); /* that client went away */
+  dts_call *s = open_stream(f);
+  WorkItem *w = item(s, 0);
+  assert_false(answered(wc));
+  complete_orch(f, w, NULL, 0); /* now RUNNING */
+  assert_true(TU_WAIT_UNTIL(answered(ws), 10));
+  assert_false(answered(wc));
+  work_item__free_unpacked(w, NULL);
+  TerminateRequest tr = TERMINATE_REQUEST__INIT;
+  tr.instance_id = id;
+  dts_call_unref(rpc(f, DTS_M_TERMINATE, &tr.base, 0));
+  w = item(s, 1);
+  assert_int_equal(w->orchestrator_request->new_events[1]->event_type_case, EV(EXECUTION_TERMINATED));
+  CompleteOrchestrationAction ca;
+  Google__Protobuf__StringValue sv;
+  OrchestratorAction a, *acts[1] = {act_complete("null", ST(TERMINATED), &ca, &sv, &a)};
+  complete_orch(f, w, acts, 1);
+  work_item__free_unpacked(w, NULL);
+  assert_true(TU_WAIT_UNTIL(answered(wc), 10));
+  GetInstanceResponse *r = get_instance_response__unpack(NULL, wc->body.n, wc->body.p);
+  assert_int_equal(r->orchestration_state->orchestration_status, ST(TERMINATED));
+  get_instance_response__free_unpacked(r, NULL);
+  assert_false(answered(gone));
+  close_stream(f, s);
+  dts_call_unref(s);
+  dts_call_unref(wc);
+  dts_call_unref(ws);
+  dts_call_unref(gone);
+  dts_free(id);
+}
+
+static void test_continue_as_new_starts_a_new_execution(void **state) {
+  fx *f = *state;
+  char *id = start(f, "i6", "orch");
+  dts_call *s = open_stream(f);
+  WorkItem *w = item(s, 0);
+  char *exec1 = dts_strdup(w->orchestrator_request->execution_id->value);
+  /* carry one event over */
+  HistoryEvent carry = HISTORY_EVENT__INIT;
+  EventRaisedEvent er = EVENT_RAISED_EVENT__INIT;
+  er.name = "kept";
+  carry.event_id = -1;
+  carry.event_type_case = EV(EVENT_RAISED);
+  carry.event_raised = &er;
+  HistoryEvent *carried[1] = {&carry};
+  CompleteOrchestrationAction ca;
+  Google__Protobuf__StringValue sv;
+  OrchestratorAction a, *acts[1] = {act_complete("7", ST(CONTINUED_AS_NEW), &ca, &sv, &a)};
+  ca.carryover_events = carried;
+  ca.n_carryover_events = 1;
+  complete_orch(f, w, acts, 1);
+  work_item__free_unpacked(w, NULL);
+  w = item(s, 1);
+  OrchestratorRequest *or = w->orchestrator_request;
+  assert_string_not_equal(or->execution_id->value, exec1);
+  assert_int_equal(or->n_past_events, 0);
+  assert_int_equal(or->n_new_events, 3);
+  assert_int_equal(or->new_events[1]->event_type_case, EV(EXECUTION_STARTED));
+  assert_string_equal(or->new_events[1]->execution_started->input->value, "7");
+  assert_int_equal(or->new_events[2]->event_type_case, EV(EVENT_RAISED));
+  OrchestrationState *st = get(f, id);
+  assert_int_equal(st->orchestration_status, ST(RUNNING)); /* never CONTINUED_AS_NEW */
+  orchestration_state__free_unpacked(st, NULL);
+  work_item__free_unpacked(w, NULL);
+  dts_free(exec1);
+  close_stream(f, s);
+  dts_call_unref(s);
+  dts_free(id);
+}
+
+static void test_restart_resumes_activities_and_timers(void **state) {
+  fx *f = *state;
+  char *id = start(f, "i7", "orch");
+  dts_call *s = open_stream(f);
+  WorkItem *w = item(s, 0);
+  /* schedule an activity and a timer 300 ms out */
+  ScheduleTaskAction sta;
+  OrchestratorAction a1;
+  act_schedule(1, "act", &sta, &a1);
+  CreateTimerAction ct = CREATE_TIMER_ACTION__INIT;
+  Google__Protobuf__Timestamp fire;
+  int64_t fire_ns = (int64_t)dts_wall_ns() + 300000000LL;
+  ct.fire_at = dts_ts_from_ns(&fire, fire_ns);
+  OrchestratorAction a2 = ORCHESTRATOR_ACTION__INIT;
+  a2.id = 2;
+  a2.orchestrator_action_type_case = ORCHESTRATOR_ACTION__ORCHESTRATOR_ACTION_TYPE_CREATE_TIMER;
+  a2.create_timer = &ct;
+  OrchestratorAction *acts[2] = {&a1, &a2};
+  complete_orch(f, w, acts, 2);
+  work_item__free_unpacked(w, NULL);
+  w = item(s, 1); /* the activity, leased but never completed */
+  assert_int_equal(w->request_case, WORK_ITEM__REQUEST_ACTIVITY_REQUEST);
+  work_item__free_unpacked(w, NULL);
+
+  /* stop everything and start again over the same store */
+  close_stream(f, s);
+  dts_call_unref(s);
+  close_all(f);
+  open_all(f);
+  s = open_stream(f);
+  bool saw_act = false, saw_timer = false;
+  for (int i = 0; i < 2; i++) {
+    w = item(s, i);
+    if (w->request_case == WORK_ITEM__REQUEST_ACTIVITY_REQUEST) {
+      saw_act = true;
+      assert_int_equal(w->activity_request->task_id, 1);
+    } else {
+      OrchestratorRequest *or = w->orchestrator_request;
+      assert_int_equal(or->new_events[1]->event_type_case, EV(TIMER_FIRED));
+      assert_int_equal(or->new_events[1]->timer_fired->timer_id, 2);
+      assert_true((int64_t)dts_wall_ns() >= fire_ns); /* not early */
+      assert_int_equal(or->n_past_events, 5);        /* OS ES TS TC OC */
+      saw_timer = true;
+    }
+    work_item__free_unpacked(w, NULL);
+  }
+  assert_true(saw_act && saw_timer);
+  close_stream(f, s);
+  dts_call_unref(s);
+  dts_free(id);
+}
+
+static void test_bad_requests_get_clear_errors(void **state) {
+  fx *f = *state;
+  CreateInstanceRequest r = CREATE_INSTANCE_REQUEST__INIT;
+  r.instance_id = "@entity";
+  r.name = "o";
+  dts_call_unref(rpc(f, DTS_M_START_INSTANCE, &r.base, DTS_ST_INVALID_ARGUMENT));
+  r.instance_id = "ok";
+  r.name = "";
+  dts_call_unref(rpc(f, DTS_M_START_INSTANCE, &r.base, DTS_ST_INVALID_ARGUMENT));
+  r.name = "o";
+  dts_call_unref(rpc(f, DTS_M_START_INSTANCE, &r.base, 0));
+  dts_call_unref(rpc(f, DTS_M_START_INSTANCE, &r.base, DTS_ST_ALREADY_EXISTS));
+  RaiseEventRequest re = RAISE_EVENT_REQUEST__INIT;
+  re.instance_id = "missing";
+  re.name = "e";
+  dts_call_unref(rpc(f, DTS_M_RAISE_EVENT, &re.base, DTS_ST_NOT_FOUND));
+}
+
+int main(void) {
+  dts_log_set_level(DTS_LOG_WARN);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_activity_round_trip_builds_history, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_one_outstanding_item_per_instance, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stream_end_returns_leased_items, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_abandon_redelivers_after_delay, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_waiters_are_answered_and_freed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_continue_as_new_starts_a_new_execution, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_restart_resumes_activities_and_timers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_bad_requests_get_clear_errors, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
