@@ -44,6 +44,7 @@ void dtsd_options_init(dtsd_options *o) {
   o->max_message = 64L << 20;
   o->max_payload = 16L << 20;
   o->max_nesting = 64;
+  o->health_ping_ms = 30000;
 }
 
 static bool hub_name_ok(const char *s, size_t n) {
@@ -139,7 +140,7 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                              .default_max_orch = 1000,
                              .default_max_act = 1000,
                              .abandon_delay_ns = 1000000000ULL,
-                             .ping_interval_ns = 30000000000ULL};
+                             .ping_interval_ns = (uint64_t)(o->health_ping_ms > 0 ? o->health_ping_ms : 30000) * 1000000ULL};
         if (dts_hub_create(&hc, &d->hubs[d->nhubs]) != DTS_OK) {
           snprintf(err, errlen, "cannot load task hub '%s' from %s: the store is damaged", name, d->dir);
           dts_free(name);

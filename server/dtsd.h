@@ -34,6 +34,7 @@ typedef struct dtsd_options {
   long max_payload;      /* per payload string, bytes (default 16 MiB) */
   int max_nesting;       /* message nesting bound (default 64) */
   bool fsync;            /* durability: fsync every group commit (default: os) */
+  int health_ping_ms;    /* HealthPing on idle worker streams (default 30000) */
 } dtsd_options;
 
 void dtsd_options_init(dtsd_options *o);

@@ -24,6 +24,7 @@ static void usage(FILE *out) {
           "  --max-message BYTES  largest request accepted (default 67108864 = 64 MiB)      [DTSD_MAX_MESSAGE]\n"
           "  --max-payload BYTES  largest payload string (default 16777216 = 16 MiB)        [DTSD_MAX_PAYLOAD]\n"
           "  --max-nesting N      deepest message nesting accepted (default 64)            [DTSD_MAX_NESTING]\n"
+          "  --health-ping MS     HealthPing on idle worker streams every MS (default 30000) [DTSD_HEALTH_PING]\n"
           "  --log-level L        debug|info|warn|error (default info)                     [DTSD_LOG_LEVEL]\n"
           "  --log-format F       text|json (default text)                                 [DTSD_LOG_FORMAT]\n"
           "  --help               this text\n");
@@ -50,7 +51,7 @@ int main(int argc, char **argv) {
   const char *port_file = env("DTSD_PORT_FILE", NULL);
   const char *workers = env("DTSD_WORKERS", NULL), *dur = env("DTSD_DURABILITY", NULL);
   const char *maxmsg = env("DTSD_MAX_MESSAGE", NULL), *maxpl = env("DTSD_MAX_PAYLOAD", NULL);
-  const char *maxnest = env("DTSD_MAX_NESTING", NULL);
+  const char *maxnest = env("DTSD_MAX_NESTING", NULL), *ping = env("DTSD_HEALTH_PING", NULL);
   if (env("DTSD_ADDRESS", NULL)) o.address = env("DTSD_ADDRESS", NULL);
   if (env("DTSD_DATA_DIR", NULL)) o.data_dir = env("DTSD_DATA_DIR", NULL);
   if (env("DTSD_TASK_HUBS", "DTS_TASK_HUB_NAMES")) o.task_hubs = env("DTSD_TASK_HUBS", "DTS_TASK_HUB_NAMES");
@@ -66,6 +67,7 @@ int main(int argc, char **argv) {
                                        {"max-message", required_argument, 0, 'm'},
                                        {"max-payload", required_argument, 0, 'p'},
                                        {"max-nesting", required_argument, 0, 'n'},
+                                       {"health-ping", required_argument, 0, 'H'},
                                        {"log-level", required_argument, 0, 'l'},
                                        {"log-format", required_argument, 0, 'f'},
                                        {"help", no_argument, 0, 'h'},
@@ -83,6 +85,7 @@ int main(int argc, char **argv) {
     case 'm': maxmsg = optarg; break;
     case 'p': maxpl = optarg; break;
     case 'n': maxnest = optarg; break;
+    case 'H': ping = optarg; break;
     case 'l': lvl = optarg; break;
     case 'f': fmt = optarg; break;
     case 'h': usage(stdout); return 0;
@@ -109,6 +112,10 @@ int main(int argc, char **argv) {
   if (maxnest) {
     if (!parse_long(maxnest, &v) || v < 8 || v > 10000) { fprintf(stderr, "dtsd: --max-nesting wants 8..10000, not '%s'\n", maxnest); return 2; }
     o.max_nesting = (int)v;
+  }
+  if (ping) {
+    if (!parse_long(ping, &v) || v < 100 || v > 3600000) { fprintf(stderr, "dtsd: --health-ping wants 100..3600000 ms, not '%s'\n", ping); return 2; }
+    o.health_ping_ms = (int)v;
   }
   if (dur) {
     if (strcmp(dur, "os") == 0) o.fsync = false;

@@ -542,6 +542,43 @@ static void test_restart_resumes_activities_and_timers(void **state) {
   dts_free(id);
 }
 
+static void test_filters_and_per_stream_limits(void **state) {
+  fx *f = *state;
+  /* stream A: only orchestrations named "other", one at a time */
+  OrchestrationFilter of = ORCHESTRATION_FILTER__INIT;
+  of.name = "other";
+  OrchestrationFilter *ofs[1] = {&of};
+  WorkItemFilters wf = WORK_ITEM_FILTERS__INIT;
+  wf.orchestrations = ofs;
+  wf.n_orchestrations = 1;
+  GetWorkItemsRequest ra = GET_WORK_ITEMS_REQUEST__INIT;
+  ra.max_concurrent_orchestration_work_items = 1;
+  ra.work_item_filters = &wf;
+  dts_call *a = post(f, DTS_M_GET_WORK_ITEMS, &ra.base);
+  char *i1 = start(f, "f1", "orch"), *i2 = start(f, "f2", "other"), *i3 = start(f, "f3", "other");
+  OrchestrationState *st = get(f, i3); /* barrier: dispatches of earlier commits are done */
+  orchestration_state__free_unpacked(st, NULL);
+  assert_int_equal(nitems(a), 1);
+  WorkItem *w = item(a, 0);
+  assert_string_equal(w->orchestrator_request->instance_id, "f2");
+  work_item__free_unpacked(w, NULL);
+  /* stream B takes everything else, including what A may not take */
+  dts_call *b = open_stream(f);
+  WorkItem *w0 = item(b, 0), *w1 = item(b, 1);
+  const char *x = w0->orchestrator_request->instance_id, *y = w1->orchestrator_request->instance_id;
+  assert_true((strcmp(x, "f1") == 0 && strcmp(y, "f3") == 0) || (strcmp(x, "f3") == 0 && strcmp(y, "f1") == 0));
+  work_item__free_unpacked(w0, NULL);
+  work_item__free_unpacked(w1, NULL);
+  assert_int_equal(nitems(a), 1);
+  close_stream(f, a);
+  close_stream(f, b);
+  dts_call_unref(a);
+  dts_call_unref(b);
+  dts_free(i1);
+  dts_free(i2);
+  dts_free(i3);
+}
+
 static void test_bad_requests_get_clear_errors(void **state) {
   fx *f = *state;
   CreateInstanceRequest r = CREATE_INSTANCE_REQUEST__INIT;
@@ -570,6 +607,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_waiters_are_answered_and_freed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_continue_as_new_starts_a_new_execution, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restart_resumes_activities_and_timers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_filters_and_per_stream_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_requests_get_clear_errors, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

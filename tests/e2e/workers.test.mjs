@@ -167,3 +167,28 @@ test("a foreign directory is refused, never silently replaced", async () => {
   await assert.rejects(startDtsd({ dataDir: dir }), /not a dtsd data directory/);
   assert.equal(fs.readFileSync(path.join(dir, "precious.txt"), "utf8"), "keep me");
 });
+
+test("idle streams get HealthPings; SIGTERM ends streams with UNAVAILABLE and exits in under 5 s", async () => {
+  const { grpc } = await import("./harness.mjs");
+  const srv = await startDtsd({ args: ["--health-ping", "300"] });
+  const raw = new grpc.Client(srv.endpoint, grpc.credentials.createInsecure());
+  const items = [];
+  let endErr = null;
+  const stream = raw.makeServerStreamRequest("/TaskHubSidecarService/GetWorkItems", (b) => b, (b) => b, Buffer.alloc(0), new grpc.Metadata());
+  stream.on("data", (b) => items.push(Buffer.from(b)));
+  stream.on("error", (e) => { endErr = e; });
+  try {
+    // WorkItem{healthPing(4): {}} is the two bytes 0x22 0x00
+    await waitFor(() => items.some((b) => b.equals(Buffer.from([0x22, 0x00]))), "a HealthPing", 10000);
+    const t0 = Date.now();
+    const st = await srv.stop();
+    const took = Date.now() - t0;
+    assert.equal(st.code, 0, srv.stderr());
+    assert.ok(took < 5000, `shutdown took ${took} ms`);
+    await waitFor(() => endErr, "the stream to end", 5000);
+    assert.equal(endErr.code, grpc.status.UNAVAILABLE, String(endErr));
+  } finally {
+    raw.close();
+    await srv.kill();
+  }
+});
