@@ -955,6 +955,7 @@ static dts_buf orch_work_item(dts_hub *h, inst *in) {
 }
 
 static void dispatch_orch(dts_hub *h, inst *in, stream *s) {
+  DTS_DEBUG("hub", "[%s] dispatch orchestration %s (%zu new events)", h->name, in->id, in->inbox.n + 1);
   /* newEvents = [OrchestratorStarted(now)] + the whole inbox */
   HistoryEvent e = HISTORY_EVENT__INIT;
   OrchestratorStartedEvent os = ORCHESTRATOR_STARTED_EVENT__INIT;
@@ -972,6 +973,7 @@ static void dispatch_orch(dts_hub *h, inst *in, stream *s) {
 }
 
 static void dispatch_act(dts_hub *h, act *a, stream *s) {
+  DTS_DEBUG("hub", "[%s] dispatch activity %s #%d", h->name, a->inst_id, a->task_id);
   new_token(h, 'a', a->token);
   dts_map_put(&h->tokens, a->token, a);
   a->leased_to = s;
@@ -1949,6 +1951,7 @@ static void send_reply(reply *r) {
 }
 
 static void on_committed(dts_hub *h, ticket *t) {
+  DTS_DEBUG("hub", "[%s] committed: %zu answers, %zu instances", h->name, t->nreplies, t->ntouched);
   for (size_t i = 0; i < t->nreplies; i++) {
     send_reply(&t->replies[i]);
     t->replies[i].call = NULL;
@@ -2116,6 +2119,7 @@ static void behaviour(dts_actor *self, dts_msg *m) {
   switch (m->kind) {
   case HUB_RPC: {
     hub_rpc *r = (hub_rpc *)m;
+    DTS_DEBUG("hub", "[%s] %s", h->name, dts_methods[r->method].path + 23);
     bool keep = false;
     switch (r->method) {
     case DTS_M_START_INSTANCE: on_start(h, r->call, (CreateInstanceRequest *)r->req); break;

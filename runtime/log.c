@@ -67,7 +67,7 @@ void dts_log(dts_log_level lvl, const char *module, const char *fmt, ...) {
   gmtime_r(&ts.tv_sec, &tm);
   char when[40];
   size_t w = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(when + w, sizeof(when) - w, ".%03ldZ", ts.tv_nsec / 1000000);
+  snprintf(when + w, sizeof(when) - w, ".%06ldZ", ts.tv_nsec / 1000);
 
   char line[2600];
   size_t n;
