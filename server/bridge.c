@@ -388,14 +388,28 @@ dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *po
   b->cfg = *cfg;
   b->t_shutdown = (btag){TAG_SHUTDOWN, NULL};
   grpc_init();
-  grpc_arg args[2];
+  grpc_arg args[5];
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
   args[0].value.integer = (int)(cfg->max_message > 0x7fffffffL ? 0x7fffffff : cfg->max_message);
   args[1].type = GRPC_ARG_INTEGER;
   args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
   args[1].value.integer = -1;
-  grpc_channel_args ca = {2, args};
+  /* gRPC sets SO_REUSEPORT by default, which would let a second dtsd bind
+   * the same port silently; a busy port must be an error. */
+  args[2].type = GRPC_ARG_INTEGER;
+  args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
+  args[2].value.integer = 0;
+  /* Keepalive pings find workers that vanished without closing their
+   * connection (power loss, a cut cable): the stream then ends and its
+   * leased work items go back to their queues. */
+  args[3].type = GRPC_ARG_INTEGER;
+  args[3].key = GRPC_ARG_KEEPALIVE_TIME_MS;
+  args[3].value.integer = 60000;
+  args[4].type = GRPC_ARG_INTEGER;
+  args[4].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
+  args[4].value.integer = 20000;
+  grpc_channel_args ca = {5, args};
   b->cq = grpc_completion_queue_create_for_next(NULL);
   b->srv = grpc_server_create(&ca, NULL);
   grpc_server_register_completion_queue(b->srv, b->cq, NULL);

@@ -542,6 +542,71 @@ static void test_restart_resumes_activities_and_timers(void **state) {
   dts_free(id);
 }
 
+static void test_chunked_completion_and_partial_processing(void **state) {
+  fx *f = *state;
+  char *id = start(f, "c1", "orch");
+  dts_call *s = open_stream(f);
+  WorkItem *w = item(s, 0);
+  /* chunk 0 (partial) schedules task 1; chunk 1 (last) schedules task 2 */
+  ScheduleTaskAction st1, st2;
+  OrchestratorAction a1, a2, *c0[1] = {act_schedule(1, "one", &st1, &a1)}, *c1[1] = {act_schedule(2, "two", &st2, &a2)};
+  OrchestratorResponse r = ORCHESTRATOR_RESPONSE__INIT;
+  Google__Protobuf__Int32Value idx = GOOGLE__PROTOBUF__INT32_VALUE__INIT;
+  r.instance_id = id;
+  r.completion_token = w->completion_token;
+  r.actions = c0;
+  r.n_actions = 1;
+  r.is_partial = true;
+  r.chunk_index = &idx;
+  dts_call_unref(rpc(f, DTS_M_COMPLETE_ORCHESTRATOR, &r.base, 0));
+  OrchestrationState *stt = get(f, id); /* barrier */
+  orchestration_state__free_unpacked(stt, NULL);
+  assert_int_equal(nitems(s), 1); /* nothing applied before the last chunk */
+  idx.value = 1;
+  r.actions = c1;
+  r.is_partial = false;
+  dts_call_unref(rpc(f, DTS_M_COMPLETE_ORCHESTRATOR, &r.base, 0));
+  work_item__free_unpacked(w, NULL);
+  WorkItem *x = item(s, 1), *y = item(s, 2);
+  assert_int_equal(x->activity_request->task_id, 1);
+  assert_int_equal(y->activity_request->task_id, 2);
+  work_item__free_unpacked(x, NULL);
+  work_item__free_unpacked(y, NULL);
+
+  /* numEventsProcessed: of [OS, EventRaised a, EventRaised b] only 2 are
+   * processed; b comes back in the next work item */
+  RaiseEventRequest re = RAISE_EVENT_REQUEST__INIT;
+  re.instance_id = id;
+  re.name = "x"; /* dispatched alone; a and b queue up behind its lease */
+  dts_call_unref(rpc(f, DTS_M_RAISE_EVENT, &re.base, 0));
+  w = item(s, 3);
+  re.name = "a";
+  dts_call_unref(rpc(f, DTS_M_RAISE_EVENT, &re.base, 0));
+  re.name = "b";
+  dts_call_unref(rpc(f, DTS_M_RAISE_EVENT, &re.base, 0));
+  complete_orch(f, w, NULL, 0);
+  work_item__free_unpacked(w, NULL);
+  w = item(s, 4);
+  assert_int_equal(w->orchestrator_request->n_new_events, 3);
+  OrchestratorResponse r2 = ORCHESTRATOR_RESPONSE__INIT;
+  Google__Protobuf__Int32Value np = GOOGLE__PROTOBUF__INT32_VALUE__INIT;
+  np.value = 2;
+  r2.instance_id = id;
+  r2.completion_token = w->completion_token;
+  r2.num_events_processed = &np;
+  dts_call_unref(rpc(f, DTS_M_COMPLETE_ORCHESTRATOR, &r2.base, 0));
+  work_item__free_unpacked(w, NULL);
+  w = item(s, 5);
+  OrchestratorRequest *or = w->orchestrator_request;
+  assert_int_equal(or->n_new_events, 2);
+  assert_string_equal(or->new_events[1]->event_raised->name, "b");
+  assert_string_equal(or->past_events[or->n_past_events - 2]->event_raised->name, "a");
+  work_item__free_unpacked(w, NULL);
+  close_stream(f, s);
+  dts_call_unref(s);
+  dts_free(id);
+}
+
 static void test_filters_and_per_stream_limits(void **state) {
   fx *f = *state;
   /* stream A: only orchestrations named "other", one at a time */
@@ -607,6 +672,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_waiters_are_answered_and_freed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_continue_as_new_starts_a_new_execution, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restart_resumes_activities_and_timers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_chunked_completion_and_partial_processing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_filters_and_per_stream_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_requests_get_clear_errors, setup, teardown),
   };
