@@ -87,6 +87,7 @@ struct inst {
   inst *ready_next;
   uint64_t not_before;   /* monotonic ns: abandon redelivery delay */
   bool wake_armed;
+  bool purged; /* gone from the map; freed once nothing points at it */
   waiter *waiters;
 };
 
@@ -120,6 +121,10 @@ struct stream {
   dts_buf *q; /* outbox ring */
   size_t qhead, qlen, qcap;
   bool sending, ended, closed, end_after_send;
+  bool history;          /* a StreamInstanceHistory call, not a worker */
+  bool held;             /* sends wait for a commit (ticket `opens`) */
+  dts_status end_st;     /* status that ends it once drained */
+  const char *end_msg;   /* static text */
   uint64_t last_send;
   stream *prev, *next;
 };
@@ -142,6 +147,8 @@ typedef struct ticket {
   size_t ntimers, captimers;
   reply *replies;
   size_t nreplies, capreplies;
+  stream **opens; /* history streams that may start sending */
+  size_t nopens, capopens;
 } ticket;
 
 typedef struct hub_rpc {
@@ -168,6 +175,8 @@ struct dts_hub {
   stream *streams, *rr;
   ticket *cur;
   dts_batch *batch;
+  inst **dead; /* purged instances awaiting their last reference */
+  size_t ndead, capdead;
   uint32_t boot;
   uint64_t token_seq;
   bool shutting_down;
@@ -178,6 +187,7 @@ struct dts_hub {
 };
 
 static void pump(dts_hub *h);
+static void timer_free(struct dtimer *tm);
 static void ticket_drop(dts_msg *m);
 static void timer_msg_drop(dts_msg *m);
 static void make_ready(dts_hub *h, inst *in);
@@ -785,7 +795,7 @@ static void check_waiters(dts_hub *h, inst *in) {
 
 static void stream_flush(dts_hub *h, stream *s) {
   (void)h;
-  if (s->sending || s->ended || s->closed) return;
+  if (s->sending || s->ended || s->closed || s->held) return;
   if (s->qlen > 0) {
     dts_buf b = s->q[s->qhead];
     s->qhead = (s->qhead + 1) % s->qcap;
@@ -796,7 +806,7 @@ static void stream_flush(dts_hub *h, stream *s) {
   } else if (s->end_after_send) {
     s->ended = true;
     s->sending = true;
-    dts_call_stream_end(s->call, DTS_ST_UNAVAILABLE, "dtsd is shutting down; reconnect");
+    dts_call_stream_end(s->call, s->end_st, s->end_msg);
   }
 }
 
@@ -842,7 +852,7 @@ static bool accepts_act(const stream *s, const act *a) {
   return false;
 }
 
-static bool usable(const stream *s) { return !s->ended && !s->closed && !s->end_after_send; }
+static bool usable(const stream *s) { return !s->history && !s->ended && !s->closed && !s->end_after_send; }
 
 /* Picks a stream for an item, round-robin; NULL if none has room. */
 static stream *pick(dts_hub *h, const inst *in, const act *a, bool *any_room) {
@@ -1105,7 +1115,7 @@ static void stream_release(dts_hub *h, stream *s) {
   if (h->rr == s) h->rr = NULL;
   for (size_t i = 0; i < s->qlen; i++) dts_buf_free(&s->q[(s->qhead + i) % s->qcap]);
   dts_free(s->q);
-  get_work_items_request__free_unpacked(s->req, NULL);
+  if (s->req != NULL) get_work_items_request__free_unpacked(s->req, NULL);
   dts_call_set_owner_data(s->call, NULL);
   dts_call_unref(s->call);
   dts_free(s);
@@ -1915,6 +1925,8 @@ static void on_get_work_items(dts_hub *h, dts_call *c, GetWorkItemsRequest *r) {
   if (h->streams) h->streams->prev = s;
   h->streams = s;
   s->sending = true;
+  s->end_st = DTS_ST_UNAVAILABLE;
+  s->end_msg = "dtsd is shutting down; reconnect";
   s->last_send = dts_now_ns();
   dts_call_set_owner_data(c, s);
   dts_call_stream_open(c);
@@ -1922,6 +1934,393 @@ static void on_get_work_items(dts_hub *h, dts_call *c, GetWorkItemsRequest *r) {
   DTS_INFO("hub", "[%s] worker stream opened (max %d orchestrations, %d activities%s)", h->name, s->max_orch,
            s->max_act, r->work_item_filters ? ", filtered" : "");
   pump(h);
+}
+
+/* ======================================================================== */
+/* management: history, queries, purge, restart, forced termination         */
+
+static void on_stream_history(dts_hub *h, dts_call *c, StreamInstanceHistoryRequest *r) {
+  inst *in = dts_map_get(&h->insts, r->instance_id);
+  stream *s = dts_calloc(1, sizeof(*s));
+  dts_call_ref(c);
+  s->call = c;
+  s->history = true;
+  s->held = true; /* sends start once everything before this read is committed */
+  s->end_after_send = true;
+  s->end_st = DTS_ST_OK;
+  s->end_msg = "";
+  const char *exec = dts_sv_get(r->execution_id);
+  /* unknown instance, or another execution: an empty stream (as DTS does) */
+  if (in != NULL && (exec == NULL || exec[0] == '\0' || strcmp(exec, in->exec_id) == 0)) {
+    /* chunks of at most 256 events or about 1 MiB */
+    size_t i = 0;
+    while (i < in->hist.n) {
+      dts_pbw w;
+      dts_pbw_init(&w);
+      size_t k = 0;
+      while (i < in->hist.n && k < 256 && (k == 0 || w.n + in->hist.v[i].b.n < (1u << 20))) {
+        dts_pbw_bytes_field(&w, 1, in->hist.v[i].b.p, in->hist.v[i].b.n);
+        i++;
+        k++;
+      }
+      stream_enqueue(h, s, dts_pbw_take(&w));
+    }
+  }
+  s->next = h->streams;
+  if (h->streams) h->streams->prev = s;
+  h->streams = s;
+  dts_call_set_owner_data(c, s);
+  ticket *t = cur(h);
+  VEC_PUSH(t->opens, t->nopens, t->capopens, s);
+}
+
+static bool status_in(int st, const int *list, size_t n) {
+  if (n == 0) return true; /* an empty filter is no filter (RUNNING is 0) */
+  for (size_t i = 0; i < n; i++)
+    if (list[i] == st) return true;
+  return false;
+}
+
+static int cmp_inst_id(const void *a, const void *b) {
+  return strcmp((*(inst *const *)a)->id, (*(inst *const *)b)->id);
+}
+
+/* All instances matching `keep`, sorted by id. Caller frees the array. */
+static inst **collect(dts_hub *h, bool (*keep)(const inst *, const void *), const void *arg, size_t *n) {
+  size_t cap = dts_map_len(&h->insts) + 1, k = 0;
+  inst **v = dts_malloc(cap * sizeof(*v));
+  const char *mk;
+  void *val;
+  for (size_t it = 0; dts_map_next(&h->insts, &it, &mk, &val);)
+    if (keep(val, arg)) v[k++] = val;
+  qsort(v, k, sizeof(*v), cmp_inst_id);
+  *n = k;
+  return v;
+}
+
+static bool query_keep(const inst *in, const void *arg) {
+  const InstanceQuery *q = arg;
+  if (in->id[0] == '@') return false; /* entities are not orchestrations */
+  if (!status_in(in->status, (const int *)q->runtime_status, q->n_runtime_status)) return false;
+  if (q->created_time_from && in->created < dts_ts_to_ns(q->created_time_from)) return false;
+  if (q->created_time_to && in->created > dts_ts_to_ns(q->created_time_to)) return false;
+  const char *prefix = dts_sv_get(q->instance_id_prefix);
+  if (prefix && strncmp(in->id, prefix, strlen(prefix)) != 0) return false;
+  const char *after = dts_sv_get(q->continuation_token);
+  if (after && after[0] && strcmp(in->id, after) <= 0) return false;
+  return true;
+}
+
+static void on_query(dts_hub *h, dts_call *c, QueryInstancesRequest *r) {
+  InstanceQuery empty = INSTANCE_QUERY__INIT;
+  InstanceQuery *q = r->query ? r->query : &empty;
+  size_t page = q->max_instance_count > 0 ? (size_t)q->max_instance_count : 100;
+  if (page > 1000) page = 1000;
+  size_t n;
+  inst **v = collect(h, query_keep, q, &n);
+  size_t k = n < page ? n : page;
+  state_buf *sb = dts_calloc(k ? k : 1, sizeof(*sb));
+  OrchestrationState **sp = dts_calloc(k ? k : 1, sizeof(*sp));
+  for (size_t i = 0; i < k; i++) {
+    state_fill(&sb[i], v[i], q->fetch_inputs_and_outputs);
+    sp[i] = &sb[i].s;
+  }
+  QueryInstancesResponse resp = QUERY_INSTANCES_RESPONSE__INIT;
+  Google__Protobuf__StringValue tok;
+  resp.orchestration_state = sp;
+  resp.n_orchestration_state = k;
+  if (n > k) resp.continuation_token = dts_sv(&tok, v[k - 1]->id);
+  answer_msg(h, c, &resp.base);
+  for (size_t i = 0; i < k; i++) state_done(&sb[i]);
+  dts_free(sb);
+  dts_free(sp);
+  dts_free(v);
+}
+
+/* ListInstanceIds orders by (completed time, id); the key is "<ns>:<id>". */
+typedef struct list_arg {
+  const ListInstanceIdsRequest *r;
+  int64_t after_ns;
+  const char *after_id;
+} list_arg;
+
+static bool list_keep(const inst *in, const void *arg) {
+  const list_arg *a = arg;
+  const ListInstanceIdsRequest *r = a->r;
+  if (in->id[0] == '@') return false;
+  if (!status_in(in->status, (const int *)r->runtime_status, r->n_runtime_status)) return false;
+  bool ranged = r->completed_time_from != NULL || r->completed_time_to != NULL;
+  if (ranged && in->completed == 0) return false;
+  if (r->completed_time_from && in->completed < dts_ts_to_ns(r->completed_time_from)) return false;
+  if (r->completed_time_to && in->completed > dts_ts_to_ns(r->completed_time_to)) return false;
+  if (a->after_id != NULL) {
+    if (in->completed < a->after_ns) return false;
+    if (in->completed == a->after_ns && strcmp(in->id, a->after_id) <= 0) return false;
+  }
+  return true;
+}
+
+static int cmp_completed(const void *x, const void *y) {
+  const inst *a = *(inst *const *)x, *b = *(inst *const *)y;
+  if (a->completed != b->completed) return a->completed < b->completed ? -1 : 1;
+  return strcmp(a->id, b->id);
+}
+
+static void on_list_ids(dts_hub *h, dts_call *c, ListInstanceIdsRequest *r) {
+  list_arg a = {r, 0, NULL};
+  const char *last = dts_sv_get(r->last_instance_key);
+  if (last && last[0]) {
+    char *colon = strchr(last, ':');
+    if (colon == NULL) {
+      fail(h, c, DTS_ST_INVALID_ARGUMENT, "lastInstanceKey '%.80s' was not made by this server", last);
+      return;
+    }
+    a.after_ns = strtoll(last, NULL, 10);
+    a.after_id = colon + 1;
+  }
+  size_t n;
+  inst **v = collect(h, list_keep, &a, &n);
+  qsort(v, n, sizeof(*v), cmp_completed);
+  size_t page = r->page_size > 0 ? (size_t)r->page_size : 100;
+  size_t k = n < page ? n : page;
+  char **ids = dts_calloc(k ? k : 1, sizeof(char *));
+  for (size_t i = 0; i < k; i++) ids[i] = v[i]->id;
+  ListInstanceIdsResponse resp = LIST_INSTANCE_IDS_RESPONSE__INIT;
+  resp.instance_ids = ids;
+  resp.n_instance_ids = k;
+  char keybuf[160];
+  Google__Protobuf__StringValue lk;
+  if (n > k) {
+    snprintf(keybuf, sizeof(keybuf), "%" PRId64 ":%s", v[k - 1]->completed, v[k - 1]->id);
+    resp.last_instance_key = dts_sv(&lk, keybuf);
+  }
+  answer_msg(h, c, &resp.base);
+  dts_free(ids);
+  dts_free(v);
+}
+
+/* Deletes every trace of a finished instance: record, history, inbox,
+ * its activity work items and timers; answers its waiters "not found". */
+static void purge_inst(dts_hub *h, inst *in) {
+  key k;
+  cur(h);
+  inst_clear_execution(h, in);
+  key_inst(&k, h, in->id);
+  dts_batch_del(h->batch, k.b, k.n);
+  const char *mk;
+  void *v;
+  size_t idlen = strlen(in->id);
+  for (size_t it = 0; dts_map_next(&h->acts, &it, &mk, &v);) {
+    act *a = v;
+    if (strcmp(a->inst_id, in->id) != 0) continue;
+    if (a->leased_to != NULL) {
+      a->leased_to->n_act--;
+      dts_map_del(&h->tokens, a->token);
+    }
+    if (a->in_ready) { /* unlink it from the activity ready queue */
+      act **pp = &h->aq_head, *prev = NULL;
+      while (*pp != NULL && *pp != a) {
+        prev = *pp;
+        pp = &(*pp)->ready_next;
+      }
+      if (*pp == a) {
+        *pp = a->ready_next;
+        if (h->aq_tail == a) h->aq_tail = prev;
+        atomic_fetch_sub_explicit(&h->st_ready_act, 1, memory_order_relaxed);
+      }
+      a->in_ready = false;
+    }
+    dts_batch_del(h->batch, a->skey, a->klen);
+    dts_map_del(&h->acts, a->key);
+    act_free(a);
+  }
+  for (size_t it = 0; dts_map_next(&h->timers, &it, &mk, &v);) {
+    dtimer *tm = v;
+    if (strncmp(tm->key, in->id, idlen) != 0 || tm->key[idlen] != '\x01') continue;
+    dts_batch_del(h->batch, tm->skey, tm->klen);
+    dts_map_del(&h->timers, tm->key);
+    timer_free(tm);
+  }
+  /* ready-queue entries and pending tickets may still point at `in`:
+   * keep the struct as a tombstone-free, dead instance until they pass */
+  in->purged = true;
+  dts_map_del(&h->insts, in->id);
+  atomic_fetch_sub_explicit(&h->st_instances, 1, memory_order_relaxed);
+  VEC_PUSH(h->dead, h->ndead, h->capdead, in);
+}
+
+static int purge_tree(dts_hub *h, inst *in, bool recursive) {
+  if (!terminal(in->status)) return 0;
+  int n = 0;
+  if (recursive) {
+    for (size_t i = 0; i < in->hist.n; i++) {
+      HistoryEvent *he = history_event__unpack(NULL, in->hist.v[i].b.n, in->hist.v[i].b.p);
+      if (he == NULL) continue;
+      if (he->event_type_case == EV(SUB_ORCHESTRATION_INSTANCE_CREATED)) {
+        inst *ch = dts_map_get(&h->insts, he->sub_orchestration_instance_created->instance_id);
+        if (ch != NULL && ch != in) n += purge_tree(h, ch, true);
+      }
+      history_event__free_unpacked(he, NULL);
+    }
+  }
+  purge_inst(h, in);
+  return n + 1;
+}
+
+static bool purge_filter_keep(const inst *in, const void *arg) {
+  const PurgeInstanceFilter *f = arg;
+  if (in->id[0] == '@' || !terminal(in->status)) return false;
+  if (!status_in(in->status, (const int *)f->runtime_status, f->n_runtime_status)) return false;
+  if (f->created_time_from && in->created < dts_ts_to_ns(f->created_time_from)) return false;
+  if (f->created_time_to && in->created > dts_ts_to_ns(f->created_time_to)) return false;
+  return true;
+}
+
+static void on_purge(dts_hub *h, dts_call *c, PurgeInstancesRequest *r) {
+  int deleted = 0;
+  bool complete = true;
+  switch (r->request_case) {
+  case PURGE_INSTANCES_REQUEST__REQUEST_INSTANCE_ID: {
+    inst *in = dts_map_get(&h->insts, r->instance_id);
+    if (in != NULL) deleted = purge_tree(h, in, r->recursive);
+    break;
+  }
+  case PURGE_INSTANCES_REQUEST__REQUEST_INSTANCE_BATCH: {
+    InstanceBatch *b = r->instance_batch;
+    if (b->n_instance_ids > 500) {
+      fail(h, c, DTS_ST_INVALID_ARGUMENT, "a purge batch holds at most 500 instance ids, not %zu", b->n_instance_ids);
+      return;
+    }
+    for (size_t i = 0; i < b->n_instance_ids; i++) {
+      inst *in = dts_map_get(&h->insts, b->instance_ids[i]);
+      if (in != NULL) deleted += purge_tree(h, in, r->recursive);
+    }
+    break;
+  }
+  case PURGE_INSTANCES_REQUEST__REQUEST_PURGE_INSTANCE_FILTER: {
+    const PurgeInstanceFilter *f = r->purge_instance_filter;
+    uint64_t deadline = 0;
+    if (f->timeout && (f->timeout->seconds > 0 || f->timeout->nanos > 0))
+      deadline = dts_now_ns() + (uint64_t)f->timeout->seconds * 1000000000ULL + (uint64_t)f->timeout->nanos;
+    size_t n;
+    inst **v = collect(h, purge_filter_keep, f, &n);
+    for (size_t i = 0; i < n; i++) {
+      if (deadline && dts_now_ns() > deadline) {
+        complete = false;
+        break;
+      }
+      if (v[i]->purged) continue; /* gone with a parent */
+      deleted += purge_tree(h, v[i], r->recursive);
+    }
+    dts_free(v);
+    break;
+  }
+  default:
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "PurgeInstances needs an instance id, a filter or a batch");
+    return;
+  }
+  PurgeInstancesResponse resp = PURGE_INSTANCES_RESPONSE__INIT;
+  Google__Protobuf__BoolValue bv = GOOGLE__PROTOBUF__BOOL_VALUE__INIT;
+  bv.value = complete;
+  resp.deleted_instance_count = deleted;
+  resp.is_complete = &bv;
+  answer_msg(h, c, &resp.base);
+}
+
+static void on_restart(dts_hub *h, dts_call *c, RestartInstanceRequest *r) {
+  inst *in = find_or_fail(h, c, r->instance_id);
+  if (in == NULL) return;
+  if (!r->restart_with_new_instance_id && !terminal(in->status)) {
+    fail(h, c, DTS_ST_FAILED_PRECONDITION, "instance '%.120s' is still running; only finished instances restart with the same id", in->id);
+    return;
+  }
+  char gen[37];
+  inst *to = in;
+  char *name = dts_strdup(in->name), *version = xstrdup_or_null(in->version), *input = xstrdup_or_null(in->input);
+  tagset keep = tags_from_inst(&execution_started_event__tags_entry__descriptor, in);
+  char **kk = keep.n ? dts_calloc(keep.n, sizeof(char *)) : NULL, **vv = keep.n ? dts_calloc(keep.n, sizeof(char *)) : NULL;
+  for (size_t i = 0; i < keep.n; i++) {
+    kk[i] = keep.e[i].key = dts_strdup(keep.e[i].key);
+    vv[i] = keep.e[i].value = dts_strdup(keep.e[i].value);
+  }
+  cur(h);
+  if (r->restart_with_new_instance_id) {
+    dts_uuid(gen);
+    to = inst_new(h, gen);
+  } else {
+    inst_clear_execution(h, in);
+  }
+  start_spec s = {name, version, input, NULL, 0, (void *const *)keep.p, keep.n, NULL, NULL};
+  inst_start(h, to, &s);
+  RestartInstanceResponse resp = RESTART_INSTANCE_RESPONSE__INIT;
+  resp.instance_id = to->id;
+  answer_msg(h, c, &resp.base);
+  for (size_t i = 0; i < keep.n; i++) {
+    dts_free(kk[i]);
+    dts_free(vv[i]);
+  }
+  dts_free(kk);
+  dts_free(vv);
+  tags_free(&keep);
+  dts_free(name);
+  dts_free(version);
+  dts_free(input);
+}
+
+static void on_skip_graceful(dts_hub *h, dts_call *c, SkipGracefulOrchestrationTerminationsRequest *r) {
+  size_t n = r->instance_batch ? r->instance_batch->n_instance_ids : 0;
+  if (n > 500) {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "at most 500 instance ids per call, not %zu", n);
+    return;
+  }
+  char **left = dts_calloc(n ? n : 1, sizeof(char *));
+  size_t nleft = 0;
+  int64_t now = (int64_t)dts_wall_ns();
+  const char *reason = dts_sv_get(r->reason);
+  for (size_t i = 0; i < n; i++) {
+    char *id = r->instance_batch->instance_ids[i];
+    inst *in = id[0] == '@' ? NULL : dts_map_get(&h->insts, id);
+    if (in == NULL || terminal(in->status)) {
+      left[nleft++] = id;
+      continue;
+    }
+    /* straight to TERMINATED: no worker turn */
+    cur(h);
+    key k;
+    if (in->leased_to != NULL) { /* its work item is stale now */
+      in->leased_to->n_orch--;
+      in->leased_to = NULL;
+      dts_map_del(&h->tokens, in->token);
+      in->token[0] = '\0';
+      for (size_t j = 0; j < in->dispatched.n; j++) ev_push(&in->inbox, in->dispatched.v[j].b, in->dispatched.v[j].seq);
+      in->dispatched.n = 0;
+    }
+    for (size_t j = 0; j < in->inbox.n; j++) {
+      if (in->inbox.v[j].seq == UINT64_MAX) continue;
+      key_inbox(&k, h, in->id, in->inbox.v[j].seq);
+      dts_batch_del(h->batch, k.b, k.n);
+    }
+    ev_clear(&in->inbox);
+    touch(h, in);
+    in->status = ST(TERMINATED);
+    set_str(&in->output, reason);
+    in->completed = now;
+    in->updated = now;
+    HistoryEvent e = HISTORY_EVENT__INIT;
+    ExecutionCompletedEvent ec = EXECUTION_COMPLETED_EVENT__INIT;
+    Google__Protobuf__StringValue rs;
+    ec.orchestration_status = ST(TERMINATED);
+    ec.result = dts_sv(&rs, reason);
+    e.event_type_case = EV(EXECUTION_COMPLETED);
+    e.execution_completed = &ec;
+    hist_add(h, in, ev_pack(&e, -1, now));
+    notify_parent(h, in, now);
+  }
+  SkipGracefulOrchestrationTerminationsResponse resp = SKIP_GRACEFUL_ORCHESTRATION_TERMINATIONS_RESPONSE__INIT;
+  resp.unterminated_instance_ids = left;
+  resp.n_unterminated_instance_ids = nleft;
+  answer_msg(h, c, &resp.base);
+  dts_free(left);
 }
 
 /* ======================================================================== */
@@ -1971,6 +2370,23 @@ static void on_committed(dts_hub *h, ticket *t) {
     dtimer *tm = t->timers[i];
     if (dts_map_get(&h->timers, tm->key) == tm) arm_durable(h, tm);
   }
+  for (size_t i = 0; i < h->ndead;) { /* free purged instances nobody points at */
+    inst *in = h->dead[i];
+    if (in->pending == 0 && !in->in_ready) {
+      inst_free(in);
+      h->dead[i] = h->dead[--h->ndead];
+    } else {
+      i++;
+    }
+  }
+  for (size_t i = 0; i < t->nopens; i++) {
+    for (stream *s = h->streams; s != NULL; s = s->next) /* still open? */
+      if (s == t->opens[i]) {
+        s->held = false;
+        stream_flush(h, s);
+        break;
+      }
+  }
   pump(h);
 }
 
@@ -1986,6 +2402,7 @@ static void ticket_drop(dts_msg *m) {
   dts_free(t->touched);
   dts_free(t->acts);
   dts_free(t->timers);
+  dts_free(t->opens);
 }
 
 static void timer_free(dtimer *tm) {
@@ -2062,6 +2479,9 @@ static void on_shutdown(dts_hub *h) {
     for (size_t i = 0; i < s->qlen; i++) dts_buf_free(&s->q[(s->qhead + i) % s->qcap]);
     s->qlen = 0;
     s->end_after_send = true;
+    s->held = false;
+    s->end_st = DTS_ST_UNAVAILABLE;
+    s->end_msg = "dtsd is shutting down; reconnect";
     stream_flush(h, s);
   }
   const char *k;
@@ -2141,6 +2561,14 @@ static void behaviour(dts_actor *self, dts_msg *m) {
     case DTS_M_GET_WORK_ITEMS:
       on_get_work_items(h, r->call, (GetWorkItemsRequest *)r->req);
       keep = true;
+      break;
+    case DTS_M_STREAM_HISTORY: on_stream_history(h, r->call, (StreamInstanceHistoryRequest *)r->req); break;
+    case DTS_M_QUERY_INSTANCES: on_query(h, r->call, (QueryInstancesRequest *)r->req); break;
+    case DTS_M_LIST_INSTANCE_IDS: on_list_ids(h, r->call, (ListInstanceIdsRequest *)r->req); break;
+    case DTS_M_PURGE_INSTANCES: on_purge(h, r->call, (PurgeInstancesRequest *)r->req); break;
+    case DTS_M_RESTART_INSTANCE: on_restart(h, r->call, (RestartInstanceRequest *)r->req); break;
+    case DTS_M_SKIP_GRACEFUL_TERMINATIONS:
+      on_skip_graceful(h, r->call, (SkipGracefulOrchestrationTerminationsRequest *)r->req);
       break;
     case DTS_M_COMPLETE_ORCHESTRATOR:
       keep = on_complete_orch(h, r->call, (OrchestratorResponse *)r->req);
@@ -2405,6 +2833,8 @@ static void hub_fini(dts_actor *a) {
   }
   for (size_t it = 0; dts_map_next(&h->acts, &it, &k, &v);) act_free(v);
   for (size_t it = 0; dts_map_next(&h->timers, &it, &k, &v);) timer_free(v);
+  for (size_t i = 0; i < h->ndead; i++) inst_free(h->dead[i]);
+  dts_free(h->dead);
   dts_map_fini(&h->insts);
   dts_map_fini(&h->acts);
   dts_map_fini(&h->timers);

@@ -286,7 +286,7 @@ static void route(dts_bridge *b, dts_call *c) {
     dts_call_reply(c, (dts_buf){NULL, 0});
     return;
   }
-  if (c->method == DTS_M_GET_WORK_ITEMS || c->method == DTS_M_WAIT_START || c->method == DTS_M_WAIT_COMPLETION)
+  if (mi->server_streaming || c->method == DTS_M_WAIT_START || c->method == DTS_M_WAIT_COMPLETION)
     c->owner = dts_hub_actor(h);
   dts_call_ref(c); /* the hub message's reference */
   dts_hub_post(h, (dts_method)c->method, c, req);
@@ -326,7 +326,7 @@ static void on_send(dts_call *c, bool ok) {
     grpc_byte_buffer_destroy(c->out);
     c->out = NULL;
   }
-  if (c->owner != NULL && c->method == DTS_M_GET_WORK_ITEMS) {
+  if (c->owner != NULL && dts_methods[c->method].server_streaming) {
     post_event(c, DTS_CALL_SENT, ok);
     return;
   }

@@ -115,7 +115,7 @@ test("unknown methods are UNIMPLEMENTED, not a hang", async () => {
 });
 
 test("methods of later releases answer UNIMPLEMENTED with a message", async () => {
-  for (const m of ["QueryInstances", "PurgeInstances", "SignalEntity", "CreateTaskHub", "RewindInstance"]) {
+  for (const m of ["SignalEntity", "GetEntity", "CreateTaskHub", "DeleteTaskHub", "RewindInstance"]) {
     const r = await call(P(m), Buffer.alloc(0));
     assert.equal(r.code, grpc.status.UNIMPLEMENTED, `${m}: ${JSON.stringify(r)}`);
     assert.match(r.details, /not implemented yet/);
@@ -130,5 +130,25 @@ test("stale and duplicate completion tokens change nothing and still get OK", as
   assert.equal(r2.code, 0);
   const r3 = await call(P("AbandonTaskOrchestratorWorkItem"), msg(str(1, "o-junk")));
   assert.equal(r3.code, 0);
+  await stillServes();
+});
+
+test("a purge batch over 500 ids is INVALID_ARGUMENT", async () => {
+  const ids = Array.from({ length: 501 }, (_, i) => str(1, `id-${i}`));
+  const r = await call(P("PurgeInstances"), bytes(4, msg(...ids)));
+  assert.equal(r.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(r));
+  assert.match(r.details, /500/);
+  await stillServes();
+});
+
+test("SkipGracefulOrchestrationTerminations terminates at once and lists the rest", async () => {
+  assert.equal((await call(P("StartInstance"), msg(str(1, "skip-me"), str(2, "orch")))).code, 0);
+  const r = await call(P("SkipGracefulOrchestrationTerminations"), msg(bytes(1, msg(str(1, "skip-me"), str(1, "not-there"))), sv(2, "forced")));
+  assert.equal(r.code, 0, JSON.stringify(r));
+  assert.ok(r.res.includes(Buffer.from("not-there")) && !r.res.includes(Buffer.from("skip-me")));
+  const g = await call(P("GetInstance"), msg(str(1, "skip-me"), varint(0x10), varint(1)));
+  assert.equal(g.code, 0);
+  // OrchestrationState.orchestrationStatus(4) = TERMINATED(5): bytes 0x20 0x05 inside field 2
+  assert.ok(g.res.includes(Buffer.from([0x20, 0x05])), "status TERMINATED");
   await stillServes();
 });
