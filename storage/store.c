@@ -49,6 +49,7 @@ struct dts_store {
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t cv;
+  int group_max; /* storage thread only (set before use) */
   bool wake;     /* under mu */
   bool stopping; /* under mu */
   atomic_uint_fast64_t writes, batches;
@@ -138,7 +139,7 @@ static void *storage_main(void *arg) {
   for (;;) {
     int n = 0;
     dts_msg *m;
-    while (n < GROUP_MAX && (m = dts_mailbox_pop(&s->q)) != NULL) {
+    while (n < s->group_max && (m = dts_mailbox_pop(&s->q)) != NULL) {
       ticket *t = (ticket *)m;
       /* The popped node stays as the queue's stub: move the contents out. */
       ticket *own = dts_malloc(sizeof(*own));
@@ -314,6 +315,7 @@ dts_err dts_store_open(const char *dir, dts_durability d, dts_store **out, char 
   }
 
   dts_mailbox_init(&s->q);
+  s->group_max = GROUP_MAX;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   if (pthread_create(&s->thread, NULL, storage_main, s) != 0) {
@@ -364,6 +366,8 @@ dts_err dts_store_scan(dts_store *s, const void *prefix, size_t plen, dts_scan_f
   }
   return DTS_OK;
 }
+
+void dts_store_set_group_max(dts_store *s, int n) { s->group_max = n < 1 ? 1 : n > GROUP_MAX ? GROUP_MAX : n; }
 
 void dts_store_get_stats(dts_store *s, dts_store_stats *out) {
   out->writes = atomic_load(&s->writes);

@@ -48,6 +48,11 @@ bool dts_batch_empty(const dts_batch *b);
  * recovers from it. */
 void dts_store_submit(dts_store *s, dts_batch *b, dts_actor *to, dts_msg *m);
 
+/* Most batches merged into one write (default 1024).  1 turns group commit
+ * off: one write (and with fsync durability one fsync) per batch.  Set it
+ * before the first submit; benchmarks use it for their baseline. */
+void dts_store_set_group_max(dts_store *s, int n);
+
 /* Writes `b` synchronously from the calling thread (start-up and tests). */
 dts_err dts_store_write(dts_store *s, dts_batch *b);
 
