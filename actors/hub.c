@@ -32,7 +32,17 @@
 #define ACT(x) ORCHESTRATOR_ACTION__ORCHESTRATOR_ACTION_TYPE_##x
 #define KEYMAX 600
 
-enum { HUB_RPC = 1, HUB_COMMITTED, HUB_TIMER, HUB_TICK, HUB_SHUTDOWN };
+enum { HUB_RPC = 1, HUB_COMMITTED, HUB_TIMER, HUB_TICK, HUB_SHUTDOWN, HUB_PURGE };
+
+/* A finished instance in its status's purge queue.  Queues are in completion
+ * order (instances finish in wall-clock order), so the purger only looks at
+ * heads.  Entries are checked on pop: an instance restarted, reused or
+ * purged since is skipped (lazy deletion). */
+typedef struct tnode {
+  char *id;
+  int64_t completed;
+  struct tnode *next;
+} tnode;
 enum { TM_DURABLE = 1, TM_WAKE };
 
 typedef struct stream stream;
@@ -175,6 +185,9 @@ struct dts_hub {
   stream *streams, *rr;
   ticket *cur;
   dts_batch *batch;
+  int64_t ret[5]; /* retention, ns; -1 keep */
+  struct tnode *tq_head[4], *tq_tail[4]; /* finished instances by completion time, per status */
+  long purged_total;
   inst **dead; /* purged instances awaiting their last reference */
   size_t ndead, capdead;
   uint32_t boot;
@@ -1165,6 +1178,50 @@ static void fail_event(HistoryEvent *e, int kind, int32_t task, TaskFailureDetai
   e->sub_orchestration_instance_failed = sf;
 }
 
+/* ---- auto-purge queues ------------------------------------------------- */
+
+static int tq_index(int st) {
+  switch (st) {
+  case ST(COMPLETED): return 0;
+  case ST(FAILED): return 1;
+  case ST(CANCELED): return 2;
+  case ST(TERMINATED): return 3;
+  default: return -1;
+  }
+}
+
+static void tq_push(dts_hub *h, const inst *in) {
+  int q = tq_index(in->status);
+  if (q < 0) return;
+  tnode *n = dts_malloc(sizeof(*n));
+  n->id = dts_strdup(in->id);
+  n->completed = in->completed;
+  n->next = NULL;
+  if (h->tq_tail[q]) h->tq_tail[q]->next = n;
+  else h->tq_head[q] = n;
+  h->tq_tail[q] = n;
+}
+
+static void tq_free_all(dts_hub *h) {
+  for (int q = 0; q < 4; q++) {
+    while (h->tq_head[q] != NULL) {
+      tnode *n = h->tq_head[q];
+      h->tq_head[q] = n->next;
+      dts_free(n->id);
+      dts_free(n);
+    }
+    h->tq_tail[q] = NULL;
+  }
+}
+
+static void notify_parent(dts_hub *h, inst *in, int64_t now);
+
+/* The instance just reached a terminal state. */
+static void became_terminal(dts_hub *h, inst *in, int64_t now) {
+  tq_push(h, in);
+  notify_parent(h, in, now);
+}
+
 /* The instance reached a terminal state: tell its parent. */
 static void notify_parent(dts_hub *h, inst *in, int64_t now) {
   if (in->parent_id == NULL) return;
@@ -1526,7 +1583,7 @@ static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue
       dts_batch_del(h->batch, k.b, k.n);
     }
     ev_clear(&in->inbox);
-    notify_parent(h, in, now);
+    became_terminal(h, in, now);
     release_waiters_later(h, in);
   }
 }
@@ -2314,13 +2371,178 @@ static void on_skip_graceful(dts_hub *h, dts_call *c, SkipGracefulOrchestrationT
     e.event_type_case = EV(EXECUTION_COMPLETED);
     e.execution_completed = &ec;
     hist_add(h, in, ev_pack(&e, -1, now));
-    notify_parent(h, in, now);
+    became_terminal(h, in, now);
   }
   SkipGracefulOrchestrationTerminationsResponse resp = SKIP_GRACEFUL_ORCHESTRATION_TERMINATIONS_RESPONSE__INIT;
   resp.unterminated_instance_ids = left;
   resp.n_unterminated_instance_ids = nleft;
   answer_msg(h, c, &resp.base);
   dts_free(left);
+}
+
+/* ======================================================================== */
+/* auto-purge retention                                                     */
+
+#define PURGE_BUDGET 1000 /* instances per purger pass: bounded work per turn */
+
+const char *dts_retention_parse(const char *spec, int64_t out[5]) {
+  for (int i = 0; i < 5; i++) out[i] = -1;
+  static const char *names[5] = {"default", "completed", "failed", "canceled", "terminated"};
+  const char *p = spec;
+  while (*p) {
+    const char *eq = strchr(p, '=');
+    if (eq == NULL) return "expected status=duration, e.g. default=30d,completed=1h";
+    size_t nl = (size_t)(eq - p);
+    int which = -1;
+    for (int i = 0; i < 5; i++)
+      if (strlen(names[i]) == nl && strncmp(p, names[i], nl) == 0) which = i;
+    if (which < 0) return "unknown status: use default, completed, failed, canceled or terminated";
+    const char *v = eq + 1;
+    const char *end = strchr(v, ',');
+    size_t vl = end ? (size_t)(end - v) : strlen(v);
+    if (vl == 4 && strncmp(v, "keep", 4) == 0) {
+      out[which] = -1;
+    } else {
+      char *num_end;
+      long long n = strtoll(v, &num_end, 10);
+      if (num_end == v || n < 0) return "a duration is a non-negative number with a unit: ms, s, m, h or d";
+      size_t ul = vl - (size_t)(num_end - v);
+      int64_t mul;
+      if (ul == 0 && n == 0) mul = 0;
+      else if (ul == 2 && strncmp(num_end, "ms", 2) == 0) mul = 1000000LL;
+      else if (ul == 1 && *num_end == 's') mul = 1000000000LL;
+      else if (ul == 1 && *num_end == 'm') mul = 60000000000LL;
+      else if (ul == 1 && *num_end == 'h') mul = 3600000000000LL;
+      else if (ul == 1 && *num_end == 'd') mul = 86400000000000LL;
+      else return "a duration is a non-negative number with a unit: ms, s, m, h or d";
+      if (n > 100000LL * 86400 * 1000 / (mul ? mul / 1000000 : 1)) return "duration too long";
+      out[which] = (int64_t)n * mul;
+    }
+    if (!end) break;
+    p = end + 1;
+  }
+  return NULL;
+}
+
+static int64_t effective_retention(const dts_hub *h, int q) {
+  return h->ret[1 + q] >= 0 ? h->ret[1 + q] : h->ret[DTS_RET_DEFAULT];
+}
+
+static void arm_purge(dts_hub *h) {
+  if (h->shutting_down) return;
+  dts_msg *m = dts_msg_alloc(HUB_PURGE, sizeof(dts_msg));
+  dts_timer_post(h->cfg.timers, dts_now_ns() + h->cfg.purge_interval_ns, &h->actor, m);
+}
+
+/* One bounded pass: purge finished instances whose retention has passed. */
+static void on_purge_tick(dts_hub *h) {
+  if (h->shutting_down) return;
+  int64_t now = (int64_t)dts_wall_ns();
+  int budget = PURGE_BUDGET, n = 0;
+  for (int q = 0; q < 4 && budget > 0; q++) {
+    int64_t r = effective_retention(h, q);
+    if (r < 0) continue;
+    while (h->tq_head[q] != NULL && budget > 0 && h->tq_head[q]->completed + r <= now) {
+      tnode *t = h->tq_head[q];
+      h->tq_head[q] = t->next;
+      if (h->tq_head[q] == NULL) h->tq_tail[q] = NULL;
+      inst *in = dts_map_get(&h->insts, t->id);
+      if (in != NULL && terminal(in->status) && tq_index(in->status) == q && in->completed == t->completed &&
+          in->pending == 0) {
+        purge_inst(h, in);
+        n++;
+      } else if (in != NULL && in->pending > 0 && in->completed == t->completed) {
+        /* a commit of it is in flight: look again next pass */
+        t->next = h->tq_head[q];
+        h->tq_head[q] = t;
+        if (h->tq_tail[q] == NULL) h->tq_tail[q] = t;
+        break;
+      }
+      budget--;
+      if (h->tq_head[q] != t) {
+        dts_free(t->id);
+        dts_free(t);
+      }
+    }
+  }
+  if (n > 0) {
+    h->purged_total += n;
+    DTS_INFO("hub", "[%s] auto-purge removed %d finished instance%s (%ld in all)", h->name, n, n == 1 ? "" : "s",
+             h->purged_total);
+    flush(h);
+  }
+  arm_purge(h);
+}
+
+static void ret_to_duration(int64_t ns, Google__Protobuf__Duration *d, Google__Protobuf__Duration **out) {
+  if (ns < 0) {
+    *out = NULL;
+    return;
+  }
+  google__protobuf__duration__init(d);
+  d->seconds = ns / 1000000000LL;
+  d->nanos = (int32_t)(ns % 1000000000LL);
+  *out = d;
+}
+
+static dts_buf retention_pack(const dts_hub *h) {
+  Dtsd__Admin__RetentionPolicy p = DTSD__ADMIN__RETENTION_POLICY__INIT;
+  Google__Protobuf__Duration d[5];
+  ret_to_duration(h->ret[0], &d[0], &p.default_retention);
+  ret_to_duration(h->ret[1], &d[1], &p.completed);
+  ret_to_duration(h->ret[2], &d[2], &p.failed);
+  ret_to_duration(h->ret[3], &d[3], &p.canceled);
+  ret_to_duration(h->ret[4], &d[4], &p.terminated);
+  return dts_pb_pack(&p.base);
+}
+
+static bool ret_from_policy(const Dtsd__Admin__RetentionPolicy *p, int64_t out[5]) {
+  const Google__Protobuf__Duration *d[5] = {p->default_retention, p->completed, p->failed, p->canceled, p->terminated};
+  for (int i = 0; i < 5; i++) {
+    if (d[i] == NULL) {
+      out[i] = -1;
+      continue;
+    }
+    if (d[i]->seconds < 0 || d[i]->nanos < 0 || d[i]->seconds > 100000LL * 86400) return false;
+    out[i] = d[i]->seconds * 1000000000LL + d[i]->nanos;
+  }
+  return true;
+}
+
+static void retention_key(key *k, const dts_hub *h) { k_start(k, h, 'R'); }
+
+static void on_set_retention(dts_hub *h, dts_call *c, Dtsd__Admin__RetentionPolicy *p) {
+  int64_t v[5];
+  if (!ret_from_policy(p, v)) {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "retention durations must be between 0 and 100000 days");
+    return;
+  }
+  memcpy(h->ret, v, sizeof(v));
+  dts_buf b = retention_pack(h);
+  key k;
+  retention_key(&k, h);
+  cur(h);
+  dts_batch_put(h->batch, k.b, k.n, b.p, b.n);
+  int64_t secs[5];
+  for (int i = 0; i < 5; i++) secs[i] = v[i] < 0 ? -1 : v[i] / (int64_t)1000000000;
+  DTS_INFO("hub", "[%s] retention set (seconds, -1 = keep): default %" PRId64 ", completed %" PRId64
+                  ", failed %" PRId64 ", canceled %" PRId64 ", terminated %" PRId64,
+           h->name, secs[0], secs[1], secs[2], secs[3], secs[4]);
+  answer(h, c, b);
+}
+
+static void on_get_retention(dts_hub *h, dts_call *c) { answer(h, c, retention_pack(h)); }
+
+static bool load_retention(void *ctx, const char *k, size_t klen, const char *v, size_t vlen) {
+  dts_hub *h = ctx;
+  (void)k;
+  if (klen != h->namelen + 2) return false; /* exactly "<hub>\0R" */
+  Dtsd__Admin__RetentionPolicy *p = dtsd__admin__retention_policy__unpack(NULL, vlen, (const uint8_t *)v);
+  if (p != NULL) {
+    ret_from_policy(p, h->ret);
+    dtsd__admin__retention_policy__free_unpacked(p, NULL);
+  }
+  return false;
 }
 
 /* ======================================================================== */
@@ -2539,7 +2761,7 @@ static void behaviour(dts_actor *self, dts_msg *m) {
   switch (m->kind) {
   case HUB_RPC: {
     hub_rpc *r = (hub_rpc *)m;
-    DTS_DEBUG("hub", "[%s] %s", h->name, dts_methods[r->method].path + 23);
+    DTS_DEBUG("hub", "[%s] %s", h->name, dts_methods[r->method].name);
     bool keep = false;
     switch (r->method) {
     case DTS_M_START_INSTANCE: on_start(h, r->call, (CreateInstanceRequest *)r->req); break;
@@ -2562,6 +2784,8 @@ static void behaviour(dts_actor *self, dts_msg *m) {
       on_get_work_items(h, r->call, (GetWorkItemsRequest *)r->req);
       keep = true;
       break;
+    case DTS_M_ADMIN_SET_RETENTION: on_set_retention(h, r->call, (Dtsd__Admin__RetentionPolicy *)r->req); break;
+    case DTS_M_ADMIN_GET_RETENTION: on_get_retention(h, r->call); break;
     case DTS_M_STREAM_HISTORY: on_stream_history(h, r->call, (StreamInstanceHistoryRequest *)r->req); break;
     case DTS_M_QUERY_INSTANCES: on_query(h, r->call, (QueryInstancesRequest *)r->req); break;
     case DTS_M_LIST_INSTANCE_IDS: on_list_ids(h, r->call, (ListInstanceIdsRequest *)r->req); break;
@@ -2600,6 +2824,9 @@ static void behaviour(dts_actor *self, dts_msg *m) {
   }
   case HUB_TICK:
     on_tick(h);
+    break;
+  case HUB_PURGE:
+    on_purge_tick(h);
     break;
   case HUB_SHUTDOWN:
     on_shutdown(h);
@@ -2808,6 +3035,31 @@ static dts_err load(dts_hub *h) {
     arm_durable(h, v);
     timers++;
   }
+  /* purge queues, in completion order */
+  size_t nt = 0;
+  inst **fin = dts_malloc((dts_map_len(&h->insts) + 1) * sizeof(*fin));
+  for (size_t it = 0; dts_map_next(&h->insts, &it, &mk, &v);)
+    if (terminal(((inst *)v)->status)) fin[nt++] = v;
+  qsort(fin, nt, sizeof(*fin), cmp_completed);
+  for (size_t i = 0; i < nt; i++) tq_push(h, fin[i]);
+  dts_free(fin);
+  /* retention: a flag given at start wins (and is persisted); otherwise the
+   * policy persisted by an earlier start or SetRetention */
+  key rk;
+  retention_key(&rk, h);
+  if (h->cfg.retention_set) {
+    memcpy(h->ret, h->cfg.retention_ns, sizeof(h->ret));
+    dts_buf b = retention_pack(h);
+    dts_batch *bt = dts_batch_create();
+    dts_batch_put(bt, rk.b, rk.n, b.p, b.n);
+    dts_err we = dts_store_write(h->cfg.store, bt);
+    dts_batch_destroy(bt);
+    dts_buf_free(&b);
+    if (we != DTS_OK) return we;
+  } else {
+    for (int i = 0; i < 5; i++) h->ret[i] = -1;
+    dts_store_scan(h->cfg.store, rk.b, rk.n, load_retention, h);
+  }
   DTS_INFO("hub", "[%s] loaded %ld instances (%ld with pending events), %ld activity work items, %ld timers",
            h->name, lc.n, ready, acts, timers);
   return DTS_OK;
@@ -2834,6 +3086,7 @@ static void hub_fini(dts_actor *a) {
   for (size_t it = 0; dts_map_next(&h->acts, &it, &k, &v);) act_free(v);
   for (size_t it = 0; dts_map_next(&h->timers, &it, &k, &v);) timer_free(v);
   for (size_t i = 0; i < h->ndead; i++) inst_free(h->dead[i]);
+  tq_free_all(h);
   dts_free(h->dead);
   dts_map_fini(&h->insts);
   dts_map_fini(&h->acts);
@@ -2863,6 +3116,8 @@ dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out) {
     return e;
   }
   arm_tick(h);
+  if (h->cfg.purge_interval_ns == 0) h->cfg.purge_interval_ns = 1000000000ULL;
+  arm_purge(h);
   *out = h;
   return DTS_OK;
 }

@@ -28,7 +28,18 @@ typedef struct dts_hub_config {
   int default_max_act;
   uint64_t abandon_delay_ns;  /* redelivery delay after Abandon* */
   uint64_t ping_interval_ns;  /* HealthPing on idle streams */
+  /* Auto-purge: retention per terminal status, ns; -1 = keep.  Index
+   * DTS_RET_DEFAULT applies to statuses without their own value. */
+  bool retention_set;         /* the values below come from a flag: persist them */
+  int64_t retention_ns[5];
+  uint64_t purge_interval_ns; /* how often the purger looks */
 } dts_hub_config;
+
+enum { DTS_RET_DEFAULT = 0, DTS_RET_COMPLETED, DTS_RET_FAILED, DTS_RET_CANCELED, DTS_RET_TERMINATED };
+
+/* Parses "default=30d,completed=1h,failed=0" (units ms s m h d; "keep"
+ * unsets) into ns values (-1 = keep).  Returns NULL or a static error. */
+const char *dts_retention_parse(const char *spec, int64_t out[5]);
 
 /* Creates the hub and loads its state from the store (synchronously: call
  * at start-up, before serving).  The caller holds one reference. */

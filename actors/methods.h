@@ -38,11 +38,14 @@ typedef enum {
   DTS_M_ABANDON_ORCHESTRATOR,
   DTS_M_ABANDON_ENTITY,
   DTS_M_SKIP_GRACEFUL_TERMINATIONS,
+  DTS_M_ADMIN_SET_RETENTION, /* dtsd.admin.Admin, ours */
+  DTS_M_ADMIN_GET_RETENTION,
   DTS_M_COUNT
 } dts_method;
 
 typedef struct dts_method_info {
   const char *path;                        /* "/TaskHubSidecarService/Hello" */
+  const char *name;                        /* "Hello", for logs */
   const ProtobufCMessageDescriptor *req;   /* request type */
   bool server_streaming;
   const char *not_yet;                     /* non-NULL: UNIMPLEMENTED with this text */

@@ -13,6 +13,7 @@
 #include "history.pb-c.h"
 #include "service.pb-c.h"
 #include "store.pb-c.h"
+#include "admin.pb-c.h"
 #include "worker.pb-c.h"
 
 #include <stdbool.h>

@@ -45,6 +45,7 @@ void dtsd_options_init(dtsd_options *o) {
   o->max_payload = 16L << 20;
   o->max_nesting = 64;
   o->health_ping_ms = 30000;
+  o->purge_interval_ms = 1000;
 }
 
 static bool hub_name_ok(const char *s, size_t n) {
@@ -111,6 +112,16 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
     return -1;
   }
 
+  int64_t ret[5];
+  bool ret_set = o->retention != NULL && o->retention[0] != '\0';
+  if (ret_set) {
+    const char *why = dts_retention_parse(o->retention, ret);
+    if (why != NULL) {
+      snprintf(err, errlen, "invalid --retention '%s': %s", o->retention, why);
+      teardown(d);
+      return -1;
+    }
+  }
   const char *p = o->task_hubs && o->task_hubs[0] ? o->task_hubs : "default";
   while (*p) {
     const char *e = strchr(p, ',');
@@ -140,7 +151,10 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                              .default_max_orch = 1000,
                              .default_max_act = 1000,
                              .abandon_delay_ns = 1000000000ULL,
-                             .ping_interval_ns = (uint64_t)(o->health_ping_ms > 0 ? o->health_ping_ms : 30000) * 1000000ULL};
+                             .ping_interval_ns = (uint64_t)(o->health_ping_ms > 0 ? o->health_ping_ms : 30000) * 1000000ULL,
+                             .retention_set = ret_set,
+                             .purge_interval_ns = (uint64_t)(o->purge_interval_ms > 0 ? o->purge_interval_ms : 1000) * 1000000ULL};
+        if (ret_set) memcpy(hc.retention_ns, ret, sizeof(ret));
         if (dts_hub_create(&hc, &d->hubs[d->nhubs]) != DTS_OK) {
           snprintf(err, errlen, "cannot load task hub '%s' from %s: the store is damaged", name, d->dir);
           dts_free(name);

@@ -35,6 +35,8 @@ typedef struct dtsd_options {
   int max_nesting;       /* message nesting bound (default 64) */
   bool fsync;            /* durability: fsync every group commit (default: os) */
   int health_ping_ms;    /* HealthPing on idle worker streams (default 30000) */
+  const char *retention; /* auto-purge, e.g. "default=30d,failed=90d" (NULL: as persisted) */
+  int purge_interval_ms; /* how often the purger runs (default 1000) */
 } dtsd_options;
 
 void dtsd_options_init(dtsd_options *o);

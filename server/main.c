@@ -25,6 +25,10 @@ static void usage(FILE *out) {
           "  --max-payload BYTES  largest payload string (default 16777216 = 16 MiB)        [DTSD_MAX_PAYLOAD]\n"
           "  --max-nesting N      deepest message nesting accepted (default 64)            [DTSD_MAX_NESTING]\n"
           "  --health-ping MS     HealthPing on idle worker streams every MS (default 30000) [DTSD_HEALTH_PING]\n"
+          "  --retention SPEC     auto-purge finished instances, e.g. default=30d,completed=1h,failed=90d\n"
+          "                       (statuses: default completed failed canceled terminated; units ms s m h d;\n"
+          "                       keep = never; 0 = as soon as possible); persisted per hub  [DTSD_RETENTION]\n"
+          "  --purge-interval MS  how often the purger runs (default 1000)                  [DTSD_PURGE_INTERVAL]\n"
           "  --log-level L        debug|info|warn|error (default info)                     [DTSD_LOG_LEVEL]\n"
           "  --log-format F       text|json (default text)                                 [DTSD_LOG_FORMAT]\n"
           "  --help               this text\n");
@@ -52,6 +56,8 @@ int main(int argc, char **argv) {
   const char *workers = env("DTSD_WORKERS", NULL), *dur = env("DTSD_DURABILITY", NULL);
   const char *maxmsg = env("DTSD_MAX_MESSAGE", NULL), *maxpl = env("DTSD_MAX_PAYLOAD", NULL);
   const char *maxnest = env("DTSD_MAX_NESTING", NULL), *ping = env("DTSD_HEALTH_PING", NULL);
+  const char *purge_iv = env("DTSD_PURGE_INTERVAL", NULL);
+  if (env("DTSD_RETENTION", NULL)) o.retention = env("DTSD_RETENTION", NULL);
   if (env("DTSD_ADDRESS", NULL)) o.address = env("DTSD_ADDRESS", NULL);
   if (env("DTSD_DATA_DIR", NULL)) o.data_dir = env("DTSD_DATA_DIR", NULL);
   if (env("DTSD_TASK_HUBS", "DTS_TASK_HUB_NAMES")) o.task_hubs = env("DTSD_TASK_HUBS", "DTS_TASK_HUB_NAMES");
@@ -68,6 +74,8 @@ int main(int argc, char **argv) {
                                        {"max-payload", required_argument, 0, 'p'},
                                        {"max-nesting", required_argument, 0, 'n'},
                                        {"health-ping", required_argument, 0, 'H'},
+                                       {"retention", required_argument, 0, 'R'},
+                                       {"purge-interval", required_argument, 0, 'I'},
                                        {"log-level", required_argument, 0, 'l'},
                                        {"log-format", required_argument, 0, 'f'},
                                        {"help", no_argument, 0, 'h'},
@@ -86,6 +94,8 @@ int main(int argc, char **argv) {
     case 'p': maxpl = optarg; break;
     case 'n': maxnest = optarg; break;
     case 'H': ping = optarg; break;
+    case 'R': o.retention = optarg; break;
+    case 'I': purge_iv = optarg; break;
     case 'l': lvl = optarg; break;
     case 'f': fmt = optarg; break;
     case 'h': usage(stdout); return 0;
@@ -116,6 +126,10 @@ int main(int argc, char **argv) {
   if (ping) {
     if (!parse_long(ping, &v) || v < 100 || v > 3600000) { fprintf(stderr, "dtsd: --health-ping wants 100..3600000 ms, not '%s'\n", ping); return 2; }
     o.health_ping_ms = (int)v;
+  }
+  if (purge_iv) {
+    if (!parse_long(purge_iv, &v) || v < 10 || v > 3600000) { fprintf(stderr, "dtsd: --purge-interval wants 10..3600000 ms, not '%s'\n", purge_iv); return 2; }
+    o.purge_interval_ms = (int)v;
   }
   if (dur) {
     if (strcmp(dur, "os") == 0) o.fsync = false;

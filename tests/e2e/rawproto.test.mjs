@@ -5,33 +5,12 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startDtsd, grpc } from "./harness.mjs";
 
-// ---- a tiny protobuf encoder -------------------------------------------------
-function varint(n) {
-  const out = [];
-  let v = BigInt(n);
-  if (v < 0n) v += 1n << 64n;
-  while (v >= 0x80n) { out.push(Number((v & 0x7fn) | 0x80n)); v >>= 7n; }
-  out.push(Number(v));
-  return Buffer.from(out);
-}
-const key = (field, wt) => varint((field << 3) | wt);
-const bytes = (field, b) => Buffer.concat([key(field, 2), varint(b.length), b]);
-const str = (field, s) => bytes(field, Buffer.from(s, "utf8"));
-const sv = (field, s) => bytes(field, str(1, s)); // google.protobuf.StringValue
-const msg = (...parts) => Buffer.concat(parts);
+import { varint, bytes, str, sv, msg, rawUnary } from "./pb.mjs";
 
 let srv, raw;
 const P = (m) => `/TaskHubSidecarService/${m}`;
 
-function call(method, body, hub) {
-  const md = new grpc.Metadata();
-  if (hub) md.set("taskhub", hub);
-  return new Promise((resolve) => {
-    raw.makeUnaryRequest(method, (b) => b, (b) => b, body, md, { deadline: Date.now() + 10000 }, (err, res) => {
-      resolve(err ? { code: err.code, details: err.details } : { code: 0, res });
-    });
-  });
-}
+const call = (method, body, hub) => rawUnary(grpc, raw, method, body, hub);
 
 async function stillServes() {
   const r = await call(P("Hello"), Buffer.alloc(0));
