@@ -98,6 +98,7 @@ struct inst {
   uint64_t not_before;   /* monotonic ns: abandon redelivery delay */
   bool wake_armed;
   bool purged; /* gone from the map; freed once nothing points at it */
+  bool force_turn; /* dispatch once with an empty inbox (after a rewind) */
   waiter *waiters;
 };
 
@@ -426,6 +427,7 @@ static void put_record(dts_hub *h, inst *in) {
   r.history_len = (uint32_t)in->hist.n;
   r.trace_context.data = in->trace.p;
   r.trace_context.len = in->trace.n;
+  r.force_turn = in->force_turn;
   dts_buf b = dts_pb_pack(&r.base);
   key k;
   key_inst(&k, h, in->id);
@@ -892,7 +894,7 @@ static void new_token(dts_hub *h, char kind, char out[40]) {
 }
 
 static bool dispatchable(const inst *in, int64_t wall, uint64_t mono) {
-  if (in->inbox.n == 0 || in->leased_to != NULL || in->pending > 0 || terminal(in->status))
+  if ((in->inbox.n == 0 && !in->force_turn) || in->leased_to != NULL || in->pending > 0 || terminal(in->status))
     return false;
   if (in->nchunks > 0) return false;
   if (mono < in->not_before) return false;
@@ -916,7 +918,7 @@ static void make_ready(dts_hub *h, inst *in) {
   uint64_t mono = dts_now_ns();
   if (!dispatchable(in, wall, mono)) {
     /* Not yet: wake up when the delay or the scheduled start has passed. */
-    if (in->inbox.n > 0 && in->leased_to == NULL && in->pending == 0 && !terminal(in->status)) {
+    if ((in->inbox.n > 0 || in->force_turn) && in->leased_to == NULL && in->pending == 0 && !terminal(in->status)) {
       if (mono < in->not_before) arm_wake(h, in, in->not_before);
       else if (in->sched_start > wall) arm_wake(h, in, mono + (uint64_t)(in->sched_start - wall));
     }
@@ -985,6 +987,7 @@ static void dispatch_orch(dts_hub *h, inst *in, stream *s) {
   e.event_type_case = EV(ORCHESTRATOR_STARTED);
   e.orchestrator_started = &os;
   ev_push(&in->dispatched, ev_pack(&e, -1, (int64_t)dts_wall_ns()), UINT64_MAX);
+  in->force_turn = false;
   for (size_t i = 0; i < in->inbox.n; i++) ev_push(&in->dispatched, in->inbox.v[i].b, in->inbox.v[i].seq);
   in->inbox.n = 0;
   new_token(h, 'o', in->token);
@@ -1091,6 +1094,7 @@ static void orch_unlease(dts_hub *h, inst *in, uint64_t delay_ns) {
   for (size_t i = 0; i < in->inbox.n; i++) ev_push(&back, in->inbox.v[i].b, in->inbox.v[i].seq);
   dts_free(in->inbox.v);
   in->inbox = back;
+  if (in->inbox.n == 0) in->force_turn = true; /* it was a forced turn: owe it again */
   for (size_t i = 0; i < in->nchunks; i++)
     orchestrator_response__free_unpacked(in->chunks[i], NULL);
   dts_free(in->chunks);
@@ -1256,6 +1260,110 @@ static void notify_parent(dts_hub *h, inst *in, int64_t now) {
 
 static void release_waiters_later(dts_hub *h, inst *in) { touch(h, in); }
 
+/* ---- rewind (PROTOCOL.md 4.7) -------------------------------------------- */
+
+/* A failed instance becomes RUNNING with [ExecutionRewound] as its only
+ * news; the worker answers with a rewindOrchestration action (apply_rewind).
+ * parent_exec: set when a parent's rewind rewinds this sub-orchestration. */
+static void rewind_inst(dts_hub *h, inst *in, const char *reason, const char *parent_exec) {
+  int64_t now = (int64_t)dts_wall_ns();
+  cur(h);
+  in->status = ST(RUNNING);
+  set_str(&in->output, NULL);
+  dts_buf_free(&in->failure);
+  in->has_failure = false;
+  in->completed = 0;
+  in->updated = now;
+  HistoryEvent e = HISTORY_EVENT__INIT;
+  ExecutionRewoundEvent er = EXECUTION_REWOUND_EVENT__INIT;
+  Google__Protobuf__StringValue rs, pe, id;
+  er.reason = dts_sv(&rs, reason);
+  if (parent_exec != NULL) {
+    er.parent_execution_id = dts_sv(&pe, parent_exec);
+    er.instance_id = dts_sv(&id, in->id);
+  }
+  e.event_type_case = EV(EXECUTION_REWOUND);
+  e.execution_rewound = &er;
+  touch(h, in);
+  inbox_add(h, in, ev_pack(&e, -1, now));
+}
+
+static bool start_child(dts_hub *h, inst *parent, const OrchestratorAction *a,
+                        const CreateSubOrchestrationAction *c);
+
+/* The worker's rewindOrchestration: the history is replaced by the cleaned
+ * one it computed (which already ends with the OrchestratorStarted and
+ * ExecutionRewound just dispatched), failed sub-orchestrations are rewound
+ * (or re-created if purged), and one more turn is owed with newEvents =
+ * [OrchestratorStarted] only. */
+static void apply_rewind(dts_hub *h, inst *in, const RewindOrchestrationAction *ra) {
+  key k;
+  int64_t now = (int64_t)dts_wall_ns();
+  for (size_t i = 0; i < in->dispatched.n; i++) {
+    if (in->dispatched.v[i].seq != UINT64_MAX) {
+      key_inbox(&k, h, in->id, in->dispatched.v[i].seq);
+      dts_batch_del(h->batch, k.b, k.n);
+    }
+    dts_buf_free(&in->dispatched.v[i].b);
+  }
+  in->dispatched.n = 0;
+  for (size_t i = 0; i < in->hist.n; i++) {
+    key_hist(&k, h, in->id, i);
+    dts_batch_del(h->batch, k.b, k.n);
+  }
+  ev_clear(&in->hist);
+  const char *reason = NULL;
+  for (size_t i = 0; i < ra->n_new_history; i++) {
+    const HistoryEvent *e = ra->new_history[i];
+    hist_add(h, in, dts_pb_pack(&e->base));
+    if (e->event_type_case == EV(EXECUTION_STARTED) && e->execution_started->orchestration_instance &&
+        dts_sv_get(e->execution_started->orchestration_instance->execution_id) != NULL &&
+        e->execution_started->orchestration_instance->execution_id->value[0] != '\0')
+      set_str(&in->exec_id, e->execution_started->orchestration_instance->execution_id->value);
+    if (e->event_type_case == EV(EXECUTION_REWOUND)) reason = dts_sv_get(e->execution_rewound->reason);
+  }
+  in->status = ST(RUNNING);
+  in->updated = now;
+  in->force_turn = true;
+  touch(h, in);
+  /* sub-orchestrations created and not completed are the failed ones */
+  for (size_t i = 0; i < ra->n_new_history; i++) {
+    const HistoryEvent *e = ra->new_history[i];
+    if (e->event_type_case != EV(SUB_ORCHESTRATION_INSTANCE_CREATED)) continue;
+    bool done = false;
+    for (size_t j = 0; j < ra->n_new_history && !done; j++)
+      done = ra->new_history[j]->event_type_case == EV(SUB_ORCHESTRATION_INSTANCE_COMPLETED) &&
+             ra->new_history[j]->sub_orchestration_instance_completed->task_scheduled_id == e->event_id;
+    if (done) continue;
+    const SubOrchestrationInstanceCreatedEvent *sc = e->sub_orchestration_instance_created;
+    inst *ch = dts_map_get(&h->insts, sc->instance_id);
+    if (ch == NULL) { /* purged: run it again from scratch */
+      CreateSubOrchestrationAction ca = CREATE_SUB_ORCHESTRATION_ACTION__INIT;
+      ca.instance_id = sc->instance_id;
+      ca.name = sc->name;
+      ca.version = sc->version;
+      ca.input = sc->input;
+      ca.parent_trace_context = sc->parent_trace_context;
+      OrchestratorAction oa = ORCHESTRATOR_ACTION__INIT;
+      oa.id = e->event_id;
+      start_child(h, in, &oa, &ca);
+    } else if (ch->status == ST(FAILED)) {
+      /* its parent runs in a new execution now */
+      ParentInstanceInfo *pi = ch->parent.n ? parent_instance_info__unpack(NULL, ch->parent.n, ch->parent.p) : NULL;
+      if (pi != NULL && pi->orchestration_instance != NULL) {
+        Google__Protobuf__StringValue ex;
+        ParentInstanceInfo copy = *pi; /* shallow: only the execution id differs */
+        OrchestrationInstance oi = *pi->orchestration_instance;
+        oi.execution_id = dts_sv(&ex, in->exec_id);
+        copy.orchestration_instance = &oi;
+        inst_set_parent(ch, &copy);
+      }
+      if (pi) parent_instance_info__free_unpacked(pi, NULL);
+      rewind_inst(h, ch, reason, in->exec_id);
+    }
+  }
+}
+
 /* Applies one committed completion.  `actions` is the merged action list. */
 static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue *custom_status,
                        const OrchestrationTraceContext *trace, OrchestratorAction **actions,
@@ -1264,6 +1372,11 @@ static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue
   key k;
   cur(h);
   touch(h, in);
+  for (size_t i = 0; i < nactions; i++)
+    if (actions[i]->orchestrator_action_type_case == ACT(REWIND_ORCHESTRATION)) {
+      apply_rewind(h, in, actions[i]->rewind_orchestration);
+      return;
+    }
 
   /* 1. the dispatched events enter history (all, or the first nprocessed) */
   size_t n = in->dispatched.n;
@@ -2284,6 +2397,19 @@ static void on_purge(dts_hub *h, dts_call *c, PurgeInstancesRequest *r) {
   answer_msg(h, c, &resp.base);
 }
 
+static void on_rewind(dts_hub *h, dts_call *c, RewindInstanceRequest *r) {
+  inst *in = find_or_fail(h, c, r->instance_id);
+  if (in == NULL) return;
+  if (in->status != ST(FAILED)) {
+    fail(h, c, DTS_ST_FAILED_PRECONDITION, "instance '%.120s' has status %d; only FAILED instances can be rewound",
+         in->id, in->status);
+    return;
+  }
+  rewind_inst(h, in, dts_sv_get(r->reason), NULL);
+  RewindInstanceResponse resp = REWIND_INSTANCE_RESPONSE__INIT;
+  answer_msg(h, c, &resp.base);
+}
+
 static void on_restart(dts_hub *h, dts_call *c, RestartInstanceRequest *r) {
   inst *in = find_or_fail(h, c, r->instance_id);
   if (in == NULL) return;
@@ -2790,6 +2916,7 @@ static void behaviour(dts_actor *self, dts_msg *m) {
     case DTS_M_QUERY_INSTANCES: on_query(h, r->call, (QueryInstancesRequest *)r->req); break;
     case DTS_M_LIST_INSTANCE_IDS: on_list_ids(h, r->call, (ListInstanceIdsRequest *)r->req); break;
     case DTS_M_PURGE_INSTANCES: on_purge(h, r->call, (PurgeInstancesRequest *)r->req); break;
+    case DTS_M_REWIND_INSTANCE: on_rewind(h, r->call, (RewindInstanceRequest *)r->req); break;
     case DTS_M_RESTART_INSTANCE: on_restart(h, r->call, (RestartInstanceRequest *)r->req); break;
     case DTS_M_SKIP_GRACEFUL_TERMINATIONS:
       on_skip_graceful(h, r->call, (SkipGracefulOrchestrationTerminationsRequest *)r->req);
@@ -2902,6 +3029,7 @@ static bool load_inst(void *c, const char *k, size_t klen, const char *v, size_t
   inst_set_tags(in, (void *const *)r->tags, r->n_tags);
   in->trace = dts_buf_copy(r->trace_context.data, r->trace_context.len);
   in->next_inbox_seq = r->next_inbox_seq;
+  in->force_turn = r->force_turn;
   dtsd__store__instance_record__free_unpacked(r, NULL);
   lc->n++;
   return true;

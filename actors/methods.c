@@ -10,7 +10,7 @@ const dts_method_info dts_methods[DTS_M_COUNT] = {
     [DTS_M_START_INSTANCE] = {P("StartInstance"), "StartInstance", &create_instance_request__descriptor, false, NULL},
     [DTS_M_GET_INSTANCE] = {P("GetInstance"), "GetInstance", &get_instance_request__descriptor, false, NULL},
     [DTS_M_REWIND_INSTANCE] = {P("RewindInstance"), "RewindInstance", &rewind_instance_request__descriptor, false,
-                               "RewindInstance " LATER_MGMT},
+                               NULL},
     [DTS_M_RESTART_INSTANCE] = {P("RestartInstance"), "RestartInstance", &restart_instance_request__descriptor, false,
                                 NULL},
     [DTS_M_WAIT_START] = {P("WaitForInstanceStart"), "WaitForInstanceStart", &get_instance_request__descriptor, false, NULL},

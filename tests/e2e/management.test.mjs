@@ -128,3 +128,48 @@ test("restart: same id, new id, and the errors", async () => {
   await c.raiseOrchestrationEvent(run, "go", 0);
   await completed(c, run);
 });
+
+test("rewind: a failed orchestration (failed activity and failed sub-orchestration) runs again to completion", async () => {
+  // a separate worker with its own orchestrations, so `healthy` can flip
+  let healthy = false;
+  const shaky = async (_ctx, x) => { if (!healthy) throw new Error("not yet"); return x + 1; };
+  const subOrch = async function* rwSub(ctx, x) { return yield ctx.callActivity(shaky, x); };
+  const top = async function* rwTop(ctx) {
+    const a = yield ctx.callActivity(shaky, 1);
+    const b = yield ctx.callSubOrchestrator(subOrch, a, { instanceId: `${ctx.instanceId}-sub` });
+    return b;
+  };
+  const topSubFirst = async function* rwTop2(ctx) {
+    return yield ctx.callSubOrchestrator(subOrch, 10, { instanceId: `${ctx.instanceId}-sub` });
+  };
+  const own = await startDtsd(); // its own server: the file's worker must not take these
+  const w2 = worker(own, undefined, (x) => { x.addOrchestrator(top); x.addOrchestrator(subOrch); x.addOrchestrator(topSubFirst); x.addActivity(shaky); });
+  await w2.start();
+  const c = client(own);
+  try {
+    const id = await c.scheduleNewOrchestration(top);
+    assert.equal((await completed(c, id)).runtimeStatus, S.FAILED);
+    healthy = true;
+    await c.rewindInstance(id, "fixed the bug");
+    const st = await completed(c, id);
+    assert.equal(st.runtimeStatus, S.COMPLETED, st.failureDetails?.message);
+    assert.equal(st.serializedOutput, "3");
+
+    healthy = false;
+    const id2 = await c.scheduleNewOrchestration(topSubFirst);
+    assert.equal((await completed(c, id2)).runtimeStatus, S.FAILED);
+    assert.equal((await c.getOrchestrationState(`${id2}-sub`)).runtimeStatus, S.FAILED);
+    healthy = true;
+    await c.rewindInstance(id2, "again");
+    const st2 = await completed(c, id2);
+    assert.equal(st2.runtimeStatus, S.COMPLETED, st2.failureDetails?.message);
+    assert.equal(st2.serializedOutput, "11");
+    assert.equal((await c.getOrchestrationState(`${id2}-sub`)).runtimeStatus, S.COMPLETED);
+
+    await assert.rejects(c.rewindInstance("no-such-instance", "x"));
+    await assert.rejects(c.rewindInstance(id, "completed ones cannot be rewound"));
+  } finally {
+    await Promise.allSettled([w2.stop(), c.stop()]);
+    assert.equal((await own.stop()).code, 0, own.stderr());
+  }
+});
