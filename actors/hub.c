@@ -47,6 +47,7 @@ enum { TM_DURABLE = 1, TM_WAKE };
 
 typedef struct stream stream;
 typedef struct inst inst;
+typedef struct ent ent;
 
 /* An encoded HistoryEvent; `seq` is its inbox key (UINT64_MAX: not stored
  * in the inbox, e.g. the OrchestratorStarted made at dispatch). */
@@ -128,7 +129,7 @@ typedef struct dtimer {
 struct stream {
   dts_call *call;
   GetWorkItemsRequest *req; /* filters live here */
-  int max_orch, max_act, n_orch, n_act;
+  int max_orch, max_act, n_orch, n_act, max_ent, n_ent;
   dts_buf *q; /* outbox ring */
   size_t qhead, qlen, qcap;
   bool sending, ended, closed, end_after_send;
@@ -138,6 +139,37 @@ struct stream {
   const char *end_msg;   /* static text */
   uint64_t last_send;
   stream *prev, *next;
+};
+
+enum { QM_SIGNAL = 1, QM_CALL, QM_LOCK, QM_UNLOCK };
+
+/* One message in an entity's queue: the encoded HistoryEvent plus what the
+ * scheduler needs without decoding it again. */
+typedef struct qmsg {
+  dts_buf b;
+  uint64_t seq;
+  int kind;
+  char *parent, *parent_exec, *request_id; /* calls and locks: the orchestration */
+} qmsg;
+
+struct ent {
+  char *id; /* "@name@key" */
+  char *state;
+  int64_t modified;
+  char *locked_by, *lock_cs;
+  qmsg *q;
+  size_t qn, qcap;
+  uint64_t next_seq;
+  /* the batch in flight */
+  stream *leased_to;
+  char token[40];
+  size_t *bidx, nb;
+  /* commit bookkeeping, as for instances */
+  int pending;
+  void *touched_by;
+  bool dirty, in_ready, wake_armed;
+  uint64_t not_before;
+  ent *ready_next;
 };
 
 typedef struct reply {
@@ -158,6 +190,8 @@ typedef struct ticket {
   size_t ntimers, captimers;
   reply *replies;
   size_t nreplies, capreplies;
+  ent **etouched; /* entities whose record this ticket rewrites */
+  size_t netouched, capetouched;
   stream **opens; /* history streams that may start sending */
   size_t nopens, capopens;
 } ticket;
@@ -180,7 +214,10 @@ struct dts_hub {
   dts_hub_config cfg;
   char *name;
   size_t namelen;
-  dts_map insts, acts, timers, tokens; /* tokens -> inst* or act* (by first char) */
+  dts_map insts, acts, timers, tokens; /* tokens -> inst*, act* or ent* (by first char) */
+  dts_map ents;
+  ent *eq_head, *eq_tail; /* entities with deliverable operations */
+  long nlocked;           /* entities currently locked */
   inst *rq_head, *rq_tail;
   act *aq_head, *aq_tail;
   stream *streams, *rr;
@@ -202,6 +239,16 @@ struct dts_hub {
 
 static void pump(dts_hub *h);
 static void timer_free(struct dtimer *tm);
+static void ent_step(dts_hub *h, ent *e);
+static void ent_touch(dts_hub *h, ent *e);
+static void put_ent_record(dts_hub *h, ent *e);
+static void pump_ents(dts_hub *h);
+static void ent_unlease(dts_hub *h, ent *e, uint64_t delay_ns);
+static void ent_enqueue(dts_hub *h, const char *id, int kind, dts_buf b, const char *parent, const char *parent_exec,
+                        const char *request_id);
+static void release_locks_of(dts_hub *h, const char *orch);
+static void route_from_orchestration(dts_hub *h, inst *in, const SendEntityMessageAction *sm);
+static int purge_entity(dts_hub *h, const char *id);
 static void ticket_drop(dts_msg *m);
 static void timer_msg_drop(dts_msg *m);
 static void make_ready(dts_hub *h, inst *in);
@@ -446,6 +493,12 @@ static void flush(dts_hub *h) {
     if (in->dirty) put_record(h, in);
     in->dirty = false;
     in->touched_by = NULL;
+  }
+  for (size_t i = 0; i < t->netouched; i++) {
+    ent *e = t->etouched[i];
+    if (e->dirty) put_ent_record(h, e);
+    e->dirty = false;
+    e->touched_by = NULL;
   }
   dts_batch *b = h->batch;
   h->cur = NULL;
@@ -1075,6 +1128,7 @@ static void pump(dts_hub *h) {
     if (h->aq_head == NULL) h->aq_tail = askipped_tail;
     h->aq_head = askipped;
   }
+  pump_ents(h);
 }
 
 /* Gives an orchestration work item back: its events return to the head of
@@ -1121,6 +1175,9 @@ static void stream_release(dts_hub *h, stream *s) {
     if (k[0] == 'o') {
       inst *in = v;
       if (in->leased_to == s) orch_unlease(h, in, 0);
+    } else if (k[0] == 'e') {
+      ent *e = v;
+      if (e->leased_to == s) ent_unlease(h, e, 0);
     } else {
       act *a = v;
       if (a->leased_to == s) act_unlease(h, a, 0);
@@ -1223,6 +1280,7 @@ static void notify_parent(dts_hub *h, inst *in, int64_t now);
 /* The instance just reached a terminal state. */
 static void became_terminal(dts_hub *h, inst *in, int64_t now) {
   tq_push(h, in);
+  release_locks_of(h, in->id);
   notify_parent(h, in, now);
 }
 
@@ -1585,8 +1643,8 @@ static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue
       done = a->complete_orchestration;
       break;
     case ACT(SEND_ENTITY_MESSAGE): {
-      /* Recorded in history so replay matches; routing to entities arrives
-       * with the entities release. */
+      /* Recorded in history (replay matches it by the action id) and
+       * routed to the entity. */
       const SendEntityMessageAction *sm = a->send_entity_message;
       switch (sm->entity_message_type_case) {
       case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_OPERATION_SIGNALED:
@@ -1609,7 +1667,7 @@ static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue
         break;
       }
       if (e.event_type_case != HISTORY_EVENT__EVENT_TYPE__NOT_SET) hist_add(h, in, ev_pack(&e, a->id, now));
-      DTS_WARN("hub", "%s: entity messages are not delivered yet (entities release)", in->id);
+      route_from_orchestration(h, in, sm);
       break;
     }
     default:
@@ -2091,6 +2149,7 @@ static void on_get_work_items(dts_hub *h, dts_call *c, GetWorkItemsRequest *r) {
                                                                : h->cfg.default_max_orch;
   s->max_act = r->max_concurrent_activity_work_items > 0 ? r->max_concurrent_activity_work_items
                                                          : h->cfg.default_max_act;
+  s->max_ent = r->max_concurrent_entity_work_items > 0 ? r->max_concurrent_entity_work_items : h->cfg.default_max_act;
   s->next = h->streams;
   if (h->streams) h->streams->prev = s;
   h->streams = s;
@@ -2351,6 +2410,10 @@ static void on_purge(dts_hub *h, dts_call *c, PurgeInstancesRequest *r) {
   bool complete = true;
   switch (r->request_case) {
   case PURGE_INSTANCES_REQUEST__REQUEST_INSTANCE_ID: {
+    if (r->instance_id[0] == '@') {
+      deleted = purge_entity(h, r->instance_id);
+      break;
+    }
     inst *in = dts_map_get(&h->insts, r->instance_id);
     if (in != NULL) deleted = purge_tree(h, in, r->recursive);
     break;
@@ -2362,6 +2425,10 @@ static void on_purge(dts_hub *h, dts_call *c, PurgeInstancesRequest *r) {
       return;
     }
     for (size_t i = 0; i < b->n_instance_ids; i++) {
+      if (b->instance_ids[i][0] == '@') {
+        deleted += purge_entity(h, b->instance_ids[i]);
+        continue;
+      }
       inst *in = dts_map_get(&h->insts, b->instance_ids[i]);
       if (in != NULL) deleted += purge_tree(h, in, r->recursive);
     }
@@ -2672,6 +2739,662 @@ static bool load_retention(void *ctx, const char *k, size_t klen, const char *v,
 }
 
 /* ======================================================================== */
+/* durable entities (PROTOCOL.md 5)                                         */
+
+static void qmsg_free(qmsg *m) {
+  dts_buf_free(&m->b);
+  dts_free(m->parent);
+  dts_free(m->parent_exec);
+  dts_free(m->request_id);
+}
+
+static void ent_free(ent *e) {
+  dts_free(e->id);
+  dts_free(e->state);
+  dts_free(e->locked_by);
+  dts_free(e->lock_cs);
+  for (size_t i = 0; i < e->qn; i++) qmsg_free(&e->q[i]);
+  dts_free(e->q);
+  dts_free(e->bidx);
+  dts_free(e);
+}
+
+const char *dts_entity_id_problem(const char *id) {
+  size_t n = strlen(id);
+  if (n < 3 || id[0] != '@') return "entity ids have the form @name@key";
+  const char *at = strchr(id + 1, '@');
+  if (at == NULL || at == id + 1) return "entity ids have the form @name@key, with a non-empty name";
+  if (n > 100) return "entity id is longer than 100 characters";
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)id[i] < 0x20 || (unsigned char)id[i] > 0x7e) return "entity id must be printable ASCII";
+  return NULL;
+}
+
+static void key_ent(key *k, const dts_hub *h, const char *id) {
+  k_start(k, h, 'E');
+  k_str(k, id);
+}
+
+static void key_entq(key *k, const dts_hub *h, const char *id, uint64_t seq) {
+  k_start(k, h, 'Q');
+  k_str(k, id);
+  k_sep(k);
+  k_u64(k, seq);
+}
+
+static ent *ent_get(dts_hub *h, const char *id, bool create) {
+  ent *e = dts_map_get(&h->ents, id);
+  if (e == NULL && create) {
+    e = dts_calloc(1, sizeof(*e));
+    e->id = dts_strdup(id);
+    dts_map_put(&h->ents, e->id, e);
+  }
+  return e;
+}
+
+static void ent_touch(dts_hub *h, ent *e) {
+  ticket *t = cur(h);
+  e->dirty = true;
+  if (e->touched_by == t) return;
+  e->touched_by = t;
+  e->pending++;
+  VEC_PUSH(t->etouched, t->netouched, t->capetouched, e);
+}
+
+static void put_ent_record(dts_hub *h, ent *e) {
+  key k;
+  key_ent(&k, h, e->id);
+  if (e->state == NULL && e->qn == 0 && e->locked_by == NULL) { /* nothing left: no record */
+    dts_batch_del(h->batch, k.b, k.n);
+    return;
+  }
+  Dtsd__Store__EntityRecord r = DTSD__STORE__ENTITY_RECORD__INIT;
+  Google__Protobuf__StringValue sv;
+  r.instance_id = e->id;
+  r.state = dts_sv(&sv, e->state);
+  r.modified_ns = e->modified;
+  r.locked_by = e->locked_by ? e->locked_by : "";
+  r.lock_cs = e->lock_cs ? e->lock_cs : "";
+  r.next_seq = e->next_seq;
+  dts_buf b = dts_pb_pack(&r.base);
+  dts_batch_put(h->batch, k.b, k.n, b.p, b.n);
+  dts_buf_free(&b);
+}
+
+/* Appends a message (its encoded HistoryEvent `b`, consumed) to an entity's
+ * queue, creating the entity if needed (a lock or call may make it exist
+ * "transiently", without state). */
+static void ent_enqueue(dts_hub *h, const char *id, int kind, dts_buf b, const char *parent,
+                        const char *parent_exec, const char *request_id) {
+  ent *e = ent_get(h, id, true);
+  if (e->qn == e->qcap) {
+    e->qcap = e->qcap ? e->qcap * 2 : 8;
+    e->q = dts_realloc(e->q, e->qcap * sizeof(*e->q));
+  }
+  qmsg *m = &e->q[e->qn++];
+  memset(m, 0, sizeof(*m));
+  m->b = b;
+  m->seq = e->next_seq++;
+  m->kind = kind;
+  m->parent = xstrdup_or_null(parent);
+  m->parent_exec = xstrdup_or_null(parent_exec);
+  m->request_id = xstrdup_or_null(request_id);
+  key k;
+  key_entq(&k, h, id, m->seq);
+  cur(h);
+  dts_batch_put(h->batch, k.b, k.n, m->b.p, m->b.n);
+  ent_touch(h, e);
+}
+
+/* Removes queue message i (and its key). */
+static void ent_qremove(dts_hub *h, ent *e, size_t i) {
+  key k;
+  key_entq(&k, h, e->id, e->q[i].seq);
+  cur(h);
+  dts_batch_del(h->batch, k.b, k.n);
+  qmsg_free(&e->q[i]);
+  memmove(&e->q[i], &e->q[i + 1], (e->qn - i - 1) * sizeof(*e->q));
+  e->qn--;
+  ent_touch(h, e);
+}
+
+/* Builds a queue message from an entity event and routes it. */
+static void route_signal(dts_hub *h, const char *target, const char *op, const char *input, const char *request_id,
+                         int64_t scheduled) {
+  char gen[37];
+  if (request_id == NULL || request_id[0] == '\0') {
+    dts_uuid(gen);
+    request_id = gen;
+  }
+  int64_t now = (int64_t)dts_wall_ns();
+  HistoryEvent e = HISTORY_EVENT__INIT;
+  EntityOperationSignaledEvent s = ENTITY_OPERATION_SIGNALED_EVENT__INIT;
+  Google__Protobuf__StringValue in;
+  Google__Protobuf__Timestamp ts;
+  s.request_id = (char *)request_id;
+  s.operation = (char *)op;
+  s.input = dts_sv(&in, input);
+  if (scheduled > 0) s.scheduled_time = dts_ts_from_ns(&ts, scheduled);
+  e.event_type_case = EV(ENTITY_OPERATION_SIGNALED);
+  e.entity_operation_signaled = &s;
+  dts_buf b = ev_pack(&e, -1, now);
+  if (scheduled > now) { /* held until its time: a durable timer */
+    key k;
+    key_timer(&k, h, target, request_id, 0);
+    dtimer *tm = dts_calloc(1, sizeof(*tm));
+    tm->key = work_key(target, request_id, 0);
+    tm->skey = raw_copy(&k);
+    tm->klen = k.n;
+    tm->inst_id = dts_strdup(target);
+    tm->exec_id = dts_strdup(request_id);
+    tm->fire_at = scheduled;
+    tm->event = b;
+    cur(h);
+    dts_batch_put(h->batch, k.b, k.n, b.p, b.n);
+    dtimer *old = dts_map_put(&h->timers, tm->key, tm);
+    if (old != NULL) timer_free(old);
+    ticket *t = cur(h);
+    VEC_PUSH(t->timers, t->ntimers, t->captimers, tm);
+    return;
+  }
+  ent_enqueue(h, target, QM_SIGNAL, b, NULL, NULL, request_id);
+}
+
+static void ent_make_ready(dts_hub *h, ent *e);
+
+/* Server-side part of the entity scheduler: lock requests and releases at
+ * the front of the queue.  Runs when nothing of the entity is in flight. */
+static void ent_step(dts_hub *h, ent *e) {
+  if (e->pending > 0 || e->leased_to != NULL) return;
+  for (;;) {
+    if (e->locked_by != NULL) {
+      /* only the holder's messages count, in order */
+      size_t i = 0;
+      while (i < e->qn && !(e->q[i].parent && strcmp(e->q[i].parent, e->locked_by) == 0)) i++;
+      if (i == e->qn) return;
+      if (e->q[i].kind == QM_UNLOCK) {
+        DTS_DEBUG("hub", "[%s] %s unlocked by %s", h->name, e->id, e->locked_by);
+        set_str(&e->locked_by, NULL);
+        set_str(&e->lock_cs, NULL);
+        h->nlocked--;
+        ent_qremove(h, e, i);
+        continue;
+      }
+      if (e->q[i].kind == QM_LOCK) { /* a second lock request from the holder: grant again */
+        ent_qremove(h, e, i);
+        continue;
+      }
+      ent_make_ready(h, e);
+      return;
+    }
+    if (e->qn == 0) return;
+    qmsg *m = &e->q[0];
+    if (m->kind == QM_UNLOCK) { /* not locked: a duplicate release */
+      ent_qremove(h, e, 0);
+      continue;
+    }
+    if (m->kind == QM_LOCK) {
+      HistoryEvent *he = history_event__unpack(NULL, m->b.n, m->b.p);
+      if (he == NULL || he->event_type_case != EV(ENTITY_LOCK_REQUESTED)) {
+        if (he) history_event__free_unpacked(he, NULL);
+        ent_qremove(h, e, 0);
+        continue;
+      }
+      EntityLockRequestedEvent *lr = he->entity_lock_requested;
+      const char *parent = dts_sv_get(lr->parent_instance_id);
+      set_str(&e->locked_by, parent ? parent : "");
+      set_str(&e->lock_cs, lr->critical_section_id);
+      h->nlocked++;
+      int64_t now = (int64_t)dts_wall_ns();
+      if ((size_t)lr->position + 1 < lr->n_lock_set) { /* on to the next entity of the set */
+        lr->position++;
+        HistoryEvent fw = HISTORY_EVENT__INIT;
+        fw.event_type_case = EV(ENTITY_LOCK_REQUESTED);
+        fw.entity_lock_requested = lr;
+        ent_enqueue(h, lr->lock_set[lr->position], QM_LOCK, ev_pack(&fw, -1, now), parent, NULL, NULL);
+      } else if (parent != NULL) { /* the last lock: tell the orchestration */
+        inst *o = dts_map_get(&h->insts, parent);
+        if (o != NULL) {
+          HistoryEvent g = HISTORY_EVENT__INIT;
+          EntityLockGrantedEvent lg = ENTITY_LOCK_GRANTED_EVENT__INIT;
+          lg.critical_section_id = lr->critical_section_id;
+          g.event_type_case = EV(ENTITY_LOCK_GRANTED);
+          g.entity_lock_granted = &lg;
+          inbox_add(h, o, ev_pack(&g, -1, now));
+        }
+      }
+      history_event__free_unpacked(he, NULL);
+      ent_qremove(h, e, 0);
+      /* a holder that already finished would never unlock */
+      inst *o = parent ? dts_map_get(&h->insts, parent) : NULL;
+      if (o == NULL || terminal(o->status)) {
+        set_str(&e->locked_by, NULL);
+        set_str(&e->lock_cs, NULL);
+        h->nlocked--;
+      }
+      continue;
+    }
+    ent_make_ready(h, e);
+    return;
+  }
+}
+
+static void ent_make_ready(dts_hub *h, ent *e) {
+  if (e->in_ready || e->leased_to != NULL || e->pending > 0) return;
+  uint64_t mono = dts_now_ns();
+  if (mono < e->not_before) {
+    if (e->wake_armed || h->shutting_down) return;
+    e->wake_armed = true;
+    hub_timer_msg *m = (hub_timer_msg *)dts_msg_alloc(HUB_TIMER, sizeof(hub_timer_msg));
+    m->hdr.drop = timer_msg_drop;
+    m->what = TM_WAKE;
+    m->key = dts_strdup(e->id);
+    dts_timer_post(h->cfg.timers, e->not_before, &h->actor, &m->hdr);
+    return;
+  }
+  e->in_ready = true;
+  e->ready_next = NULL;
+  if (h->eq_tail) h->eq_tail->ready_next = e;
+  else h->eq_head = e;
+  h->eq_tail = e;
+}
+
+static bool accepts_ent(const stream *s, const ent *e) {
+  const WorkItemFilters *f = s->req ? s->req->work_item_filters : NULL;
+  if (f == NULL) return true;
+  const char *name = e->id + 1, *at = strchr(name, '@');
+  size_t nl = at ? (size_t)(at - name) : strlen(name);
+  for (size_t i = 0; i < f->n_entities; i++)
+    if (strlen(f->entities[i]->name) == nl && strncasecmp(f->entities[i]->name, name, nl) == 0) return true;
+  return false;
+}
+
+static stream *pick_ent(dts_hub *h, const ent *e, bool *any_room) {
+  *any_room = false;
+  if (h->streams == NULL) return NULL;
+  stream *start = h->rr != NULL ? h->rr : h->streams, *s = start;
+  do {
+    if (usable(s) && s->n_ent < s->max_ent) {
+      *any_room = true;
+      if (accepts_ent(s, e)) {
+        h->rr = s->next != NULL ? s->next : h->streams;
+        return s;
+      }
+    }
+    s = s->next != NULL ? s->next : h->streams;
+  } while (s != start);
+  return NULL;
+}
+
+/* Picks the batch (up to max_entity_batch deliverable operations) and sends
+ * it as an entityRequestV2 work item.  False if nothing is deliverable. */
+static bool dispatch_ent(dts_hub *h, ent *e, stream *s) {
+  size_t max = (size_t)h->cfg.max_entity_batch;
+  e->bidx = dts_realloc(e->bidx, (max ? max : 1) * sizeof(size_t));
+  e->nb = 0;
+  for (size_t i = 0; i < e->qn && e->nb < max; i++) {
+    qmsg *m = &e->q[i];
+    if (e->locked_by != NULL) {
+      if (!(m->parent && strcmp(m->parent, e->locked_by) == 0)) continue;
+      if (m->kind != QM_SIGNAL && m->kind != QM_CALL) break;
+    } else if (m->kind != QM_SIGNAL && m->kind != QM_CALL) {
+      break;
+    }
+    e->bidx[e->nb++] = i;
+  }
+  if (e->nb == 0) return false;
+  dts_pbw r;
+  dts_pbw_init(&r);
+  dts_pbw_string_field(&r, 1, e->id);
+  dts_pbw_sv_field(&r, 3, e->state);
+  for (size_t i = 0; i < e->nb; i++) dts_pbw_bytes_field(&r, 4, e->q[e->bidx[i]].b.p, e->q[e->bidx[i]].b.n);
+  dts_buf req = dts_pbw_take(&r);
+  new_token(h, 'e', e->token);
+  dts_map_put(&h->tokens, e->token, e);
+  e->leased_to = s;
+  s->n_ent++;
+  dts_pbw w;
+  dts_pbw_init(&w);
+  dts_pbw_bytes_field(&w, 5, req.p, req.n);
+  dts_pbw_string_field(&w, 10, e->token);
+  dts_buf_free(&req);
+  DTS_DEBUG("hub", "[%s] dispatch entity %s (%zu operations)", h->name, e->id, e->nb);
+  atomic_fetch_add_explicit(&h->st_dispatched, 1, memory_order_relaxed);
+  stream_enqueue(h, s, dts_pbw_take(&w));
+  return true;
+}
+
+static void pump_ents(dts_hub *h) {
+  ent *skipped = NULL, *skipped_tail = NULL;
+  while (h->eq_head != NULL) {
+    ent *e = h->eq_head;
+    h->eq_head = e->ready_next;
+    if (h->eq_head == NULL) h->eq_tail = NULL;
+    e->in_ready = false;
+    if (e->leased_to != NULL || e->pending > 0) continue;
+    bool room;
+    stream *s = pick_ent(h, e, &room);
+    if (s != NULL) {
+      dispatch_ent(h, e, s);
+      continue;
+    }
+    e->ready_next = NULL;
+    if (skipped_tail) skipped_tail->ready_next = e;
+    else skipped = e;
+    skipped_tail = e;
+    e->in_ready = true;
+    if (!room) break;
+  }
+  if (skipped != NULL) {
+    skipped_tail->ready_next = h->eq_head;
+    if (h->eq_head == NULL) h->eq_tail = skipped_tail;
+    h->eq_head = skipped;
+  }
+}
+
+static void ent_unlease(dts_hub *h, ent *e, uint64_t delay_ns) {
+  if (e->leased_to != NULL) e->leased_to->n_ent--;
+  e->leased_to = NULL;
+  dts_map_del(&h->tokens, e->token);
+  e->token[0] = '\0';
+  e->nb = 0;
+  e->not_before = delay_ns ? dts_now_ns() + delay_ns : 0;
+  ent_step(h, e);
+}
+
+/* The orchestration is finished: locks it still holds are released. */
+static void release_locks_of(dts_hub *h, const char *orch) {
+  if (h->nlocked <= 0) return;
+  const char *k;
+  void *v;
+  for (size_t it = 0; dts_map_next(&h->ents, &it, &k, &v);) {
+    ent *e = v;
+    if (e->locked_by == NULL || strcmp(e->locked_by, orch) != 0) continue;
+    DTS_INFO("hub", "[%s] %s: lock released, its holder %s finished", h->name, e->id, orch);
+    set_str(&e->locked_by, NULL);
+    set_str(&e->lock_cs, NULL);
+    h->nlocked--;
+    ent_touch(h, e);
+  }
+}
+
+/* An orchestration's sendEntityMessage action: route it. */
+static void route_from_orchestration(dts_hub *h, inst *in, const SendEntityMessageAction *sm) {
+  int64_t now = (int64_t)dts_wall_ns();
+  HistoryEvent e = HISTORY_EVENT__INIT;
+  switch (sm->entity_message_type_case) {
+  case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_OPERATION_SIGNALED: {
+    const EntityOperationSignaledEvent *s = sm->entity_operation_signaled;
+    const char *target = dts_sv_get(s->target_instance_id);
+    if (target == NULL || dts_entity_id_problem(target)) break;
+    route_signal(h, target, s->operation, dts_sv_get(s->input), s->request_id, dts_ts_to_ns(s->scheduled_time));
+    break;
+  }
+  case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_OPERATION_CALLED: {
+    EntityOperationCalledEvent c = *sm->entity_operation_called; /* shallow: message form */
+    const char *target = dts_sv_get(c.target_instance_id);
+    if (target == NULL || dts_entity_id_problem(target)) break;
+    Google__Protobuf__StringValue pid, pex;
+    c.parent_instance_id = dts_sv(&pid, in->id);
+    c.parent_execution_id = dts_sv(&pex, in->exec_id);
+    c.target_instance_id = NULL;
+    e.event_type_case = EV(ENTITY_OPERATION_CALLED);
+    e.entity_operation_called = &c;
+    ent_enqueue(h, target, QM_CALL, ev_pack(&e, -1, now), in->id, in->exec_id, c.request_id);
+    break;
+  }
+  case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_LOCK_REQUESTED: {
+    EntityLockRequestedEvent l = *sm->entity_lock_requested;
+    if (l.n_lock_set == 0 || dts_entity_id_problem(l.lock_set[0])) break;
+    Google__Protobuf__StringValue pid;
+    l.parent_instance_id = dts_sv(&pid, in->id);
+    l.position = 0;
+    e.event_type_case = EV(ENTITY_LOCK_REQUESTED);
+    e.entity_lock_requested = &l;
+    ent_enqueue(h, l.lock_set[0], QM_LOCK, ev_pack(&e, -1, now), in->id, NULL, NULL);
+    break;
+  }
+  case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_UNLOCK_SENT: {
+    EntityUnlockSentEvent u = *sm->entity_unlock_sent;
+    const char *target = dts_sv_get(u.target_instance_id);
+    if (target == NULL || dts_entity_id_problem(target)) break;
+    Google__Protobuf__StringValue pid;
+    u.parent_instance_id = dts_sv(&pid, in->id);
+    u.target_instance_id = NULL;
+    e.event_type_case = EV(ENTITY_UNLOCK_SENT);
+    e.entity_unlock_sent = &u;
+    ent_enqueue(h, target, QM_UNLOCK, ev_pack(&e, -1, now), in->id, NULL, NULL);
+    break;
+  }
+  default:
+    break;
+  }
+}
+
+/* ---- entity RPCs ------------------------------------------------------------ */
+
+static void on_signal_entity(dts_hub *h, dts_call *c, SignalEntityRequest *r) {
+  const char *why = dts_entity_id_problem(r->instance_id);
+  if (why != NULL) {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "invalid entity id '%.120s': %s", r->instance_id, why);
+    return;
+  }
+  if (r->name[0] == '\0') {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "the operation name must not be empty");
+    return;
+  }
+  if (!payload_ok(h, c, "operation input", dts_sv_get(r->input))) return;
+  route_signal(h, r->instance_id, r->name, dts_sv_get(r->input), r->request_id, dts_ts_to_ns(r->scheduled_time));
+  SignalEntityResponse resp = SIGNAL_ENTITY_RESPONSE__INIT;
+  answer_msg(h, c, &resp.base);
+}
+
+typedef struct ent_meta_buf {
+  EntityMetadata m;
+  Google__Protobuf__Timestamp ts;
+  Google__Protobuf__StringValue lb, st;
+} ent_meta_buf;
+
+static void ent_meta(ent_meta_buf *b, const ent *e, bool with_state) {
+  entity_metadata__init(&b->m);
+  b->m.instance_id = e->id;
+  b->m.last_modified_time = dts_ts_from_ns(&b->ts, e->modified);
+  b->m.backlog_queue_size = (int32_t)e->qn;
+  b->m.locked_by = dts_sv(&b->lb, e->locked_by);
+  if (with_state) b->m.serialized_state = dts_sv(&b->st, e->state);
+}
+
+static void on_get_entity(dts_hub *h, dts_call *c, GetEntityRequest *r) {
+  ent *e = dts_map_get(&h->ents, r->instance_id);
+  GetEntityResponse resp = GET_ENTITY_RESPONSE__INIT;
+  ent_meta_buf b;
+  if (e != NULL && e->state != NULL) {
+    resp.exists = true;
+    ent_meta(&b, e, r->include_state);
+    resp.entity = &b.m;
+  }
+  answer_msg(h, c, &resp.base);
+}
+
+static int cmp_ent_id(const void *a, const void *b) { return strcmp((*(ent *const *)a)->id, (*(ent *const *)b)->id); }
+
+static void on_query_entities(dts_hub *h, dts_call *c, QueryEntitiesRequest *r) {
+  EntityQuery empty = ENTITY_QUERY__INIT;
+  EntityQuery *q = r->query ? r->query : &empty;
+  const char *prefix = dts_sv_get(q->instance_id_starts_with), *after = dts_sv_get(q->continuation_token);
+  size_t page = q->page_size && q->page_size->value > 0 ? (size_t)q->page_size->value : 100;
+  size_t cap = dts_map_len(&h->ents) + 1, n = 0;
+  ent **v = dts_malloc(cap * sizeof(*v));
+  const char *k;
+  void *val;
+  for (size_t it = 0; dts_map_next(&h->ents, &it, &k, &val);) {
+    ent *e = val;
+    bool transient = e->state == NULL;
+    if (transient && (!q->include_transient || (e->qn == 0 && e->locked_by == NULL))) continue;
+    if (prefix && strncmp(e->id, prefix, strlen(prefix)) != 0) continue;
+    if (q->last_modified_from && e->modified < dts_ts_to_ns(q->last_modified_from)) continue;
+    if (q->last_modified_to && e->modified > dts_ts_to_ns(q->last_modified_to)) continue;
+    if (after && after[0] && strcmp(e->id, after) <= 0) continue;
+    v[n++] = e;
+  }
+  qsort(v, n, sizeof(*v), cmp_ent_id);
+  size_t kk = n < page ? n : page;
+  ent_meta_buf *mb = dts_calloc(kk ? kk : 1, sizeof(*mb));
+  EntityMetadata **mp = dts_calloc(kk ? kk : 1, sizeof(*mp));
+  for (size_t i = 0; i < kk; i++) {
+    ent_meta(&mb[i], v[i], q->include_state);
+    mp[i] = &mb[i].m;
+  }
+  QueryEntitiesResponse resp = QUERY_ENTITIES_RESPONSE__INIT;
+  Google__Protobuf__StringValue tok;
+  resp.entities = mp;
+  resp.n_entities = kk;
+  if (n > kk) resp.continuation_token = dts_sv(&tok, v[kk - 1]->id);
+  answer_msg(h, c, &resp.base);
+  dts_free(mb);
+  dts_free(mp);
+  dts_free(v);
+}
+
+static void on_clean_entities(dts_hub *h, dts_call *c, CleanEntityStorageRequest *r) {
+  int removed = 0, released = 0;
+  const char *k;
+  void *v;
+  for (size_t it = 0; dts_map_next(&h->ents, &it, &k, &v);) {
+    ent *e = v;
+    if (r->release_orphaned_locks && e->locked_by != NULL) {
+      inst *o = dts_map_get(&h->insts, e->locked_by);
+      if (o == NULL || terminal(o->status)) {
+        set_str(&e->locked_by, NULL);
+        set_str(&e->lock_cs, NULL);
+        h->nlocked--;
+        ent_touch(h, e);
+        released++;
+      }
+    }
+    if (r->remove_empty_entities && e->state == NULL && e->qn == 0 && e->locked_by == NULL &&
+        e->leased_to == NULL && e->pending == 0 && !e->in_ready) {
+      key kk;
+      key_ent(&kk, h, e->id);
+      cur(h);
+      dts_batch_del(h->batch, kk.b, kk.n);
+      dts_map_del(&h->ents, e->id);
+      ent_free(e);
+      removed++;
+    }
+  }
+  CleanEntityStorageResponse resp = CLEAN_ENTITY_STORAGE_RESPONSE__INIT;
+  resp.empty_entities_removed = removed;
+  resp.orphaned_locks_released = released;
+  answer_msg(h, c, &resp.base);
+}
+
+/* PurgeInstances with an entity id: its state, queue and record go. */
+static int purge_entity(dts_hub *h, const char *id) {
+  ent *e = dts_map_get(&h->ents, id);
+  if (e == NULL || e->leased_to != NULL || e->pending > 0 || e->in_ready) return 0;
+  key k;
+  cur(h);
+  for (size_t i = 0; i < e->qn; i++) {
+    key_entq(&k, h, e->id, e->q[i].seq);
+    dts_batch_del(h->batch, k.b, k.n);
+  }
+  key_ent(&k, h, e->id);
+  dts_batch_del(h->batch, k.b, k.n);
+  if (e->locked_by != NULL) h->nlocked--;
+  dts_map_del(&h->ents, e->id);
+  ent_free(e);
+  return 1;
+}
+
+static void on_complete_entity(dts_hub *h, dts_call *c, EntityBatchResult *r) {
+  void *v = r->completion_token[0] == 'e' ? dts_map_get(&h->tokens, r->completion_token) : NULL;
+  if (v == NULL) {
+    DTS_INFO("hub", "stale entity completion (token '%.40s'): ignored", r->completion_token);
+    atomic_fetch_add_explicit(&h->st_stale, 1, memory_order_relaxed);
+    complete_ok(h, c);
+    return;
+  }
+  ent *e = v;
+  if (r->failure_details != NULL) { /* the batch as a whole failed: try again later */
+    DTS_WARN("hub", "[%s] %s: batch failed (%.200s); retrying", h->name, e->id, r->failure_details->error_message);
+    ent_unlease(h, e, h->cfg.abandon_delay_ns);
+    complete_ok(h, c);
+    return;
+  }
+  if (r->entity_state && strlen(r->entity_state->value) > h->cfg.max_payload) {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "entity state is over the payload limit of %zu bytes", h->cfg.max_payload);
+    ent_unlease(h, e, h->cfg.abandon_delay_ns);
+    return;
+  }
+  int64_t now = (int64_t)dts_wall_ns();
+  size_t n = r->n_results < e->nb ? r->n_results : e->nb;
+  cur(h);
+  /* results of calls go to their orchestrations */
+  for (size_t i = 0; i < n; i++) {
+    qmsg *m = &e->q[e->bidx[i]];
+    if (m->kind != QM_CALL || m->parent == NULL) continue;
+    inst *o = dts_map_get(&h->insts, m->parent);
+    if (o == NULL || (m->parent_exec && strcmp(m->parent_exec, o->exec_id) != 0)) continue;
+    OperationResult *res = r->results[i];
+    HistoryEvent he = HISTORY_EVENT__INIT;
+    EntityOperationCompletedEvent oc = ENTITY_OPERATION_COMPLETED_EVENT__INIT;
+    EntityOperationFailedEvent of = ENTITY_OPERATION_FAILED_EVENT__INIT;
+    if (res->result_type_case == OPERATION_RESULT__RESULT_TYPE_FAILURE) {
+      of.request_id = m->request_id ? m->request_id : "";
+      of.failure_details = res->failure ? res->failure->failure_details : NULL;
+      he.event_type_case = EV(ENTITY_OPERATION_FAILED);
+      he.entity_operation_failed = &of;
+    } else {
+      oc.request_id = m->request_id ? m->request_id : "";
+      oc.output = res->success ? res->success->result : NULL;
+      he.event_type_case = EV(ENTITY_OPERATION_COMPLETED);
+      he.entity_operation_completed = &oc;
+    }
+    inbox_add(h, o, ev_pack(&he, -1, now));
+  }
+  /* the processed operations leave the queue (highest index first) */
+  for (size_t i = n; i > 0; i--) ent_qremove(h, e, e->bidx[i - 1]);
+  set_str(&e->state, dts_sv_get(r->entity_state));
+  e->modified = now;
+  /* actions: signals to entities, new orchestrations */
+  for (size_t i = 0; i < r->n_actions; i++) {
+    const OperationAction *a = r->actions[i];
+    if (a->operation_action_type_case == OPERATION_ACTION__OPERATION_ACTION_TYPE_SEND_SIGNAL) {
+      const SendSignalAction *s = a->send_signal;
+      if (dts_entity_id_problem(s->instance_id) == NULL)
+        route_signal(h, s->instance_id, s->name, dts_sv_get(s->input), NULL, dts_ts_to_ns(s->scheduled_time));
+    } else if (a->operation_action_type_case == OPERATION_ACTION__OPERATION_ACTION_TYPE_START_NEW_ORCHESTRATION) {
+      const StartNewOrchestrationAction *so = a->start_new_orchestration;
+      char gen[37];
+      const char *id = so->instance_id;
+      if (id[0] == '\0') {
+        dts_uuid(gen);
+        id = gen;
+      }
+      inst *o = dts_map_get(&h->insts, id);
+      if (dts_instance_id_problem(id) != NULL || (o != NULL && !terminal(o->status))) {
+        DTS_WARN("hub", "[%s] %s: cannot start orchestration '%.120s'", h->name, e->id, id);
+        continue;
+      }
+      if (o == NULL) o = inst_new(h, id);
+      else inst_clear_execution(h, o);
+      start_spec sp = {so->name, dts_sv_get(so->version), dts_sv_get(so->input), NULL, dts_ts_to_ns(so->scheduled_time),
+                       NULL, 0, NULL, so->parent_trace_context};
+      inst_start(h, o, &sp);
+    }
+  }
+  if (e->leased_to != NULL) e->leased_to->n_ent--;
+  e->leased_to = NULL;
+  dts_map_del(&h->tokens, e->token);
+  e->token[0] = '\0';
+  e->nb = 0;
+  ent_touch(h, e);
+  atomic_fetch_add_explicit(&h->st_completions, 1, memory_order_relaxed);
+  complete_ok(h, c);
+}
+
+/* ======================================================================== */
 /* commits, timers, the behaviour                                           */
 
 static void arm_durable(dts_hub *h, dtimer *tm) {
@@ -2709,6 +3432,11 @@ static void on_committed(dts_hub *h, ticket *t) {
     check_waiters(h, in);
     make_ready(h, in);
   }
+  for (size_t i = 0; i < t->netouched; i++) {
+    ent *e = t->etouched[i];
+    e->pending--;
+    ent_step(h, e);
+  }
   for (size_t i = 0; i < t->nacts; i++) {
     /* still wanted? (a later ticket may have completed or dropped it) */
     act *a = t->acts[i];
@@ -2735,6 +3463,7 @@ static void on_committed(dts_hub *h, ticket *t) {
         break;
       }
   }
+  flush(h); /* entity lock steps may have changed state */
   pump(h);
 }
 
@@ -2751,6 +3480,7 @@ static void ticket_drop(dts_msg *m) {
   dts_free(t->acts);
   dts_free(t->timers);
   dts_free(t->opens);
+  dts_free(t->etouched);
 }
 
 static void timer_free(dtimer *tm) {
@@ -2774,6 +3504,13 @@ static void on_durable_timer(dts_hub *h, const char *mkey) {
   dts_map_del(&h->timers, tm->key);
   cur(h);
   dts_batch_del(h->batch, tm->skey, tm->klen);
+  if (tm->inst_id[0] == '@') { /* a scheduled entity signal; exec_id holds its request id */
+    ent_enqueue(h, tm->inst_id, 1 /* QM_SIGNAL */, tm->event, NULL, NULL, tm->exec_id);
+    tm->event = (dts_buf){NULL, 0};
+    timer_free(tm);
+    flush(h);
+    return;
+  }
   inst *in = dts_map_get(&h->insts, tm->inst_id);
   if (in != NULL && strcmp(in->exec_id, tm->exec_id) == 0) {
     inbox_add(h, in, tm->event);
@@ -2789,10 +3526,17 @@ static void on_wake(dts_hub *h, const char *id) {
   if (in != NULL) {
     in->wake_armed = false;
     make_ready(h, in);
+  } else if (id[0] == '@') {
+    ent *e = dts_map_get(&h->ents, id);
+    if (e != NULL) {
+      e->wake_armed = false;
+      ent_step(h, e);
+    }
   } else {
     act *a = dts_map_get(&h->acts, id);
     if (a != NULL) act_ready(h, a);
   }
+  flush(h);
   pump(h);
 }
 
@@ -2916,6 +3660,19 @@ static void behaviour(dts_actor *self, dts_msg *m) {
     case DTS_M_QUERY_INSTANCES: on_query(h, r->call, (QueryInstancesRequest *)r->req); break;
     case DTS_M_LIST_INSTANCE_IDS: on_list_ids(h, r->call, (ListInstanceIdsRequest *)r->req); break;
     case DTS_M_PURGE_INSTANCES: on_purge(h, r->call, (PurgeInstancesRequest *)r->req); break;
+    case DTS_M_SIGNAL_ENTITY: on_signal_entity(h, r->call, (SignalEntityRequest *)r->req); break;
+    case DTS_M_GET_ENTITY: on_get_entity(h, r->call, (GetEntityRequest *)r->req); break;
+    case DTS_M_QUERY_ENTITIES: on_query_entities(h, r->call, (QueryEntitiesRequest *)r->req); break;
+    case DTS_M_CLEAN_ENTITY_STORAGE: on_clean_entities(h, r->call, (CleanEntityStorageRequest *)r->req); break;
+    case DTS_M_COMPLETE_ENTITY: on_complete_entity(h, r->call, (EntityBatchResult *)r->req); break;
+    case DTS_M_ABANDON_ENTITY: {
+      const char *tok = ((AbandonEntityTaskRequest *)r->req)->completion_token;
+      void *held = tok[0] == 'e' ? dts_map_get(&h->tokens, tok) : NULL;
+      if (held != NULL) ent_unlease(h, held, h->cfg.abandon_delay_ns);
+      AbandonEntityTaskResponse ar = ABANDON_ENTITY_TASK_RESPONSE__INIT;
+      answer_msg(h, r->call, &ar.base);
+      break;
+    }
     case DTS_M_REWIND_INSTANCE: on_rewind(h, r->call, (RewindInstanceRequest *)r->req); break;
     case DTS_M_RESTART_INSTANCE: on_restart(h, r->call, (RestartInstanceRequest *)r->req); break;
     case DTS_M_SKIP_GRACEFUL_TERMINATIONS:
@@ -3134,13 +3891,84 @@ static bool load_timer(void *c, const char *k, size_t klen, const char *v, size_
   return true;
 }
 
+/* ---- loading ------------------------------------------------------------------ */
+
+static bool load_ent(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  loadctx *lc = c;
+  dts_hub *h = lc->h;
+  (void)k;
+  (void)klen;
+  Dtsd__Store__EntityRecord *r = dtsd__store__entity_record__unpack(NULL, vlen, (const uint8_t *)v);
+  if (r == NULL) {
+    DTS_WARN("hub", "[%s] damaged entity record: skipped", h->name);
+    return true;
+  }
+  ent *e = ent_get(h, r->instance_id, true);
+  set_str(&e->state, dts_sv_get(r->state));
+  e->modified = r->modified_ns;
+  if (r->locked_by[0]) {
+    set_str(&e->locked_by, r->locked_by);
+    set_str(&e->lock_cs, r->lock_cs);
+    h->nlocked++;
+  }
+  e->next_seq = r->next_seq;
+  dtsd__store__entity_record__free_unpacked(r, NULL);
+  return true;
+}
+
+static bool load_entq(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  loadctx *lc = c;
+  dts_hub *h = lc->h;
+  const char *id;
+  size_t n = id_part(h, k, klen, &id);
+  char idbuf[KEYMAX];
+  memcpy(idbuf, id, n);
+  idbuf[n] = '\0';
+  if (klen != h->namelen + 2 + n + 1 + 8) return true;
+  HistoryEvent *he = history_event__unpack(NULL, vlen, (const uint8_t *)v);
+  if (he == NULL) return true;
+  int kind = 0;
+  const char *parent = NULL, *pexec = NULL, *rid = NULL;
+  switch (he->event_type_case) {
+  case EV(ENTITY_OPERATION_SIGNALED): kind = QM_SIGNAL; rid = he->entity_operation_signaled->request_id; break;
+  case EV(ENTITY_OPERATION_CALLED):
+    kind = QM_CALL;
+    parent = dts_sv_get(he->entity_operation_called->parent_instance_id);
+    pexec = dts_sv_get(he->entity_operation_called->parent_execution_id);
+    rid = he->entity_operation_called->request_id;
+    break;
+  case EV(ENTITY_LOCK_REQUESTED): kind = QM_LOCK; parent = dts_sv_get(he->entity_lock_requested->parent_instance_id); break;
+  case EV(ENTITY_UNLOCK_SENT): kind = QM_UNLOCK; parent = dts_sv_get(he->entity_unlock_sent->parent_instance_id); break;
+  default: break;
+  }
+  if (kind != 0) {
+    ent *e = ent_get(h, idbuf, true);
+    if (e->qn == e->qcap) {
+      e->qcap = e->qcap ? e->qcap * 2 : 8;
+      e->q = dts_realloc(e->q, e->qcap * sizeof(*e->q));
+    }
+    qmsg *m = &e->q[e->qn++];
+    memset(m, 0, sizeof(*m));
+    m->b = dts_buf_copy(v, vlen);
+    m->seq = be64(k + klen - 8);
+    m->kind = kind;
+    m->parent = xstrdup_or_null(parent);
+    m->parent_exec = xstrdup_or_null(pexec);
+    m->request_id = xstrdup_or_null(rid);
+    if (m->seq >= e->next_seq) e->next_seq = m->seq + 1;
+  }
+  history_event__free_unpacked(he, NULL);
+  return true;
+}
+
 static dts_err load(dts_hub *h) {
   loadctx lc = {h, DTS_OK, 0};
   key k;
   const struct {
     char type;
     dts_scan_fn fn;
-  } passes[] = {{'I', load_inst}, {'H', load_event}, {'N', load_event}, {'A', load_act}, {'T', load_timer}};
+  } passes[] = {{'I', load_inst}, {'H', load_event}, {'N', load_event}, {'A', load_act},
+                {'T', load_timer}, {'E', load_ent}, {'Q', load_entq}};
   for (size_t i = 0; i < sizeof(passes) / sizeof(passes[0]) && lc.err == DTS_OK; i++) {
     k_start(&k, h, passes[i].type);
     dts_err e = dts_store_scan(h->cfg.store, k.b, k.n, passes[i].fn, &lc);
@@ -3188,6 +4016,8 @@ static dts_err load(dts_hub *h) {
     for (int i = 0; i < 5; i++) h->ret[i] = -1;
     dts_store_scan(h->cfg.store, rk.b, rk.n, load_retention, h);
   }
+  for (size_t it = 0; dts_map_next(&h->ents, &it, &mk, &v);) ent_step(h, v);
+  DTS_INFO("hub", "[%s] loaded %zu entities", h->name, dts_map_len(&h->ents));
   DTS_INFO("hub", "[%s] loaded %ld instances (%ld with pending events), %ld activity work items, %ld timers",
            h->name, lc.n, ready, acts, timers);
   return DTS_OK;
@@ -3215,6 +4045,8 @@ static void hub_fini(dts_actor *a) {
   for (size_t it = 0; dts_map_next(&h->timers, &it, &k, &v);) timer_free(v);
   for (size_t i = 0; i < h->ndead; i++) inst_free(h->dead[i]);
   tq_free_all(h);
+  for (size_t it = 0; dts_map_next(&h->ents, &it, &k, &v);) ent_free(v);
+  dts_map_fini(&h->ents);
   dts_free(h->dead);
   dts_map_fini(&h->insts);
   dts_map_fini(&h->acts);
@@ -3237,6 +4069,8 @@ dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out) {
   dts_map_init(&h->acts);
   dts_map_init(&h->timers);
   dts_map_init(&h->tokens);
+  dts_map_init(&h->ents);
+  if (h->cfg.max_entity_batch <= 0) h->cfg.max_entity_batch = 100;
   if (getrandom(&h->boot, sizeof(h->boot), 0) != (ssize_t)sizeof(h->boot)) h->boot = (uint32_t)dts_now_ns();
   dts_err e = load(h);
   if (e != DTS_OK) {

@@ -33,6 +33,7 @@ typedef struct dts_hub_config {
   bool retention_set;         /* the values below come from a flag: persist them */
   int64_t retention_ns[5];
   uint64_t purge_interval_ns; /* how often the purger looks */
+  int max_entity_batch;       /* operations per entity work item (default 100) */
 } dts_hub_config;
 
 enum { DTS_RET_DEFAULT = 0, DTS_RET_COMPLETED, DTS_RET_FAILED, DTS_RET_CANCELED, DTS_RET_TERMINATED };
@@ -71,5 +72,7 @@ void dts_hub_get_stats(dts_hub *h, dts_hub_stats *out);
 /* Id rules shared with the bridge: 1..100 printable ASCII, no leading '@'.
  * Returns NULL when valid, else a static explanation. */
 const char *dts_instance_id_problem(const char *id);
+/* Entity ids: "@name@key", at most 100 printable ASCII characters. */
+const char *dts_entity_id_problem(const char *id);
 
 #endif
