@@ -2963,15 +2963,15 @@ static void ent_step(dts_hub *h, ent *e) {
           inbox_add(h, o, ev_pack(&g, -1, now));
         }
       }
-      history_event__free_unpacked(he, NULL);
-      ent_qremove(h, e, 0);
       /* a holder that already finished would never unlock */
-      inst *o = parent ? dts_map_get(&h->insts, parent) : NULL;
-      if (o == NULL || terminal(o->status)) {
+      inst *holder = parent ? dts_map_get(&h->insts, parent) : NULL;
+      if (holder == NULL || terminal(holder->status)) {
         set_str(&e->locked_by, NULL);
         set_str(&e->lock_cs, NULL);
         h->nlocked--;
       }
+      history_event__free_unpacked(he, NULL); /* `parent` pointed into it */
+      ent_qremove(h, e, 0);
       continue;
     }
     ent_make_ready(h, e);

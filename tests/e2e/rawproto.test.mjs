@@ -94,7 +94,7 @@ test("unknown methods are UNIMPLEMENTED, not a hang", async () => {
 });
 
 test("methods of later releases answer UNIMPLEMENTED with a message", async () => {
-  for (const m of ["SignalEntity", "GetEntity", "CreateTaskHub", "DeleteTaskHub", "CompleteEntityTask"]) {
+  for (const m of ["CreateTaskHub", "DeleteTaskHub"]) {
     const r = await call(P(m), Buffer.alloc(0));
     assert.equal(r.code, grpc.status.UNIMPLEMENTED, `${m}: ${JSON.stringify(r)}`);
     assert.match(r.details, /not implemented yet/);
