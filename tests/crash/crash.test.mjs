@@ -158,3 +158,54 @@ test("a damaged data directory is a clear error at start, not a fresh start", as
   await assert.rejects(startDtsd({ dataDir: srv.dataDir }), /damaged|corrupt/i);
   assert.ok(fs.existsSync(path.join(srv.dataDir, manifest)), "nothing was deleted");
 });
+
+test("SIGKILL during a signal storm: every acknowledged signal is applied exactly once", { timeout: 300000 }, async () => {
+  const { TaskEntity, EntityInstanceId } = dt;
+  class Log extends TaskEntity {
+    initializeState() { return []; }
+    append(x) { this.state.push(x); }
+  }
+  const port = await freePort();
+  const dataDir = path.join(tmpDir("storm"), "data");
+  const args = ["--address", `127.0.0.1:${port}`];
+  let srv = await startDtsd({ dataDir, args });
+  srv.endpoint = `127.0.0.1:${port}`;
+  const w = worker(srv, undefined, (x) => x.addNamedEntity("stormlog", () => new Log()));
+  await w.start();
+  const c = client(srv);
+  const acked = new Set();
+  const N = 3000;
+  let next = 0, killed = false;
+  const lane = async () => {
+    while (next < N) {
+      const i = next++;
+      try {
+        await c.signalEntity(new EntityInstanceId("stormlog", `k${i % 10}`), "append", i);
+        acked.add(i);
+      } catch {
+        // not acknowledged: may or may not have been applied, at most once
+      }
+      if (!killed && acked.size >= 1000) {
+        killed = true;
+        await srv.kill();
+        srv = await startDtsd({ dataDir, args });
+        srv.endpoint = `127.0.0.1:${port}`;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 50 }, lane));
+  assert.ok(killed);
+  const seen = new Map();
+  await waitFor(async () => {
+    seen.clear();
+    for (let k = 0; k < 10; k++) {
+      const md = await c.getEntity(new EntityInstanceId("stormlog", `k${k}`), true).catch(() => undefined);
+      for (const x of md?.state || []) seen.set(x, (seen.get(x) || 0) + 1);
+    }
+    return [...acked].every((x) => seen.has(x));
+  }, "every acknowledged signal to be applied", 120000);
+  for (const [x, n] of seen) assert.equal(n, 1, `signal ${x} applied ${n} times`);
+  console.log(`storm: ${N} signals, ${acked.size} acknowledged, ${seen.size} applied, killed once mid-storm`);
+  await Promise.allSettled([w.stop(), c.stop()]);
+  assert.equal((await srv.stop()).code, 0, srv.stderr());
+});
