@@ -46,6 +46,7 @@ void dtsd_options_init(dtsd_options *o) {
   o->max_nesting = 64;
   o->health_ping_ms = 30000;
   o->purge_interval_ms = 1000;
+  o->entity_batch = 100;
 }
 
 static bool hub_name_ok(const char *s, size_t n) {
@@ -153,6 +154,7 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                              .abandon_delay_ns = 1000000000ULL,
                              .ping_interval_ns = (uint64_t)(o->health_ping_ms > 0 ? o->health_ping_ms : 30000) * 1000000ULL,
                              .retention_set = ret_set,
+                             .max_entity_batch = o->entity_batch > 0 ? o->entity_batch : 100,
                              .purge_interval_ns = (uint64_t)(o->purge_interval_ms > 0 ? o->purge_interval_ms : 1000) * 1000000ULL};
         if (ret_set) memcpy(hc.retention_ns, ret, sizeof(ret));
         if (dts_hub_create(&hc, &d->hubs[d->nhubs]) != DTS_OK) {

@@ -37,6 +37,7 @@ typedef struct dtsd_options {
   int health_ping_ms;    /* HealthPing on idle worker streams (default 30000) */
   const char *retention; /* auto-purge, e.g. "default=30d,failed=90d" (NULL: as persisted) */
   int purge_interval_ms; /* how often the purger runs (default 1000) */
+  int entity_batch;      /* most operations per entity work item (default 100) */
 } dtsd_options;
 
 void dtsd_options_init(dtsd_options *o);

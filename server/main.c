@@ -29,6 +29,7 @@ static void usage(FILE *out) {
           "                       (statuses: default completed failed canceled terminated; units ms s m h d;\n"
           "                       keep = never; 0 = as soon as possible); persisted per hub  [DTSD_RETENTION]\n"
           "  --purge-interval MS  how often the purger runs (default 1000)                  [DTSD_PURGE_INTERVAL]\n"
+          "  --entity-batch N     most operations in one entity work item (default 100)     [DTSD_ENTITY_BATCH]\n"
           "  --log-level L        debug|info|warn|error (default info)                     [DTSD_LOG_LEVEL]\n"
           "  --log-format F       text|json (default text)                                 [DTSD_LOG_FORMAT]\n"
           "  --help               this text\n");
@@ -56,7 +57,7 @@ int main(int argc, char **argv) {
   const char *workers = env("DTSD_WORKERS", NULL), *dur = env("DTSD_DURABILITY", NULL);
   const char *maxmsg = env("DTSD_MAX_MESSAGE", NULL), *maxpl = env("DTSD_MAX_PAYLOAD", NULL);
   const char *maxnest = env("DTSD_MAX_NESTING", NULL), *ping = env("DTSD_HEALTH_PING", NULL);
-  const char *purge_iv = env("DTSD_PURGE_INTERVAL", NULL);
+  const char *purge_iv = env("DTSD_PURGE_INTERVAL", NULL), *ebatch = env("DTSD_ENTITY_BATCH", NULL);
   if (env("DTSD_RETENTION", NULL)) o.retention = env("DTSD_RETENTION", NULL);
   if (env("DTSD_ADDRESS", NULL)) o.address = env("DTSD_ADDRESS", NULL);
   if (env("DTSD_DATA_DIR", NULL)) o.data_dir = env("DTSD_DATA_DIR", NULL);
@@ -76,6 +77,7 @@ int main(int argc, char **argv) {
                                        {"health-ping", required_argument, 0, 'H'},
                                        {"retention", required_argument, 0, 'R'},
                                        {"purge-interval", required_argument, 0, 'I'},
+                                       {"entity-batch", required_argument, 0, 'B'},
                                        {"log-level", required_argument, 0, 'l'},
                                        {"log-format", required_argument, 0, 'f'},
                                        {"help", no_argument, 0, 'h'},
@@ -96,6 +98,7 @@ int main(int argc, char **argv) {
     case 'H': ping = optarg; break;
     case 'R': o.retention = optarg; break;
     case 'I': purge_iv = optarg; break;
+    case 'B': ebatch = optarg; break;
     case 'l': lvl = optarg; break;
     case 'f': fmt = optarg; break;
     case 'h': usage(stdout); return 0;
@@ -130,6 +133,10 @@ int main(int argc, char **argv) {
   if (purge_iv) {
     if (!parse_long(purge_iv, &v) || v < 10 || v > 3600000) { fprintf(stderr, "dtsd: --purge-interval wants 10..3600000 ms, not '%s'\n", purge_iv); return 2; }
     o.purge_interval_ms = (int)v;
+  }
+  if (ebatch) {
+    if (!parse_long(ebatch, &v) || v < 1 || v > 10000) { fprintf(stderr, "dtsd: --entity-batch wants 1..10000, not '%s'\n", ebatch); return 2; }
+    o.entity_batch = (int)v;
   }
   if (dur) {
     if (strcmp(dur, "os") == 0) o.fsync = false;
