@@ -3353,8 +3353,24 @@ static void on_complete_entity(dts_hub *h, dts_call *c, EntityBatchResult *r) {
     }
     inbox_add(h, o, ev_pack(&he, -1, now));
   }
-  /* the processed operations leave the queue (highest index first) */
-  for (size_t i = n; i > 0; i--) ent_qremove(h, e, e->bidx[i - 1]);
+  /* the processed operations leave the queue: one compaction pass (the
+   * batch's indexes are increasing), not one memmove per operation */
+  if (n > 0) {
+    key k;
+    size_t out = 0, bi = 0;
+    for (size_t i = 0; i < e->qn; i++) {
+      if (bi < n && e->bidx[bi] == i) {
+        key_entq(&k, h, e->id, e->q[i].seq);
+        dts_batch_del(h->batch, k.b, k.n);
+        qmsg_free(&e->q[i]);
+        bi++;
+        continue;
+      }
+      e->q[out++] = e->q[i];
+    }
+    e->qn = out;
+    ent_touch(h, e);
+  }
   set_str(&e->state, dts_sv_get(r->entity_state));
   e->modified = now;
   /* actions: signals to entities, new orchestrations */
@@ -3693,8 +3709,8 @@ static void behaviour(dts_actor *self, dts_msg *m) {
       break;
     }
     if (keep) r->req = NULL;
-    flush(h);
-    pump(h);
+    /* flushed at the end of the turn (hub_turn_end): one commit carries
+     * every request of the turn */
     break;
   }
   case HUB_COMMITTED:
@@ -3723,6 +3739,13 @@ static void behaviour(dts_actor *self, dts_msg *m) {
     DTS_WARN("hub", "unknown message kind %u", m->kind);
     break;
   }
+}
+
+/* End of a turn: submit what the turn's messages changed, then dispatch. */
+static void hub_turn_end(dts_actor *self) {
+  dts_hub *h = (dts_hub *)self;
+  flush(h);
+  pump(h);
 }
 
 static void rpc_drop(dts_msg *m) {
@@ -4017,6 +4040,7 @@ static dts_err load(dts_hub *h) {
     dts_store_scan(h->cfg.store, rk.b, rk.n, load_retention, h);
   }
   for (size_t it = 0; dts_map_next(&h->ents, &it, &mk, &v);) ent_step(h, v);
+  flush(h); /* lock steps taken at load */
   DTS_INFO("hub", "[%s] loaded %zu entities", h->name, dts_map_len(&h->ents));
   DTS_INFO("hub", "[%s] loaded %ld instances (%ld with pending events), %ld activity work items, %ld timers",
            h->name, lc.n, ready, acts, timers);
@@ -4061,6 +4085,7 @@ static void hub_fini(dts_actor *a) {
 dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out) {
   dts_hub *h = dts_calloc(1, sizeof(*h));
   dts_actor_init(&h->actor, cfg->sched, behaviour, hub_fini);
+  dts_actor_set_turn_end(&h->actor, hub_turn_end);
   h->cfg = *cfg;
   h->name = dts_strdup(cfg->name);
   h->cfg.name = h->name;

@@ -24,7 +24,10 @@ void dts_actor_init(dts_actor *a, dts_sched *s, dts_behaviour fn, dts_actor_fini
   atomic_init(&a->handoff, 0);
   a->stopped = false;
   a->overflow_next = NULL;
+  a->turn_end = NULL;
 }
+
+void dts_actor_set_turn_end(dts_actor *a, void (*fn)(dts_actor *self)) { a->turn_end = fn; }
 
 void dts_actor_ref(dts_actor *a) { atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed); }
 
@@ -58,6 +61,7 @@ bool dts_actor_run(dts_actor *a) {
     }
     n++;
   }
+  if (n > 0 && a->turn_end != NULL && !a->stopped) a->turn_end(a);
   atomic_fetch_sub_explicit(&a->running, 1, memory_order_release);
   if (n == DTS_ACTOR_BATCH || !dts_mailbox_mark_empty(&a->mb)) return true;
   dts_actor_unref(a); /* idle: drop the scheduled reference */

@@ -37,6 +37,7 @@ struct dts_actor {
   dts_mailbox mb;
   dts_behaviour fn;          /* immutable after init */
   dts_actor_fini_fn fini;    /* immutable after init */
+  void (*turn_end)(dts_actor *self); /* optional; set before the first send */
   dts_sched *sched;          /* immutable after init */
   atomic_int refs;           /* any thread */
   atomic_int running;        /* any thread: 0 idle, 1 in a turn (checked) */
@@ -47,6 +48,11 @@ struct dts_actor {
 
 /* Initialises an unscheduled actor with one reference (the caller's). */
 void dts_actor_init(dts_actor *a, dts_sched *s, dts_behaviour fn, dts_actor_fini_fn fini);
+
+/* Optional: called at the end of every turn that handled at least one
+ * message, on the running thread -- where an actor flushes work it batched
+ * over the turn's messages (the hub submits one commit per turn). */
+void dts_actor_set_turn_end(dts_actor *a, void (*fn)(dts_actor *self));
 
 void dts_actor_ref(dts_actor *a);
 void dts_actor_unref(dts_actor *a);

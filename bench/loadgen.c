@@ -1,0 +1,363 @@
+/* loadgen.c -- bench/loadgen: a C load generator that plays both client and
+ * worker over gRPC C core, so dtsd is measured without any SDK's overhead.
+ *
+ * Scenario "signals" (this version): S SignalEntity calls ("add", 1) kept C
+ * in flight, to one hot entity (--entities 1) or spread over E entities;
+ * the built-in worker answers every entityRequestV2 work item (state = old
+ * state + number of operations) with CompleteEntityTask.  At the end the
+ * state of the entities is read back with GetEntity and checked against the
+ * signals sent, so a fast wrong answer cannot pass.
+ *
+ * Usage: loadgen --target HOST:PORT [--scenario signals] [--signals S]
+ *                [--concurrency C] [--entities E] [--taskhub NAME]
+ * Prints a table line and one JSON line; exit 1 when the check fails.
+ */
+#include "proto/pb.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/time.h>
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *target = "127.0.0.1:8080", *hub = NULL;
+static long nsignals = 200000, conc = 512, nents = 1;
+static grpc_channel *ch;
+static grpc_completion_queue *cq;
+static long sent, acked, failed_calls, applied, batches, inflight;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- one call record: unary or the work-item stream ---------------------- */
+
+typedef enum { K_SIGNAL, K_COMPLETE, K_GET, K_STREAM_START, K_STREAM_RECV, K_STREAM_STATUS } kind;
+
+typedef struct rec {
+  kind k;
+  grpc_call *call;
+  grpc_byte_buffer *send, *recv;
+  grpc_metadata_array init_md, trail_md;
+  grpc_status_code status;
+  grpc_slice details;
+  grpc_metadata md;
+  long index; /* K_GET: which entity */
+} rec;
+
+static grpc_call *new_call(const char *method) {
+  gpr_timespec dl = gpr_inf_future(GPR_CLOCK_REALTIME);
+  grpc_slice m = grpc_slice_from_static_string(method);
+  return grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL, dl, NULL);
+}
+
+static grpc_byte_buffer *bb_of(dts_buf b) {
+  grpc_slice s = grpc_slice_from_copied_buffer((const char *)b.p, b.n);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return bb;
+}
+
+static dts_buf read_bb(grpc_byte_buffer *bb) {
+  grpc_byte_buffer_reader rd;
+  dts_buf out = {NULL, 0};
+  if (bb == NULL || !grpc_byte_buffer_reader_init(&rd, bb)) return out;
+  grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+  out = dts_buf_copy(GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all));
+  grpc_slice_unref(all);
+  grpc_byte_buffer_reader_destroy(&rd);
+  return out;
+}
+
+static void start_ops(rec *r, grpc_op *ops, size_t n) {
+  if (grpc_call_start_batch(r->call, ops, n, r, NULL) != GRPC_CALL_OK) {
+    fprintf(stderr, "loadgen: start_batch failed\n");
+    exit(2);
+  }
+}
+
+static size_t md_op(rec *r, grpc_op *op) {
+  memset(op, 0, sizeof(*op));
+  op->op = GRPC_OP_SEND_INITIAL_METADATA;
+  if (hub != NULL) {
+    r->md.key = grpc_slice_from_static_string("taskhub");
+    r->md.value = grpc_slice_from_static_string(hub);
+    op->data.send_initial_metadata.count = 1;
+    op->data.send_initial_metadata.metadata = &r->md;
+  }
+  return 1;
+}
+
+static void unary(kind k, const char *method, dts_buf body, long index) {
+  rec *r = calloc(1, sizeof(*r));
+  r->k = k;
+  r->index = index;
+  r->call = new_call(method);
+  r->send = bb_of(body);
+  grpc_metadata_array_init(&r->init_md);
+  grpc_metadata_array_init(&r->trail_md);
+  grpc_op ops[6];
+  size_t n = md_op(r, &ops[0]);
+  memset(&ops[n], 0, sizeof(grpc_op) * (6 - n));
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n++].data.send_message.send_message = r->send;
+  ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[n++].data.recv_initial_metadata.recv_initial_metadata = &r->init_md;
+  ops[n].op = GRPC_OP_RECV_MESSAGE;
+  ops[n++].data.recv_message.recv_message = &r->recv;
+  ops[n].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[n].data.recv_status_on_client.trailing_metadata = &r->trail_md;
+  ops[n].data.recv_status_on_client.status = &r->status;
+  ops[n++].data.recv_status_on_client.status_details = &r->details;
+  start_ops(r, ops, n);
+  inflight++;
+}
+
+static void rec_free(rec *r) {
+  if (r->send) grpc_byte_buffer_destroy(r->send);
+  if (r->recv) grpc_byte_buffer_destroy(r->recv);
+  grpc_metadata_array_destroy(&r->init_md);
+  grpc_metadata_array_destroy(&r->trail_md);
+  grpc_slice_unref(r->details);
+  grpc_call_unref(r->call);
+  free(r);
+}
+
+/* ---- client side: signals ------------------------------------------------- */
+
+static unsigned run_id; /* entity names are unique per run: @bench@<run>e<i> */
+static void entity_id(long i, char *out, size_t n) { snprintf(out, n, "@bench@r%xe%ld", run_id, i); }
+
+static void send_signal(void) {
+  char id[64];
+  entity_id(sent % nents, id, sizeof(id));
+  SignalEntityRequest r = SIGNAL_ENTITY_REQUEST__INIT;
+  Google__Protobuf__StringValue in;
+  r.instance_id = id;
+  r.name = "add";
+  r.input = dts_sv(&in, "1");
+  dts_buf b = dts_pb_pack(&r.base);
+  unary(K_SIGNAL, "/TaskHubSidecarService/SignalEntity", b, 0);
+  dts_buf_free(&b);
+  sent++;
+}
+
+/* ---- worker side ----------------------------------------------------------- */
+
+static rec *stream;
+static long *final_state; /* what the worker last stored, per entity */
+
+static void stream_recv(void) {
+  grpc_op op;
+  memset(&op, 0, sizeof(op));
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &stream->recv;
+  stream->k = K_STREAM_RECV;
+  start_ops(stream, &op, 1);
+}
+
+static void open_stream(void) {
+  stream = calloc(1, sizeof(*stream));
+  stream->call = new_call("/TaskHubSidecarService/GetWorkItems");
+  grpc_metadata_array_init(&stream->init_md);
+  grpc_metadata_array_init(&stream->trail_md);
+  GetWorkItemsRequest req = GET_WORK_ITEMS_REQUEST__INIT;
+  req.max_concurrent_entity_work_items = 10000;
+  dts_buf b = dts_pb_pack(&req.base);
+  stream->send = bb_of(b);
+  dts_buf_free(&b);
+  grpc_op ops[4];
+  size_t n = md_op(stream, &ops[0]);
+  memset(&ops[n], 0, sizeof(grpc_op) * (4 - n));
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n++].data.send_message.send_message = stream->send;
+  ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[n++].data.recv_initial_metadata.recv_initial_metadata = &stream->init_md;
+  stream->k = K_STREAM_START;
+  start_ops(stream, ops, n);
+}
+
+static long parse_key(const char *id) {
+  const char *p = strrchr(id, 'e');
+  return p ? atol(p + 1) : 0;
+}
+
+static void on_work_item(dts_buf b) {
+  WorkItem *w = work_item__unpack(NULL, b.n, b.p);
+  if (w == NULL || w->request_case != WORK_ITEM__REQUEST_ENTITY_REQUEST_V2) {
+    if (w) work_item__free_unpacked(w, NULL);
+    return;
+  }
+  EntityRequest *er = w->entity_request_v2;
+  long state = er->entity_state ? atol(er->entity_state->value) : 0;
+  size_t n = er->n_operation_requests;
+  state += (long)n;
+  char st[32];
+  snprintf(st, sizeof(st), "%ld", state);
+  EntityBatchResult res = ENTITY_BATCH_RESULT__INIT;
+  OperationResult *rs = calloc(n ? n : 1, sizeof(*rs));
+  OperationResultSuccess *ok = calloc(n ? n : 1, sizeof(*ok));
+  OperationResult **rp = calloc(n ? n : 1, sizeof(*rp));
+  for (size_t i = 0; i < n; i++) {
+    operation_result__init(&rs[i]);
+    operation_result_success__init(&ok[i]);
+    rs[i].result_type_case = OPERATION_RESULT__RESULT_TYPE_SUCCESS;
+    rs[i].success = &ok[i];
+    rp[i] = &rs[i];
+  }
+  Google__Protobuf__StringValue sv;
+  res.results = rp;
+  res.n_results = n;
+  res.entity_state = dts_sv(&sv, st);
+  res.completion_token = w->completion_token;
+  dts_buf out = dts_pb_pack(&res.base);
+  unary(K_COMPLETE, "/TaskHubSidecarService/CompleteEntityTask", out, 0);
+  dts_buf_free(&out);
+  final_state[parse_key(er->instance_id) % nents] = state;
+  applied += (long)n;
+  batches++;
+  free(rs);
+  free(ok);
+  free(rp);
+  work_item__free_unpacked(w, NULL);
+}
+
+/* ---- main loop ------------------------------------------------------------ */
+
+static long checked_ok, checked_bad;
+
+static void drain_until(bool (*done)(void)) {
+  while (!done()) {
+    grpc_event ev = grpc_completion_queue_next(cq, gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(30, GPR_TIMESPAN)), NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+      fprintf(stderr, "loadgen: no progress for 30 s (sent %ld, acked %ld, applied %ld)\n", sent, acked, applied);
+      exit(1);
+    }
+    rec *r = ev.tag;
+    switch (r->k) {
+    case K_SIGNAL:
+      inflight--;
+      if (r->status == GRPC_STATUS_OK) acked++;
+      else failed_calls++;
+      rec_free(r);
+      if (sent < nsignals) send_signal();
+      break;
+    case K_COMPLETE:
+      inflight--;
+      if (r->status != GRPC_STATUS_OK) failed_calls++;
+      rec_free(r);
+      break;
+    case K_GET: {
+      inflight--;
+      dts_buf b = read_bb(r->recv);
+      GetEntityResponse *g = get_entity_response__unpack(NULL, b.n, b.p);
+      long want = nsignals / nents + (r->index < nsignals % nents ? 1 : 0);
+      long got = g && g->exists && g->entity && g->entity->serialized_state ? atol(g->entity->serialized_state->value) : -1;
+      if (got == want) checked_ok++;
+      else {
+        checked_bad++;
+        fprintf(stderr, "loadgen: entity e%ld holds %ld, expected %ld\n", r->index, got, want);
+      }
+      if (g) get_entity_response__free_unpacked(g, NULL);
+      dts_buf_free(&b);
+      rec_free(r);
+      break;
+    }
+    case K_STREAM_START:
+      stream_recv();
+      break;
+    case K_STREAM_RECV: {
+      if (stream->recv == NULL) { /* the stream ended */
+        fprintf(stderr, "loadgen: work-item stream ended\n");
+        exit(1);
+      }
+      dts_buf b = read_bb(stream->recv);
+      grpc_byte_buffer_destroy(stream->recv);
+      stream->recv = NULL;
+      on_work_item(b);
+      dts_buf_free(&b);
+      stream_recv();
+      break;
+    }
+    default:
+      break;
+    }
+  }
+}
+
+static bool all_applied(void) { return applied >= nsignals && acked + failed_calls >= nsignals && inflight == 0; }
+static bool all_checked(void) { return inflight == 0; }
+
+int main(int argc, char **argv) {
+  const char *scenario = "signals";
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) target = argv[++i];
+    else if (strcmp(argv[i], "--taskhub") == 0 && i + 1 < argc) hub = argv[++i];
+    else if (strcmp(argv[i], "--scenario") == 0 && i + 1 < argc) scenario = argv[++i];
+    else if (strcmp(argv[i], "--signals") == 0 && i + 1 < argc) nsignals = atol(argv[++i]);
+    else if (strcmp(argv[i], "--concurrency") == 0 && i + 1 < argc) conc = atol(argv[++i]);
+    else if (strcmp(argv[i], "--entities") == 0 && i + 1 < argc) nents = atol(argv[++i]);
+    else {
+      fprintf(stderr, "usage: loadgen --target HOST:PORT [--scenario signals] [--signals S] [--concurrency C] "
+                      "[--entities E] [--taskhub NAME]\n");
+      return 2;
+    }
+  }
+  if (strcmp(scenario, "signals") != 0 || nsignals <= 0 || conc <= 0 || nents <= 0) {
+    fprintf(stderr, "loadgen: only the 'signals' scenario exists in this version; counts must be positive\n");
+    return 2;
+  }
+  run_id = (unsigned)(time(NULL) ^ (getpid() << 8));
+  grpc_init();
+  grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+  ch = grpc_channel_create(target, cr, NULL);
+  grpc_channel_credentials_release(cr);
+  cq = grpc_completion_queue_create_for_next(NULL);
+  final_state = calloc((size_t)nents, sizeof(long));
+
+  open_stream();
+  double t0 = now_s();
+  for (long i = 0; i < conc && sent < nsignals; i++) send_signal();
+  drain_until(all_applied);
+  double dt = now_s() - t0;
+
+  /* read back and check (hot: the one entity; spread: up to 200 of them) */
+  long step = nents > 200 ? nents / 200 : 1;
+  for (long i = 0; i < nents; i += step) {
+    char id[64];
+    entity_id(i, id, sizeof(id));
+    GetEntityRequest g = GET_ENTITY_REQUEST__INIT;
+    g.instance_id = id;
+    g.include_state = true;
+    dts_buf b = dts_pb_pack(&g.base);
+    unary(K_GET, "/TaskHubSidecarService/GetEntity", b, i);
+    dts_buf_free(&b);
+  }
+  drain_until(all_checked);
+
+  double rate = (double)nsignals / dt;
+  printf("loadgen signals: %ld signals to %ld entit%s, %ld in flight: %.0f signals/s, %.1f operations per work item, "
+         "%ld failed calls, check %ld ok %ld bad\n",
+         nsignals, nents, nents == 1 ? "y" : "ies", conc, rate, (double)applied / (double)(batches ? batches : 1),
+         failed_calls, checked_ok, checked_bad);
+  printf("{\"bench\":\"loadgen\",\"scenario\":\"signals\",\"signals\":%ld,\"entities\":%ld,\"concurrency\":%ld,"
+         "\"signals_per_s\":%.0f,\"ops_per_batch\":%.1f,\"failed\":%ld,\"check_bad\":%ld}\n",
+         nsignals, nents, conc, rate, (double)applied / (double)(batches ? batches : 1), failed_calls, checked_bad);
+  grpc_call_cancel(stream->call, NULL);
+  int rc = (checked_bad == 0 && failed_calls == 0) ? 0 : 1;
+  fflush(stdout);
+  _exit(rc); /* the stream and channel die with the process */
+}
