@@ -8,8 +8,12 @@
  * state of the entities is read back with GetEntity and checked against the
  * signals sent, so a fast wrong answer cannot pass.
  *
- * Usage: loadgen --target HOST:PORT [--scenario signals] [--signals S]
- *                [--concurrency C] [--entities E] [--taskhub NAME]
+ * Scenario "hello" (hello-5): O orchestrations, C in flight, each five
+ * activities in sequence run by the built-in worker; every output is
+ * checked ("5"), and start-to-completed latency is measured.
+ *
+ * Usage: loadgen --target HOST:PORT [--scenario signals|hello] [--signals S]
+ *                [--orchestrations O] [--concurrency C] [--entities E] [--taskhub NAME]
  * Prints a table line and one JSON line; exit 1 when the check fails.
  */
 #include "proto/pb.h"
@@ -43,7 +47,7 @@ static double now_s(void) {
 
 /* ---- one call record: unary or the work-item stream ---------------------- */
 
-typedef enum { K_SIGNAL, K_COMPLETE, K_GET, K_STREAM_START, K_STREAM_RECV, K_STREAM_STATUS } kind;
+typedef enum { K_SIGNAL, K_COMPLETE, K_GET, K_STREAM_START, K_STREAM_RECV, K_STREAM_STATUS, K_START, K_WAIT } kind;
 
 typedef struct rec {
   kind k;
@@ -195,8 +199,21 @@ static long parse_key(const char *id) {
   return p ? atol(p + 1) : 0;
 }
 
+static void on_orch_item(WorkItem *w);
+static void on_activity_item(WorkItem *w);
+
 static void on_work_item(dts_buf b) {
   WorkItem *w = work_item__unpack(NULL, b.n, b.p);
+  if (w != NULL && w->request_case == WORK_ITEM__REQUEST_ORCHESTRATOR_REQUEST) {
+    on_orch_item(w);
+    work_item__free_unpacked(w, NULL);
+    return;
+  }
+  if (w != NULL && w->request_case == WORK_ITEM__REQUEST_ACTIVITY_REQUEST) {
+    on_activity_item(w);
+    work_item__free_unpacked(w, NULL);
+    return;
+  }
   if (w == NULL || w->request_case != WORK_ITEM__REQUEST_ENTITY_REQUEST_V2) {
     if (w) work_item__free_unpacked(w, NULL);
     return;
@@ -233,6 +250,100 @@ static void on_work_item(dts_buf b) {
   free(ok);
   free(rp);
   work_item__free_unpacked(w, NULL);
+}
+
+/* ---- scenario hello-5: five activities in sequence -------------------------- */
+
+static bool hello;            /* the scenario in use */
+static long norch = 2000, started, finished, wrong;
+static double *t_start, *lat_ms;
+
+static void orch_id(long i, char *out, size_t n) { snprintf(out, n, "h%x-%ld", run_id, i); }
+
+static void start_orch(void) {
+  char id[64];
+  orch_id(started, id, sizeof(id));
+  t_start[started] = now_s();
+  CreateInstanceRequest r = CREATE_INSTANCE_REQUEST__INIT;
+  Google__Protobuf__StringValue in;
+  r.instance_id = id;
+  r.name = "hello5";
+  r.input = dts_sv(&in, "\"x\"");
+  dts_buf b = dts_pb_pack(&r.base);
+  unary(K_START, "/TaskHubSidecarService/StartInstance", b, started);
+  dts_buf_free(&b);
+  started++;
+}
+
+static void wait_orch(long i) {
+  char id[64];
+  orch_id(i, id, sizeof(id));
+  GetInstanceRequest g = GET_INSTANCE_REQUEST__INIT;
+  g.instance_id = id;
+  g.get_inputs_and_outputs = true;
+  dts_buf b = dts_pb_pack(&g.base);
+  unary(K_WAIT, "/TaskHubSidecarService/WaitForInstanceCompletion", b, i);
+  dts_buf_free(&b);
+}
+
+/* The worker's orchestrator: schedule the next activity, or complete with
+ * the sum of their results once five are done. */
+static void on_orch_item(WorkItem *w) {
+  OrchestratorRequest *o = w->orchestrator_request;
+  long done = 0, sum = 0, scheduled = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    HistoryEvent **ev = pass ? o->new_events : o->past_events;
+    size_t n = pass ? o->n_new_events : o->n_past_events;
+    for (size_t i = 0; i < n; i++) {
+      if (ev[i]->event_type_case == HISTORY_EVENT__EVENT_TYPE_TASK_COMPLETED) {
+        done++;
+        sum += ev[i]->task_completed->result ? atol(ev[i]->task_completed->result->value) : 0;
+      }
+      if (ev[i]->event_type_case == HISTORY_EVENT__EVENT_TYPE_TASK_SCHEDULED) scheduled++;
+    }
+  }
+  OrchestratorResponse r = ORCHESTRATOR_RESPONSE__INIT;
+  OrchestratorAction a = ORCHESTRATOR_ACTION__INIT, *ap = &a;
+  ScheduleTaskAction st = SCHEDULE_TASK_ACTION__INIT;
+  CompleteOrchestrationAction ca = COMPLETE_ORCHESTRATION_ACTION__INIT;
+  Google__Protobuf__StringValue res, in;
+  char buf[32];
+  r.instance_id = o->instance_id;
+  r.completion_token = w->completion_token;
+  if (done >= 5) {
+    snprintf(buf, sizeof(buf), "%ld", sum);
+    ca.orchestration_status = ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED;
+    ca.result = dts_sv(&res, buf);
+    a.id = 6;
+    a.orchestrator_action_type_case = ORCHESTRATOR_ACTION__ORCHESTRATOR_ACTION_TYPE_COMPLETE_ORCHESTRATION;
+    a.complete_orchestration = &ca;
+    r.actions = &ap;
+    r.n_actions = 1;
+  } else if (scheduled == done) {
+    st.name = "act";
+    st.input = dts_sv(&in, "1");
+    a.id = (int32_t)done + 1;
+    a.orchestrator_action_type_case = ORCHESTRATOR_ACTION__ORCHESTRATOR_ACTION_TYPE_SCHEDULE_TASK;
+    a.schedule_task = &st;
+    r.actions = &ap;
+    r.n_actions = 1;
+  }
+  dts_buf out = dts_pb_pack(&r.base);
+  unary(K_COMPLETE, "/TaskHubSidecarService/CompleteOrchestratorTask", out, 0);
+  dts_buf_free(&out);
+}
+
+static void on_activity_item(WorkItem *w) {
+  ActivityRequest *a = w->activity_request;
+  ActivityResponse r = ACTIVITY_RESPONSE__INIT;
+  Google__Protobuf__StringValue res;
+  r.instance_id = a->orchestration_instance ? a->orchestration_instance->instance_id : "";
+  r.task_id = a->task_id;
+  r.result = dts_sv(&res, "1");
+  r.completion_token = w->completion_token;
+  dts_buf out = dts_pb_pack(&r.base);
+  unary(K_COMPLETE, "/TaskHubSidecarService/CompleteActivityTask", out, 0);
+  dts_buf_free(&out);
 }
 
 /* ---- main loop ------------------------------------------------------------ */
@@ -276,6 +387,28 @@ static void drain_until(bool (*done)(void)) {
       rec_free(r);
       break;
     }
+    case K_START:
+      inflight--;
+      if (r->status != GRPC_STATUS_OK) failed_calls++;
+      else wait_orch(r->index);
+      rec_free(r);
+      break;
+    case K_WAIT: {
+      inflight--;
+      dts_buf b = read_bb(r->recv);
+      GetInstanceResponse *g = get_instance_response__unpack(NULL, b.n, b.p);
+      bool ok = r->status == GRPC_STATUS_OK && g && g->exists && g->orchestration_state &&
+                g->orchestration_state->orchestration_status == ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED &&
+                g->orchestration_state->output && strcmp(g->orchestration_state->output->value, "5") == 0;
+      if (!ok) wrong++;
+      lat_ms[finished] = (now_s() - t_start[r->index]) * 1000.0;
+      finished++;
+      if (g) get_instance_response__free_unpacked(g, NULL);
+      dts_buf_free(&b);
+      rec_free(r);
+      if (started < norch) start_orch();
+      break;
+    }
     case K_STREAM_START:
       stream_recv();
       break;
@@ -298,6 +431,11 @@ static void drain_until(bool (*done)(void)) {
   }
 }
 
+static bool all_finished(void) { return finished >= norch && inflight == 0; }
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
 static bool all_applied(void) { return applied >= nsignals && acked + failed_calls >= nsignals && inflight == 0; }
 static bool all_checked(void) { return inflight == 0; }
 
@@ -310,14 +448,16 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--signals") == 0 && i + 1 < argc) nsignals = atol(argv[++i]);
     else if (strcmp(argv[i], "--concurrency") == 0 && i + 1 < argc) conc = atol(argv[++i]);
     else if (strcmp(argv[i], "--entities") == 0 && i + 1 < argc) nents = atol(argv[++i]);
+    else if (strcmp(argv[i], "--orchestrations") == 0 && i + 1 < argc) norch = atol(argv[++i]);
     else {
       fprintf(stderr, "usage: loadgen --target HOST:PORT [--scenario signals] [--signals S] [--concurrency C] "
                       "[--entities E] [--taskhub NAME]\n");
       return 2;
     }
   }
-  if (strcmp(scenario, "signals") != 0 || nsignals <= 0 || conc <= 0 || nents <= 0) {
-    fprintf(stderr, "loadgen: only the 'signals' scenario exists in this version; counts must be positive\n");
+  hello = strcmp(scenario, "hello") == 0;
+  if ((!hello && strcmp(scenario, "signals") != 0) || nsignals <= 0 || conc <= 0 || nents <= 0 || norch <= 0) {
+    fprintf(stderr, "loadgen: scenarios are 'signals' and 'hello' (hello-5); counts must be positive\n");
     return 2;
   }
   run_id = (unsigned)(time(NULL) ^ (getpid() << 8));
@@ -329,6 +469,26 @@ int main(int argc, char **argv) {
   final_state = calloc((size_t)nents, sizeof(long));
 
   open_stream();
+  if (hello) {
+    t_start = calloc((size_t)norch, sizeof(double));
+    lat_ms = calloc((size_t)norch, sizeof(double));
+    double h0 = now_s();
+    for (long i = 0; i < conc && started < norch; i++) start_orch();
+    drain_until(all_finished);
+    double hdt = now_s() - h0;
+    qsort(lat_ms, (size_t)finished, sizeof(double), cmp_d);
+    double rate = (double)norch / hdt;
+    double p50 = lat_ms[finished / 2], p99 = lat_ms[(size_t)((double)finished * 0.99)];
+    printf("loadgen hello-5: %ld orchestrations, %ld in flight: %.0f orchestrations/s = %.0f actions/s (start 1 + "
+           "5 activities x 2), latency p50 %.2f ms p99 %.2f ms, %ld wrong, %ld failed calls\n",
+           norch, conc, rate, rate * 11, p50, p99, wrong, failed_calls);
+    printf("{\"bench\":\"loadgen\",\"scenario\":\"hello-5\",\"orchestrations\":%ld,\"concurrency\":%ld,"
+           "\"orchestrations_per_s\":%.0f,\"actions_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"wrong\":%ld}\n",
+           norch, conc, rate, rate * 11, p50, p99, wrong);
+    fflush(stdout);
+    grpc_call_cancel(stream->call, NULL);
+    _exit(wrong == 0 && failed_calls == 0 ? 0 : 1);
+  }
   double t0 = now_s();
   for (long i = 0; i < conc && sent < nsignals; i++) send_signal();
   drain_until(all_applied);

@@ -23,6 +23,7 @@ done
 P=$(cat "$T/port")
 "$B/bench/loadgen" --target "127.0.0.1:$P" --signals 5000 --entities 1 --concurrency 64
 "$B/bench/loadgen" --target "127.0.0.1:$P" --signals 5000 --entities 500 --concurrency 64
+"$B/bench/loadgen" --target "127.0.0.1:$P" --scenario hello --orchestrations 300 --concurrency 32
 kill -TERM "$PID"
 wait "$PID"
 PID=""
