@@ -1851,8 +1851,10 @@ static void on_start(dts_hub *h, dts_call *c, CreateInstanceRequest *r) {
            in->status);
       return;
     }
-    /* replacing a running one terminates it: its work is now stale */
+    /* replacing a running one terminates it: its work is now stale, and
+     * locks its old execution held are released */
     cur(h);
+    if (!terminal(in->status)) release_locks_of(h, in->id);
     inst_clear_execution(h, in);
   } else {
     cur(h);

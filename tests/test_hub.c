@@ -644,6 +644,56 @@ static void test_filters_and_per_stream_limits(void **state) {
   dts_free(i3);
 }
 
+static void test_clean_storage_releases_an_orphaned_lock(void **state) {
+  fx *f = *state;
+  /* a lock whose holder does not exist, as left by an older dtsd or a
+   * crash of another kind: written straight into the store */
+  close_all(f);
+  char err[256];
+  dts_store *st;
+  assert_int_equal(dts_store_open(f->dir, DTS_DURABILITY_OS, &st, err, sizeof(err)), DTS_OK);
+  Dtsd__Store__EntityRecord r = DTSD__STORE__ENTITY_RECORD__INIT;
+  Google__Protobuf__StringValue sv;
+  r.instance_id = "@counter@orphan";
+  r.state = dts_sv(&sv, "5");
+  r.locked_by = "ghost-orchestration";
+  r.lock_cs = "cs-1";
+  dts_buf b = dts_pb_pack(&r.base);
+  dts_batch *bt = dts_batch_create();
+  const char k[] = "default\0E@counter@orphan";
+  dts_batch_put(bt, k, sizeof(k) - 1, b.p, b.n);
+  assert_int_equal(dts_store_write(st, bt), DTS_OK);
+  dts_batch_destroy(bt);
+  dts_buf_free(&b);
+  dts_store_close(st);
+  open_all(f);
+
+  GetEntityRequest g = GET_ENTITY_REQUEST__INIT;
+  g.instance_id = "@counter@orphan";
+  dts_call *c = rpc(f, DTS_M_GET_ENTITY, &g.base, 0);
+  GetEntityResponse *gr = get_entity_response__unpack(NULL, c->body.n, c->body.p);
+  assert_true(gr->exists);
+  assert_string_equal(gr->entity->locked_by->value, "ghost-orchestration");
+  get_entity_response__free_unpacked(gr, NULL);
+  dts_call_unref(c);
+
+  CleanEntityStorageRequest cr = CLEAN_ENTITY_STORAGE_REQUEST__INIT;
+  cr.release_orphaned_locks = true;
+  cr.remove_empty_entities = true;
+  c = rpc(f, DTS_M_CLEAN_ENTITY_STORAGE, &cr.base, 0);
+  CleanEntityStorageResponse *res = clean_entity_storage_response__unpack(NULL, c->body.n, c->body.p);
+  assert_int_equal(res->orphaned_locks_released, 1);
+  assert_int_equal(res->empty_entities_removed, 0); /* it has state */
+  clean_entity_storage_response__free_unpacked(res, NULL);
+  dts_call_unref(c);
+
+  c = rpc(f, DTS_M_GET_ENTITY, &g.base, 0);
+  gr = get_entity_response__unpack(NULL, c->body.n, c->body.p);
+  assert_null(gr->entity->locked_by);
+  get_entity_response__free_unpacked(gr, NULL);
+  dts_call_unref(c);
+}
+
 static void test_bad_requests_get_clear_errors(void **state) {
   fx *f = *state;
   CreateInstanceRequest r = CREATE_INSTANCE_REQUEST__INIT;
@@ -674,6 +724,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_restart_resumes_activities_and_timers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunked_completion_and_partial_processing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_filters_and_per_stream_limits, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_clean_storage_releases_an_orphaned_lock, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_requests_get_clear_errors, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
