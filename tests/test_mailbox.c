@@ -64,6 +64,21 @@ static void test_mark_empty_fails_when_message_raced_in(void **state) {
   dts_mailbox_fini(&q);
 }
 
+static void test_is_marked_follows_the_empty_bit(void **state) {
+  (void)state;
+  dts_mailbox q;
+  dts_mailbox_init(&q);
+  assert_true(dts_mailbox_is_marked(&q)); /* starts empty and unscheduled */
+  assert_true(dts_mailbox_push(&q, &mk(0, 1)->base));
+  assert_false(dts_mailbox_is_marked(&q));
+  assert_non_null(dts_mailbox_pop(&q));
+  assert_false(dts_mailbox_is_marked(&q)); /* popped, not yet marked */
+  assert_true(dts_mailbox_mark_empty(&q));
+  assert_true(dts_mailbox_is_marked(&q));
+  assert_false(dts_mailbox_mark_empty(&q)); /* marking twice fails: is_marked tells why */
+  dts_mailbox_fini(&q);
+}
+
 
 static int drops;
 
@@ -200,6 +215,7 @@ int main(void) {
       cmocka_unit_test(test_new_mailbox_is_empty_and_first_push_schedules),
       cmocka_unit_test(test_fifo_single_producer),
       cmocka_unit_test(test_mark_empty_fails_when_message_raced_in),
+      cmocka_unit_test(test_is_marked_follows_the_empty_bit),
       cmocka_unit_test(test_fini_frees_queued_messages_and_runs_drop),
       cmocka_unit_test(test_four_producers_lose_nothing_and_keep_order),
       cmocka_unit_test(test_racing_pushes_schedule_exactly_once),

@@ -244,6 +244,44 @@ static void test_stopped_actor_drops_later_messages(void **state) {
   dts_sched_destroy(s);
 }
 
+/* ---- the turn-end hook runs once per turn, after its messages ---- */
+
+static atomic_int te_msgs, te_turns, te_max, te_ended; /* te_ended: messages whose turn ended */
+static int te_in_turn; /* the actor's own: no atomics needed */
+
+static void te_fn(dts_actor *self, dts_msg *m) {
+  (void)self;
+  (void)m;
+  te_in_turn++;
+  atomic_fetch_add(&te_msgs, 1);
+}
+
+static void te_end(dts_actor *self) {
+  (void)self;
+  assert_true(te_in_turn > 0 && te_in_turn <= DTS_ACTOR_BATCH);
+  if (te_in_turn > atomic_load(&te_max)) atomic_store(&te_max, te_in_turn);
+  atomic_fetch_add(&te_ended, te_in_turn);
+  te_in_turn = 0;
+  atomic_fetch_add(&te_turns, 1);
+}
+
+static void test_turn_end_runs_once_per_turn(void **state) {
+  (void)state;
+  reset_counters();
+  dts_sched *s = dts_sched_create(2);
+  tactor *a = dts_calloc(1, sizeof(tactor));
+  dts_actor_init(&a->base, s, te_fn, tactor_fini);
+  dts_actor_set_turn_end(&a->base, te_end);
+  for (int i = 0; i < 1000; i++) dts_send(&a->base, dts_msg_alloc(1, sizeof(dts_msg)));
+  assert_true(TU_WAIT_UNTIL(atomic_load(&te_msgs) == 1000, 10));
+  assert_true(TU_WAIT_UNTIL(atomic_load(&te_ended) == 1000, 10)); /* every message's turn ended */
+  assert_true(atomic_load(&te_turns) >= 1000 / DTS_ACTOR_BATCH);
+  assert_true(atomic_load(&te_turns) <= 1000);
+  dts_actor_unref(&a->base);
+  assert_true(TU_WAIT_UNTIL(atomic_load(&finis) == 1, 10));
+  dts_sched_destroy(s);
+}
+
 /* ---- shutdown with messages in flight frees everything ---- */
 
 static void test_shutdown_with_messages_in_flight_leaks_nothing(void **state) {
@@ -309,6 +347,7 @@ int main(void) {
       cmocka_unit_test(test_skewed_load_is_stolen),
       cmocka_unit_test(test_bursts_after_idle_are_delivered),
       cmocka_unit_test(test_stopped_actor_drops_later_messages),
+      cmocka_unit_test(test_turn_end_runs_once_per_turn),
       cmocka_unit_test(test_shutdown_with_messages_in_flight_leaks_nothing),
       cmocka_unit_test(test_inject_overflow_spills_and_delivers),
   };
