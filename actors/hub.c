@@ -168,6 +168,7 @@ struct ent {
   int pending;
   void *touched_by;
   bool dirty, in_ready, wake_armed;
+  bool dead; /* removed (hub wiped); freed once nothing points at it */
   uint64_t not_before;
   ent *ready_next;
 };
@@ -228,6 +229,9 @@ struct dts_hub {
   long purged_total;
   inst **dead; /* purged instances awaiting their last reference */
   size_t ndead, capdead;
+  ent **dead_ents;
+  size_t ndead_ents, capdead_ents;
+  bool deleted; /* DeleteTaskHub: no longer served */
   uint32_t boot;
   uint64_t token_seq;
   bool shutting_down;
@@ -285,6 +289,17 @@ static void ev_fini(evvec *v) {
   ev_clear(v);
   dts_free(v->v);
   memset(v, 0, sizeof(*v));
+}
+
+const char *dts_hub_name_problem(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n > 64) return "a task hub name has 1 to 64 characters";
+  for (size_t i = 0; i < n; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+      return "a task hub name uses only A-Z a-z 0-9 - _";
+  }
+  return NULL;
 }
 
 const char *dts_instance_id_problem(const char *id) {
@@ -2907,7 +2922,7 @@ static void ent_make_ready(dts_hub *h, ent *e);
 /* Server-side part of the entity scheduler: lock requests and releases at
  * the front of the queue.  Runs when nothing of the entity is in flight. */
 static void ent_step(dts_hub *h, ent *e) {
-  if (e->pending > 0 || e->leased_to != NULL) return;
+  if (e->dead || e->pending > 0 || e->leased_to != NULL) return;
   for (;;) {
     if (e->locked_by != NULL) {
       /* only the holder's messages count, in order */
@@ -3413,6 +3428,123 @@ static void on_complete_entity(dts_hub *h, dts_call *c, EntityBatchResult *r) {
 }
 
 /* ======================================================================== */
+/* task hub administration: wipe                                            */
+
+/* Removes every trace of the hub's data (instances, history, inboxes,
+ * activities, timers, entities, retention), in memory and in the current
+ * batch.  Used by CreateTaskHub{recreateIfExists} and DeleteTaskHub. */
+static void hub_wipe(dts_hub *h) {
+  cur(h);
+  key k;
+  /* ready queues first, so nothing queued points at freed memory */
+  for (inst *in = h->rq_head; in != NULL; in = in->ready_next) in->in_ready = false;
+  h->rq_head = h->rq_tail = NULL;
+  for (act *a = h->aq_head; a != NULL; a = a->ready_next) a->in_ready = false;
+  h->aq_head = h->aq_tail = NULL;
+  for (ent *e = h->eq_head; e != NULL; e = e->ready_next) e->in_ready = false;
+  h->eq_head = h->eq_tail = NULL;
+  atomic_store(&h->st_ready_orch, 0);
+  atomic_store(&h->st_ready_act, 0);
+  const char *mk;
+  void *v;
+  for (size_t it = 0; dts_map_next(&h->acts, &it, &mk, &v);) {
+    act *a = v;
+    if (a->leased_to != NULL) {
+      a->leased_to->n_act--;
+      dts_map_del(&h->tokens, a->token);
+    }
+    dts_batch_del(h->batch, a->skey, a->klen);
+    dts_map_del(&h->acts, a->key);
+    act_free(a);
+  }
+  for (size_t it = 0; dts_map_next(&h->timers, &it, &mk, &v);) {
+    dtimer *tm = v;
+    dts_batch_del(h->batch, tm->skey, tm->klen);
+    dts_map_del(&h->timers, tm->key);
+    timer_free(tm);
+  }
+  for (size_t it = 0; dts_map_next(&h->insts, &it, &mk, &v);) {
+    inst *in = v;
+    while (in->waiters != NULL) { /* the instance is gone */
+      waiter *w = in->waiters;
+      waiter_unlink(w);
+      dts_call_set_owner_data(w->call, NULL);
+      dts_call_reply(w->call, instance_response(NULL, false));
+      dts_call_unref(w->call);
+      dts_free(w);
+    }
+    inst_clear_execution(h, in); /* also drops a lease */
+    key_inst(&k, h, in->id);
+    dts_batch_del(h->batch, k.b, k.n);
+    in->purged = true;
+    dts_map_del(&h->insts, in->id);
+    VEC_PUSH(h->dead, h->ndead, h->capdead, in);
+  }
+  atomic_store(&h->st_instances, 0);
+  for (size_t it = 0; dts_map_next(&h->ents, &it, &mk, &v);) {
+    ent *e = v;
+    if (e->leased_to != NULL) {
+      e->leased_to->n_ent--;
+      dts_map_del(&h->tokens, e->token);
+      e->leased_to = NULL;
+    }
+    for (size_t i = 0; i < e->qn; i++) {
+      key_entq(&k, h, e->id, e->q[i].seq);
+      dts_batch_del(h->batch, k.b, k.n);
+      qmsg_free(&e->q[i]);
+    }
+    e->qn = 0;
+    key_ent(&k, h, e->id);
+    dts_batch_del(h->batch, k.b, k.n);
+    dts_map_del(&h->ents, e->id);
+    e->dead = true;
+    VEC_PUSH(h->dead_ents, h->ndead_ents, h->capdead_ents, e);
+  }
+  h->nlocked = 0;
+  tq_free_all(h);
+  retention_key(&k, h);
+  dts_batch_del(h->batch, k.b, k.n);
+  for (int i = 0; i < 5; i++) h->ret[i] = -1;
+}
+
+static void hub_marker_key(key *k, const dts_hub *h) {
+  /* "\0hub\0<name>": outside every hub's prefix */
+  memcpy(k->b, "\0hub\0", 5);
+  memcpy(k->b + 5, h->name, h->namelen);
+  k->n = 5 + h->namelen;
+}
+
+static void on_create_hub(dts_hub *h, dts_call *c, CreateTaskHubRequest *r) {
+  if (r->recreate_if_exists) {
+    DTS_INFO("hub", "[%s] recreated: all its data removed", h->name);
+    hub_wipe(h);
+  }
+  CreateTaskHubResponse resp = CREATE_TASK_HUB_RESPONSE__INIT;
+  answer_msg(h, c, &resp.base);
+}
+
+static void on_delete_hub(dts_hub *h, dts_call *c) {
+  DTS_INFO("hub", "[%s] deleted: all its data removed", h->name);
+  hub_wipe(h);
+  key k;
+  hub_marker_key(&k, h);
+  dts_batch_del(h->batch, k.b, k.n);
+  for (stream *s = h->streams; s != NULL; s = s->next) { /* its workers go elsewhere */
+    if (s->ended || s->closed) continue;
+    for (size_t i = 0; i < s->qlen; i++) dts_buf_free(&s->q[(s->qhead + i) % s->qcap]);
+    s->qlen = 0;
+    s->end_after_send = true;
+    s->held = false;
+    s->end_st = DTS_ST_NOT_FOUND;
+    s->end_msg = "task hub deleted";
+    stream_flush(h, s);
+  }
+  h->deleted = true;
+  DeleteTaskHubResponse resp = DELETE_TASK_HUB_RESPONSE__INIT;
+  answer_msg(h, c, &resp.base);
+}
+
+/* ======================================================================== */
 /* commits, timers, the behaviour                                           */
 
 static void arm_durable(dts_hub *h, dtimer *tm) {
@@ -3463,6 +3595,15 @@ static void on_committed(dts_hub *h, ticket *t) {
   for (size_t i = 0; i < t->ntimers; i++) {
     dtimer *tm = t->timers[i];
     if (dts_map_get(&h->timers, tm->key) == tm) arm_durable(h, tm);
+  }
+  for (size_t i = 0; i < h->ndead_ents;) {
+    ent *e = h->dead_ents[i];
+    if (e->pending == 0 && !e->in_ready) {
+      ent_free(e);
+      h->dead_ents[i] = h->dead_ents[--h->ndead_ents];
+    } else {
+      i++;
+    }
   }
   for (size_t i = 0; i < h->ndead;) { /* free purged instances nobody points at */
     inst *in = h->dead[i];
@@ -3678,6 +3819,8 @@ static void behaviour(dts_actor *self, dts_msg *m) {
     case DTS_M_QUERY_INSTANCES: on_query(h, r->call, (QueryInstancesRequest *)r->req); break;
     case DTS_M_LIST_INSTANCE_IDS: on_list_ids(h, r->call, (ListInstanceIdsRequest *)r->req); break;
     case DTS_M_PURGE_INSTANCES: on_purge(h, r->call, (PurgeInstancesRequest *)r->req); break;
+    case DTS_M_CREATE_TASK_HUB: on_create_hub(h, r->call, (CreateTaskHubRequest *)r->req); break;
+    case DTS_M_DELETE_TASK_HUB: on_delete_hub(h, r->call); break;
     case DTS_M_SIGNAL_ENTITY: on_signal_entity(h, r->call, (SignalEntityRequest *)r->req); break;
     case DTS_M_GET_ENTITY: on_get_entity(h, r->call, (GetEntityRequest *)r->req); break;
     case DTS_M_QUERY_ENTITIES: on_query_entities(h, r->call, (QueryEntitiesRequest *)r->req); break;
@@ -4074,6 +4217,8 @@ static void hub_fini(dts_actor *a) {
   for (size_t it = 0; dts_map_next(&h->ents, &it, &k, &v);) ent_free(v);
   dts_map_fini(&h->ents);
   dts_free(h->dead);
+  for (size_t i = 0; i < h->ndead_ents; i++) ent_free(h->dead_ents[i]);
+  dts_free(h->dead_ents);
   dts_map_fini(&h->insts);
   dts_map_fini(&h->acts);
   dts_map_fini(&h->timers);
@@ -4125,6 +4270,16 @@ void dts_hub_post(dts_hub *h, dts_method m, dts_call *call, ProtobufCMessage *re
 
 void dts_hub_shutdown(dts_hub *h) { dts_send(&h->actor, dts_msg_alloc(HUB_SHUTDOWN, sizeof(dts_msg))); }
 
+dts_err dts_hub_persist_marker(dts_hub *h) {
+  key k;
+  hub_marker_key(&k, h);
+  dts_batch *b = dts_batch_create();
+  dts_batch_put(b, k.b, k.n, "", 0);
+  dts_err e = dts_store_write(h->cfg.store, b);
+  dts_batch_destroy(b);
+  return e;
+}
+
 bool dts_hub_quiesced(dts_hub *h) { return atomic_load(&h->quiesced); }
 
 void dts_hub_release(dts_hub *h) { dts_actor_unref(&h->actor); }
@@ -4137,4 +4292,26 @@ void dts_hub_get_stats(dts_hub *h, dts_hub_stats *o) {
   o->dispatched = atomic_load(&h->st_dispatched);
   o->completions = atomic_load(&h->st_completions);
   o->stale_completions = atomic_load(&h->st_stale);
+}
+
+typedef struct marker_ctx {
+  void (*fn)(void *ctx, const char *name);
+  void *ctx;
+} marker_ctx;
+
+static bool on_marker(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  (void)v;
+  (void)vlen;
+  marker_ctx *m = c;
+  char name[128];
+  size_t n = klen - 5 < sizeof(name) - 1 ? klen - 5 : sizeof(name) - 1;
+  memcpy(name, k + 5, n);
+  name[n] = '\0';
+  m->fn(m->ctx, name);
+  return true;
+}
+
+dts_err dts_hub_list_markers(dts_store *store, void (*fn)(void *ctx, const char *name), void *ctx) {
+  marker_ctx m = {fn, ctx};
+  return dts_store_scan(store, "\0hub\0", 5, on_marker, &m);
 }

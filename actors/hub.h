@@ -60,6 +60,12 @@ void dts_hub_shutdown(dts_hub *h);
 /* True once the hub has handled the shutdown: from then on it arms no
  * timers and submits nothing more to the store. */
 bool dts_hub_quiesced(dts_hub *h);
+/* Records in the store that this hub was created at runtime (CreateTaskHub),
+ * so that it is served again after a restart.  Synchronous: call it from
+ * the thread that creates the hub, before announcing it. */
+dts_err dts_hub_persist_marker(dts_hub *h);
+/* Scans the store for hubs created at runtime; calls fn for each name. */
+dts_err dts_hub_list_markers(dts_store *store, void (*fn)(void *ctx, const char *name), void *ctx);
 /* Drops the creator's reference; the hub is freed when its actor is idle. */
 void dts_hub_release(dts_hub *h);
 
@@ -72,6 +78,8 @@ void dts_hub_get_stats(dts_hub *h, dts_hub_stats *out);
 /* Id rules shared with the bridge: 1..100 printable ASCII, no leading '@'.
  * Returns NULL when valid, else a static explanation. */
 const char *dts_instance_id_problem(const char *id);
+/* Task hub names: 1..64 of A-Z a-z 0-9 - _.  NULL when valid. */
+const char *dts_hub_name_problem(const char *name);
 /* Entity ids: "@name@key", at most 100 printable ASCII characters. */
 const char *dts_entity_id_problem(const char *id);
 

@@ -2,8 +2,6 @@
 #include "actors/methods.h"
 
 #define P(m) "/TaskHubSidecarService/" m
-#define LATER_MGMT "is not implemented yet: instance management arrives with the management release"
-#define LATER_ENT "is not implemented yet: durable entities arrive with the entities release"
 
 const dts_method_info dts_methods[DTS_M_COUNT] = {
     [DTS_M_HELLO] = {P("Hello"), "Hello", &google__protobuf__empty__descriptor, false, NULL},
@@ -36,9 +34,9 @@ const dts_method_info dts_methods[DTS_M_COUNT] = {
     [DTS_M_STREAM_HISTORY] = {P("StreamInstanceHistory"), "StreamInstanceHistory", &stream_instance_history_request__descriptor,
                               true, NULL},
     [DTS_M_CREATE_TASK_HUB] = {P("CreateTaskHub"), "CreateTaskHub", &create_task_hub_request__descriptor, false,
-                               "CreateTaskHub " LATER_MGMT},
+                               NULL},
     [DTS_M_DELETE_TASK_HUB] = {P("DeleteTaskHub"), "DeleteTaskHub", &delete_task_hub_request__descriptor, false,
-                               "DeleteTaskHub " LATER_MGMT},
+                               NULL},
     [DTS_M_SIGNAL_ENTITY] = {P("SignalEntity"), "SignalEntity", &signal_entity_request__descriptor, false,
                              NULL},
     [DTS_M_GET_ENTITY] = {P("GetEntity"), "GetEntity", &get_entity_request__descriptor, false,

@@ -217,9 +217,10 @@ static dts_hub *find_hub(dts_bridge *b, dts_call *c, char *name, size_t namelen)
     }
   }
   snprintf(name, namelen, "%.*s", (int)(wl < 200 ? wl : 200), want);
-  for (int i = 0; i < b->cfg.nhubs; i++) {
-    const char *hn = dts_hub_name(b->cfg.hubs[i]);
-    if (strlen(hn) == wl && memcmp(hn, want, wl) == 0) return b->cfg.hubs[i];
+  dts_hubset *hs = b->cfg.hubs;
+  for (int i = 0; i < hs->nlive; i++) {
+    const char *hn = dts_hub_name(hs->live[i]);
+    if (strlen(hn) == wl && memcmp(hn, want, wl) == 0) return hs->live[i];
   }
   return NULL;
 }
@@ -227,8 +228,9 @@ static dts_hub *find_hub(dts_bridge *b, dts_call *c, char *name, size_t namelen)
 static void hub_names(dts_bridge *b, char *out, size_t n) {
   out[0] = '\0';
   size_t k = 0;
-  for (int i = 0; i < b->cfg.nhubs && k + 1 < n; i++)
-    k += (size_t)snprintf(out + k, n - k, "%s%s", i ? ", " : "", dts_hub_name(b->cfg.hubs[i]));
+  dts_hubset *hs = b->cfg.hubs;
+  for (int i = 0; i < hs->nlive && k + 1 < n; i++)
+    k += (size_t)snprintf(out + k, n - k, "%s%s", i ? ", " : "", dts_hub_name(hs->live[i]));
 }
 
 static void route(dts_bridge *b, dts_call *c) {
@@ -242,6 +244,45 @@ static void route(dts_bridge *b, dts_call *c) {
   const dts_method_info *mi = &dts_methods[c->method];
   char name[256], names[512], msg[900];
   dts_hub *h = find_hub(b, c, name, sizeof(name));
+  if (h == NULL && c->method == DTS_M_CREATE_TASK_HUB) { /* a new hub, created here */
+    dts_hubset *hs = b->cfg.hubs;
+    const char *why = dts_hub_name_problem(name);
+    if (why != NULL) {
+      snprintf(msg, sizeof(msg), "cannot create task hub '%s': %s", name, why);
+      dts_call_fail(c, DTS_ST_INVALID_ARGUMENT, msg);
+      return;
+    }
+    if (hs->nlive == DTS_MAX_HUBS || hs->nretired == DTS_MAX_HUBS) {
+      dts_call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, "too many task hubs");
+      return;
+    }
+    dts_hub_config hc = hs->tmpl;
+    hc.name = name;
+    hc.retention_set = false;
+    dts_hub *nh;
+    if (dts_hub_create(&hc, &nh) != DTS_OK || dts_hub_persist_marker(nh) != DTS_OK) {
+      dts_call_fail(c, DTS_ST_INTERNAL, "cannot create the task hub: the store refused it");
+      return;
+    }
+    hs->live[hs->nlive++] = nh;
+    DTS_INFO("grpc", "task hub '%s' created", name);
+    CreateTaskHubResponse resp = CREATE_TASK_HUB_RESPONSE__INIT;
+    dts_call_reply(c, dts_pb_pack(&resp.base));
+    return;
+  }
+  if (h != NULL && c->method == DTS_M_DELETE_TASK_HUB) { /* no new calls reach it from now on */
+    dts_hubset *hs = b->cfg.hubs;
+    if (hs->nretired == DTS_MAX_HUBS) {
+      dts_call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, "too many task hubs deleted since start; restart dtsd");
+      return;
+    }
+    for (int i = 0; i < hs->nlive; i++)
+      if (hs->live[i] == h) {
+        hs->live[i] = hs->live[--hs->nlive];
+        break;
+      }
+    hs->retired[hs->nretired++] = h;
+  }
   if (h == NULL) {
     hub_names(b, names, sizeof(names));
     snprintf(msg, sizeof(msg), "task hub '%s' not found; this dtsd serves: %s (--task-hubs / DTS_TASK_HUB_NAMES)",
@@ -345,7 +386,8 @@ static void begin_shutdown(dts_bridge *b) {
   b->shutting_down = true;
   b->cancel_at = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(1000, GPR_TIMESPAN));
   grpc_server_shutdown_and_notify(b->srv, b->cq, &b->t_shutdown);
-  for (int i = 0; i < b->cfg.nhubs; i++) dts_hub_shutdown(b->cfg.hubs[i]);
+  for (int i = 0; i < b->cfg.hubs->nlive; i++) dts_hub_shutdown(b->cfg.hubs->live[i]);
+  for (int i = 0; i < b->cfg.hubs->nretired; i++) dts_hub_shutdown(b->cfg.hubs->retired[i]);
 }
 
 static void tick(dts_bridge *b) {

@@ -10,10 +10,21 @@
 
 typedef struct dts_bridge dts_bridge;
 
+#define DTS_MAX_HUBS 64
+
+/* The served task hubs.  Owned by libdtsd; while the bridge runs, only its
+ * completion-queue thread changes it (CreateTaskHub, DeleteTaskHub). */
+typedef struct dts_hubset {
+  dts_hub *live[DTS_MAX_HUBS]; /* served */
+  int nlive;
+  dts_hub *retired[DTS_MAX_HUBS]; /* deleted while running: released at stop */
+  int nretired;
+  dts_hub_config tmpl; /* for hubs created at runtime (name set per hub) */
+} dts_hubset;
+
 typedef struct dts_bridge_config {
   const char *addr;      /* "host:port"; port 0 picks a free port */
-  dts_hub **hubs;        /* borrowed; hubs[0] serves callers without a header if named "default" */
-  int nhubs;
+  dts_hubset *hubs;      /* borrowed */
   const char *default_hub; /* hub for calls without a `taskhub` header */
   long max_message;      /* bytes; larger requests get RESOURCE_EXHAUSTED */
   int max_depth;         /* message nesting bound checked before decoding */

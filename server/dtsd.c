@@ -22,14 +22,12 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_HUBS 64
 
 struct dtsd {
   dts_sched *sched;
   dts_timers *timers;
   dts_store *store;
-  dts_hub *hubs[MAX_HUBS];
-  int nhubs;
+  dts_hubset hubs;
   dts_bridge *bridge;
   int port;
   char *dir;
@@ -49,14 +47,33 @@ void dtsd_options_init(dtsd_options *o) {
   o->entity_batch = 100;
 }
 
-static bool hub_name_ok(const char *s, size_t n) {
-  if (n == 0 || n > 64) return false;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-      return false;
-  }
+/* Adds (and loads) a hub unless it is already served. */
+static bool add_hub(dtsd *d, const char *name, bool persist_retention, const int64_t *ret) {
+  for (int i = 0; i < d->hubs.nlive; i++)
+    if (strcmp(dts_hub_name(d->hubs.live[i]), name) == 0) return true;
+  if (d->hubs.nlive == DTS_MAX_HUBS) return false;
+  dts_hub_config hc = d->hubs.tmpl;
+  hc.name = name;
+  hc.retention_set = persist_retention;
+  if (persist_retention) memcpy(hc.retention_ns, ret, sizeof(hc.retention_ns));
+  if (dts_hub_create(&hc, &d->hubs.live[d->hubs.nlive]) != DTS_OK) return false;
+  d->hubs.nlive++;
   return true;
+}
+
+typedef struct marker_load {
+  dtsd *d;
+  bool ok;
+  char failed[80];
+} marker_load;
+
+static void load_marker(void *ctx, const char *name) {
+  marker_load *m = ctx;
+  if (!m->ok || dts_hub_name_problem(name) != NULL) return;
+  if (!add_hub(m->d, name, false, NULL)) {
+    m->ok = false;
+    snprintf(m->failed, sizeof(m->failed), "%s", name);
+  }
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -68,17 +85,22 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 static void teardown(dtsd *d) {
   if (d->bridge) dts_bridge_stop(d->bridge);
-  for (int i = 0; i < d->nhubs; i++) {
-    dts_hub_shutdown(d->hubs[i]); /* idempotent */
-    while (!dts_hub_quiesced(d->hubs[i])) {
-      struct timespec ts = {0, 1000000};
-      nanosleep(&ts, NULL);
+  for (int r = 0; r < 2; r++) {
+    dts_hub **v = r ? d->hubs.retired : d->hubs.live;
+    int n = r ? d->hubs.nretired : d->hubs.nlive;
+    for (int i = 0; i < n; i++) {
+      dts_hub_shutdown(v[i]); /* idempotent */
+      while (!dts_hub_quiesced(v[i])) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+      }
     }
   }
   if (d->store) dts_store_close(d->store);
   if (d->timers) dts_timers_destroy(d->timers);
   if (d->sched) dts_sched_destroy(d->sched);
-  for (int i = 0; i < d->nhubs; i++) dts_hub_release(d->hubs[i]);
+  for (int i = 0; i < d->hubs.nlive; i++) dts_hub_release(d->hubs.live[i]);
+  for (int i = 0; i < d->hubs.nretired; i++) dts_hub_release(d->hubs.retired[i]);
   if (d->ephemeral && d->dir) nftw(d->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
   dts_free(d->dir);
   dts_free(d);
@@ -123,6 +145,16 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
       return -1;
     }
   }
+  d->hubs.tmpl = (dts_hub_config){.sched = d->sched,
+                                  .timers = d->timers,
+                                  .store = d->store,
+                                  .max_payload = (size_t)o->max_payload,
+                                  .default_max_orch = 1000,
+                                  .default_max_act = 1000,
+                                  .abandon_delay_ns = 1000000000ULL,
+                                  .ping_interval_ns = (uint64_t)(o->health_ping_ms > 0 ? o->health_ping_ms : 30000) * 1000000ULL,
+                                  .max_entity_batch = o->entity_batch > 0 ? o->entity_batch : 100,
+                                  .purge_interval_ns = (uint64_t)(o->purge_interval_ms > 0 ? o->purge_interval_ms : 1000) * 1000000ULL};
   const char *p = o->task_hubs && o->task_hubs[0] ? o->task_hubs : "default";
   while (*p) {
     const char *e = strchr(p, ',');
@@ -130,55 +162,41 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
     while (n > 0 && *p == ' ') p++, n--;
     while (n > 0 && p[n - 1] == ' ') n--;
     if (n > 0) {
-      if (!hub_name_ok(p, n)) {
-        snprintf(err, errlen, "invalid task hub name '%.*s': use 1-64 of A-Z a-z 0-9 - _", (int)(n < 80 ? n : 80), p);
-        teardown(d);
-        return -1;
-      }
-      if (d->nhubs == MAX_HUBS) {
-        snprintf(err, errlen, "too many task hubs (at most %d)", MAX_HUBS);
-        teardown(d);
-        return -1;
-      }
       char *name = dts_strndup(p, n);
-      bool dup = false;
-      for (int i = 0; i < d->nhubs; i++) dup |= strcmp(dts_hub_name(d->hubs[i]), name) == 0;
-      if (!dup) {
-        dts_hub_config hc = {.name = name,
-                             .sched = d->sched,
-                             .timers = d->timers,
-                             .store = d->store,
-                             .max_payload = (size_t)o->max_payload,
-                             .default_max_orch = 1000,
-                             .default_max_act = 1000,
-                             .abandon_delay_ns = 1000000000ULL,
-                             .ping_interval_ns = (uint64_t)(o->health_ping_ms > 0 ? o->health_ping_ms : 30000) * 1000000ULL,
-                             .retention_set = ret_set,
-                             .max_entity_batch = o->entity_batch > 0 ? o->entity_batch : 100,
-                             .purge_interval_ns = (uint64_t)(o->purge_interval_ms > 0 ? o->purge_interval_ms : 1000) * 1000000ULL};
-        if (ret_set) memcpy(hc.retention_ns, ret, sizeof(ret));
-        if (dts_hub_create(&hc, &d->hubs[d->nhubs]) != DTS_OK) {
-          snprintf(err, errlen, "cannot load task hub '%s' from %s: the store is damaged", name, d->dir);
-          dts_free(name);
-          teardown(d);
-          return -1;
-        }
-        d->nhubs++;
+      const char *why = dts_hub_name_problem(name);
+      if (why != NULL) {
+        snprintf(err, errlen, "invalid task hub name '%.80s': %s", name, why);
+        dts_free(name);
+        teardown(d);
+        return -1;
       }
+      bool ok = add_hub(d, name, ret_set, ret);
+      if (!ok) snprintf(err, errlen, "cannot serve task hub '%s' (more than %d hubs, or its data in %s is damaged)", name, DTS_MAX_HUBS, d->dir);
       dts_free(name);
+      if (!ok) {
+        teardown(d);
+        return -1;
+      }
     }
     if (!e) break;
     p = e + 1;
   }
-  if (d->nhubs == 0) {
+  /* and the hubs created at runtime by CreateTaskHub */
+  marker_load ml = {d, true, ""};
+  dts_hub_list_markers(d->store, load_marker, &ml);
+  if (!ml.ok) {
+    snprintf(err, errlen, "cannot serve task hub '%s' (more than %d hubs, or its data in %s is damaged)", ml.failed, DTS_MAX_HUBS, d->dir);
+    teardown(d);
+    return -1;
+  }
+  if (d->hubs.nlive == 0) {
     snprintf(err, errlen, "no task hub configured");
     teardown(d);
     return -1;
   }
 
   dts_bridge_config bc = {.addr = o->address,
-                          .hubs = d->hubs,
-                          .nhubs = d->nhubs,
+                          .hubs = &d->hubs,
                           .default_hub = "default",
                           .max_message = o->max_message,
                           .max_depth = o->max_nesting > 0 ? o->max_nesting : 64,

@@ -93,15 +93,6 @@ test("unknown methods are UNIMPLEMENTED, not a hang", async () => {
   await stillServes();
 });
 
-test("methods of later releases answer UNIMPLEMENTED with a message", async () => {
-  for (const m of ["CreateTaskHub", "DeleteTaskHub"]) {
-    const r = await call(P(m), Buffer.alloc(0));
-    assert.equal(r.code, grpc.status.UNIMPLEMENTED, `${m}: ${JSON.stringify(r)}`);
-    assert.match(r.details, /not implemented yet/);
-  }
-  await stillServes();
-});
-
 test("stale and duplicate completion tokens change nothing and still get OK", async () => {
   const r1 = await call(P("CompleteActivityTask"), msg(str(1, "nobody"), str(5, "a00000000-999")));
   assert.equal(r1.code, 0);
@@ -130,4 +121,43 @@ test("SkipGracefulOrchestrationTerminations terminates at once and lists the res
   // OrchestrationState.orchestrationStatus(4) = TERMINATED(5): bytes 0x20 0x05 inside field 2
   assert.ok(g.res.includes(Buffer.from([0x20, 0x05])), "status TERMINATED");
   await stillServes();
+});
+
+test("CreateTaskHub and DeleteTaskHub at runtime, persisted across restarts", async () => {
+  const { startDtsd: start } = await import("./harness.mjs");
+  let own = await start();
+  let cl = new grpc.Client(own.endpoint, grpc.credentials.createInsecure());
+  const rpc = (m, body, hub) => rawUnary(grpc, cl, P(m), body, hub);
+  const restart = async () => {
+    cl.close();
+    assert.equal((await own.stop()).code, 0, own.stderr());
+    own = await start({ dataDir: own.dataDir });
+    cl = new grpc.Client(own.endpoint, grpc.credentials.createInsecure());
+  };
+  const exists = async (hub, id) => {
+    const r = await rpc("GetInstance", msg(str(1, id)), hub);
+    return r.code === 0 ? r.res.length > 0 && r.res[0] === 0x08 && r.res[1] === 0x01 : r.code;
+  };
+  try {
+    assert.equal((await rpc("GetInstance", msg(str(1, "x")), "fresh")).code, grpc.status.NOT_FOUND);
+    assert.equal((await rpc("CreateTaskHub", Buffer.alloc(0), "fresh")).code, 0);
+    assert.equal((await rpc("StartInstance", msg(str(1, "in-fresh"), str(2, "orch")), "fresh")).code, 0);
+    assert.equal(await exists("fresh", "in-fresh"), true);
+    assert.equal(await exists("default", "in-fresh"), false);
+    await restart();
+    assert.equal(await exists("fresh", "in-fresh"), true, "a created hub and its data survive a restart");
+    assert.equal((await rpc("CreateTaskHub", Buffer.alloc(0), "fresh")).code, 0, "creating an existing hub is fine");
+    assert.equal(await exists("fresh", "in-fresh"), true);
+    assert.equal((await rpc("CreateTaskHub", msg(Buffer.from([0x08, 0x01])), "fresh")).code, 0); // recreateIfExists
+    assert.equal(await exists("fresh", "in-fresh"), false, "recreate empties the hub");
+    assert.equal((await rpc("StartInstance", msg(str(1, "again"), str(2, "orch")), "fresh")).code, 0);
+    assert.equal((await rpc("DeleteTaskHub", Buffer.alloc(0), "fresh")).code, 0);
+    assert.equal(await exists("fresh", "again"), grpc.status.NOT_FOUND, "a deleted hub is not served");
+    await restart();
+    assert.equal(await exists("fresh", "again"), grpc.status.NOT_FOUND, "and stays deleted after a restart");
+    assert.equal((await rpc("CreateTaskHub", Buffer.alloc(0), "bad name!")).code, grpc.status.INVALID_ARGUMENT);
+  } finally {
+    cl.close();
+    assert.equal((await own.stop()).code, 0, own.stderr());
+  }
 });
