@@ -344,24 +344,22 @@ static void k_u32(key *k, uint32_t v) {
   for (int i = 3; i >= 0; i--) k->b[k->n++] = (char)(v >> (i * 8));
 }
 
-static void key_inst(key *k, const dts_hub *h, const char *id) {
-  k_start(k, h, 'I');
+/* "<hub>\0<type><id>" */
+static void key_id(key *k, const dts_hub *h, char type, const char *id) {
+  k_start(k, h, type);
   k_str(k, id);
 }
 
-static void key_hist(key *k, const dts_hub *h, const char *id, uint64_t seq) {
-  k_start(k, h, 'H');
-  k_str(k, id);
+/* "<hub>\0<type><id>\0<seq>" */
+static void key_seq(key *k, const dts_hub *h, char type, const char *id, uint64_t seq) {
+  key_id(k, h, type, id);
   k_sep(k);
   k_u64(k, seq);
 }
 
-static void key_inbox(key *k, const dts_hub *h, const char *id, uint64_t seq) {
-  k_start(k, h, 'N');
-  k_str(k, id);
-  k_sep(k);
-  k_u64(k, seq);
-}
+static void key_inst(key *k, const dts_hub *h, const char *id) { key_id(k, h, 'I', id); }
+static void key_hist(key *k, const dts_hub *h, const char *id, uint64_t seq) { key_seq(k, h, 'H', id, seq); }
+static void key_inbox(key *k, const dts_hub *h, const char *id, uint64_t seq) { key_seq(k, h, 'N', id, seq); }
 
 static void key_act(key *k, const dts_hub *h, const char *id, const char *exec, int32_t task) {
   k_start(k, h, 'A');
@@ -2787,17 +2785,8 @@ const char *dts_entity_id_problem(const char *id) {
   return NULL;
 }
 
-static void key_ent(key *k, const dts_hub *h, const char *id) {
-  k_start(k, h, 'E');
-  k_str(k, id);
-}
-
-static void key_entq(key *k, const dts_hub *h, const char *id, uint64_t seq) {
-  k_start(k, h, 'Q');
-  k_str(k, id);
-  k_sep(k);
-  k_u64(k, seq);
-}
+static void key_ent(key *k, const dts_hub *h, const char *id) { key_id(k, h, 'E', id); }
+static void key_entq(key *k, const dts_hub *h, const char *id, uint64_t seq) { key_seq(k, h, 'Q', id, seq); }
 
 static ent *ent_get(dts_hub *h, const char *id, bool create) {
   ent *e = dts_map_get(&h->ents, id);
