@@ -49,6 +49,20 @@ typedef struct stream stream;
 typedef struct inst inst;
 typedef struct ent ent;
 
+/* Ready queues: an intrusive FIFO per kind of work (orchestrations,
+ * activities, entity batches) of items waiting for a stream with room. */
+typedef struct rlink {
+  struct rlink *next;
+  bool queued;
+} rlink;
+
+typedef struct readyq {
+  rlink *head, *tail;
+  atomic_long n; /* any thread may read it (stats) */
+} readyq;
+
+#define OWNER(ptr, type, field) ((type *)(void *)((char *)(ptr)-offsetof(type, field)))
+
 /* An encoded HistoryEvent; `seq` is its inbox key (UINT64_MAX: not stored
  * in the inbox, e.g. the OrchestratorStarted made at dispatch). */
 typedef struct ev {
@@ -94,8 +108,7 @@ struct inst {
   int pending;           /* tickets in flight that touched this instance */
   void *touched_by;      /* the current ticket, when already in its list */
   bool dirty;            /* record must be rewritten in the current ticket */
-  bool in_ready;
-  inst *ready_next;
+  rlink rl; /* in h->rq */
   uint64_t not_before;   /* monotonic ns: abandon redelivery delay */
   bool wake_armed;
   bool purged; /* gone from the map; freed once nothing points at it */
@@ -112,9 +125,8 @@ typedef struct act {
   dts_buf req; /* encoded ActivityRequest */
   stream *leased_to;
   char token[40];
-  bool in_ready;
+  rlink rl; /* in h->aq */
   uint64_t not_before;
-  struct act *ready_next;
 } act;
 
 typedef struct dtimer {
@@ -167,10 +179,10 @@ struct ent {
   /* commit bookkeeping, as for instances */
   int pending;
   void *touched_by;
-  bool dirty, in_ready, wake_armed;
+  bool dirty, wake_armed;
   bool dead; /* removed (hub wiped); freed once nothing points at it */
   uint64_t not_before;
-  ent *ready_next;
+  rlink rl; /* in h->eq */
 };
 
 typedef struct reply {
@@ -217,10 +229,9 @@ struct dts_hub {
   size_t namelen;
   dts_map insts, acts, timers, tokens; /* tokens -> inst*, act* or ent* (by first char) */
   dts_map ents;
-  ent *eq_head, *eq_tail; /* entities with deliverable operations */
+  readyq eq; /* entities with deliverable operations */
   long nlocked;           /* entities currently locked */
-  inst *rq_head, *rq_tail;
-  act *aq_head, *aq_tail;
+  readyq rq, aq; /* orchestrations, activity work items */
   stream *streams, *rr;
   ticket *cur;
   dts_batch *batch;
@@ -237,7 +248,7 @@ struct dts_hub {
   bool shutting_down;
   bool tick_armed;
   atomic_bool quiesced; /* any thread: on_shutdown has run */
-  atomic_long st_instances, st_ready_orch, st_ready_act, st_streams, st_dispatched,
+  atomic_long st_instances, st_streams, st_dispatched,
       st_completions, st_stale;
 };
 
@@ -246,7 +257,6 @@ static void timer_free(struct dtimer *tm);
 static void ent_step(dts_hub *h, ent *e);
 static void ent_touch(dts_hub *h, ent *e);
 static void put_ent_record(dts_hub *h, ent *e);
-static void pump_ents(dts_hub *h);
 static void ent_unlease(dts_hub *h, ent *e, uint64_t delay_ns);
 static void ent_enqueue(dts_hub *h, const char *id, int kind, dts_buf b, const char *parent, const char *parent_exec,
                         const char *request_id);
@@ -620,7 +630,8 @@ static bool inbox_add(dts_hub *h, inst *in, dts_buf b) {
   uint64_t seq = in->next_inbox_seq++;
   key k;
   key_inbox(&k, h, in->id, seq);
-  dts_batch_put(h->batch != NULL ? h->batch : (cur(h), h->batch), k.b, k.n, b.p, b.n);
+  cur(h);
+  dts_batch_put(h->batch, k.b, k.n, b.p, b.n);
   ev_push(&in->inbox, b, seq);
   touch(h, in);
   return true;
@@ -874,6 +885,81 @@ static void check_waiters(dts_hub *h, inst *in) {
 /* ======================================================================== */
 /* streams and dispatch                                                     */
 
+static void rq_push(readyq *q, rlink *l) {
+  if (l->queued) return;
+  l->queued = true;
+  l->next = NULL;
+  if (q->tail) q->tail->next = l;
+  else q->head = l;
+  q->tail = l;
+  atomic_fetch_add_explicit(&q->n, 1, memory_order_relaxed);
+}
+
+static rlink *rq_pop(readyq *q) {
+  rlink *l = q->head;
+  if (l == NULL) return NULL;
+  q->head = l->next;
+  if (q->head == NULL) q->tail = NULL;
+  l->queued = false;
+  atomic_fetch_sub_explicit(&q->n, 1, memory_order_relaxed);
+  return l;
+}
+
+/* O(queue length): for the rare removal of one item (purge). */
+static void rq_unlink(readyq *q, rlink *l) {
+  if (!l->queued) return;
+  rlink **pp = &q->head, *prev = NULL;
+  while (*pp != NULL && *pp != l) {
+    prev = *pp;
+    pp = &(*pp)->next;
+  }
+  if (*pp == l) {
+    *pp = l->next;
+    if (q->tail == l) q->tail = prev;
+    atomic_fetch_sub_explicit(&q->n, 1, memory_order_relaxed);
+  }
+  l->queued = false;
+}
+
+static void rq_clear(readyq *q) {
+  while (rq_pop(q) != NULL) {
+  }
+}
+
+typedef enum { TRY_SENT, TRY_DROP, TRY_SKIP, TRY_FULL } try_result;
+
+/* Offers every queued item once to `try`, in order.  SENT and DROP take it
+ * out of the queue; SKIP (no stream accepts it now) keeps it, in its place;
+ * FULL (no stream has room at all) keeps it and stops. */
+static void rq_drain(dts_hub *h, readyq *q, try_result (*try)(dts_hub *h, rlink *l)) {
+  readyq kept = {NULL, NULL, 0};
+  rlink *l;
+  while ((l = rq_pop(q)) != NULL) {
+    try_result r = try(h, l);
+    if (r == TRY_SENT || r == TRY_DROP) continue;
+    rq_push(&kept, l);
+    if (r == TRY_FULL) break;
+  }
+  /* what was kept goes back in front, in order */
+  if (kept.head != NULL) {
+    kept.tail->next = q->head;
+    if (q->head == NULL) q->tail = kept.tail;
+    q->head = kept.head;
+    atomic_fetch_add_explicit(&q->n, atomic_load(&kept.n), memory_order_relaxed);
+  }
+}
+
+/* Posts a TM_WAKE for `id` (an instance id, entity id or activity key) at
+ * a monotonic time: the item is looked at again then. */
+static void post_wake(dts_hub *h, const char *id, uint64_t at_mono) {
+  if (h->shutting_down) return;
+  hub_timer_msg *m = (hub_timer_msg *)dts_msg_alloc(HUB_TIMER, sizeof(hub_timer_msg));
+  m->hdr.drop = timer_msg_drop;
+  m->what = TM_WAKE;
+  m->key = dts_strdup(id);
+  dts_timer_post(h->cfg.timers, at_mono, &h->actor, &m->hdr);
+}
+
 static void stream_flush(dts_hub *h, stream *s) {
   (void)h;
   if (s->sending || s->ended || s->closed || s->held) return;
@@ -936,16 +1022,26 @@ static bool accepts_act(const stream *s, const act *a) {
 static bool usable(const stream *s) { return !s->history && !s->ended && !s->closed && !s->end_after_send; }
 
 /* Picks a stream for an item, round-robin; NULL if none has room. */
-static stream *pick(dts_hub *h, const inst *in, const act *a, bool *any_room) {
+typedef enum { W_ORCH, W_ACT, W_ENT } wkind;
+
+static bool accepts_ent(const stream *s, const ent *e);
+
+/* Picks a stream with room for a work item of `kind`, round-robin, that
+ * accepts it (filters); NULL if none.  *any_room says whether any stream
+ * had room at all (false: stop offering items of this kind). */
+static stream *pick(dts_hub *h, wkind kind, const void *item, bool *any_room) {
   *any_room = false;
   if (h->streams == NULL) return NULL;
   stream *start = h->rr != NULL ? h->rr : h->streams;
   stream *s = start;
   do {
-    bool room = usable(s) && (in ? s->n_orch < s->max_orch : s->n_act < s->max_act);
+    bool room = usable(s) && (kind == W_ORCH ? s->n_orch < s->max_orch
+                              : kind == W_ACT ? s->n_act < s->max_act
+                                              : s->n_ent < s->max_ent);
     if (room) {
       *any_room = true;
-      if (in ? accepts_orch(s, in) : accepts_act(s, a)) {
+      bool ok = kind == W_ORCH ? accepts_orch(s, item) : kind == W_ACT ? accepts_act(s, item) : accepts_ent(s, item);
+      if (ok) {
         h->rr = s->next != NULL ? s->next : h->streams;
         return s;
       }
@@ -971,15 +1067,11 @@ static bool dispatchable(const inst *in, int64_t wall, uint64_t mono) {
 static void arm_wake(dts_hub *h, inst *in, uint64_t at_mono) {
   if (in->wake_armed || h->shutting_down) return;
   in->wake_armed = true;
-  hub_timer_msg *m = (hub_timer_msg *)dts_msg_alloc(HUB_TIMER, sizeof(hub_timer_msg));
-  m->hdr.drop = timer_msg_drop;
-  m->what = TM_WAKE;
-  m->key = dts_strdup(in->id);
-  dts_timer_post(h->cfg.timers, at_mono, &h->actor, &m->hdr);
+  post_wake(h, in->id, at_mono);
 }
 
 static void make_ready(dts_hub *h, inst *in) {
-  if (in->in_ready) return;
+  if (in->rl.queued) return;
   int64_t wall = (int64_t)dts_wall_ns();
   uint64_t mono = dts_now_ns();
   if (!dispatchable(in, wall, mono)) {
@@ -990,32 +1082,16 @@ static void make_ready(dts_hub *h, inst *in) {
     }
     return;
   }
-  in->in_ready = true;
-  in->ready_next = NULL;
-  if (h->rq_tail) h->rq_tail->ready_next = in;
-  else h->rq_head = in;
-  h->rq_tail = in;
-  atomic_fetch_add_explicit(&h->st_ready_orch, 1, memory_order_relaxed);
+  rq_push(&h->rq, &in->rl);
 }
 
 static void act_ready(dts_hub *h, act *a) {
-  if (a->in_ready || a->leased_to != NULL) return;
-  uint64_t mono = dts_now_ns();
-  if (mono < a->not_before) {
-    if (h->shutting_down) return;
-    hub_timer_msg *m = (hub_timer_msg *)dts_msg_alloc(HUB_TIMER, sizeof(hub_timer_msg));
-    m->hdr.drop = timer_msg_drop;
-    m->what = TM_WAKE;
-    m->key = dts_strdup(a->key); /* never an instance id: it holds \x01 */
-    dts_timer_post(h->cfg.timers, a->not_before, &h->actor, &m->hdr);
+  if (a->rl.queued || a->leased_to != NULL) return;
+  if (dts_now_ns() < a->not_before) {
+    post_wake(h, a->key, a->not_before); /* an act key holds \x01: never an instance id */
     return;
   }
-  a->in_ready = true;
-  a->ready_next = NULL;
-  if (h->aq_tail) h->aq_tail->ready_next = a;
-  else h->aq_head = a;
-  h->aq_tail = a;
-  atomic_fetch_add_explicit(&h->st_ready_act, 1, memory_order_relaxed);
+  rq_push(&h->aq, &a->rl);
 }
 
 static dts_buf orch_work_item(dts_hub *h, inst *in) {
@@ -1078,70 +1154,36 @@ static void dispatch_act(dts_hub *h, act *a, stream *s) {
   stream_enqueue(h, s, dts_pbw_take(&w));
 }
 
+static try_result try_orch(dts_hub *h, rlink *l) {
+  inst *in = OWNER(l, inst, rl);
+  if (!dispatchable(in, (int64_t)dts_wall_ns(), dts_now_ns())) {
+    make_ready(h, in); /* re-arms a wake-up if it is only early */
+    return TRY_DROP;
+  }
+  bool room;
+  stream *s = pick(h, W_ORCH, in, &room);
+  if (s == NULL) return room ? TRY_SKIP : TRY_FULL;
+  dispatch_orch(h, in, s);
+  return TRY_SENT;
+}
+
+static try_result try_act(dts_hub *h, rlink *l) {
+  act *a = OWNER(l, act, rl);
+  bool room;
+  stream *s = pick(h, W_ACT, a, &room);
+  if (s == NULL) return room ? TRY_SKIP : TRY_FULL;
+  dispatch_act(h, a, s);
+  return TRY_SENT;
+}
+
+static try_result try_ent(dts_hub *h, rlink *l);
+
 /* Hands ready work to streams with room, until either runs out. */
 static void pump(dts_hub *h) {
   if (h->streams == NULL || h->shutting_down) return;
-  int64_t wall = (int64_t)dts_wall_ns();
-  uint64_t mono = dts_now_ns();
-  inst *skipped = NULL, *skipped_tail = NULL;
-  while (h->rq_head != NULL) {
-    inst *in = h->rq_head;
-    h->rq_head = in->ready_next;
-    if (h->rq_head == NULL) h->rq_tail = NULL;
-    in->in_ready = false;
-    atomic_fetch_sub_explicit(&h->st_ready_orch, 1, memory_order_relaxed);
-    if (!dispatchable(in, wall, mono)) {
-      make_ready(h, in); /* re-arms a wake-up if it is only early */
-      continue;
-    }
-    bool room;
-    stream *s = pick(h, in, NULL, &room);
-    if (s != NULL) {
-      dispatch_orch(h, in, s);
-      continue;
-    }
-    /* put it back; stop if no stream has room at all */
-    in->ready_next = NULL;
-    if (skipped_tail) skipped_tail->ready_next = in;
-    else skipped = in;
-    skipped_tail = in;
-    in->in_ready = true;
-    atomic_fetch_add_explicit(&h->st_ready_orch, 1, memory_order_relaxed);
-    if (!room) break;
-  }
-  if (skipped != NULL) { /* skipped items go back in front, in order */
-    skipped_tail->ready_next = h->rq_head;
-    if (h->rq_head == NULL) h->rq_tail = skipped_tail;
-    h->rq_head = skipped;
-  }
-
-  act *askipped = NULL, *askipped_tail = NULL;
-  while (h->aq_head != NULL) {
-    act *a = h->aq_head;
-    h->aq_head = a->ready_next;
-    if (h->aq_head == NULL) h->aq_tail = NULL;
-    a->in_ready = false;
-    atomic_fetch_sub_explicit(&h->st_ready_act, 1, memory_order_relaxed);
-    bool room;
-    stream *s = pick(h, NULL, a, &room);
-    if (s != NULL) {
-      dispatch_act(h, a, s);
-      continue;
-    }
-    a->ready_next = NULL;
-    if (askipped_tail) askipped_tail->ready_next = a;
-    else askipped = a;
-    askipped_tail = a;
-    a->in_ready = true;
-    atomic_fetch_add_explicit(&h->st_ready_act, 1, memory_order_relaxed);
-    if (!room) break;
-  }
-  if (askipped != NULL) {
-    askipped_tail->ready_next = h->aq_head;
-    if (h->aq_head == NULL) h->aq_tail = askipped_tail;
-    h->aq_head = askipped;
-  }
-  pump_ents(h);
+  rq_drain(h, &h->rq, try_orch);
+  rq_drain(h, &h->aq, try_act);
+  rq_drain(h, &h->eq, try_ent);
 }
 
 /* Gives an orchestration work item back: its events return to the head of
@@ -1242,9 +1284,8 @@ static bool start_child(dts_hub *h, inst *parent, const OrchestratorAction *a,
   return true;
 }
 
-static void fail_event(HistoryEvent *e, int kind, int32_t task, TaskFailureDetails *fd,
+static void fail_event(HistoryEvent *e, int32_t task, TaskFailureDetails *fd,
                        SubOrchestrationInstanceFailedEvent *sf) {
-  (void)kind;
   sub_orchestration_instance_failed_event__init(sf);
   sf->task_scheduled_id = task;
   sf->failure_details = fd;
@@ -1324,12 +1365,11 @@ static void notify_parent(dts_hub *h, inst *in, int64_t now) {
     made.error_message = msg;
   }
   SubOrchestrationInstanceFailedEvent sf;
-  fail_event(&e, 0, in->parent_task, fd ? fd : &made, &sf);
+  fail_event(&e, in->parent_task, fd ? fd : &made, &sf);
   inbox_add(h, p, ev_pack(&e, -1, now));
   if (fd) task_failure_details__free_unpacked(fd, NULL);
 }
 
-static void release_waiters_later(dts_hub *h, inst *in) { touch(h, in); }
 
 /* ---- rewind (PROTOCOL.md 4.7) -------------------------------------------- */
 
@@ -1606,7 +1646,7 @@ static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue
         fd.error_type = why ? "InvalidArgument" : "OrchestrationAlreadyExists";
         fd.error_message = msg;
         SubOrchestrationInstanceFailedEvent sf;
-        fail_event(&fe, 0, a->id, &fd, &sf);
+        fail_event(&fe, a->id, &fd, &sf);
         /* into our own inbox: it is the next turn's news */
         uint64_t seq = in->next_inbox_seq++;
         dts_buf b = ev_pack(&fe, -1, now);
@@ -1768,7 +1808,7 @@ static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue
     }
     ev_clear(&in->inbox);
     became_terminal(h, in, now);
-    release_waiters_later(h, in);
+    touch(h, in); /* waiters are answered when this commits */
   }
 }
 
@@ -2361,19 +2401,7 @@ static void purge_inst(dts_hub *h, inst *in) {
       a->leased_to->n_act--;
       dts_map_del(&h->tokens, a->token);
     }
-    if (a->in_ready) { /* unlink it from the activity ready queue */
-      act **pp = &h->aq_head, *prev = NULL;
-      while (*pp != NULL && *pp != a) {
-        prev = *pp;
-        pp = &(*pp)->ready_next;
-      }
-      if (*pp == a) {
-        *pp = a->ready_next;
-        if (h->aq_tail == a) h->aq_tail = prev;
-        atomic_fetch_sub_explicit(&h->st_ready_act, 1, memory_order_relaxed);
-      }
-      a->in_ready = false;
-    }
+    rq_unlink(&h->aq, &a->rl);
     dts_batch_del(h->batch, a->skey, a->klen);
     dts_map_del(&h->acts, a->key);
     act_free(a);
@@ -2986,23 +3014,14 @@ static void ent_step(dts_hub *h, ent *e) {
 }
 
 static void ent_make_ready(dts_hub *h, ent *e) {
-  if (e->in_ready || e->leased_to != NULL || e->pending > 0) return;
-  uint64_t mono = dts_now_ns();
-  if (mono < e->not_before) {
+  if (e->rl.queued || e->leased_to != NULL || e->pending > 0) return;
+  if (dts_now_ns() < e->not_before) {
     if (e->wake_armed || h->shutting_down) return;
     e->wake_armed = true;
-    hub_timer_msg *m = (hub_timer_msg *)dts_msg_alloc(HUB_TIMER, sizeof(hub_timer_msg));
-    m->hdr.drop = timer_msg_drop;
-    m->what = TM_WAKE;
-    m->key = dts_strdup(e->id);
-    dts_timer_post(h->cfg.timers, e->not_before, &h->actor, &m->hdr);
+    post_wake(h, e->id, e->not_before);
     return;
   }
-  e->in_ready = true;
-  e->ready_next = NULL;
-  if (h->eq_tail) h->eq_tail->ready_next = e;
-  else h->eq_head = e;
-  h->eq_tail = e;
+  rq_push(&h->eq, &e->rl);
 }
 
 static bool accepts_ent(const stream *s, const ent *e) {
@@ -3013,23 +3032,6 @@ static bool accepts_ent(const stream *s, const ent *e) {
   for (size_t i = 0; i < f->n_entities; i++)
     if (strlen(f->entities[i]->name) == nl && strncasecmp(f->entities[i]->name, name, nl) == 0) return true;
   return false;
-}
-
-static stream *pick_ent(dts_hub *h, const ent *e, bool *any_room) {
-  *any_room = false;
-  if (h->streams == NULL) return NULL;
-  stream *start = h->rr != NULL ? h->rr : h->streams, *s = start;
-  do {
-    if (usable(s) && s->n_ent < s->max_ent) {
-      *any_room = true;
-      if (accepts_ent(s, e)) {
-        h->rr = s->next != NULL ? s->next : h->streams;
-        return s;
-      }
-    }
-    s = s->next != NULL ? s->next : h->streams;
-  } while (s != start);
-  return NULL;
 }
 
 /* Picks the batch (up to max_entity_batch deliverable operations) and sends
@@ -3070,32 +3072,14 @@ static bool dispatch_ent(dts_hub *h, ent *e, stream *s) {
   return true;
 }
 
-static void pump_ents(dts_hub *h) {
-  ent *skipped = NULL, *skipped_tail = NULL;
-  while (h->eq_head != NULL) {
-    ent *e = h->eq_head;
-    h->eq_head = e->ready_next;
-    if (h->eq_head == NULL) h->eq_tail = NULL;
-    e->in_ready = false;
-    if (e->leased_to != NULL || e->pending > 0) continue;
-    bool room;
-    stream *s = pick_ent(h, e, &room);
-    if (s != NULL) {
-      dispatch_ent(h, e, s);
-      continue;
-    }
-    e->ready_next = NULL;
-    if (skipped_tail) skipped_tail->ready_next = e;
-    else skipped = e;
-    skipped_tail = e;
-    e->in_ready = true;
-    if (!room) break;
-  }
-  if (skipped != NULL) {
-    skipped_tail->ready_next = h->eq_head;
-    if (h->eq_head == NULL) h->eq_tail = skipped_tail;
-    h->eq_head = skipped;
-  }
+static try_result try_ent(dts_hub *h, rlink *l) {
+  ent *e = OWNER(l, ent, rl);
+  if (e->leased_to != NULL || e->pending > 0) return TRY_DROP;
+  bool room;
+  stream *s = pick(h, W_ENT, e, &room);
+  if (s == NULL) return room ? TRY_SKIP : TRY_FULL;
+  dispatch_ent(h, e, s);
+  return TRY_SENT;
 }
 
 static void ent_unlease(dts_hub *h, ent *e, uint64_t delay_ns) {
@@ -3279,7 +3263,7 @@ static void on_clean_entities(dts_hub *h, dts_call *c, CleanEntityStorageRequest
       }
     }
     if (r->remove_empty_entities && e->state == NULL && e->qn == 0 && e->locked_by == NULL &&
-        e->leased_to == NULL && e->pending == 0 && !e->in_ready) {
+        e->leased_to == NULL && e->pending == 0 && !e->rl.queued) {
       key kk;
       key_ent(&kk, h, e->id);
       cur(h);
@@ -3298,7 +3282,7 @@ static void on_clean_entities(dts_hub *h, dts_call *c, CleanEntityStorageRequest
 /* PurgeInstances with an entity id: its state, queue and record go. */
 static int purge_entity(dts_hub *h, const char *id) {
   ent *e = dts_map_get(&h->ents, id);
-  if (e == NULL || e->leased_to != NULL || e->pending > 0 || e->in_ready) return 0;
+  if (e == NULL || e->leased_to != NULL || e->pending > 0 || e->rl.queued) return 0;
   key k;
   cur(h);
   for (size_t i = 0; i < e->qn; i++) {
@@ -3426,14 +3410,9 @@ static void hub_wipe(dts_hub *h) {
   cur(h);
   key k;
   /* ready queues first, so nothing queued points at freed memory */
-  for (inst *in = h->rq_head; in != NULL; in = in->ready_next) in->in_ready = false;
-  h->rq_head = h->rq_tail = NULL;
-  for (act *a = h->aq_head; a != NULL; a = a->ready_next) a->in_ready = false;
-  h->aq_head = h->aq_tail = NULL;
-  for (ent *e = h->eq_head; e != NULL; e = e->ready_next) e->in_ready = false;
-  h->eq_head = h->eq_tail = NULL;
-  atomic_store(&h->st_ready_orch, 0);
-  atomic_store(&h->st_ready_act, 0);
+  rq_clear(&h->rq);
+  rq_clear(&h->aq);
+  rq_clear(&h->eq);
   const char *mk;
   void *v;
   for (size_t it = 0; dts_map_next(&h->acts, &it, &mk, &v);) {
@@ -3587,7 +3566,7 @@ static void on_committed(dts_hub *h, ticket *t) {
   }
   for (size_t i = 0; i < h->ndead_ents;) {
     ent *e = h->dead_ents[i];
-    if (e->pending == 0 && !e->in_ready) {
+    if (e->pending == 0 && !e->rl.queued) {
       ent_free(e);
       h->dead_ents[i] = h->dead_ents[--h->ndead_ents];
     } else {
@@ -3596,7 +3575,7 @@ static void on_committed(dts_hub *h, ticket *t) {
   }
   for (size_t i = 0; i < h->ndead;) { /* free purged instances nobody points at */
     inst *in = h->dead[i];
-    if (in->pending == 0 && !in->in_ready) {
+    if (in->pending == 0 && !in->rl.queued) {
       inst_free(in);
       h->dead[i] = h->dead[--h->ndead];
     } else {
@@ -3839,7 +3818,7 @@ static void behaviour(dts_actor *self, dts_msg *m) {
       on_abandon(h, r->call, ((AbandonActivityTaskRequest *)r->req)->completion_token, false);
       break;
     default:
-      fail(h, r->call, DTS_ST_UNIMPLEMENTED, "%s is not implemented", dts_methods[r->method].path);
+      fail(h, r->call, DTS_ST_INTERNAL, "%s reached the task hub, which does not serve it", dts_methods[r->method].path);
       break;
     }
     if (keep) r->req = NULL;
@@ -4275,8 +4254,8 @@ void dts_hub_release(dts_hub *h) { dts_actor_unref(&h->actor); }
 
 void dts_hub_get_stats(dts_hub *h, dts_hub_stats *o) {
   o->instances = atomic_load(&h->st_instances);
-  o->ready_orch = atomic_load(&h->st_ready_orch);
-  o->ready_act = atomic_load(&h->st_ready_act);
+  o->ready_orch = atomic_load(&h->rq.n);
+  o->ready_act = atomic_load(&h->aq.n);
   o->streams = atomic_load(&h->st_streams);
   o->dispatched = atomic_load(&h->st_dispatched);
   o->completions = atomic_load(&h->st_completions);
