@@ -48,7 +48,6 @@ typedef struct dts_method_info {
   const char *name;                        /* "Hello", for logs */
   const ProtobufCMessageDescriptor *req;   /* request type */
   bool server_streaming;
-  const char *not_yet;                     /* non-NULL: UNIMPLEMENTED with this text (none today) */
 } dts_method_info;
 
 extern const dts_method_info dts_methods[DTS_M_COUNT];

@@ -111,6 +111,19 @@ static size_t md_op(rec *r, grpc_op *op) {
   return 1;
 }
 
+/* The client's half of a call: metadata, the one request message, close,
+ * and receiving the response headers.  Zeroes all 6 ops; returns 4. */
+static size_t request_ops(rec *r, grpc_op *ops) {
+  memset(ops, 0, sizeof(grpc_op) * 6);
+  size_t n = md_op(r, &ops[0]);
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n++].data.send_message.send_message = r->send;
+  ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[n++].data.recv_initial_metadata.recv_initial_metadata = &r->init_md;
+  return n;
+}
+
 static void unary(kind k, const char *method, dts_buf body, long index) {
   rec *r = calloc(1, sizeof(*r));
   r->k = k;
@@ -120,13 +133,7 @@ static void unary(kind k, const char *method, dts_buf body, long index) {
   grpc_metadata_array_init(&r->init_md);
   grpc_metadata_array_init(&r->trail_md);
   grpc_op ops[6];
-  size_t n = md_op(r, &ops[0]);
-  memset(&ops[n], 0, sizeof(grpc_op) * (6 - n));
-  ops[n].op = GRPC_OP_SEND_MESSAGE;
-  ops[n++].data.send_message.send_message = r->send;
-  ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[n++].data.recv_initial_metadata.recv_initial_metadata = &r->init_md;
+  size_t n = request_ops(r, ops);
   ops[n].op = GRPC_OP_RECV_MESSAGE;
   ops[n++].data.recv_message.recv_message = &r->recv;
   ops[n].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -191,14 +198,8 @@ static void open_stream(void) {
   dts_buf b = dts_pb_pack(&req.base);
   stream->send = bb_of(b);
   dts_buf_free(&b);
-  grpc_op ops[4];
-  size_t n = md_op(stream, &ops[0]);
-  memset(&ops[n], 0, sizeof(grpc_op) * (4 - n));
-  ops[n].op = GRPC_OP_SEND_MESSAGE;
-  ops[n++].data.send_message.send_message = stream->send;
-  ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[n++].data.recv_initial_metadata.recv_initial_metadata = &stream->init_md;
+  grpc_op ops[6];
+  size_t n = request_ops(stream, ops);
   stream->k = K_STREAM_START;
   start_ops(stream, ops, n);
 }

@@ -57,7 +57,7 @@ bool dts_actor_run(dts_actor *a) {
     if (!a->stopped) a->fn(a, m);
     if (m->drop != NULL) {
       m->drop(m);
-      m->drop = NULL; /* m stays as the stub; freed bare on the next pop */
+      m->drop = NULL; /* m stays as the sentinel; freed bare on the next pop */
     }
     n++;
   }

@@ -17,7 +17,7 @@ typedef enum {
   DTS_ECLOSED,     /* the object is shutting down or closed */
   DTS_ELIMIT,      /* a configured limit was hit */
   DTS_ELOCKED,     /* held by another process (data directory) */
-  DTS_EUNSUPPORTED /* not implemented by this server */
+  DTS_EUNSUPPORTED /* an operation this server does not offer */
 } dts_err;
 
 /* A static string naming the error; never NULL. */

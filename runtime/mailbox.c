@@ -1,4 +1,4 @@
-/* mailbox.c -- per-actor mailbox: an intrusive MPSC queue with a stub node.
+/* mailbox.c -- per-actor mailbox: an intrusive MPSC queue with a sentinel node.
  *
  * Any thread may push; only the worker running the actor pops.  The low bit
  * of `head` means "empty and unscheduled": the push that clears it returns
@@ -29,15 +29,15 @@ void dts_msg_free(dts_msg *m) {
 }
 
 void dts_mailbox_init(dts_mailbox *q) {
-  dts_msg *stub = dts_msg_alloc(0, sizeof(dts_msg));
-  atomic_init(&stub->next, NULL);
-  q->tail = stub;
-  atomic_init(&q->head, (uintptr_t)stub | 1);
+  dts_msg *sentinel = dts_msg_alloc(0, sizeof(dts_msg));
+  atomic_init(&sentinel->next, NULL);
+  q->tail = sentinel;
+  atomic_init(&q->head, (uintptr_t)sentinel | 1);
 }
 
 void dts_mailbox_fini(dts_mailbox *q) {
   dts_msg *m = q->tail;
-  /* The stub was already handled (or is the initial blank); free it bare. */
+  /* The sentinel was already handled (or is the initial blank); free it bare. */
   dts_msg *next = atomic_load_explicit(&m->next, memory_order_acquire);
   m->drop = NULL;
   dts_msg_free(m);
@@ -63,7 +63,7 @@ dts_msg *dts_mailbox_pop(dts_mailbox *q) {
   dts_msg *next = atomic_load_explicit(&tail->next, memory_order_acquire);
   if (next == NULL) return NULL;
   q->tail = next;
-  /* The old stub was handled by the previous pop's caller (or is blank):
+  /* The old sentinel was handled by the previous pop's caller (or is blank):
    * its drop already ran if the receiver wanted it, so free it bare. */
   tail->drop = NULL;
   dts_msg_free(tail);

@@ -6,7 +6,7 @@
  * never scheduled twice and no wake-up is lost.  See docs/runtime.md.
  *
  * Messages are intrusive: every message starts with a dts_msg.  The queue
- * keeps its last popped message as the stub node, so a popped message stays
+ * keeps its last popped message as the sentinel node, so a popped message stays
  * owned by the mailbox; dts_mailbox_pop frees the previous one.
  */
 #ifndef DTS_RUNTIME_MAILBOX_H
@@ -39,7 +39,7 @@ typedef struct dts_mailbox {
    * from everything else, so producers' exchanges never invalidate the
    * cache line of the consumer's fields (the actor's state) -- without
    * needing aligned allocation of the embedding struct. */
-  dts_msg *tail;            /* consumer only: the stub */
+  dts_msg *tail;            /* consumer only: the sentinel */
   char pad_before[56];
   _Atomic(uintptr_t) head;  /* any thread: producers exchange it */
   char pad_after[56];
@@ -47,7 +47,7 @@ typedef struct dts_mailbox {
 
 /* Starts empty and unscheduled. */
 void dts_mailbox_init(dts_mailbox *q);
-/* Frees every message still queued, and the stub.  No concurrent push. */
+/* Frees every message still queued, and the sentinel.  No concurrent push. */
 void dts_mailbox_fini(dts_mailbox *q);
 
 /* Hands `m` to the queue.  Returns true when the mailbox was empty and

@@ -152,50 +152,33 @@ static grpc_byte_buffer *to_bb(dts_buf body) {
   return bb;
 }
 
-void dts_call_reply(dts_call *c, dts_buf body) {
+/* One send batch: initial metadata (once per call), then a message when
+ * `body` is given (consumed), then the status when `end`. */
+static void send_batch(dts_call *c, dts_buf *body, bool end, grpc_status_code st, const char *msg) {
   grpc_op ops[3];
+  grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
   size_t n = op_md(c, &ops[0]);
-  c->out = to_bb(body);
-  memset(&ops[n], 0, sizeof(ops[n]));
-  ops[n].op = GRPC_OP_SEND_MESSAGE;
-  ops[n].data.send_message.send_message = c->out;
-  n++;
-  memset(&ops[n], 0, sizeof(ops[n]));
-  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
-  n++;
-  start(c, ops, n, &c->t_send);
+  if (body != NULL) {
+    c->out = to_bb(*body);
+    memset(&ops[n], 0, sizeof(ops[n]));
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = c->out;
+  }
+  if (end) {
+    memset(&ops[n], 0, sizeof(ops[n]));
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = st;
+    if (msg != NULL) ops[n].data.send_status_from_server.status_details = &details;
+    n++;
+  }
+  if (n > 0) start(c, ops, n, &c->t_send);
+  grpc_slice_unref(details); /* not retained past start_batch */
 }
 
-void dts_call_fail(dts_call *c, dts_status st, const char *msg) {
-  grpc_op ops[2];
-  grpc_slice details = grpc_slice_from_copied_string(msg);
-  size_t n = op_md(c, &ops[0]);
-  memset(&ops[n], 0, sizeof(ops[n]));
-  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[n].data.send_status_from_server.status = (grpc_status_code)st;
-  ops[n].data.send_status_from_server.status_details = &details;
-  n++;
-  start(c, ops, n, &c->t_send);
-  grpc_slice_unref(details);
-}
-
-void dts_call_stream_open(dts_call *c) {
-  grpc_op op;
-  if (op_md(c, &op) == 1) start(c, &op, 1, &c->t_send);
-}
-
-void dts_call_stream_send(dts_call *c, dts_buf msg) {
-  grpc_op ops[2];
-  size_t n = op_md(c, &ops[0]);
-  c->out = to_bb(msg);
-  memset(&ops[n], 0, sizeof(ops[n]));
-  ops[n].op = GRPC_OP_SEND_MESSAGE;
-  ops[n].data.send_message.send_message = c->out;
-  n++;
-  start(c, ops, n, &c->t_send);
-}
-
+void dts_call_reply(dts_call *c, dts_buf body) { send_batch(c, &body, true, GRPC_STATUS_OK, NULL); }
+void dts_call_fail(dts_call *c, dts_status st, const char *msg) { send_batch(c, NULL, true, (grpc_status_code)st, msg); }
+void dts_call_stream_open(dts_call *c) { send_batch(c, NULL, false, GRPC_STATUS_OK, NULL); }
+void dts_call_stream_send(dts_call *c, dts_buf msg) { send_batch(c, &msg, false, GRPC_STATUS_OK, NULL); }
 void dts_call_stream_end(dts_call *c, dts_status st, const char *msg) { dts_call_fail(c, st, msg); }
 
 /* ------------------------------------------------------------------------ */
@@ -288,10 +271,6 @@ static void route(dts_bridge *b, dts_call *c) {
     snprintf(msg, sizeof(msg), "task hub '%s' not found; this dtsd serves: %s (--task-hubs / DTS_TASK_HUB_NAMES)",
              name, names);
     dts_call_fail(c, DTS_ST_NOT_FOUND, msg);
-    return;
-  }
-  if (mi->not_yet != NULL) {
-    dts_call_fail(c, DTS_ST_UNIMPLEMENTED, mi->not_yet);
     return;
   }
   if (c->req == NULL) {

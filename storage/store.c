@@ -141,7 +141,7 @@ static void *storage_main(void *arg) {
     dts_msg *m;
     while (n < s->group_max && (m = dts_mailbox_pop(&s->q)) != NULL) {
       ticket *t = (ticket *)m;
-      /* The popped node stays as the queue's stub: move the contents out. */
+      /* The popped node stays as the queue's sentinel: move the contents out. */
       ticket *own = dts_malloc(sizeof(*own));
       *own = *t;
       t->batch = NULL;
