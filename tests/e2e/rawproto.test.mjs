@@ -41,7 +41,9 @@ test("instance ids outside the rules are INVALID_ARGUMENT", async () => {
 test("an empty id gets a generated one", async () => {
   const r = await call(P("StartInstance"), msg(str(2, "orch")));
   assert.equal(r.code, 0);
-  assert.ok(r.res.length > 30, "a generated id comes back");
+  // CreateInstanceResponse{instanceId(1)}: 0x0a, length 36, a v4 UUID
+  assert.equal(r.res[0], 0x0a);
+  assert.match(r.res.subarray(2).toString(), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
 });
 
 test("a payload over the limit is INVALID_ARGUMENT naming the limit and its flag", async () => {

@@ -24,7 +24,8 @@ test("two workers share the work and every orchestration completes once", async 
   const done = new Map();
   const ran = { a: 0, b: 0 };
   const mk = (tag) => {
-    const step = async (_ctx, i) => { ran[tag]++; await new Promise((r) => setTimeout(r, 5)); return i; };
+    // yields to the event loop once, so both workers interleave; no timed wait
+    const step = async (_ctx, i) => { ran[tag]++; await new Promise((r) => setImmediate(r)); return i; };
     Object.defineProperty(step, "name", { value: "step" });
     const orch = async function* shared(ctx) {
       let sum = 0;
