@@ -113,6 +113,7 @@ struct inst {
   bool wake_armed;
   bool purged; /* gone from the map; freed once nothing points at it */
   bool force_turn; /* dispatch once with an empty inbox (after a rewind) */
+  bool may_hold_locks; /* it sent a lock request (or holds a lock at load) */
   waiter *waiters;
 };
 
@@ -260,7 +261,7 @@ static void put_ent_record(dts_hub *h, ent *e);
 static void ent_unlease(dts_hub *h, ent *e, uint64_t delay_ns);
 static void ent_enqueue(dts_hub *h, const char *id, int kind, dts_buf b, const char *parent, const char *parent_exec,
                         const char *request_id);
-static void release_locks_of(dts_hub *h, const char *orch);
+static void release_locks_of(dts_hub *h, inst *holder);
 static void route_from_orchestration(dts_hub *h, inst *in, const SendEntityMessageAction *sm);
 static int purge_entity(dts_hub *h, const char *id);
 static void ticket_drop(dts_msg *m);
@@ -1334,7 +1335,7 @@ static void notify_parent(dts_hub *h, inst *in, int64_t now);
 /* The instance just reached a terminal state. */
 static void became_terminal(dts_hub *h, inst *in, int64_t now) {
   tq_push(h, in);
-  release_locks_of(h, in->id);
+  release_locks_of(h, in);
   notify_parent(h, in, now);
 }
 
@@ -1907,7 +1908,7 @@ static void on_start(dts_hub *h, dts_call *c, CreateInstanceRequest *r) {
     /* replacing a running one terminates it: its work is now stale, and
      * locks its old execution held are released */
     cur(h);
-    if (!terminal(in->status)) release_locks_of(h, in->id);
+    if (!terminal(in->status)) release_locks_of(h, in);
     inst_clear_execution(h, in);
   } else {
     cur(h);
@@ -2999,6 +3000,7 @@ static void ent_step(dts_hub *h, ent *e) {
       }
       /* a holder that already finished would never unlock */
       inst *holder = parent ? dts_map_get(&h->insts, parent) : NULL;
+      if (holder != NULL) holder->may_hold_locks = true;
       if (holder == NULL || terminal(holder->status)) {
         set_str(&e->locked_by, NULL);
         set_str(&e->lock_cs, NULL);
@@ -3093,8 +3095,11 @@ static void ent_unlease(dts_hub *h, ent *e, uint64_t delay_ns) {
 }
 
 /* The orchestration is finished: locks it still holds are released. */
-static void release_locks_of(dts_hub *h, const char *orch) {
-  if (h->nlocked <= 0) return;
+static void release_locks_of(dts_hub *h, inst *holder) {
+  /* only orchestrations that asked for locks scan the entities */
+  if (!holder->may_hold_locks || h->nlocked <= 0) return;
+  holder->may_hold_locks = false;
+  const char *orch = holder->id;
   const char *k;
   void *v;
   for (size_t it = 0; dts_map_next(&h->ents, &it, &k, &v);) {
@@ -3139,6 +3144,7 @@ static void route_from_orchestration(dts_hub *h, inst *in, const SendEntityMessa
     Google__Protobuf__StringValue pid;
     l.parent_instance_id = dts_sv(&pid, in->id);
     l.position = 0;
+    in->may_hold_locks = true;
     e.event_type_case = EV(ENTITY_LOCK_REQUESTED);
     e.entity_lock_requested = &l;
     ent_enqueue(h, l.lock_set[0], QM_LOCK, ev_pack(&e, -1, now), in->id, NULL, NULL);
@@ -4043,6 +4049,8 @@ static bool load_ent(void *c, const char *k, size_t klen, const char *v, size_t 
   set_str(&e->state, dts_sv_get(r->state));
   e->modified = r->modified_ns;
   if (r->locked_by[0]) {
+    inst *holder = dts_map_get(&h->insts, r->locked_by);
+    if (holder != NULL) holder->may_hold_locks = true;
     set_str(&e->locked_by, r->locked_by);
     set_str(&e->lock_cs, r->lock_cs);
     h->nlocked++;
