@@ -248,7 +248,7 @@ struct dts_hub {
   uint64_t token_seq;
   bool shutting_down;
   bool tick_armed;
-  atomic_bool quiesced; /* any thread: on_shutdown has run */
+  atomic_bool quiesced; /* any thread: shut down, and its last batch is with the store */
   atomic_long st_instances, st_streams, st_dispatched,
       st_completions, st_stale;
 };
@@ -527,6 +527,14 @@ static void flush(dts_hub *h) {
   dts_batch *b = h->batch;
   h->cur = NULL;
   h->batch = NULL;
+  if (atomic_load(&h->quiesced)) {
+    /* After shutdown the store may already be closed.  Nothing here was
+     * answered yet, so dropping it is what a crash at this point would do. */
+    DTS_DEBUG("hub", "[%s] change after shutdown not written (%zu instances)", h->name, t->ntouched);
+    dts_batch_destroy(b);
+    dts_msg_free(&t->hdr);
+    return;
+  }
   dts_store_submit(h->cfg.store, b, &h->actor, &t->hdr);
 }
 
@@ -3722,7 +3730,8 @@ static void on_shutdown(dts_hub *h) {
       dts_free(w);
     }
   }
-  atomic_store(&h->quiesced, true);
+  /* quiesced is set by hub_turn_end, after this turn's last batch went to
+   * the store: teardown closes the store once it sees the flag. */
 }
 
 static void on_call_event(dts_hub *h, dts_call_event *e) {
@@ -3865,6 +3874,10 @@ static void hub_turn_end(dts_actor *self) {
   dts_hub *h = (dts_hub *)self;
   flush(h);
   pump(h);
+  if (h->shutting_down && !atomic_load(&h->quiesced)) {
+    flush(h); /* anything pump wrote */
+    atomic_store(&h->quiesced, true);
+  }
 }
 
 static void rpc_drop(dts_msg *m) {
@@ -4209,6 +4222,9 @@ dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out) {
   dts_hub *h = dts_calloc(1, sizeof(*h));
   dts_actor_init(&h->actor, cfg->sched, behaviour, hub_fini);
   dts_actor_set_turn_end(&h->actor, hub_turn_end);
+  /* load() arms timers that may be due at once: nothing runs on the actor
+   * until load has finished building its state on this thread */
+  dts_actor_hold(&h->actor);
   h->cfg = *cfg;
   h->name = dts_strdup(cfg->name);
   h->cfg.name = h->name;
@@ -4228,6 +4244,7 @@ dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out) {
   arm_tick(h);
   if (h->cfg.purge_interval_ns == 0) h->cfg.purge_interval_ns = 1000000000ULL;
   arm_purge(h);
+  dts_actor_open(&h->actor);
   *out = h;
   return DTS_OK;
 }

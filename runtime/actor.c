@@ -11,6 +11,7 @@
 #include "runtime/sched.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 static atomic_long overlaps; /* any thread; test hook */
 
@@ -28,6 +29,21 @@ void dts_actor_init(dts_actor *a, dts_sched *s, dts_behaviour fn, dts_actor_fini
 }
 
 void dts_actor_set_turn_end(dts_actor *a, void (*fn)(dts_actor *self)) { a->turn_end = fn; }
+
+/* The hold is a message of this kind at the head of the mailbox: while it is
+ * there every push finds the mailbox non-empty, so no sender schedules. */
+#define GATE_KIND UINT32_MAX
+
+void dts_actor_hold(dts_actor *a) {
+  bool first = dts_mailbox_push(&a->mb, dts_msg_alloc(GATE_KIND, sizeof(dts_msg)));
+  DTS_ASSERT(first && "dts_actor_hold on an actor that already has messages");
+  (void)first;
+}
+
+void dts_actor_open(dts_actor *a) {
+  dts_actor_ref(a); /* the scheduled reference */
+  dts_sched_add(a->sched, a);
+}
 
 void dts_actor_ref(dts_actor *a) { atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed); }
 
@@ -54,7 +70,7 @@ bool dts_actor_run(dts_actor *a) {
   int n = 0;
   dts_msg *m;
   while (n < DTS_ACTOR_BATCH && (m = dts_mailbox_pop(&a->mb)) != NULL) {
-    if (!a->stopped) a->fn(a, m);
+    if (!a->stopped && m->kind != GATE_KIND) a->fn(a, m);
     if (m->drop != NULL) {
       m->drop(m);
       m->drop = NULL; /* m stays as the sentinel; freed bare on the next pop */

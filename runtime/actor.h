@@ -49,6 +49,15 @@ struct dts_actor {
 /* Initialises an unscheduled actor with one reference (the caller's). */
 void dts_actor_init(dts_actor *a, dts_sched *s, dts_behaviour fn, dts_actor_fini_fn fini);
 
+/* Keeps a freshly initialised actor from running: messages sent to it
+ * queue up (nobody schedules it) until dts_actor_open.  For an actor whose
+ * owner still builds its state on another thread after handing its address
+ * out (the hub loads from disk while the timers it arms may fire).  Call
+ * before anything can send to the actor. */
+void dts_actor_hold(dts_actor *a);
+/* Ends dts_actor_hold: schedules the actor with what queued meanwhile.
+ * Everything the caller wrote before is visible to the actor's turns. */
+void dts_actor_open(dts_actor *a);
 /* Optional: called at the end of every turn that handled at least one
  * message, on the running thread -- where an actor flushes work it batched
  * over the turn's messages (the hub submits one commit per turn). */

@@ -33,11 +33,17 @@ struct dts_batch {
   size_t ops;
 };
 
-typedef struct ticket {
-  dts_msg hdr;
+/* What a submitter hands over: the batch, and the message to send back once
+ * it is written. */
+typedef struct order {
   dts_batch *batch;
   dts_actor *to;
   dts_msg *m;
+} order;
+
+typedef struct ticket {
+  dts_msg hdr;
+  order o;
 } ticket;
 
 struct dts_store {
@@ -98,29 +104,25 @@ static void write_or_die(dts_store *s, leveldb_writebatch_t *wb) {
   atomic_fetch_add_explicit(&s->writes, 1, memory_order_relaxed);
 }
 
-static void flush_group(dts_store *s, ticket **group, int n) {
+static void flush_group(dts_store *s, order *group, int n) {
   leveldb_writebatch_t *merged = NULL;
   int nonempty = 0;
   for (int i = 0; i < n; i++)
-    if (!dts_batch_empty(group[i]->batch)) nonempty++;
+    if (!dts_batch_empty(group[i].batch)) nonempty++;
   if (nonempty == 1) {
     for (int i = 0; i < n; i++)
-      if (!dts_batch_empty(group[i]->batch)) write_or_die(s, group[i]->batch->wb);
+      if (!dts_batch_empty(group[i].batch)) write_or_die(s, group[i].batch->wb);
   } else if (nonempty > 1) {
     merged = leveldb_writebatch_create();
     for (int i = 0; i < n; i++)
-      if (!dts_batch_empty(group[i]->batch)) leveldb_writebatch_append(merged, group[i]->batch->wb);
+      if (!dts_batch_empty(group[i].batch)) leveldb_writebatch_append(merged, group[i].batch->wb);
     write_or_die(s, merged);
     leveldb_writebatch_destroy(merged);
   }
   for (int i = 0; i < n; i++) {
-    ticket *t = group[i];
-    dts_batch_destroy(t->batch);
-    t->batch = NULL;
-    dts_send(t->to, t->m);
-    dts_actor_unref(t->to);
-    t->to = NULL;
-    t->m = NULL;
+    dts_batch_destroy(group[i].batch);
+    dts_send(group[i].to, group[i].m);
+    dts_actor_unref(group[i].to);
   }
 }
 
@@ -128,30 +130,26 @@ static void ticket_drop(dts_msg *m) {
   ticket *t = (ticket *)m;
   /* Only reached for tickets never committed (not possible after a clean
    * close, which drains): release what they hold. */
-  dts_batch_destroy(t->batch);
-  if (t->m != NULL) dts_msg_free(t->m);
-  if (t->to != NULL) dts_actor_unref(t->to);
+  dts_batch_destroy(t->o.batch);
+  if (t->o.m != NULL) dts_msg_free(t->o.m);
+  if (t->o.to != NULL) dts_actor_unref(t->o.to);
 }
 
 static void *storage_main(void *arg) {
   dts_store *s = arg;
-  ticket *group[GROUP_MAX];
+  static _Thread_local order group[GROUP_MAX]; /* 24 KiB: off the stack */
   for (;;) {
     int n = 0;
     dts_msg *m;
     while (n < s->group_max && (m = dts_mailbox_pop(&s->q)) != NULL) {
       ticket *t = (ticket *)m;
-      /* The popped node stays as the queue's sentinel: move the contents out. */
-      ticket *own = dts_malloc(sizeof(*own));
-      *own = *t;
-      t->batch = NULL;
-      t->to = NULL;
-      t->m = NULL;
-      group[n++] = own;
+      /* The popped node stays as the queue's sentinel (its `next` is written
+       * by the next push): move the order out, field by field. */
+      group[n++] = t->o;
+      t->o = (order){NULL, NULL, NULL};
     }
     if (n > 0) {
       flush_group(s, group, n);
-      for (int i = 0; i < n; i++) dts_free(group[i]);
       continue;
     }
     /* Empty: set the empty bit (unless already set) so the next push wakes
@@ -170,9 +168,7 @@ static void *storage_main(void *arg) {
 void dts_store_submit(dts_store *s, dts_batch *b, dts_actor *to, dts_msg *m) {
   ticket *t = (ticket *)dts_msg_alloc(0, sizeof(ticket));
   t->hdr.drop = ticket_drop;
-  t->batch = b;
-  t->to = to;
-  t->m = m;
+  t->o = (order){b, to, m};
   dts_actor_ref(to);
   atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
   if (dts_mailbox_push(&s->q, &t->hdr)) {

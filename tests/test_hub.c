@@ -21,7 +21,7 @@
 
 #define ST(x) ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_##x
 #define EV(x) HISTORY_EVENT__EVENT_TYPE_##x
-#define MAXITEMS 64
+#define MAXITEMS 512
 
 /* ======================================================================== */
 /* fake calls                                                               */
@@ -223,6 +223,13 @@ static OrchestrationState *get(fx *f, const char *id) {
 
 static dts_call *open_stream(fx *f) {
   GetWorkItemsRequest r = GET_WORK_ITEMS_REQUEST__INIT;
+  return post(f, DTS_M_GET_WORK_ITEMS, &r.base);
+}
+
+/* A stream that may hold `n` orchestration work items at once. */
+static dts_call *open_wide_stream(fx *f, int n) {
+  GetWorkItemsRequest r = GET_WORK_ITEMS_REQUEST__INIT;
+  r.max_concurrent_orchestration_work_items = n;
   return post(f, DTS_M_GET_WORK_ITEMS, &r.base);
 }
 
@@ -542,6 +549,53 @@ static void test_restart_resumes_activities_and_timers(void **state) {
   dts_free(id);
 }
 
+/* Timers already due when the hub loads fire while load() is still building
+ * state on this thread: the hub must not run them until it has finished
+ * (TSan reports the overlap; the counts below catch a lost timer). */
+static void test_timers_due_at_load_fire_after_load(void **state) {
+  fx *f = *state;
+  enum { N = 200 };
+  dts_call *s = open_wide_stream(f, N);
+  char name[32];
+  for (int i = 0; i < N; i++) {
+    snprintf(name, sizeof(name), "due-%03d", i);
+    dts_free(start(f, name, "orch"));
+  }
+  /* due soon after the last completion; any that fire before the restart
+   * are in the inbox and still come back as TimerFired after it */
+  int64_t fire_ns = (int64_t)dts_wall_ns() + 300000000LL;
+  for (int i = 0; i < N; i++) {
+    WorkItem *w = item(s, i);
+    CreateTimerAction ct = CREATE_TIMER_ACTION__INIT;
+    Google__Protobuf__Timestamp fire;
+    ct.fire_at = dts_ts_from_ns(&fire, fire_ns);
+    OrchestratorAction a = ORCHESTRATOR_ACTION__INIT;
+    a.id = 1;
+    a.orchestrator_action_type_case = ORCHESTRATOR_ACTION__ORCHESTRATOR_ACTION_TYPE_CREATE_TIMER;
+    a.create_timer = &ct;
+    OrchestratorAction *acts[1] = {&a};
+    complete_orch(f, w, acts, 1);
+    work_item__free_unpacked(w, NULL);
+  }
+  close_stream(f, s);
+  dts_call_unref(s);
+  close_all(f);
+  assert_true(TU_WAIT_UNTIL((int64_t)dts_wall_ns() > fire_ns, 5));
+  open_all(f);
+  s = open_wide_stream(f, N);
+  int fired = 0;
+  for (int i = 0; i < N; i++) {
+    WorkItem *w = item(s, i);
+    OrchestratorRequest *or = w->orchestrator_request;
+    for (size_t k = 0; k < or->n_new_events; k++)
+      if (or->new_events[k]->event_type_case == EV(TIMER_FIRED)) fired++;
+    work_item__free_unpacked(w, NULL);
+  }
+  assert_int_equal(fired, N);
+  close_stream(f, s);
+  dts_call_unref(s);
+}
+
 static void test_chunked_completion_and_partial_processing(void **state) {
   fx *f = *state;
   char *id = start(f, "c1", "orch");
@@ -722,6 +776,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_waiters_are_answered_and_freed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_continue_as_new_starts_a_new_execution, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restart_resumes_activities_and_timers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_timers_due_at_load_fire_after_load, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunked_completion_and_partial_processing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_filters_and_per_stream_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_clean_storage_releases_an_orphaned_lock, setup, teardown),

@@ -282,6 +282,48 @@ static void test_turn_end_runs_once_per_turn(void **state) {
   dts_sched_destroy(s);
 }
 
+/* ---- a held actor runs nothing until opened, then sees the setup ---- */
+
+static int held_setup; /* plain: written before open, read in turns */
+static atomic_long held_bad;
+
+static void held_fn(dts_actor *self, dts_msg *m) {
+  (void)self;
+  if (m->kind != K_DATA || held_setup != 42) atomic_fetch_add(&held_bad, 1);
+  atomic_fetch_add(&delivered, 1);
+}
+
+static void *held_sender(void *arg) {
+  for (int i = 0; i < 1000; i++) dts_send(arg, dts_msg_alloc(K_DATA, sizeof(tmsg)));
+  dts_pool_thread_flush();
+  return NULL;
+}
+
+static void test_held_actor_runs_nothing_until_opened(void **state) {
+  (void)state;
+  reset_counters();
+  atomic_store(&held_bad, 0);
+  held_setup = 0;
+  dts_sched *s = dts_sched_create(2);
+  tactor *a = dts_calloc(1, sizeof(tactor));
+  dts_actor_init(&a->base, s, held_fn, tactor_fini);
+  dts_actor_hold(&a->base);
+  pthread_t t;
+  pthread_create(&t, NULL, held_sender, &a->base); /* sends race with the setup below */
+  held_setup = 42;
+  pthread_join(t, NULL);
+  dts_sched_stats st;
+  dts_sched_get_stats(s, &st);
+  assert_int_equal(st.turns, 0); /* no send scheduled it */
+  assert_int_equal(atomic_load(&delivered), 0);
+  dts_actor_open(&a->base);
+  assert_true(TU_WAIT_UNTIL(atomic_load(&delivered) == 1000, 10));
+  assert_int_equal(atomic_load(&held_bad), 0); /* the hold never reached the behaviour */
+  dts_actor_unref(&a->base);
+  assert_true(TU_WAIT_UNTIL(atomic_load(&finis) == 1, 10));
+  dts_sched_destroy(s);
+}
+
 /* ---- shutdown with messages in flight frees everything ---- */
 
 static void test_shutdown_with_messages_in_flight_leaks_nothing(void **state) {
@@ -348,6 +390,7 @@ int main(void) {
       cmocka_unit_test(test_bursts_after_idle_are_delivered),
       cmocka_unit_test(test_stopped_actor_drops_later_messages),
       cmocka_unit_test(test_turn_end_runs_once_per_turn),
+      cmocka_unit_test(test_held_actor_runs_nothing_until_opened),
       cmocka_unit_test(test_shutdown_with_messages_in_flight_leaks_nothing),
       cmocka_unit_test(test_inject_overflow_spills_and_delivers),
   };

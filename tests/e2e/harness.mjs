@@ -50,8 +50,14 @@ export async function startDtsd(opts = {}) {
   return {
     port, dataDir, endpoint: `127.0.0.1:${port}`, child,
     stderr: () => stderr,
-    // Graceful stop; resolves with the exit status.
-    async stop() { if (!exited) child.kill("SIGTERM"); return exitP; },
+    // Graceful stop; resolves with the exit status.  A stop that does not end
+    // in exit code 0 prints dtsd's last words so the failure explains itself.
+    async stop() {
+      if (!exited) child.kill("SIGTERM");
+      const st = await exitP;
+      if (st.code !== 0) process.stderr.write(`dtsd did not exit cleanly (${JSON.stringify(st)}); its stderr ends:\n${stderr.slice(-4000)}\n`);
+      return st;
+    },
     async kill() { if (!exited) child.kill("SIGKILL"); return exitP; },
   };
 }
