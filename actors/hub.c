@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/random.h>
 
 #define ST(x) ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_##x
@@ -38,11 +39,6 @@ enum { HUB_RPC = 1, HUB_COMMITTED, HUB_TIMER, HUB_TICK, HUB_SHUTDOWN, HUB_PURGE 
  * order (instances finish in wall-clock order), so the purger only looks at
  * heads.  Entries are checked on pop: an instance restarted, reused or
  * purged since is skipped (lazy deletion). */
-typedef struct tnode {
-  char *id;
-  int64_t completed;
-  struct tnode *next;
-} tnode;
 enum { TM_DURABLE = 1, TM_WAKE };
 
 typedef struct stream stream;
@@ -115,6 +111,11 @@ struct inst {
   bool force_turn; /* dispatch once with an empty inbox (after a rewind) */
   bool may_hold_locks; /* it sent a lock request (or holds a lock at load) */
   waiter *waiters;
+  /* index entries as last written to the batch (see index_update) */
+  bool ix_set;
+  int ix_status;
+  int64_t ix_created, ix_completed;
+  bool evict_listed; /* in h->evict */
 };
 
 typedef struct act {
@@ -208,7 +209,17 @@ typedef struct ticket {
   size_t netouched, capetouched;
   stream **opens; /* history streams that may start sending */
   size_t nopens, capopens;
+  struct gone **gone; /* ids this ticket deletes from the store */
+  size_t ngone, capgone;
+  bool wipe;          /* this ticket wipes the hub's data */
 } ticket;
+
+/* An instance id whose deletion is in a ticket not yet committed: until it
+ * is, the store still holds the old record, so find() must not load it. */
+typedef struct gone {
+  char *id;
+  int n; /* tickets in flight that delete it */
+} gone;
 
 typedef struct hub_rpc {
   dts_msg hdr;
@@ -222,6 +233,11 @@ typedef struct hub_timer_msg {
   int what;
   char *key; /* TM_DURABLE: the timer key; TM_WAKE: the instance id */
 } hub_timer_msg;
+
+typedef struct key {
+  char b[KEYMAX];
+  size_t n;
+} key;
 
 struct dts_hub {
   dts_actor actor; /* first: the hub is its actor */
@@ -237,8 +253,14 @@ struct dts_hub {
   ticket *cur;
   dts_batch *batch;
   int64_t ret[5]; /* retention, ns; -1 keep */
-  struct tnode *tq_head[4], *tq_tail[4]; /* finished instances by completion time, per status */
   long purged_total;
+  key sweep_at;       /* the purger resumes its sweep here (n = 0: from the start) */
+  dts_map gone;       /* id -> gone*: deletions not yet committed */
+  int wipes_pending;  /* hub wipes not yet committed */
+  ticket **done;      /* inline commits: written, on_committed still to run */
+  size_t ndone, capdone;
+  inst **evict;       /* finished instances to drop from memory once idle */
+  size_t nevict, capevict;
   inst **dead; /* purged instances awaiting their last reference */
   size_t ndead, capdead;
   ent **dead_ents;
@@ -252,6 +274,13 @@ struct dts_hub {
   atomic_long st_instances, st_streams, st_dispatched,
       st_completions, st_stale;
 };
+
+/* Context for store scans that rebuild state (load, find). */
+typedef struct loadctx {
+  dts_hub *h;
+  dts_err err;
+  long n;
+} loadctx;
 
 static void pump(dts_hub *h);
 static void timer_free(struct dtimer *tm);
@@ -267,10 +296,17 @@ static int purge_entity(dts_hub *h, const char *id);
 static void ticket_drop(dts_msg *m);
 static void timer_msg_drop(dts_msg *m);
 static void make_ready(dts_hub *h, inst *in);
+static inst *find(dts_hub *h, const char *id);
 static void check_waiters(dts_hub *h, inst *in);
 
 /* ======================================================================== */
 /* small helpers                                                            */
+
+static uint64_t be64(const char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | (uint8_t)p[i];
+  return v;
+}
 
 static char *xstrdup_or_null(const char *s) { return s != NULL ? dts_strdup(s) : NULL; }
 
@@ -326,10 +362,6 @@ const char *dts_instance_id_problem(const char *id) {
 
 /* ---- keys (docs/storage.md) --------------------------------------------- */
 
-typedef struct key {
-  char b[KEYMAX];
-  size_t n;
-} key;
 
 static void k_start(key *k, const dts_hub *h, char type) {
   memcpy(k->b, h->name, h->namelen);
@@ -371,6 +403,29 @@ static void key_seq(key *k, const dts_hub *h, char type, const char *id, uint64_
 static void key_inst(key *k, const dts_hub *h, const char *id) { key_id(k, h, 'I', id); }
 static void key_hist(key *k, const dts_hub *h, const char *id, uint64_t seq) { key_seq(k, h, 'H', id, seq); }
 static void key_inbox(key *k, const dts_hub *h, const char *id, uint64_t seq) { key_seq(k, h, 'N', id, seq); }
+
+/* Secondary indexes, written in the same batch as the record they index:
+ *   "<hub>\0S<status:1><created:be64><id>" -> ""        (QueryInstances)
+ *   "<hub>\0C<completed:be64><id>"        -> <status:1> (ListInstanceIds,
+ *                                                        auto-purge)
+ * Times are wall ns (never negative), so byte order is time order. */
+static void key_sidx(key *k, const dts_hub *h, int status, int64_t created, const char *id) {
+  k_start(k, h, 'S');
+  k->b[k->n++] = (char)status;
+  k_u64(k, (uint64_t)created);
+  k_str(k, id);
+}
+
+static void index_marker_key(key *k, const dts_hub *h) {
+  k_start(k, h, 'X');
+  k_str(k, "indexes-v1");
+}
+
+static void key_cidx(key *k, const dts_hub *h, int64_t completed, const char *id) {
+  k_start(k, h, 'C');
+  k_u64(k, (uint64_t)completed);
+  k_str(k, id);
+}
 
 static void key_act(key *k, const dts_hub *h, const char *id, const char *exec, int32_t task) {
   k_start(k, h, 'A');
@@ -461,6 +516,52 @@ static void fail(dts_hub *h, dts_call *c, dts_status st, const char *fmt, ...) {
 
 /* ---- instance records ------------------------------------------------------ */
 
+static bool has_cidx(int status, int64_t completed) { return terminal(status) && completed > 0; }
+
+/* Brings the instance's index entries in the current batch in line with its
+ * record: drops the entries it had, writes the ones it has now. */
+static void index_update(dts_hub *h, inst *in) {
+  key k;
+  bool s_same = in->ix_set && in->ix_status == in->status && in->ix_created == in->created;
+  if (!s_same) {
+    if (in->ix_set) {
+      key_sidx(&k, h, in->ix_status, in->ix_created, in->id);
+      dts_batch_del(h->batch, k.b, k.n);
+    }
+    key_sidx(&k, h, in->status, in->created, in->id);
+    dts_batch_put(h->batch, k.b, k.n, "", 0);
+  }
+  bool had_c = in->ix_set && has_cidx(in->ix_status, in->ix_completed);
+  bool has_c = has_cidx(in->status, in->completed);
+  bool c_same = had_c && has_c && in->ix_completed == in->completed && in->ix_status == in->status;
+  if (had_c && !c_same) {
+    key_cidx(&k, h, in->ix_completed, in->id);
+    dts_batch_del(h->batch, k.b, k.n);
+  }
+  if (has_c && !c_same) {
+    char st = (char)in->status;
+    key_cidx(&k, h, in->completed, in->id);
+    dts_batch_put(h->batch, k.b, k.n, &st, 1);
+  }
+  in->ix_set = true;
+  in->ix_status = in->status;
+  in->ix_created = in->created;
+  in->ix_completed = in->completed;
+}
+
+/* Deletes the instance's index entries (purge). */
+static void index_drop(dts_hub *h, inst *in) {
+  if (!in->ix_set) return;
+  key k;
+  key_sidx(&k, h, in->ix_status, in->ix_created, in->id);
+  dts_batch_del(h->batch, k.b, k.n);
+  if (has_cidx(in->ix_status, in->ix_completed)) {
+    key_cidx(&k, h, in->ix_completed, in->id);
+    dts_batch_del(h->batch, k.b, k.n);
+  }
+  in->ix_set = false;
+}
+
 static void put_record(dts_hub *h, inst *in) {
   Dtsd__Store__InstanceRecord r = DTSD__STORE__INSTANCE_RECORD__INIT;
   Google__Protobuf__StringValue v, i, o, cs;
@@ -506,6 +607,7 @@ static void put_record(dts_hub *h, inst *in) {
   dts_buf_free(&b);
   dts_free(te);
   dts_free(tp);
+  index_update(h, in);
 }
 
 /* Submits the current ticket (if any).  Called at the end of every handler. */
@@ -533,6 +635,17 @@ static void flush(dts_hub *h) {
     DTS_DEBUG("hub", "[%s] change after shutdown not written (%zu instances)", h->name, t->ntouched);
     dts_batch_destroy(b);
     dts_msg_free(&t->hdr);
+    return;
+  }
+  if (h->cfg.inline_commit) {
+    /* written here and now (LevelDB groups concurrent writers); the effects
+     * run at the end of the turn, in commit order (drain_done) */
+    if (!dts_batch_empty(b) && dts_store_write(h->cfg.store, b) != DTS_OK) {
+      DTS_ERROR("hub", "[%s] write failed; exiting so that a restart recovers the last committed state", h->name);
+      _exit(70);
+    }
+    dts_batch_destroy(b);
+    VEC_PUSH(h->done, h->ndone, h->capdone, t);
     return;
   }
   dts_store_submit(h->cfg.store, b, &h->actor, &t->hdr);
@@ -711,6 +824,18 @@ static void inst_clear_execution(dts_hub *h, inst *in) {
   in->nchunks = 0;
 }
 
+static void inst_free(inst *in);
+static inst *inst_decode(dts_hub *h, const char *v, size_t vlen);
+
+/* The instance in a stored record, added to the map.  NULL if damaged. */
+static inst *inst_from_record(dts_hub *h, const char *v, size_t vlen) {
+  inst *in = inst_decode(h, v, vlen);
+  if (in == NULL) return NULL;
+  dts_map_put(&h->insts, in->id, in);
+  atomic_fetch_add_explicit(&h->st_instances, 1, memory_order_relaxed);
+  return in;
+}
+
 static void inst_free(inst *in) {
   dts_free(in->id);
   dts_free(in->name);
@@ -737,6 +862,52 @@ static void inst_free(inst *in) {
     orchestrator_response__free_unpacked(in->chunks[i], NULL);
   dts_free(in->chunks);
   dts_free(in);
+}
+
+static void inst_set_parent(inst *in, const ParentInstanceInfo *p);
+static void inst_set_tags(inst *in, void *const *entries, size_t n);
+
+/* A stored record as an instance that is not in the map (queries read
+ * finished instances this way without keeping them).  NULL if damaged. */
+static inst *inst_decode(dts_hub *h, const char *v, size_t vlen) {
+  Dtsd__Store__InstanceRecord *r = dtsd__store__instance_record__unpack(NULL, vlen, (const uint8_t *)v);
+  if (r == NULL) {
+    DTS_ERROR("hub", "[%s] damaged instance record in the store", h->name);
+    return NULL;
+  }
+  inst *in = dts_calloc(1, sizeof(*in));
+  in->id = dts_strdup(r->instance_id);
+  in->name = dts_strdup(r->name ? r->name : "");
+  set_str(&in->version, dts_sv_get(r->version));
+  set_str(&in->input, dts_sv_get(r->input));
+  set_str(&in->output, dts_sv_get(r->output));
+  set_str(&in->custom_status, dts_sv_get(r->custom_status));
+  in->failure = dts_buf_copy(r->failure_details.data, r->failure_details.len);
+  in->has_failure = r->has_failure;
+  in->exec_id = dts_strdup(r->execution_id ? r->execution_id : "");
+  in->status = r->status;
+  in->created = r->created_ns;
+  in->updated = r->updated_ns;
+  in->completed = r->completed_ns;
+  in->sched_start = r->scheduled_start_ns;
+  if (r->parent.len > 0) {
+    ParentInstanceInfo *p = parent_instance_info__unpack(NULL, r->parent.len, r->parent.data);
+    if (p != NULL) {
+      inst_set_parent(in, p);
+      parent_instance_info__free_unpacked(p, NULL);
+    }
+  }
+  inst_set_tags(in, (void *const *)r->tags, r->n_tags);
+  in->trace = dts_buf_copy(r->trace_context.data, r->trace_context.len);
+  in->next_inbox_seq = r->next_inbox_seq;
+  in->force_turn = r->force_turn;
+  /* what the store's index entries say (put_record wrote both together) */
+  in->ix_set = true;
+  in->ix_status = in->status;
+  in->ix_created = in->created;
+  in->ix_completed = in->completed;
+  dtsd__store__instance_record__free_unpacked(r, NULL);
+  return in;
 }
 
 static void inst_set_parent(inst *in, const ParentInstanceInfo *p) {
@@ -1274,7 +1445,7 @@ static void terminate_inst(dts_hub *h, inst *in, const char *output, bool recurs
 static bool start_child(dts_hub *h, inst *parent, const OrchestratorAction *a,
                         const CreateSubOrchestrationAction *c) {
   if (dts_instance_id_problem(c->instance_id) != NULL) return false;
-  inst *ch = dts_map_get(&h->insts, c->instance_id);
+  inst *ch = find(h, c->instance_id);
   if (ch != NULL && !terminal(ch->status)) return false;
   if (ch == NULL) ch = inst_new(h, c->instance_id);
   else inst_clear_execution(h, ch);
@@ -1302,7 +1473,7 @@ static void fail_event(HistoryEvent *e, int32_t task, TaskFailureDetails *fd,
   e->sub_orchestration_instance_failed = sf;
 }
 
-/* ---- auto-purge queues ------------------------------------------------- */
+/* ---- auto-purge ---------------------------------------------------------- */
 
 static int tq_index(int st) {
   switch (st) {
@@ -1314,35 +1485,12 @@ static int tq_index(int st) {
   }
 }
 
-static void tq_push(dts_hub *h, const inst *in) {
-  int q = tq_index(in->status);
-  if (q < 0) return;
-  tnode *n = dts_malloc(sizeof(*n));
-  n->id = dts_strdup(in->id);
-  n->completed = in->completed;
-  n->next = NULL;
-  if (h->tq_tail[q]) h->tq_tail[q]->next = n;
-  else h->tq_head[q] = n;
-  h->tq_tail[q] = n;
-}
-
-static void tq_free_all(dts_hub *h) {
-  for (int q = 0; q < 4; q++) {
-    while (h->tq_head[q] != NULL) {
-      tnode *n = h->tq_head[q];
-      h->tq_head[q] = n->next;
-      dts_free(n->id);
-      dts_free(n);
-    }
-    h->tq_tail[q] = NULL;
-  }
-}
-
 static void notify_parent(dts_hub *h, inst *in, int64_t now);
+static void evict_later(dts_hub *h, inst *in);
 
 /* The instance just reached a terminal state. */
 static void became_terminal(dts_hub *h, inst *in, int64_t now) {
-  tq_push(h, in);
+  evict_later(h, in);
   release_locks_of(h, in);
   notify_parent(h, in, now);
 }
@@ -1350,7 +1498,7 @@ static void became_terminal(dts_hub *h, inst *in, int64_t now) {
 /* The instance reached a terminal state: tell its parent. */
 static void notify_parent(dts_hub *h, inst *in, int64_t now) {
   if (in->parent_id == NULL) return;
-  inst *p = dts_map_get(&h->insts, in->parent_id);
+  inst *p = find(h, in->parent_id);
   if (p == NULL || terminal(p->status)) return;
   if (in->parent_exec != NULL && strcmp(in->parent_exec, p->exec_id) != 0) return;
   HistoryEvent e = HISTORY_EVENT__INIT;
@@ -1456,7 +1604,7 @@ static void apply_rewind(dts_hub *h, inst *in, const RewindOrchestrationAction *
              ra->new_history[j]->sub_orchestration_instance_completed->task_scheduled_id == e->event_id;
     if (done) continue;
     const SubOrchestrationInstanceCreatedEvent *sc = e->sub_orchestration_instance_created;
-    inst *ch = dts_map_get(&h->insts, sc->instance_id);
+    inst *ch = find(h, sc->instance_id);
     if (ch == NULL) { /* purged: run it again from scratch */
       CreateSubOrchestrationAction ca = CREATE_SUB_ORCHESTRATION_ACTION__INIT;
       ca.instance_id = sc->instance_id;
@@ -1675,7 +1823,7 @@ static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue
       e.event_type_case = EV(EVENT_SENT);
       e.event_sent = &es;
       hist_add(h, in, ev_pack(&e, a->id, now));
-      inst *to = dts_map_get(&h->insts, target);
+      inst *to = find(h, target);
       if (to != NULL) {
         HistoryEvent re = HISTORY_EVENT__INIT;
         EventRaisedEvent er = EVENT_RAISED_EVENT__INIT;
@@ -1697,7 +1845,7 @@ static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue
     }
     case ACT(TERMINATE_ORCHESTRATION): {
       const TerminateOrchestrationAction *ta = a->terminate_orchestration;
-      inst *to = dts_map_get(&h->insts, ta->instance_id);
+      inst *to = find(h, ta->instance_id);
       if (to != NULL && to != in) terminate_inst(h, to, dts_sv_get(ta->reason), ta->recurse);
       break;
     }
@@ -1840,7 +1988,7 @@ static void terminate_inst(dts_hub *h, inst *in, const char *output, bool recurs
     HistoryEvent *he = history_event__unpack(NULL, in->hist.v[i].b.n, in->hist.v[i].b.p);
     if (he == NULL) continue;
     if (he->event_type_case == EV(SUB_ORCHESTRATION_INSTANCE_CREATED)) {
-      inst *ch = dts_map_get(&h->insts, he->sub_orchestration_instance_created->instance_id);
+      inst *ch = find(h, he->sub_orchestration_instance_created->instance_id);
       if (ch != NULL && ch != in && ch->parent_id != NULL && strcmp(ch->parent_id, in->id) == 0)
         terminate_inst(h, ch, output, true);
     }
@@ -1859,8 +2007,116 @@ static bool payload_ok(dts_hub *h, dts_call *c, const char *what, const char *s)
   return false;
 }
 
-static inst *find_or_fail(dts_hub *h, dts_call *c, const char *id) {
+/* ---- finished instances live on disk ----------------------------------- */
+/*
+ * Memory holds every instance that is not finished, and finished ones only
+ * while something uses them: once an instance is terminal, its last change
+ * committed and nothing points at it, evict_idle drops it; find() reads it
+ * back from the store when it is asked for.  The store is current for it
+ * (nothing pending), so the copy read back equals the one dropped.
+ */
+
+static void evict_later(dts_hub *h, inst *in) {
+  if (in->evict_listed) return;
+  in->evict_listed = true;
+  VEC_PUSH(h->evict, h->nevict, h->capevict, in);
+}
+
+static void evict_forget(dts_hub *h, inst *in) {
+  if (!in->evict_listed) return;
+  for (size_t i = 0; i < h->nevict; i++)
+    if (h->evict[i] == in) {
+      h->evict[i] = h->evict[--h->nevict];
+      break;
+    }
+  in->evict_listed = false;
+}
+
+static bool idle_finished(const inst *in) {
+  return terminal(in->status) && !in->purged && in->pending == 0 && in->waiters == NULL && in->leased_to == NULL &&
+         !in->rl.queued && in->nchunks == 0 && !in->wake_armed && !in->dirty && in->touched_by == NULL;
+}
+
+/* End of a turn: drop finished instances nothing uses any more. */
+static void evict_idle(dts_hub *h) {
+  for (size_t i = 0; i < h->nevict;) {
+    inst *in = h->evict[i];
+    if (!terminal(in->status) || in->purged) { /* running again, or purged (freed via h->dead) */
+      in->evict_listed = false;
+      h->evict[i] = h->evict[--h->nevict];
+    } else if (idle_finished(in)) {
+      h->evict[i] = h->evict[--h->nevict];
+      dts_map_del(&h->insts, in->id);
+      atomic_fetch_sub_explicit(&h->st_instances, 1, memory_order_relaxed);
+      inst_free(in);
+    } else {
+      i++;
+    }
+  }
+}
+
+/* Deletion of `id` is in the current ticket: until it commits, find() must
+ * not read the old record back. */
+static void gone_add(dts_hub *h, const char *id) {
+  ticket *t = cur(h);
+  gone *g = dts_map_get(&h->gone, id);
+  if (g == NULL) {
+    g = dts_calloc(1, sizeof(*g));
+    g->id = dts_strdup(id);
+    dts_map_put(&h->gone, g->id, g);
+  }
+  g->n++;
+  VEC_PUSH(t->gone, t->ngone, t->capgone, g);
+}
+
+static void gone_committed(dts_hub *h, ticket *t) {
+  for (size_t i = 0; i < t->ngone; i++) {
+    gone *g = t->gone[i];
+    if (--g->n > 0) continue;
+    dts_map_del(&h->gone, g->id);
+    dts_free(g->id);
+    dts_free(g);
+  }
+  t->ngone = 0;
+  if (t->wipe) h->wipes_pending--;
+}
+
+static bool load_event(void *c, const char *k, size_t klen, const char *v, size_t vlen);
+
+/* An instance's history and inbox, from the store. */
+static dts_err load_events(dts_hub *h, inst *in) {
+  loadctx lc = {h, DTS_OK, 0};
+  key k;
+  key_id(&k, h, 'H', in->id);
+  k_sep(&k);
+  dts_err e = dts_store_scan(h->cfg.store, k.b, k.n, load_event, &lc);
+  key_id(&k, h, 'N', in->id);
+  k_sep(&k);
+  if (e == DTS_OK) e = dts_store_scan(h->cfg.store, k.b, k.n, load_event, &lc);
+  return e != DTS_OK ? e : lc.err;
+}
+
+/* The instance with this id: in memory, or read back from the store (a
+ * finished instance), or NULL. */
+static inst *find(dts_hub *h, const char *id) {
   inst *in = dts_map_get(&h->insts, id);
+  if (in != NULL || id == NULL || id[0] == '\0' || strlen(id) >= KEYMAX - h->namelen - 16) return in;
+  if (h->wipes_pending > 0 || (dts_map_len(&h->gone) > 0 && dts_map_get(&h->gone, id) != NULL)) return NULL;
+  key k;
+  key_inst(&k, h, id);
+  char *v;
+  size_t vlen;
+  if (dts_store_get(h->cfg.store, k.b, k.n, &v, &vlen) != DTS_OK) return NULL;
+  in = inst_from_record(h, v, vlen);
+  dts_free(v);
+  if (in == NULL) return NULL;
+  if (load_events(h, in) != DTS_OK) DTS_ERROR("hub", "[%s] cannot read the history of '%s'", h->name, id);
+  evict_later(h, in);
+  return in;
+}
+
+static inst *find_or_fail(dts_hub *h, dts_call *c, const char *id) {
+  inst *in = find(h, id);
   if (in == NULL) fail(h, c, DTS_ST_NOT_FOUND, "no orchestration instance '%.120s' in task hub '%s'", id, h->name);
   return in;
 }
@@ -1887,7 +2143,7 @@ static void on_start(dts_hub *h, dts_call *c, CreateInstanceRequest *r) {
     fail(h, c, DTS_ST_INVALID_ARGUMENT, "execution id is longer than 100 characters");
     return;
   }
-  inst *in = dts_map_get(&h->insts, id);
+  inst *in = find(h, id);
   if (in != NULL) {
     const OrchestrationIdReusePolicy *p = r->orchestration_id_reuse_policy;
     bool replace;
@@ -1932,12 +2188,12 @@ static void on_start(dts_hub *h, dts_call *c, CreateInstanceRequest *r) {
 }
 
 static void on_get(dts_hub *h, dts_call *c, GetInstanceRequest *r) {
-  inst *in = dts_map_get(&h->insts, r->instance_id);
+  inst *in = find(h, r->instance_id);
   answer(h, c, instance_response(in, r->get_inputs_and_outputs));
 }
 
 static void on_wait(dts_hub *h, dts_call *c, GetInstanceRequest *r, bool completion) {
-  inst *in = dts_map_get(&h->insts, r->instance_id);
+  inst *in = find(h, r->instance_id);
   if (in == NULL || (completion ? terminal(in->status) : in->status != ST(PENDING)) || h->shutting_down) {
     if (h->shutting_down && in != NULL) fail(h, c, DTS_ST_UNAVAILABLE, "dtsd is shutting down");
     else answer(h, c, instance_response(in, r->get_inputs_and_outputs));
@@ -2126,7 +2382,7 @@ static void on_complete_act(dts_hub *h, dts_call *c, ActivityResponse *r) {
     void *v = dts_map_get(&h->tokens, r->completion_token);
     if (v != NULL && r->completion_token[0] == 'a') a = v;
   } else {
-    inst *in = dts_map_get(&h->insts, r->instance_id);
+    inst *in = find(h, r->instance_id);
     if (in != NULL) {
       char *mk = work_key(in->id, in->exec_id, r->task_id);
       act *x = dts_map_get(&h->acts, mk);
@@ -2158,7 +2414,7 @@ static void on_complete_act(dts_hub *h, dts_call *c, ActivityResponse *r) {
   dts_map_del(&h->acts, a->key);
   cur(h);
   dts_batch_del(h->batch, a->skey, a->klen);
-  inst *in = dts_map_get(&h->insts, a->inst_id);
+  inst *in = find(h, a->inst_id);
   if (in != NULL && strcmp(in->exec_id, a->exec_id) == 0) {
     HistoryEvent e = HISTORY_EVENT__INIT;
     TaskCompletedEvent tc = TASK_COMPLETED_EVENT__INIT;
@@ -2233,7 +2489,7 @@ static void on_get_work_items(dts_hub *h, dts_call *c, GetWorkItemsRequest *r) {
 /* management: history, queries, purge, restart, forced termination         */
 
 static void on_stream_history(dts_hub *h, dts_call *c, StreamInstanceHistoryRequest *r) {
-  inst *in = dts_map_get(&h->insts, r->instance_id);
+  inst *in = find(h, r->instance_id);
   stream *s = dts_calloc(1, sizeof(*s));
   dts_call_ref(c);
   s->call = c;
@@ -2274,93 +2530,222 @@ static bool status_in(int st, const int *list, size_t n) {
   return false;
 }
 
-static int cmp_inst_id(const void *a, const void *b) {
-  return strcmp((*(inst *const *)a)->id, (*(inst *const *)b)->id);
+/* ---- queries: range scans over the indexes ------------------------------- */
+
+typedef struct qrow {
+  int64_t t; /* created (status index) or completed (completed index) */
+  char *id;
+} qrow;
+
+typedef struct qscan {
+  dts_hub *h;
+  size_t want, got; /* rows wanted from this scan / taken so far */
+  qrow *rows;
+  size_t n, cap;
+  int64_t to;                 /* inclusive upper bound of t */
+  bool has_after;             /* skip rows at or before (after_t, after_id) */
+  int64_t after_t;
+  const char *after_id;
+  const int *status; /* filter on the row's status (ListInstanceIds, id plan) */
+  size_t nstatus;
+  int64_t from_created, to_created; /* id plan only */
+  const char *prefix;
+  size_t plen;
+} qscan;
+
+static void qrow_push(qscan *q, int64_t t, const char *id, size_t n) {
+  if (q->n == q->cap) {
+    q->cap = q->cap ? q->cap * 2 : 16;
+    q->rows = dts_realloc(q->rows, q->cap * sizeof(*q->rows));
+  }
+  char *s = dts_malloc(n + 1);
+  memcpy(s, id, n);
+  s[n] = '\0';
+  q->rows[q->n++] = (qrow){t, s};
+  q->got++;
 }
 
-/* All instances matching `keep`, sorted by id. Caller frees the array. */
-static inst **collect(dts_hub *h, bool (*keep)(const inst *, const void *), const void *arg, size_t *n) {
-  size_t cap = dts_map_len(&h->insts) + 1, k = 0;
-  inst **v = dts_malloc(cap * sizeof(*v));
-  const char *mk;
-  void *val;
-  for (size_t it = 0; dts_map_next(&h->insts, &it, &mk, &val);)
-    if (keep(val, arg)) v[k++] = val;
-  qsort(v, k, sizeof(*v), cmp_inst_id);
-  *n = k;
-  return v;
+static void qrows_free(qscan *q) {
+  for (size_t i = 0; i < q->n; i++) dts_free(q->rows[i].id);
+  dts_free(q->rows);
 }
 
-static bool query_keep(const inst *in, const void *arg) {
-  const InstanceQuery *q = arg;
-  if (in->id[0] == '@') return false; /* entities are not orchestrations */
-  if (!status_in(in->status, (const int *)q->runtime_status, q->n_runtime_status)) return false;
-  if (q->created_time_from && in->created < dts_ts_to_ns(q->created_time_from)) return false;
-  if (q->created_time_to && in->created > dts_ts_to_ns(q->created_time_to)) return false;
-  const char *prefix = dts_sv_get(q->instance_id_prefix);
-  if (prefix && strncmp(in->id, prefix, strlen(prefix)) != 0) return false;
-  const char *after = dts_sv_get(q->continuation_token);
-  if (after && after[0] && strcmp(in->id, after) <= 0) return false;
-  return true;
+static bool after_cursor(const qscan *q, int64_t t, const char *id, size_t n) {
+  if (!q->has_after) return true;
+  if (t != q->after_t) return t > q->after_t;
+  size_t an = strlen(q->after_id);
+  int c = memcmp(id, q->after_id, n < an ? n : an);
+  return c > 0 || (c == 0 && n > an);
 }
 
+/* "<hub>\0S<st><created><id>" and "<hub>\0C<completed><id>" */
+static bool qscan_time_visit(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  qscan *q = c;
+  size_t off = q->h->namelen + 2 + (k[q->h->namelen + 1] == 'S' ? 1 : 0);
+  if (klen <= off + 8) return true;
+  int64_t t = (int64_t)be64(k + off);
+  if (t > q->to) return false;
+  const char *id = k + off + 8;
+  size_t n = klen - off - 8;
+  if (!after_cursor(q, t, id, n) || id[0] == '@') return true;
+  if (q->nstatus > 0 && (vlen < 1 || !status_in((uint8_t)v[0], q->status, q->nstatus))) return true;
+  qrow_push(q, t, id, n);
+  return q->got < q->want;
+}
+
+/* "<hub>\0I<id>" -> record: the id plan filters on the record itself */
+static bool qscan_id_visit(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  qscan *q = c;
+  size_t off = q->h->namelen + 2;
+  const char *id = k + off;
+  size_t n = klen - off;
+  if (n < q->plen || memcmp(id, q->prefix, q->plen) != 0) return false;
+  if (!after_cursor(q, 0, id, n) || id[0] == '@') return true;
+  Dtsd__Store__InstanceRecord *r = dtsd__store__instance_record__unpack(NULL, vlen, (const uint8_t *)v);
+  if (r == NULL) return true;
+  bool keep = status_in(r->status, q->status, q->nstatus) && r->created_ns >= q->from_created &&
+              r->created_ns <= q->to_created;
+  dtsd__store__instance_record__free_unpacked(r, NULL);
+  if (keep) qrow_push(q, 0, id, n);
+  return q->got < q->want;
+}
+
+static int cmp_qrow(const void *x, const void *y) {
+  const qrow *a = x, *b = y;
+  if (a->t != b->t) return a->t < b->t ? -1 : 1;
+  return strcmp(a->id, b->id);
+}
+
+/* Scans the status index for each status in `st` (all when n == 0), rows
+ * with created in [from, q->to] after the cursor; sorted by (created, id). */
+static void scan_status_index(dts_hub *h, qscan *q, const int *st, size_t nst, int64_t from) {
+  for (int s = 0; s < 16; s++) {
+    if (nst > 0 && !status_in(s, st, nst)) continue;
+    key pre, k;
+    k_start(&pre, h, 'S');
+    pre.b[pre.n++] = (char)s;
+    k = pre;
+    int64_t seek = q->has_after && q->after_t > from ? q->after_t : from;
+    k_u64(&k, (uint64_t)(seek > 0 ? seek : 0));
+    q->got = 0;
+    dts_store_scan_from(h->cfg.store, pre.b, pre.n, k.b, k.n, qscan_time_visit, q);
+  }
+  qsort(q->rows, q->n, sizeof(*q->rows), cmp_qrow);
+}
+
+/* The state of an instance for a query answer: the live one when in memory,
+ * else decoded from its record.  *tmp is set when the caller must free it. */
+static inst *query_view(dts_hub *h, const char *id, inst **tmp) {
+  *tmp = NULL;
+  inst *in = dts_map_get(&h->insts, id);
+  if (in != NULL) return in;
+  key k;
+  key_inst(&k, h, id);
+  char *v;
+  size_t vlen;
+  if (dts_store_get(h->cfg.store, k.b, k.n, &v, &vlen) != DTS_OK) return NULL;
+  in = inst_decode(h, v, vlen);
+  dts_free(v);
+  *tmp = in;
+  return in;
+}
+
+/* QueryInstances.  With a status filter or a created-time range (and no id
+ * prefix) it walks the status index in (created, id) order, cursor
+ * "t:<created>:<id>"; otherwise the records in id order from the prefix,
+ * cursor "<id>".  Either way it reads about one page, never the hub. */
 static void on_query(dts_hub *h, dts_call *c, QueryInstancesRequest *r) {
   InstanceQuery empty = INSTANCE_QUERY__INIT;
   InstanceQuery *q = r->query ? r->query : &empty;
   size_t page = q->max_instance_count > 0 ? (size_t)q->max_instance_count : 100;
   if (page > 1000) page = 1000;
-  size_t n;
-  inst **v = collect(h, query_keep, q, &n);
-  size_t k = n < page ? n : page;
+  const char *prefix = dts_sv_get(q->instance_id_prefix);
+  if (prefix == NULL) prefix = "";
+  const char *after = dts_sv_get(q->continuation_token);
+  if (after != NULL && after[0] == '\0') after = NULL;
+  int64_t from = q->created_time_from ? dts_ts_to_ns(q->created_time_from) : 0;
+  int64_t to = q->created_time_to ? dts_ts_to_ns(q->created_time_to) : INT64_MAX;
+  bool by_status = prefix[0] == '\0' && (q->n_runtime_status > 0 || q->created_time_from || q->created_time_to);
+  qscan s = {.h = h, .want = page + 1, .to = to};
+  char *after_copy = NULL;
+  if (by_status) {
+    if (after != NULL) {
+      char *colon;
+      if (strncmp(after, "t:", 2) != 0 || (s.after_t = strtoll(after + 2, &colon, 10), *colon != ':')) {
+        fail(h, c, DTS_ST_INVALID_ARGUMENT, "continuationToken '%.80s' does not belong to this query", after);
+        return;
+      }
+      s.has_after = true;
+      s.after_id = colon + 1;
+    }
+    scan_status_index(h, &s, (const int *)q->runtime_status, q->n_runtime_status, from);
+  } else {
+    s.status = (const int *)q->runtime_status;
+    s.nstatus = q->n_runtime_status;
+    s.from_created = from;
+    s.to_created = to;
+    s.prefix = prefix;
+    s.plen = strlen(prefix);
+    key pre, k;
+    key_id(&pre, h, 'I', prefix);
+    k = pre;
+    if (after != NULL && strcmp(after, prefix) > 0) {
+      after_copy = dts_strdup(after);
+      s.has_after = true;
+      s.after_id = after_copy;
+      key_id(&k, h, 'I', after);
+    }
+    dts_store_scan_from(h->cfg.store, pre.b, pre.n, k.b, k.n, qscan_id_visit, &s);
+  }
+  size_t k = s.n < page ? s.n : page;
   state_buf *sb = dts_calloc(k ? k : 1, sizeof(*sb));
   OrchestrationState **sp = dts_calloc(k ? k : 1, sizeof(*sp));
+  inst **tmps = dts_calloc(k ? k : 1, sizeof(*tmps));
+  size_t m = 0;
   for (size_t i = 0; i < k; i++) {
-    state_fill(&sb[i], v[i], q->fetch_inputs_and_outputs);
-    sp[i] = &sb[i].s;
+    inst *in = query_view(h, s.rows[i].id, &tmps[m]);
+    /* the live state wins; one that no longer matches is left out */
+    if (in == NULL || !status_in(in->status, (const int *)q->runtime_status, q->n_runtime_status)) {
+      if (tmps[m] != NULL) inst_free(tmps[m]);
+      tmps[m] = NULL;
+      continue;
+    }
+    state_fill(&sb[m], in, q->fetch_inputs_and_outputs);
+    sp[m] = &sb[m].s;
+    m++;
   }
   QueryInstancesResponse resp = QUERY_INSTANCES_RESPONSE__INIT;
   Google__Protobuf__StringValue tok;
+  char tokbuf[KEYMAX + 32];
   resp.orchestration_state = sp;
-  resp.n_orchestration_state = k;
-  if (n > k) resp.continuation_token = dts_sv(&tok, v[k - 1]->id);
+  resp.n_orchestration_state = m;
+  if (s.n > k) {
+    if (by_status) snprintf(tokbuf, sizeof(tokbuf), "t:%" PRId64 ":%s", s.rows[k - 1].t, s.rows[k - 1].id);
+    else snprintf(tokbuf, sizeof(tokbuf), "%s", s.rows[k - 1].id);
+    resp.continuation_token = dts_sv(&tok, tokbuf);
+  }
   answer_msg(h, c, &resp.base);
-  for (size_t i = 0; i < k; i++) state_done(&sb[i]);
+  for (size_t i = 0; i < m; i++) {
+    state_done(&sb[i]);
+    if (tmps[i] != NULL) inst_free(tmps[i]);
+  }
+  dts_free(tmps);
   dts_free(sb);
   dts_free(sp);
-  dts_free(v);
+  qrows_free(&s);
+  dts_free(after_copy);
 }
 
-/* ListInstanceIds orders by (completed time, id); the key is "<ns>:<id>". */
-typedef struct list_arg {
-  const ListInstanceIdsRequest *r;
-  int64_t after_ns;
-  const char *after_id;
-} list_arg;
-
-static bool list_keep(const inst *in, const void *arg) {
-  const list_arg *a = arg;
-  const ListInstanceIdsRequest *r = a->r;
-  if (in->id[0] == '@') return false;
-  if (!status_in(in->status, (const int *)r->runtime_status, r->n_runtime_status)) return false;
-  bool ranged = r->completed_time_from != NULL || r->completed_time_to != NULL;
-  if (ranged && in->completed == 0) return false;
-  if (r->completed_time_from && in->completed < dts_ts_to_ns(r->completed_time_from)) return false;
-  if (r->completed_time_to && in->completed > dts_ts_to_ns(r->completed_time_to)) return false;
-  if (a->after_id != NULL) {
-    if (in->completed < a->after_ns) return false;
-    if (in->completed == a->after_ns && strcmp(in->id, a->after_id) <= 0) return false;
-  }
-  return true;
+static int cmp_inst_id(const void *a, const void *b) {
+  return strcmp((*(inst *const *)a)->id, (*(inst *const *)b)->id);
 }
 
-static int cmp_completed(const void *x, const void *y) {
-  const inst *a = *(inst *const *)x, *b = *(inst *const *)y;
-  if (a->completed != b->completed) return a->completed < b->completed ? -1 : 1;
-  return strcmp(a->id, b->id);
-}
-
+/* ListInstanceIds orders by (completed time, id); the key is "<ns>:<id>".
+ * Unfinished instances (no completion time; all in memory) come first, and
+ * only when no completed-time range is asked for; then the completed index. */
 static void on_list_ids(dts_hub *h, dts_call *c, ListInstanceIdsRequest *r) {
-  list_arg a = {r, 0, NULL};
+  int64_t after_ns = 0;
+  const char *after_id = NULL;
   const char *last = dts_sv_get(r->last_instance_key);
   if (last && last[0]) {
     char *colon = strchr(last, ':');
@@ -2368,28 +2753,60 @@ static void on_list_ids(dts_hub *h, dts_call *c, ListInstanceIdsRequest *r) {
       fail(h, c, DTS_ST_INVALID_ARGUMENT, "lastInstanceKey '%.80s' was not made by this server", last);
       return;
     }
-    a.after_ns = strtoll(last, NULL, 10);
-    a.after_id = colon + 1;
+    after_ns = strtoll(last, NULL, 10);
+    after_id = colon + 1;
   }
-  size_t n;
-  inst **v = collect(h, list_keep, &a, &n);
-  qsort(v, n, sizeof(*v), cmp_completed);
   size_t page = r->page_size > 0 ? (size_t)r->page_size : 100;
-  size_t k = n < page ? n : page;
+  if (page > 10000) page = 10000;
+  const int *st = (const int *)r->runtime_status;
+  size_t nst = r->n_runtime_status;
+  bool ranged = r->completed_time_from != NULL || r->completed_time_to != NULL;
+  qscan s = {.h = h, .want = page + 1, .to = r->completed_time_to ? dts_ts_to_ns(r->completed_time_to) : INT64_MAX,
+             .status = st, .nstatus = nst};
+  if (!ranged && after_ns == 0) {
+    const char *mk;
+    void *v;
+    size_t cap = 16, n = 0;
+    inst **live = dts_malloc(cap * sizeof(*live));
+    for (size_t it = 0; dts_map_next(&h->insts, &it, &mk, &v);) {
+      inst *in = v;
+      if (in->id[0] == '@' || terminal(in->status) || !status_in(in->status, st, nst)) continue;
+      if (after_id != NULL && strcmp(in->id, after_id) <= 0) continue;
+      VEC_PUSH(live, n, cap, in);
+    }
+    qsort(live, n, sizeof(*live), cmp_inst_id);
+    for (size_t i = 0; i < n && s.n < page + 1; i++) qrow_push(&s, 0, live[i]->id, strlen(live[i]->id));
+    dts_free(live);
+  }
+  if (s.n < page + 1) {
+    s.want = page + 1 - s.n;
+    s.got = 0;
+    s.has_after = after_ns > 0;
+    s.after_t = after_ns;
+    s.after_id = after_id;
+    int64_t from = r->completed_time_from ? dts_ts_to_ns(r->completed_time_from) : 0;
+    if (after_ns > from) from = after_ns;
+    key pre, k;
+    k_start(&pre, h, 'C');
+    k = pre;
+    k_u64(&k, (uint64_t)(from > 0 ? from : 0));
+    dts_store_scan_from(h->cfg.store, pre.b, pre.n, k.b, k.n, qscan_time_visit, &s);
+  }
+  size_t k = s.n < page ? s.n : page;
   char **ids = dts_calloc(k ? k : 1, sizeof(char *));
-  for (size_t i = 0; i < k; i++) ids[i] = v[i]->id;
+  for (size_t i = 0; i < k; i++) ids[i] = s.rows[i].id;
   ListInstanceIdsResponse resp = LIST_INSTANCE_IDS_RESPONSE__INIT;
   resp.instance_ids = ids;
   resp.n_instance_ids = k;
-  char keybuf[160];
+  char keybuf[KEYMAX + 32];
   Google__Protobuf__StringValue lk;
-  if (n > k) {
-    snprintf(keybuf, sizeof(keybuf), "%" PRId64 ":%s", v[k - 1]->completed, v[k - 1]->id);
+  if (s.n > k) {
+    snprintf(keybuf, sizeof(keybuf), "%" PRId64 ":%s", s.rows[k - 1].t, s.rows[k - 1].id);
     resp.last_instance_key = dts_sv(&lk, keybuf);
   }
   answer_msg(h, c, &resp.base);
   dts_free(ids);
-  dts_free(v);
+  qrows_free(&s);
 }
 
 /* Deletes every trace of a finished instance: record, history, inbox,
@@ -2400,6 +2817,9 @@ static void purge_inst(dts_hub *h, inst *in) {
   inst_clear_execution(h, in);
   key_inst(&k, h, in->id);
   dts_batch_del(h->batch, k.b, k.n);
+  index_drop(h, in);
+  gone_add(h, in->id);
+  evict_forget(h, in);
   const char *mk;
   void *v;
   size_t idlen = strlen(in->id);
@@ -2438,7 +2858,7 @@ static int purge_tree(dts_hub *h, inst *in, bool recursive) {
       HistoryEvent *he = history_event__unpack(NULL, in->hist.v[i].b.n, in->hist.v[i].b.p);
       if (he == NULL) continue;
       if (he->event_type_case == EV(SUB_ORCHESTRATION_INSTANCE_CREATED)) {
-        inst *ch = dts_map_get(&h->insts, he->sub_orchestration_instance_created->instance_id);
+        inst *ch = find(h, he->sub_orchestration_instance_created->instance_id);
         if (ch != NULL && ch != in) n += purge_tree(h, ch, true);
       }
       history_event__free_unpacked(he, NULL);
@@ -2446,15 +2866,6 @@ static int purge_tree(dts_hub *h, inst *in, bool recursive) {
   }
   purge_inst(h, in);
   return n + 1;
-}
-
-static bool purge_filter_keep(const inst *in, const void *arg) {
-  const PurgeInstanceFilter *f = arg;
-  if (in->id[0] == '@' || !terminal(in->status)) return false;
-  if (!status_in(in->status, (const int *)f->runtime_status, f->n_runtime_status)) return false;
-  if (f->created_time_from && in->created < dts_ts_to_ns(f->created_time_from)) return false;
-  if (f->created_time_to && in->created > dts_ts_to_ns(f->created_time_to)) return false;
-  return true;
 }
 
 static void on_purge(dts_hub *h, dts_call *c, PurgeInstancesRequest *r) {
@@ -2466,7 +2877,7 @@ static void on_purge(dts_hub *h, dts_call *c, PurgeInstancesRequest *r) {
       deleted = purge_entity(h, r->instance_id);
       break;
     }
-    inst *in = dts_map_get(&h->insts, r->instance_id);
+    inst *in = find(h, r->instance_id);
     if (in != NULL) deleted = purge_tree(h, in, r->recursive);
     break;
   }
@@ -2481,7 +2892,7 @@ static void on_purge(dts_hub *h, dts_call *c, PurgeInstancesRequest *r) {
         deleted += purge_entity(h, b->instance_ids[i]);
         continue;
       }
-      inst *in = dts_map_get(&h->insts, b->instance_ids[i]);
+      inst *in = find(h, b->instance_ids[i]);
       if (in != NULL) deleted += purge_tree(h, in, r->recursive);
     }
     break;
@@ -2491,17 +2902,23 @@ static void on_purge(dts_hub *h, dts_call *c, PurgeInstancesRequest *r) {
     uint64_t deadline = 0;
     if (f->timeout && (f->timeout->seconds > 0 || f->timeout->nanos > 0))
       deadline = dts_now_ns() + (uint64_t)f->timeout->seconds * 1000000000ULL + (uint64_t)f->timeout->nanos;
-    size_t n;
-    inst **v = collect(h, purge_filter_keep, f, &n);
-    for (size_t i = 0; i < n; i++) {
+    /* finished instances through the status index, terminal statuses only */
+    int fin[4] = {ST(COMPLETED), ST(FAILED), ST(CANCELED), ST(TERMINATED)}, st[4];
+    size_t nst = 0;
+    for (int i = 0; i < 4; i++)
+      if (status_in(fin[i], (const int *)f->runtime_status, f->n_runtime_status)) st[nst++] = fin[i];
+    qscan s = {.h = h, .want = SIZE_MAX, .to = f->created_time_to ? dts_ts_to_ns(f->created_time_to) : INT64_MAX};
+    if (nst > 0)
+      scan_status_index(h, &s, st, nst, f->created_time_from ? dts_ts_to_ns(f->created_time_from) : 0);
+    for (size_t i = 0; i < s.n; i++) {
       if (deadline && dts_now_ns() > deadline) {
         complete = false;
         break;
       }
-      if (v[i]->purged) continue; /* gone with a parent */
-      deleted += purge_tree(h, v[i], r->recursive);
+      inst *in = find(h, s.rows[i].id); /* NULL: gone with a parent */
+      if (in != NULL && terminal(in->status)) deleted += purge_tree(h, in, r->recursive);
     }
-    dts_free(v);
+    qrows_free(&s);
     break;
   }
   default:
@@ -2581,7 +2998,7 @@ static void on_skip_graceful(dts_hub *h, dts_call *c, SkipGracefulOrchestrationT
   const char *reason = dts_sv_get(r->reason);
   for (size_t i = 0; i < n; i++) {
     char *id = r->instance_batch->instance_ids[i];
-    inst *in = id[0] == '@' ? NULL : dts_map_get(&h->insts, id);
+    inst *in = id[0] == '@' ? NULL : find(h, id);
     if (in == NULL || terminal(in->status)) {
       left[nleft++] = id;
       continue;
@@ -2679,36 +3096,78 @@ static void arm_purge(dts_hub *h) {
   dts_timer_post(h->cfg.timers, dts_now_ns() + h->cfg.purge_interval_ns, &h->actor, m);
 }
 
+/* The purger sweeps the completed-time index ("C", oldest first) in bounded
+ * steps, resuming where the last step stopped; it starts over from the
+ * oldest entry once it reaches entries no retention can have expired. */
+typedef struct sweep {
+  dts_hub *h;
+  int64_t now, cutoff; /* entries completed after cutoff cannot be due */
+  int budget;
+  bool done; /* reached the end or the cutoff */
+  char **ids;
+  size_t nids, capids;
+  key last;
+} sweep;
+
+static bool sweep_visit(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  sweep *w = c;
+  dts_hub *h = w->h;
+  size_t off = h->namelen + 2;
+  if (klen < off + 8) return true;
+  int64_t completed = (int64_t)be64(k + off);
+  if (completed > w->cutoff) {
+    w->done = true;
+    return false;
+  }
+  if (w->budget-- <= 0) return false;
+  memcpy(w->last.b, k, klen < KEYMAX ? klen : KEYMAX);
+  w->last.n = klen < KEYMAX ? klen : KEYMAX;
+  int q = vlen > 0 ? tq_index((uint8_t)v[0]) : -1;
+  int64_t r = q >= 0 ? effective_retention(h, q) : -1;
+  if (r >= 0 && completed + r <= w->now) {
+    size_t n = klen - off - 8;
+    char *id = dts_malloc(n + 1);
+    memcpy(id, k + off + 8, n);
+    id[n] = '\0';
+    VEC_PUSH(w->ids, w->nids, w->capids, id);
+  }
+  return true;
+}
+
 /* One bounded pass: purge finished instances whose retention has passed. */
 static void on_purge_tick(dts_hub *h) {
   if (h->shutting_down) return;
-  int64_t now = (int64_t)dts_wall_ns();
-  int budget = PURGE_BUDGET, n = 0;
-  for (int q = 0; q < 4 && budget > 0; q++) {
+  int64_t now = (int64_t)dts_wall_ns(), minr = -1;
+  for (int q = 0; q < 4; q++) {
     int64_t r = effective_retention(h, q);
-    if (r < 0) continue;
-    while (h->tq_head[q] != NULL && budget > 0 && h->tq_head[q]->completed + r <= now) {
-      tnode *t = h->tq_head[q];
-      h->tq_head[q] = t->next;
-      if (h->tq_head[q] == NULL) h->tq_tail[q] = NULL;
-      inst *in = dts_map_get(&h->insts, t->id);
-      if (in != NULL && terminal(in->status) && tq_index(in->status) == q && in->completed == t->completed &&
-          in->pending == 0) {
+    if (r >= 0 && (minr < 0 || r < minr)) minr = r;
+  }
+  int n = 0;
+  if (minr >= 0) {
+    sweep w = {.h = h, .now = now, .cutoff = now - minr, .budget = PURGE_BUDGET};
+    key start;
+    k_start(&start, h, 'C');
+    const key *from = h->sweep_at.n > 0 ? &h->sweep_at : &start;
+    dts_store_scan_from(h->cfg.store, start.b, start.n, from->b, from->n, sweep_visit, &w);
+    if (w.done || w.last.n == 0) {
+      h->sweep_at.n = 0; /* start over next time */
+    } else {
+      h->sweep_at = w.last;
+      h->sweep_at.b[h->sweep_at.n++] = '\0'; /* just after the last key seen */
+    }
+    for (size_t i = 0; i < w.nids; i++) {
+      inst *in = find(h, w.ids[i]);
+      int q = in != NULL ? tq_index(in->status) : -1;
+      int64_t r = q >= 0 ? effective_retention(h, q) : -1;
+      /* re-checked on the live instance; one with a commit in flight waits
+       * for the next sweep */
+      if (in != NULL && r >= 0 && in->completed + r <= now && in->pending == 0) {
         purge_inst(h, in);
         n++;
-      } else if (in != NULL && in->pending > 0 && in->completed == t->completed) {
-        /* a commit of it is in flight: look again next pass */
-        t->next = h->tq_head[q];
-        h->tq_head[q] = t;
-        if (h->tq_tail[q] == NULL) h->tq_tail[q] = t;
-        break;
       }
-      budget--;
-      if (h->tq_head[q] != t) {
-        dts_free(t->id);
-        dts_free(t);
-      }
+      dts_free(w.ids[i]);
     }
+    dts_free(w.ids);
   }
   if (n > 0) {
     h->purged_total += n;
@@ -2996,7 +3455,7 @@ static void ent_step(dts_hub *h, ent *e) {
         fw.entity_lock_requested = lr;
         ent_enqueue(h, lr->lock_set[lr->position], QM_LOCK, ev_pack(&fw, -1, now), parent, NULL, NULL);
       } else if (parent != NULL) { /* the last lock: tell the orchestration */
-        inst *o = dts_map_get(&h->insts, parent);
+        inst *o = find(h, parent);
         if (o != NULL) {
           HistoryEvent g = HISTORY_EVENT__INIT;
           EntityLockGrantedEvent lg = ENTITY_LOCK_GRANTED_EVENT__INIT;
@@ -3007,7 +3466,7 @@ static void ent_step(dts_hub *h, ent *e) {
         }
       }
       /* a holder that already finished would never unlock */
-      inst *holder = parent ? dts_map_get(&h->insts, parent) : NULL;
+      inst *holder = parent ? find(h, parent) : NULL;
       if (holder != NULL) holder->may_hold_locks = true;
       if (holder == NULL || terminal(holder->status)) {
         set_str(&e->locked_by, NULL);
@@ -3267,7 +3726,7 @@ static void on_clean_entities(dts_hub *h, dts_call *c, CleanEntityStorageRequest
   for (size_t it = 0; dts_map_next(&h->ents, &it, &k, &v);) {
     ent *e = v;
     if (r->release_orphaned_locks && e->locked_by != NULL) {
-      inst *o = dts_map_get(&h->insts, e->locked_by);
+      inst *o = find(h, e->locked_by);
       if (o == NULL || terminal(o->status)) {
         set_str(&e->locked_by, NULL);
         set_str(&e->lock_cs, NULL);
@@ -3338,7 +3797,7 @@ static void on_complete_entity(dts_hub *h, dts_call *c, EntityBatchResult *r) {
   for (size_t i = 0; i < n; i++) {
     qmsg *m = &e->q[e->bidx[i]];
     if (m->kind != QM_CALL || m->parent == NULL) continue;
-    inst *o = dts_map_get(&h->insts, m->parent);
+    inst *o = find(h, m->parent);
     if (o == NULL || (m->parent_exec && strcmp(m->parent_exec, o->exec_id) != 0)) continue;
     OperationResult *res = r->results[i];
     HistoryEvent he = HISTORY_EVENT__INIT;
@@ -3392,7 +3851,7 @@ static void on_complete_entity(dts_hub *h, dts_call *c, EntityBatchResult *r) {
         dts_uuid(gen);
         id = gen;
       }
-      inst *o = dts_map_get(&h->insts, id);
+      inst *o = find(h, id);
       if (dts_instance_id_problem(id) != NULL || (o != NULL && !terminal(o->status))) {
         DTS_WARN("hub", "[%s] %s: cannot start orchestration '%.120s'", h->name, e->id, id);
         continue;
@@ -3420,9 +3879,29 @@ static void on_complete_entity(dts_hub *h, dts_call *c, EntityBatchResult *r) {
 /* Removes every trace of the hub's data (instances, history, inboxes,
  * activities, timers, entities, retention), in memory and in the current
  * batch.  Used by CreateTaskHub{recreateIfExists} and DeleteTaskHub. */
+static bool wipe_visit(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  (void)v;
+  (void)vlen;
+  dts_batch_del(((dts_hub *)c)->batch, k, klen);
+  return true;
+}
+
 static void hub_wipe(dts_hub *h) {
-  cur(h);
+  ticket *t = cur(h);
   key k;
+  /* on disk: every key under the hub's prefix (finished instances are not
+   * all in memory); find() reads nothing back until this commits */
+  k_start(&k, h, '\0');
+  k.n--; /* the prefix "<hub>\0" */
+  dts_store_scan(h->cfg.store, k.b, k.n, wipe_visit, h);
+  index_marker_key(&k, h);
+  dts_batch_put(h->batch, k.b, k.n, "1", 1);
+  if (!t->wipe) {
+    t->wipe = true;
+    h->wipes_pending++;
+  }
+  for (size_t i = 0; i < h->nevict; i++) h->evict[i]->evict_listed = false;
+  h->nevict = 0;
   /* ready queues first, so nothing queued points at freed memory */
   rq_clear(&h->rq);
   rq_clear(&h->aq);
@@ -3483,7 +3962,7 @@ static void hub_wipe(dts_hub *h) {
     VEC_PUSH(h->dead_ents, h->ndead_ents, h->capdead_ents, e);
   }
   h->nlocked = 0;
-  tq_free_all(h);
+  h->sweep_at.n = 0;
   retention_key(&k, h);
   dts_batch_del(h->batch, k.b, k.n);
   for (int i = 0; i < 5; i++) h->ret[i] = -1;
@@ -3554,6 +4033,7 @@ static void send_reply(reply *r) {
 
 static void on_committed(dts_hub *h, ticket *t) {
   DTS_DEBUG("hub", "[%s] committed: %zu answers, %zu instances", h->name, t->nreplies, t->ntouched);
+  gone_committed(h, t);
   for (size_t i = 0; i < t->nreplies; i++) {
     send_reply(&t->replies[i]);
     t->replies[i].call = NULL;
@@ -3622,6 +4102,7 @@ static void ticket_drop(dts_msg *m) {
   dts_free(t->timers);
   dts_free(t->opens);
   dts_free(t->etouched);
+  dts_free(t->gone); /* the gone records themselves belong to h->gone */
 }
 
 static void timer_free(dtimer *tm) {
@@ -3652,7 +4133,7 @@ static void on_durable_timer(dts_hub *h, const char *mkey) {
     flush(h);
     return;
   }
-  inst *in = dts_map_get(&h->insts, tm->inst_id);
+  inst *in = find(h, tm->inst_id);
   if (in != NULL && strcmp(in->exec_id, tm->exec_id) == 0) {
     inbox_add(h, in, tm->event);
     tm->event = (dts_buf){NULL, 0};
@@ -3869,13 +4350,31 @@ static void behaviour(dts_actor *self, dts_msg *m) {
   }
 }
 
-/* End of a turn: submit what the turn's messages changed, then dispatch. */
+/* Inline commits: runs each written ticket's effects, oldest first; their
+ * own flushes append to the list and are run by the same loop. */
+static void drain_done(dts_hub *h) {
+  for (size_t i = 0; i < h->ndone; i++) {
+    ticket *t = h->done[i];
+    on_committed(h, t);
+    dts_msg_free(&t->hdr);
+  }
+  h->ndone = 0;
+}
+
+/* End of a turn: commit what the turn's messages changed, then dispatch. */
 static void hub_turn_end(dts_actor *self) {
   dts_hub *h = (dts_hub *)self;
   flush(h);
+  drain_done(h);
   pump(h);
+  if (h->cur != NULL) { /* what dispatching changed */
+    flush(h);
+    drain_done(h);
+  }
+  if (h->nevict > 0) evict_idle(h);
   if (h->shutting_down && !atomic_load(&h->quiesced)) {
     flush(h); /* anything pump wrote */
+    drain_done(h);
     atomic_store(&h->quiesced, true);
   }
 }
@@ -3891,11 +4390,6 @@ static void timer_msg_drop(dts_msg *m) { dts_free(((hub_timer_msg *)m)->key); }
 /* ======================================================================== */
 /* recovery: rebuild the hub from the store                                 */
 
-typedef struct loadctx {
-  dts_hub *h;
-  dts_err err;
-  long n;
-} loadctx;
 
 /* Splits "<id>\0<rest>" after the type byte; returns the id length. */
 static size_t id_part(const dts_hub *h, const char *k, size_t klen, const char **id) {
@@ -3904,53 +4398,6 @@ static size_t id_part(const dts_hub *h, const char *k, size_t klen, const char *
   size_t n = 0;
   while (off + n < klen && k[off + n] != '\0') n++;
   return n;
-}
-
-static bool load_inst(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
-  loadctx *lc = c;
-  dts_hub *h = lc->h;
-  (void)k;
-  (void)klen;
-  Dtsd__Store__InstanceRecord *r = dtsd__store__instance_record__unpack(NULL, vlen, (const uint8_t *)v);
-  if (r == NULL) {
-    DTS_ERROR("hub", "[%s] damaged instance record in the store", h->name);
-    lc->err = DTS_ECORRUPT;
-    return false;
-  }
-  inst *in = inst_new(h, r->instance_id);
-  set_str(&in->name, r->name);
-  set_str(&in->version, dts_sv_get(r->version));
-  set_str(&in->input, dts_sv_get(r->input));
-  set_str(&in->output, dts_sv_get(r->output));
-  set_str(&in->custom_status, dts_sv_get(r->custom_status));
-  in->failure = dts_buf_copy(r->failure_details.data, r->failure_details.len);
-  in->has_failure = r->has_failure;
-  set_str(&in->exec_id, r->execution_id);
-  in->status = r->status;
-  in->created = r->created_ns;
-  in->updated = r->updated_ns;
-  in->completed = r->completed_ns;
-  in->sched_start = r->scheduled_start_ns;
-  if (r->parent.len > 0) {
-    ParentInstanceInfo *p = parent_instance_info__unpack(NULL, r->parent.len, r->parent.data);
-    if (p != NULL) {
-      inst_set_parent(in, p);
-      parent_instance_info__free_unpacked(p, NULL);
-    }
-  }
-  inst_set_tags(in, (void *const *)r->tags, r->n_tags);
-  in->trace = dts_buf_copy(r->trace_context.data, r->trace_context.len);
-  in->next_inbox_seq = r->next_inbox_seq;
-  in->force_turn = r->force_turn;
-  dtsd__store__instance_record__free_unpacked(r, NULL);
-  lc->n++;
-  return true;
-}
-
-static uint64_t be64(const char *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = (v << 8) | (uint8_t)p[i];
-  return v;
 }
 
 static bool load_event(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
@@ -4062,7 +4509,7 @@ static bool load_ent(void *c, const char *k, size_t klen, const char *v, size_t 
   set_str(&e->state, dts_sv_get(r->state));
   e->modified = r->modified_ns;
   if (r->locked_by[0]) {
-    inst *holder = dts_map_get(&h->insts, r->locked_by);
+    inst *holder = find(h, r->locked_by);
     if (holder != NULL) holder->may_hold_locks = true;
     set_str(&e->locked_by, r->locked_by);
     set_str(&e->lock_cs, r->lock_cs);
@@ -4118,14 +4565,108 @@ static bool load_entq(void *c, const char *k, size_t klen, const char *v, size_t
   return true;
 }
 
+/* Data written before the indexes existed: index every record once. */
+typedef struct reindex {
+  dts_hub *h;
+  dts_batch *b;
+  long n;
+  dts_err err;
+} reindex;
+
+static bool reindex_visit(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  reindex *r = c;
+  (void)k;
+  (void)klen;
+  inst *in = inst_decode(r->h, v, vlen);
+  if (in == NULL) {
+    r->err = DTS_ECORRUPT;
+    return false;
+  }
+  dts_batch *saved = r->h->batch;
+  r->h->batch = r->b;
+  in->ix_set = false;
+  index_update(r->h, in);
+  r->h->batch = saved;
+  inst_free(in);
+  if (++r->n % 10000 == 0) {
+    r->err = dts_store_write(r->h->cfg.store, r->b);
+    dts_batch_destroy(r->b);
+    r->b = dts_batch_create();
+    if (r->err != DTS_OK) return false;
+  }
+  return true;
+}
+
+
+static dts_err ensure_indexes(dts_hub *h) {
+  key k;
+  index_marker_key(&k, h);
+  char *v;
+  size_t vlen;
+  dts_err e = dts_store_get(h->cfg.store, k.b, k.n, &v, &vlen);
+  if (e == DTS_OK) {
+    dts_free(v);
+    return DTS_OK;
+  }
+  if (e != DTS_ENOTFOUND) return e;
+  reindex r = {h, dts_batch_create(), 0, DTS_OK};
+  k_start(&k, h, 'I');
+  e = dts_store_scan(h->cfg.store, k.b, k.n, reindex_visit, &r);
+  if (e == DTS_OK) e = r.err;
+  index_marker_key(&k, h);
+  dts_batch_put(r.b, k.b, k.n, "1", 1);
+  if (e == DTS_OK) e = dts_store_write(h->cfg.store, r.b);
+  dts_batch_destroy(r.b);
+  if (r.n > 0) DTS_INFO("hub", "[%s] indexed %ld instances written before indexes existed", h->name, r.n);
+  return e;
+}
+
+/* Non-terminal instances, found through the status index, with their
+ * history and inbox.  Finished ones stay on disk until asked for. */
+static bool load_live(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  loadctx *lc = c;
+  dts_hub *h = lc->h;
+  (void)v;
+  (void)vlen;
+  size_t off = h->namelen + 3 + 8;
+  if (klen <= off) return true;
+  key ik;
+  k_start(&ik, h, 'I');
+  memcpy(ik.b + ik.n, k + off, klen - off);
+  ik.n += klen - off;
+  char *rec;
+  size_t rlen;
+  dts_err e = dts_store_get(h->cfg.store, ik.b, ik.n, &rec, &rlen);
+  if (e == DTS_ENOTFOUND) {
+    DTS_WARN("hub", "[%s] index entry without an instance record: skipped", h->name);
+    return true;
+  }
+  inst *in = e == DTS_OK ? inst_from_record(h, rec, rlen) : NULL;
+  if (e == DTS_OK) dts_free(rec);
+  if (in == NULL || (e = load_events(h, in)) != DTS_OK) {
+    lc->err = e != DTS_OK ? e : DTS_ECORRUPT;
+    return false;
+  }
+  lc->n++;
+  return true;
+}
+
 static dts_err load(dts_hub *h) {
   loadctx lc = {h, DTS_OK, 0};
   key k;
+  dts_err ie = ensure_indexes(h);
+  if (ie != DTS_OK) return ie;
+  for (int st = 0; st < 16 && lc.err == DTS_OK; st++) {
+    if (terminal(st)) continue;
+    k_start(&k, h, 'S');
+    k.b[k.n++] = (char)st;
+    dts_err e = dts_store_scan(h->cfg.store, k.b, k.n, load_live, &lc);
+    if (e != DTS_OK) lc.err = e;
+  }
   const struct {
     char type;
     dts_scan_fn fn;
-  } passes[] = {{'I', load_inst}, {'H', load_event}, {'N', load_event}, {'A', load_act},
-                {'T', load_timer}, {'E', load_ent}, {'Q', load_entq}};
+  } passes[] = {{'A', load_act}, {'T', load_timer}, {'E', load_ent}, {'Q', load_entq}};
   for (size_t i = 0; i < sizeof(passes) / sizeof(passes[0]) && lc.err == DTS_OK; i++) {
     k_start(&k, h, passes[i].type);
     dts_err e = dts_store_scan(h->cfg.store, k.b, k.n, passes[i].fn, &lc);
@@ -4148,14 +4689,6 @@ static dts_err load(dts_hub *h) {
     arm_durable(h, v);
     timers++;
   }
-  /* purge queues, in completion order */
-  size_t nt = 0;
-  inst **fin = dts_malloc((dts_map_len(&h->insts) + 1) * sizeof(*fin));
-  for (size_t it = 0; dts_map_next(&h->insts, &it, &mk, &v);)
-    if (terminal(((inst *)v)->status)) fin[nt++] = v;
-  qsort(fin, nt, sizeof(*fin), cmp_completed);
-  for (size_t i = 0; i < nt; i++) tq_push(h, fin[i]);
-  dts_free(fin);
   /* retention: a flag given at start wins (and is persisted); otherwise the
    * policy persisted by an earlier start or SetRetention */
   key rk;
@@ -4202,7 +4735,14 @@ static void hub_fini(dts_actor *a) {
   for (size_t it = 0; dts_map_next(&h->acts, &it, &k, &v);) act_free(v);
   for (size_t it = 0; dts_map_next(&h->timers, &it, &k, &v);) timer_free(v);
   for (size_t i = 0; i < h->ndead; i++) inst_free(h->dead[i]);
-  tq_free_all(h);
+  for (size_t it = 0; dts_map_next(&h->gone, &it, &k, &v);) {
+    dts_free(((gone *)v)->id);
+    dts_free(v);
+  }
+  dts_map_fini(&h->gone);
+  dts_free(h->evict);
+  for (size_t i = 0; i < h->ndone; i++) dts_msg_free(&h->done[i]->hdr);
+  dts_free(h->done);
   for (size_t it = 0; dts_map_next(&h->ents, &it, &k, &v);) ent_free(v);
   dts_map_fini(&h->ents);
   dts_free(h->dead);
@@ -4234,6 +4774,7 @@ dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out) {
   dts_map_init(&h->timers);
   dts_map_init(&h->tokens);
   dts_map_init(&h->ents);
+  dts_map_init(&h->gone);
   if (h->cfg.max_entity_batch <= 0) h->cfg.max_entity_batch = 100;
   if (getrandom(&h->boot, sizeof(h->boot), 0) != (ssize_t)sizeof(h->boot)) h->boot = (uint32_t)dts_now_ns();
   dts_err e = load(h);

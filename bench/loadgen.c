@@ -19,21 +19,37 @@
  * at the same concurrency: the ceiling a call-per-step protocol has here.
  * --pid PID adds dtsd's CPU seconds per 1,000 orchestrations and peak RSS.
  *
- * Usage: loadgen --target HOST:PORT [--scenario signals|hello|fanout|timers|events|raw]
+ * Scenario "mixed" runs orchestrations of three kinds at once (two hello-5
+ * in four, one external event, one fan-out of 20) with entity signals to
+ * 100 entities alongside (--signals, default twice the orchestrations), and
+ * checks both.
+ *
+ * Scenario "park" starts O orchestrations that wait for an event that never
+ * comes (in flight for good); "query" times the management queries over
+ * what is stored (first pages by status, by id prefix, by completion time,
+ * one finished instance read back) against paging through every finished
+ * instance, and checks the counts (--orchestrations finished, --parked
+ * running).  Both name instances "<id-prefix><i>" (--id-prefix).
+ *
+ * Usage: loadgen --target HOST:PORT [--scenario signals|hello|fanout|timers|events|raw|park|query|mixed]
  *                [--signals S] [--orchestrations O] [--fanout N] [--concurrency C]
- *                [--entities E] [--taskhub NAME] [--pid DTSD_PID]
+ *                [--entities E] [--taskhub NAME] [--pid DTSD_PID] [--id-prefix P] [--parked N]
  * Prints a table line and one JSON line; exit 1 when the check fails.
  */
 #include "proto/pb.h"
+#include "storage/store.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
 #include <inttypes.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +61,7 @@ static const char *target = "127.0.0.1:8080", *hub = NULL;
 static long nsignals = 200000, conc = 512, nents = 1;
 static grpc_channel *ch;
 static grpc_completion_queue *cq;
-static long sent, acked, failed_calls, applied, batches, inflight, unary_calls;
+static long sent, acked, failed_calls, applied, batches, inflight, unary_calls, write_calls;
 
 static double now_s(void) {
   struct timespec ts;
@@ -55,7 +71,7 @@ static double now_s(void) {
 
 /* ---- one call record: unary or the work-item stream ---------------------- */
 
-typedef enum { K_SIGNAL, K_COMPLETE, K_GET, K_STREAM_START, K_STREAM_RECV, K_STREAM_STATUS, K_START, K_WAIT, K_RAISE, K_HELLO } kind;
+typedef enum { K_SIGNAL, K_COMPLETE, K_GET, K_STREAM_START, K_STREAM_RECV, K_STREAM_STATUS, K_START, K_WAIT, K_RAISE, K_HELLO, K_SYNC } kind;
 
 typedef struct rec {
   kind k;
@@ -124,7 +140,7 @@ static size_t request_ops(rec *r, grpc_op *ops) {
   return n;
 }
 
-static void unary(kind k, const char *method, dts_buf body, long index) {
+static rec *unary(kind k, const char *method, dts_buf body, long index) {
   rec *r = calloc(1, sizeof(*r));
   r->k = k;
   r->index = index;
@@ -143,6 +159,8 @@ static void unary(kind k, const char *method, dts_buf body, long index) {
   start_ops(r, ops, n);
   inflight++;
   unary_calls++;
+  if (k == K_START || k == K_COMPLETE || k == K_RAISE || k == K_SIGNAL) write_calls++; /* each is a commit */
+  return r;
 }
 
 static void rec_free(rec *r) {
@@ -264,27 +282,48 @@ static void on_work_item(dts_buf b) {
 
 /* ---- scenario hello-5: five activities in sequence -------------------------- */
 
-enum { S_SIGNALS, S_HELLO, S_FANOUT, S_TIMER, S_EVENT, S_RAW };
+enum { S_SIGNALS, S_HELLO, S_FANOUT, S_TIMER, S_EVENT, S_RAW, S_PARK, S_QUERY, S_MIXED };
 static int scen;              /* the scenario in use */
 static bool hello;            /* an orchestration scenario */
-static long norch = 2000, started, finished, wrong, fan_n = 1000;
+static long norch = 2000, started, finished, wrong, fan_n = 1000, parked_turns, nparked;
+static const char *id_prefix = NULL; /* NULL: "h<run>-" */
 static double *t_start, *lat_ms, *late_ms;
 static long nlate;
 
-static const char *scen_name(void) {
-  switch (scen) {
+#define MIX_FAN 20 /* fan-out width of the mixed scenario's fan-out orchestrations */
+
+/* What orchestration i runs: the scenario's kind, or in the mixed scenario
+ * two hello-5 in four, one external event, one fan-out of MIX_FAN. */
+static int okind(long i) {
+  if (scen != S_MIXED) return scen;
+  static const int mix[4] = {S_HELLO, S_HELLO, S_EVENT, S_FANOUT};
+  return mix[i % 4];
+}
+
+static long fan_of(void) { return scen == S_MIXED ? MIX_FAN : fan_n; }
+
+/* The index i of an instance id "<prefix><i>". */
+static long index_of(const char *id) {
+  size_t n = strlen(id), k = n;
+  while (k > 0 && id[k - 1] >= '0' && id[k - 1] <= '9') k--;
+  return atol(id + k);
+}
+
+static const char *kind_name(int k) {
+  switch (k) {
   case S_HELLO: return "hello5";
   case S_FANOUT: return "fanout";
   case S_TIMER: return "timer";
   case S_EVENT: return "event";
+  case S_PARK: return "park";
   default: return "?";
   }
 }
 
-static void expected_output(char *out, size_t n) {
-  switch (scen) {
+static void expected_output(int k, char *out, size_t n) {
+  switch (k) {
   case S_HELLO: snprintf(out, n, "5"); break;
-  case S_FANOUT: snprintf(out, n, "%ld", fan_n); break;
+  case S_FANOUT: snprintf(out, n, "%ld", fan_of()); break;
   case S_TIMER: snprintf(out, n, "1"); break;
   default: snprintf(out, n, "7"); break;
   }
@@ -292,15 +331,25 @@ static void expected_output(char *out, size_t n) {
 
 /* Actions as DTS counts them: a start is 1, an activity 2, a timer or an
  * event 1. */
-static long actions_per_orch(void) {
-  switch (scen) {
+static long actions_of(int k) {
+  switch (k) {
   case S_HELLO: return 1 + 5 * 2;
-  case S_FANOUT: return 1 + fan_n * 2;
+  case S_FANOUT: return 1 + fan_of() * 2;
   default: return 2;
   }
 }
 
-static void orch_id(long i, char *out, size_t n) { snprintf(out, n, "h%x-%ld", run_id, i); }
+static double actions_per_orch(void) {
+  if (scen != S_MIXED) return (double)actions_of(scen);
+  double sum = 0;
+  for (int i = 0; i < 4; i++) sum += (double)actions_of(okind(i));
+  return sum / 4;
+}
+
+static void orch_id(long i, char *out, size_t n) {
+  if (id_prefix != NULL) snprintf(out, n, "%s%ld", id_prefix, i);
+  else snprintf(out, n, "h%x-%ld", run_id, i);
+}
 
 static void start_orch(void) {
   char id[64];
@@ -309,7 +358,7 @@ static void start_orch(void) {
   CreateInstanceRequest r = CREATE_INSTANCE_REQUEST__INIT;
   Google__Protobuf__StringValue in;
   r.instance_id = id;
-  r.name = (char *)scen_name();
+  r.name = (char *)kind_name(okind(started));
   r.input = dts_sv(&in, "\"x\"");
   dts_buf b = dts_pb_pack(&r.base);
   unary(K_START, "/TaskHubSidecarService/StartInstance", b, started);
@@ -378,7 +427,8 @@ static void on_orch_item(WorkItem *w) {
   r.instance_id = o->instance_id;
   r.completion_token = w->completion_token;
   bool complete = false;
-  switch (scen) {
+  long fan = fan_of();
+  switch (okind(index_of(o->instance_id))) {
   case S_HELLO:
     if (done >= 5) {
       snprintf(buf, sizeof(buf), "%ld", sum);
@@ -394,15 +444,15 @@ static void on_orch_item(WorkItem *w) {
     }
     break;
   case S_FANOUT:
-    if (done >= fan_n) {
+    if (done >= fan) {
       snprintf(buf, sizeof(buf), "%ld", sum);
       complete = true;
     } else if (scheduled == 0) { /* all of them in the first turn */
-      many = calloc((size_t)fan_n, sizeof(*many));
-      OrchestratorAction *acts = calloc((size_t)fan_n, sizeof(*acts));
+      many = calloc((size_t)fan, sizeof(*many));
+      OrchestratorAction *acts = calloc((size_t)fan, sizeof(*acts));
       st.name = "act";
       st.input = dts_sv(&in, "1");
-      for (long i = 0; i < fan_n; i++) {
+      for (long i = 0; i < fan; i++) {
         orchestrator_action__init(&acts[i]);
         acts[i].id = (int32_t)i + 1;
         acts[i].orchestrator_action_type_case = ORCHESTRATOR_ACTION__ORCHESTRATOR_ACTION_TYPE_SCHEDULE_TASK;
@@ -410,7 +460,7 @@ static void on_orch_item(WorkItem *w) {
         many[i] = &acts[i];
       }
       r.actions = many;
-      r.n_actions = (size_t)fan_n;
+      r.n_actions = (size_t)fan;
     }
     break;
   case S_TIMER:
@@ -425,6 +475,9 @@ static void on_orch_item(WorkItem *w) {
       r.actions = &onep;
       r.n_actions = 1;
     }
+    break;
+  case S_PARK: /* waits for an event that never comes */
+    parked_turns++;
     break;
   case S_EVENT:
     if (event != NULL) {
@@ -508,7 +561,10 @@ static void drain_until(bool (*done)(void)) {
     case K_START:
       inflight--;
       if (r->status != GRPC_STATUS_OK) failed_calls++;
-      else if (scen == S_EVENT) { /* raise at once: it may land before the wait starts */
+      else if (scen == S_PARK) {
+        finished++; /* started; its first turn is counted by the worker */
+        if (started < norch) start_orch();
+      } else if (okind(r->index) == S_EVENT) { /* raise at once: it may land before the wait starts */
         char id[64];
         orch_id(r->index, id, sizeof(id));
         RaiseEventRequest re = RAISE_EVENT_REQUEST__INIT;
@@ -543,7 +599,7 @@ static void drain_until(bool (*done)(void)) {
     case K_WAIT: {
       inflight--;
       char want_out[32];
-      expected_output(want_out, sizeof(want_out));
+      expected_output(okind(r->index), want_out, sizeof(want_out));
       dts_buf b = read_bb(r->recv);
       GetInstanceResponse *g = get_instance_response__unpack(NULL, b.n, b.p);
       bool ok = r->status == GRPC_STATUS_OK && g && g->exists && g->orchestration_state &&
@@ -612,40 +668,257 @@ static proc_sample sample(int pid) {
   return ps;
 }
 
-static bool all_hellos(void) { return acked >= nsignals && inflight == 0; }
-static bool all_finished(void) { return finished >= norch && inflight == 0; }
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
 }
+static bool all_hellos(void) { return acked >= nsignals && inflight == 0; }
+static bool all_finished(void) { return finished >= norch && inflight == 0; }
+static bool all_parked(void) { return finished >= norch && parked_turns >= norch && inflight == 0; }
+
+/* ---- scenario query: management queries over what is stored ------------- */
+
+/* One call, waited for (nothing else is in flight in this scenario).
+ * Returns the response body; *ms is the round trip. */
+static dts_buf call_sync(const char *method, const ProtobufCMessage *m, double *ms) {
+  dts_buf b = dts_pb_pack(m);
+  double t0 = now_s();
+  rec *r = unary(K_SYNC, method, b, 0);
+  dts_buf_free(&b);
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_OP_COMPLETE && ev.tag == r) break;
+  }
+  *ms = (now_s() - t0) * 1000.0;
+  inflight--;
+  if (r->status != GRPC_STATUS_OK) {
+    char *d = grpc_slice_to_c_string(r->details);
+    fprintf(stderr, "loadgen: %s failed: status %d: %s\n", method, r->status, d);
+    gpr_free(d);
+    exit(1);
+  }
+  dts_buf out = read_bb(r->recv);
+  rec_free(r);
+  return out;
+}
+
+/* A QueryInstances page: returns how many rows; copies the token (or ""). */
+static size_t query_page(int status, const char *prefix, size_t page, const char *after, char *tok, size_t toklen,
+                         double *ms) {
+  QueryInstancesRequest qr = QUERY_INSTANCES_REQUEST__INIT;
+  InstanceQuery q = INSTANCE_QUERY__INIT;
+  OrchestrationStatus st = (OrchestrationStatus)status;
+  Google__Protobuf__StringValue pv, av;
+  if (status >= 0) {
+    q.runtime_status = &st;
+    q.n_runtime_status = 1;
+  }
+  q.instance_id_prefix = dts_sv(&pv, prefix);
+  q.continuation_token = dts_sv(&av, after);
+  q.max_instance_count = (int32_t)page;
+  qr.query = &q;
+  dts_buf b = call_sync("/TaskHubSidecarService/QueryInstances", &qr.base, ms);
+  QueryInstancesResponse *resp = query_instances_response__unpack(NULL, b.n, b.p);
+  size_t n = resp ? resp->n_orchestration_state : 0;
+  snprintf(tok, toklen, "%s", resp && resp->continuation_token ? resp->continuation_token->value : "");
+  if (resp) query_instances_response__free_unpacked(resp, NULL);
+  dts_buf_free(&b);
+  return n;
+}
+
+/* Pages through every instance with `status` (1,000 a page); returns the
+ * count and the total time in *ms. */
+static long count_all(int status, double *ms) {
+  char tok[512] = "";
+  long n = 0;
+  *ms = 0;
+  do {
+    double one;
+    char next[512];
+    n += (long)query_page(status, NULL, 1000, tok[0] ? tok : NULL, next, sizeof(next), &one);
+    *ms += one;
+    memcpy(tok, next, sizeof(tok));
+  } while (tok[0] != '\0');
+  return n;
+}
+
+static double median_ms(double *v, int n) {
+  qsort(v, (size_t)n, sizeof(double), cmp_d);
+  return v[n / 2];
+}
+
+static int run_queries(void) {
+  enum { REPS = 21 };
+  const int COMPLETED = ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED,
+            RUNNING = ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_RUNNING;
+  const char *pre = id_prefix ? id_prefix : "";
+  double t[REPS], first_done, first_run, by_prefix, by_completed, get_one;
+  char tok[512], want_prefix[128];
+  size_t rows = 0;
+  for (int i = 0; i < REPS; i++) rows = query_page(COMPLETED, NULL, 100, NULL, tok, sizeof(tok), &t[i]);
+  first_done = median_ms(t, REPS);
+  bool ok = rows == (size_t)(norch < 100 ? norch : 100);
+  for (int i = 0; i < REPS; i++) query_page(RUNNING, NULL, 100, NULL, tok, sizeof(tok), &t[i]);
+  first_run = median_ms(t, REPS);
+  /* "<prefix><norch/2>" matches that id and the ids that extend it */
+  snprintf(want_prefix, sizeof(want_prefix), "%s%ld", pre, norch / 2);
+  for (int i = 0; i < REPS; i++) rows = query_page(-1, want_prefix, 100, NULL, tok, sizeof(tok), &t[i]);
+  by_prefix = median_ms(t, REPS);
+  ok = ok && rows >= 1;
+  ListInstanceIdsRequest lr = LIST_INSTANCE_IDS_REQUEST__INIT;
+  Google__Protobuf__Timestamp from;
+  lr.completed_time_from = dts_ts_from_ns(&from, 1);
+  lr.page_size = 100;
+  for (int i = 0; i < REPS; i++) {
+    dts_buf b = call_sync("/TaskHubSidecarService/ListInstanceIds", &lr.base, &t[i]);
+    dts_buf_free(&b);
+  }
+  by_completed = median_ms(t, REPS);
+  char id[128];
+  for (int i = 0; i < REPS; i++) {
+    orch_id((norch / REPS) * i, id, sizeof(id));
+    GetInstanceRequest g = GET_INSTANCE_REQUEST__INIT;
+    g.instance_id = id;
+    g.get_inputs_and_outputs = true;
+    dts_buf b = call_sync("/TaskHubSidecarService/GetInstance", &g.base, &t[i]);
+    GetInstanceResponse *gr = get_instance_response__unpack(NULL, b.n, b.p);
+    ok = ok && gr && gr->exists;
+    if (gr) get_instance_response__free_unpacked(gr, NULL);
+    dts_buf_free(&b);
+  }
+  get_one = median_ms(t, REPS);
+  double all_done_ms, all_run_ms;
+  long ndone = count_all(COMPLETED, &all_done_ms), nrun = count_all(RUNNING, &all_run_ms);
+  ok = ok && ndone == norch && nrun == nparked;
+  printf("loadgen query: %ld finished + %ld running stored; first page (100) by status: finished %.2f ms, running "
+         "%.2f ms; by id prefix %.2f ms; by completion time %.2f ms; one finished instance %.2f ms\n",
+         ndone, nrun, first_done, first_run, by_prefix, by_completed, get_one);
+  printf("loadgen query: baseline, every finished instance paged through (1,000 a page): %.0f ms = %.0fx the first page\n",
+         all_done_ms, all_done_ms / first_done);
+  printf("{\"bench\":\"loadgen\",\"scenario\":\"query\",\"finished\":%ld,\"running\":%ld,\"first_page_status_ms\":%.3f,"
+         "\"first_page_running_ms\":%.3f,\"prefix_ms\":%.3f,\"list_ids_ms\":%.3f,\"get_ms\":%.3f,\"all_pages_ms\":%.0f,"
+         "\"check\":%s}\n",
+         ndone, nrun, first_done, first_run, by_prefix, by_completed, get_one, all_done_ms, ok ? "true" : "false");
+  if (!ok) fprintf(stderr, "loadgen query: counts wrong (want %ld finished, %ld running)\n", norch, nparked);
+  return ok ? 0 : 1;
+}
 static bool all_applied(void) { return applied >= nsignals && acked + failed_calls >= nsignals && inflight == 0; }
 static bool all_checked(void) { return inflight == 0; }
+static bool all_mixed(void) { return all_finished() && applied >= nsignals && acked + failed_calls >= nsignals; }
+
+/* Reads the entities back (hot: the one entity; spread: up to 200 of them)
+ * and checks their state against the signals sent. */
+static void check_entities(void) {
+  long step = nents > 200 ? nents / 200 : 1;
+  for (long i = 0; i < nents; i += step) {
+    char id[64];
+    entity_id(i, id, sizeof(id));
+    GetEntityRequest g = GET_ENTITY_REQUEST__INIT;
+    g.instance_id = id;
+    g.include_state = true;
+    dts_buf b = dts_pb_pack(&g.base);
+    unary(K_GET, "/TaskHubSidecarService/GetEntity", b, i);
+    dts_buf_free(&b);
+  }
+  drain_until(all_checked);
+}
+
+/* ---- the limits, measured in the same run -------------------------------- */
+
+static bool durability_fsync;
+
+/* Bare unary round trips (Hello) at the scenario's concurrency, for about
+ * `n` calls: the ceiling of a call-per-step protocol on this machine. */
+static double unary_ceiling(long n) {
+  long sent0 = sent, acked0 = acked, nsig0 = nsignals;
+  sent = 0;
+  acked = 0;
+  nsignals = n;
+  double t0 = now_s();
+  for (long i = 0; i < conc && sent < nsignals; i++) {
+    sent++;
+    unary(K_HELLO, "/TaskHubSidecarService/Hello", (dts_buf){NULL, 0}, 0);
+  }
+  drain_until(all_hellos);
+  double rate = (double)n / (now_s() - t0);
+  sent = sent0;
+  acked = acked0;
+  nsignals = nsig0;
+  return rate;
+}
+
+/* LevelDB on this disk, written the way the storage thread writes: batches
+ * shaped like one orchestration step (a record, two events, an inbox
+ * delete) merged 64 to a write, in the durability mode given; batches/s. */
+static double store_ceiling(double seconds) {
+  char dir[] = "/tmp/loadgen-store-XXXXXX", err[256];
+  if (mkdtemp(dir) == NULL) return 0;
+  char db[64];
+  snprintf(db, sizeof(db), "%s/db", dir);
+  dts_store *st;
+  if (dts_store_open(db, durability_fsync ? DTS_DURABILITY_FSYNC : DTS_DURABILITY_OS, &st, err, sizeof(err)) != DTS_OK) {
+    fprintf(stderr, "loadgen: %s\n", err);
+    return 0;
+  }
+  char val[300], key[64];
+  memset(val, 'v', sizeof(val));
+  long nb = 0;
+  double t0 = now_s(), dt;
+  do {
+    dts_batch *b = dts_batch_create();
+    for (int g = 0; g < 64; g++, nb++) {
+      snprintf(key, sizeof(key), "hub%cI%ld", 0, nb);
+      dts_batch_put(b, key, 12, val, sizeof(val));
+      for (int e = 0; e < 2; e++) {
+        snprintf(key, sizeof(key), "hub%cH%ld-%d", 0, nb, e);
+        dts_batch_put(b, key, 16, val, 80);
+      }
+      snprintf(key, sizeof(key), "hub%cN%ld", 0, nb - 1);
+      dts_batch_del(b, key, 12);
+    }
+    dts_store_write(st, b);
+    dts_batch_destroy(b);
+    dt = now_s() - t0;
+  } while (dt < seconds);
+  dts_store_close(st);
+  char cmd[96];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  if (system(cmd) != 0) fprintf(stderr, "loadgen: could not remove %s\n", dir);
+  return (double)nb / dt;
+}
 
 int main(int argc, char **argv) {
   const char *scenario = "signals";
+  bool signals_given = false, entities_given = false;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) target = argv[++i];
     else if (strcmp(argv[i], "--taskhub") == 0 && i + 1 < argc) hub = argv[++i];
     else if (strcmp(argv[i], "--scenario") == 0 && i + 1 < argc) scenario = argv[++i];
-    else if (strcmp(argv[i], "--signals") == 0 && i + 1 < argc) nsignals = atol(argv[++i]);
+    else if (strcmp(argv[i], "--signals") == 0 && i + 1 < argc) nsignals = atol(argv[++i]), signals_given = true;
     else if (strcmp(argv[i], "--concurrency") == 0 && i + 1 < argc) conc = atol(argv[++i]);
-    else if (strcmp(argv[i], "--entities") == 0 && i + 1 < argc) nents = atol(argv[++i]);
+    else if (strcmp(argv[i], "--entities") == 0 && i + 1 < argc) nents = atol(argv[++i]), entities_given = true;
     else if (strcmp(argv[i], "--orchestrations") == 0 && i + 1 < argc) norch = atol(argv[++i]);
     else if (strcmp(argv[i], "--fanout") == 0 && i + 1 < argc) fan_n = atol(argv[++i]);
     else if (strcmp(argv[i], "--pid") == 0 && i + 1 < argc) dtsd_pid = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--id-prefix") == 0 && i + 1 < argc) id_prefix = argv[++i];
+    else if (strcmp(argv[i], "--parked") == 0 && i + 1 < argc) nparked = atol(argv[++i]);
+    else if (strcmp(argv[i], "--durability") == 0 && i + 1 < argc) durability_fsync = strcmp(argv[++i], "fsync") == 0;
     else {
       fprintf(stderr, "usage: loadgen --target HOST:PORT [--scenario signals] [--signals S] [--concurrency C] "
                       "[--entities E] [--taskhub NAME]\n");
       return 2;
     }
   }
-  static const char *names[] = {"signals", "hello", "fanout", "timers", "events", "raw"};
+  static const char *names[] = {"signals", "hello", "fanout", "timers", "events", "raw", "park", "query", "mixed"};
   scen = -1;
-  for (int i = 0; i < 6; i++)
+  for (int i = 0; i < 9; i++)
     if (strcmp(scenario, names[i]) == 0) scen = i;
-  hello = scen == S_HELLO || scen == S_FANOUT || scen == S_TIMER || scen == S_EVENT;
+  hello = scen == S_HELLO || scen == S_FANOUT || scen == S_TIMER || scen == S_EVENT || scen == S_PARK || scen == S_MIXED;
+  if (scen == S_MIXED && !signals_given) nsignals = norch * 2;
+  if (scen == S_MIXED && !entities_given) nents = 100;
   if (scen < 0 || nsignals <= 0 || conc <= 0 || nents <= 0 || norch <= 0 || fan_n <= 0 || fan_n > 100000) {
-    fprintf(stderr, "loadgen: scenarios are signals, hello, fanout, timers, events, raw; counts must be positive\n");
+    fprintf(stderr, "loadgen: scenarios are signals, hello, fanout, timers, events, raw, park, query, mixed; counts "
+                    "must be positive\n");
     return 2;
   }
   run_id = (unsigned)(time(NULL) ^ (getpid() << 8));
@@ -655,6 +928,11 @@ int main(int argc, char **argv) {
   grpc_channel_credentials_release(cr);
   cq = grpc_completion_queue_create_for_next(NULL);
   final_state = calloc((size_t)nents, sizeof(long));
+  if (scen == S_QUERY) {
+    int rc = run_queries();
+    fflush(stdout);
+    _exit(rc);
+  }
 
   open_stream();
   if (scen == S_RAW) { /* the ceiling: bare unary round trips at the same concurrency */
@@ -676,12 +954,25 @@ int main(int argc, char **argv) {
     t_start = calloc((size_t)norch, sizeof(double));
     lat_ms = calloc((size_t)norch, sizeof(double));
     late_ms = calloc((size_t)norch, sizeof(double));
+    double ceil_unary = 0, ceil_store = 0;
+    if (scen != S_PARK) {
+      ceil_unary = unary_ceiling(conc * 40 > 20000 ? conc * 40 : 20000);
+      ceil_store = store_ceiling(1.0);
+    }
     proc_sample cpu0 = sample(dtsd_pid);
-    long calls0 = unary_calls;
+    long calls0 = unary_calls, writes0 = write_calls;
     double h0 = now_s();
     for (long i = 0; i < conc && started < norch; i++) start_orch();
-    drain_until(all_finished);
+    if (scen == S_MIXED) /* entity signals alongside, a quarter of the concurrency */
+      for (long i = 0; i < (conc + 3) / 4 && sent < nsignals; i++) send_signal();
+    drain_until(scen == S_PARK ? all_parked : scen == S_MIXED ? all_mixed : all_finished);
     double hdt = now_s() - h0;
+    if (scen == S_MIXED) {
+      check_entities();
+      printf("loadgen mixed: %ld entity signals to %ld entities alongside: %.0f signals/s, check %ld ok %ld bad\n",
+             nsignals, nents, (double)nsignals / hdt, checked_ok, checked_bad);
+      if (checked_bad > 0) wrong += checked_bad;
+    }
     proc_sample cpu1 = sample(dtsd_pid);
     double call_rate = (double)(unary_calls - calls0) / hdt;
     qsort(lat_ms, (size_t)finished, sizeof(double), cmp_d);
@@ -699,13 +990,25 @@ int main(int argc, char **argv) {
     if (dtsd_pid > 0)
       printf("dtsd: %.3f CPU-s per 1,000 orchestrations, peak RSS %.1f MiB\n",
              (cpu1.cpu_s - cpu0.cpu_s) / (double)norch * 1000.0, cpu1.rss_mib);
+    double cpo = (double)(unary_calls - calls0) / (double)norch, wpo = (double)(write_calls - writes0) / (double)norch;
+    double lim_unary = ceil_unary > 0 ? ceil_unary / cpo : 0, lim_store = ceil_store > 0 ? ceil_store / wpo : 0;
+    if (ceil_unary > 0)
+      printf("limits: bare unary round trips %.0f calls/s at %ld in flight; this pattern makes %.1f calls per "
+             "orchestration, so at most %.0f orchestrations/s (%.0f actions/s): achieved %.0f%%\n"
+             "limits: LevelDB group commit %.0f batches/s (64 per write, durability %s); %.1f commits per "
+             "orchestration, so at most %.0f orchestrations/s: achieved %.0f%%\n",
+             ceil_unary, conc, cpo, lim_unary, lim_unary * actions_per_orch(), 100.0 * rate / lim_unary, ceil_store,
+             durability_fsync ? "fsync" : "os", wpo, lim_store, 100.0 * rate / lim_store);
     printf("{\"bench\":\"loadgen\",\"scenario\":\"%s\",\"orchestrations\":%ld,\"concurrency\":%ld,"
            "\"orchestrations_per_s\":%.0f,\"actions_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
            "\"wrong\":%ld,\"calls_per_s\":%.0f,\"timer_late_p50_ms\":%.3f,\"timer_late_p99_ms\":%.3f,"
-           "\"dtsd_cpu_s_per_1000\":%.3f,\"dtsd_peak_rss_mib\":%.1f}\n",
+           "\"dtsd_cpu_s_per_1000\":%.3f,\"dtsd_peak_rss_mib\":%.1f,\"unary_ceiling_calls_per_s\":%.0f,"
+           "\"unary_limit_orch_per_s\":%.0f,\"store_ceiling_batches_per_s\":%.0f,\"store_limit_orch_per_s\":%.0f,"
+           "\"durability\":\"%s\"}\n",
            scenario, norch, conc, rate, rate * (double)actions_per_orch(), p50, p99, p999, wrong, call_rate,
            nlate ? late_ms[nlate / 2] : 0.0, nlate ? late_ms[(size_t)((double)nlate * 0.99)] : 0.0,
-           dtsd_pid > 0 ? (cpu1.cpu_s - cpu0.cpu_s) / (double)norch * 1000.0 : 0.0, cpu1.rss_mib);
+           dtsd_pid > 0 ? (cpu1.cpu_s - cpu0.cpu_s) / (double)norch * 1000.0 : 0.0, cpu1.rss_mib, ceil_unary, lim_unary,
+           ceil_store, lim_store, durability_fsync ? "fsync" : "os");
     fflush(stdout);
     grpc_call_cancel(stream->call, NULL);
     _exit(wrong == 0 && failed_calls == 0 && (scen != S_TIMER || late_ms[0] >= 0) ? 0 : 1);
@@ -714,20 +1017,7 @@ int main(int argc, char **argv) {
   for (long i = 0; i < conc && sent < nsignals; i++) send_signal();
   drain_until(all_applied);
   double dt = now_s() - t0;
-
-  /* read back and check (hot: the one entity; spread: up to 200 of them) */
-  long step = nents > 200 ? nents / 200 : 1;
-  for (long i = 0; i < nents; i += step) {
-    char id[64];
-    entity_id(i, id, sizeof(id));
-    GetEntityRequest g = GET_ENTITY_REQUEST__INIT;
-    g.instance_id = id;
-    g.include_state = true;
-    dts_buf b = dts_pb_pack(&g.base);
-    unary(K_GET, "/TaskHubSidecarService/GetEntity", b, i);
-    dts_buf_free(&b);
-  }
-  drain_until(all_checked);
+  check_entities();
 
   double rate = (double)nsignals / dt;
   printf("loadgen signals: %ld signals to %ld entit%s, %ld in flight: %.0f signals/s, %.1f operations per work item, "

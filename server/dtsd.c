@@ -154,6 +154,7 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                                   .abandon_delay_ns = 1000000000ULL,
                                   .ping_interval_ns = (uint64_t)(o->health_ping_ms > 0 ? o->health_ping_ms : 30000) * 1000000ULL,
                                   .max_entity_batch = o->entity_batch > 0 ? o->entity_batch : 100,
+                                  .inline_commit = !o->fsync && !o->commit_thread,
                                   .purge_interval_ns = (uint64_t)(o->purge_interval_ms > 0 ? o->purge_interval_ms : 1000) * 1000000ULL};
   const char *p = o->task_hubs && o->task_hubs[0] ? o->task_hubs : "default";
   while (*p) {

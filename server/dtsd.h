@@ -38,6 +38,7 @@ typedef struct dtsd_options {
   const char *retention; /* auto-purge, e.g. "default=30d,failed=90d" (NULL: as persisted) */
   int purge_interval_ms; /* how often the purger runs (default 1000) */
   int entity_batch;      /* most operations per entity work item (default 100) */
+  bool commit_thread;    /* os durability: commit on the storage thread too (the fsync path) */
 } dtsd_options;
 
 void dtsd_options_init(dtsd_options *o);

@@ -30,6 +30,8 @@ static void usage(FILE *out) {
           "                       keep = never; 0 = as soon as possible); persisted per hub  [DTSD_RETENTION]\n"
           "  --purge-interval MS  how often the purger runs (default 1000)                  [DTSD_PURGE_INTERVAL]\n"
           "  --entity-batch N     most operations in one entity work item (default 100)     [DTSD_ENTITY_BATCH]\n"
+          "  --commit-thread      with os durability, commit on the storage thread as fsync does\n"
+          "                       (default: each hub writes its own batches)               [DTSD_COMMIT_THREAD=1]\n"
           "  --log-level L        debug|info|warn|error (default info)                     [DTSD_LOG_LEVEL]\n"
           "  --log-format F       text|json (default text)                                 [DTSD_LOG_FORMAT]\n"
           "  --help               this text\n");
@@ -63,6 +65,7 @@ int main(int argc, char **argv) {
   if (env("DTSD_DATA_DIR", NULL)) o.data_dir = env("DTSD_DATA_DIR", NULL);
   if (env("DTSD_TASK_HUBS", "DTS_TASK_HUB_NAMES")) o.task_hubs = env("DTSD_TASK_HUBS", "DTS_TASK_HUB_NAMES");
   if (env("DTSD_EPHEMERAL", NULL)) o.ephemeral = strcmp(env("DTSD_EPHEMERAL", NULL), "0") != 0;
+  if (env("DTSD_COMMIT_THREAD", NULL)) o.commit_thread = strcmp(env("DTSD_COMMIT_THREAD", NULL), "0") != 0;
 
   static const struct option opts[] = {{"address", required_argument, 0, 'a'},
                                        {"port-file", required_argument, 0, 'P'},
@@ -78,6 +81,7 @@ int main(int argc, char **argv) {
                                        {"retention", required_argument, 0, 'R'},
                                        {"purge-interval", required_argument, 0, 'I'},
                                        {"entity-batch", required_argument, 0, 'B'},
+                                       {"commit-thread", no_argument, 0, 'C'},
                                        {"log-level", required_argument, 0, 'l'},
                                        {"log-format", required_argument, 0, 'f'},
                                        {"help", no_argument, 0, 'h'},
@@ -98,6 +102,7 @@ int main(int argc, char **argv) {
     case 'H': ping = optarg; break;
     case 'R': o.retention = optarg; break;
     case 'I': purge_iv = optarg; break;
+    case 'C': o.commit_thread = true; break;
     case 'B': ebatch = optarg; break;
     case 'l': lvl = optarg; break;
     case 'f': fmt = optarg; break;

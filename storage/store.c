@@ -343,8 +343,31 @@ void dts_store_close(dts_store *s) {
 /* reads                                                                    */
 
 dts_err dts_store_scan(dts_store *s, const void *prefix, size_t plen, dts_scan_fn fn, void *ctx) {
+  return dts_store_scan_from(s, prefix, plen, prefix, plen, fn, ctx);
+}
+
+dts_err dts_store_get(dts_store *s, const void *k, size_t klen, char **out, size_t *outlen) {
+  char *err = NULL;
+  size_t vlen = 0;
+  char *v = leveldb_get(s->db, s->ropt, k, klen, &vlen, &err);
+  if (err != NULL) {
+    DTS_ERROR("store", "read failed: %s", err);
+    leveldb_free(err);
+    return DTS_ECORRUPT;
+  }
+  if (v == NULL) return DTS_ENOTFOUND;
+  *out = dts_malloc(vlen + 1);
+  memcpy(*out, v, vlen);
+  (*out)[vlen] = '\0';
+  *outlen = vlen;
+  leveldb_free(v);
+  return DTS_OK;
+}
+
+dts_err dts_store_scan_from(dts_store *s, const void *prefix, size_t plen, const void *from, size_t flen,
+                            dts_scan_fn fn, void *ctx) {
   leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropt);
-  leveldb_iter_seek(it, prefix, plen);
+  leveldb_iter_seek(it, from, flen);
   for (; leveldb_iter_valid(it); leveldb_iter_next(it)) {
     size_t klen, vlen;
     const char *k = leveldb_iter_key(it, &klen);

@@ -63,6 +63,15 @@ dts_err dts_store_write(dts_store *s, dts_batch *b);
 typedef bool (*dts_scan_fn)(void *ctx, const char *k, size_t klen, const char *v, size_t vlen);
 dts_err dts_store_scan(dts_store *s, const void *prefix, size_t plen, dts_scan_fn fn, void *ctx);
 
+/* Like dts_store_scan, but starts at the first key >= `from` (which should
+ * itself start with prefix). */
+dts_err dts_store_scan_from(dts_store *s, const void *prefix, size_t plen, const void *from, size_t flen,
+                            dts_scan_fn fn, void *ctx);
+
+/* Reads one key.  DTS_OK with *v (caller dts_frees) and *vlen set when
+ * found; DTS_ENOTFOUND when absent. */
+dts_err dts_store_get(dts_store *s, const void *k, size_t klen, char **v, size_t *vlen);
+
 /* Figures for logs and benchmarks. */
 typedef struct dts_store_stats {
   uint64_t writes;  /* LevelDB writes (groups) */

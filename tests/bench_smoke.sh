@@ -29,6 +29,9 @@ $L --scenario fanout --orchestrations 4 --fanout 200 --concurrency 2
 $L --scenario timers --orchestrations 200 --concurrency 200
 $L --scenario events --orchestrations 300 --concurrency 32
 $L --scenario raw --signals 5000 --concurrency 32
+$L --scenario mixed --orchestrations 200 --concurrency 32
 kill -TERM "$PID"
 wait "$PID"
 PID=""
+# the store at a small scale: memory, query latency, restart (million.sh)
+"$(dirname "$0")/../bench/million.sh" "$B" 3000 300

@@ -2,6 +2,7 @@
  * a network: a fake dts_call records answers and stream items; the real
  * runtime, storage thread and LevelDB (in a temp dir) run underneath.
  * Runs under TSan too (hub actor, storage thread and timer thread race). */
+#define _GNU_SOURCE /* memmem */
 #include "actors/hub.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
@@ -125,6 +126,10 @@ static int nitems(dts_call *c) {
 /* ======================================================================== */
 /* fixture                                                                  */
 
+/* Which commit path the hubs use: the storage thread (first run of every
+ * test) or inline, from the hub's own thread (second run). */
+static bool inline_commit;
+
 typedef struct fx {
   char dir[64];
   dts_sched *sched;
@@ -140,7 +145,8 @@ static void open_all(fx *f) {
   assert_int_equal(dts_store_open(f->dir, DTS_DURABILITY_OS, &f->store, err, sizeof(err)), DTS_OK);
   dts_hub_config hc = {.name = "default", .sched = f->sched, .timers = f->timers, .store = f->store,
                        .max_payload = 1 << 20, .default_max_orch = 10, .default_max_act = 10,
-                       .abandon_delay_ns = 50000000ULL, .ping_interval_ns = 30000000000ULL};
+                       .abandon_delay_ns = 50000000ULL, .ping_interval_ns = 30000000000ULL,
+                       .inline_commit = inline_commit};
   assert_int_equal(dts_hub_create(&hc, &f->hub), DTS_OK);
 }
 
@@ -596,6 +602,178 @@ static void test_timers_due_at_load_fire_after_load(void **state) {
   dts_call_unref(s);
 }
 
+/* ---- finished instances leave memory and come back from the store ---- */
+
+static long mem_instances(fx *f) {
+  dts_hub_stats st;
+  dts_hub_get_stats(f->hub, &st);
+  return st.instances;
+}
+
+typedef struct keycount {
+  const char *needle; /* count keys containing it (NULL: all) */
+  long n;
+} keycount;
+
+static bool count_key(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  (void)v;
+  (void)vlen;
+  keycount *kc = c;
+  if (kc->needle == NULL || memmem(k, klen, kc->needle, strlen(kc->needle)) != NULL) kc->n++;
+  return true;
+}
+
+static bool strip_key(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  (void)v;
+  (void)vlen;
+  dts_batch_del(c, k, klen);
+  return true;
+}
+
+/* Keys of type `type` in hub "default" ("default\0<type>..."), containing `needle`. */
+static long store_keys(fx *f, char type, const char *needle) {
+  char pre[9] = "default";
+  pre[8] = type;
+  keycount kc = {needle, 0};
+  assert_int_equal(dts_store_scan(f->store, pre, 9, count_key, &kc), DTS_OK);
+  return kc.n;
+}
+
+/* Runs one orchestration on stream s from item `*next` on: with an
+ * activity first when `with_activity`, then completes with `out`. */
+static void run_one(fx *f, dts_call *s, int *next, bool with_activity, const char *out) {
+  WorkItem *w = item(s, (*next)++);
+  if (with_activity) {
+    ScheduleTaskAction sta;
+    OrchestratorAction a1, *acts[1] = {act_schedule(1, "act", &sta, &a1)};
+    complete_orch(f, w, acts, 1);
+    work_item__free_unpacked(w, NULL);
+    w = item(s, (*next)++);
+    ActivityResponse ar = ACTIVITY_RESPONSE__INIT;
+    ar.instance_id = w->activity_request->orchestration_instance->instance_id;
+    ar.task_id = 1;
+    ar.completion_token = w->completion_token;
+    dts_call_unref(rpc(f, DTS_M_COMPLETE_ACTIVITY, &ar.base, 0));
+    work_item__free_unpacked(w, NULL);
+    w = item(s, (*next)++);
+  }
+  CompleteOrchestrationAction ca;
+  Google__Protobuf__StringValue sv;
+  OrchestratorAction a2, *fin[1] = {act_complete(out, ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED, &ca, &sv, &a2)};
+  complete_orch(f, w, fin, 1);
+  work_item__free_unpacked(w, NULL);
+}
+
+static void test_finished_instances_leave_memory_and_come_back(void **state) {
+  fx *f = *state;
+  dts_call *s = open_stream(f);
+  int next = 0;
+  dts_free(start(f, "p1", "orch"));
+  run_one(f, s, &next, true, "\"v1\"");
+  assert_true(TU_WAIT_UNTIL(mem_instances(f) == 0, 10)); /* evicted once idle */
+  long n1 = store_keys(f, 'H', "p1");
+  assert_true(n1 >= 6);
+  OrchestrationState *st = get(f, "p1"); /* read back from the store */
+  assert_non_null(st);
+  assert_int_equal(st->orchestration_status, ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED);
+  assert_string_equal(st->output->value, "\"v1\"");
+  orchestration_state__free_unpacked(st, NULL);
+  assert_true(TU_WAIT_UNTIL(mem_instances(f) == 0, 10));
+
+  /* reusing the id of an evicted instance replaces all of its history */
+  dts_free(start(f, "p1", "orch"));
+  run_one(f, s, &next, false, "\"v2\"");
+  dts_free(start(f, "p2", "orch"));
+  run_one(f, s, &next, false, "\"v2\"");
+  assert_true(TU_WAIT_UNTIL(mem_instances(f) == 0, 10));
+  assert_int_equal(store_keys(f, 'H', "p1"), store_keys(f, 'H', "p2"));
+  assert_true(store_keys(f, 'H', "p1") < n1);
+  assert_int_equal(store_keys(f, 'S', "p1"), 1); /* one index entry each */
+  assert_int_equal(store_keys(f, 'C', "p1"), 1);
+
+  /* a restart loads no finished instance; queries still find them */
+  close_stream(f, s);
+  dts_call_unref(s);
+  close_all(f);
+  open_all(f);
+  assert_int_equal(mem_instances(f), 0);
+  QueryInstancesRequest qr = QUERY_INSTANCES_REQUEST__INIT;
+  InstanceQuery q = INSTANCE_QUERY__INIT;
+  OrchestrationStatus want = ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED;
+  q.runtime_status = &want;
+  q.n_runtime_status = 1;
+  q.max_instance_count = 1;
+  qr.query = &q;
+  dts_call *c = rpc(f, DTS_M_QUERY_INSTANCES, &qr.base, 0);
+  QueryInstancesResponse *resp = query_instances_response__unpack(NULL, c->body.n, c->body.p);
+  assert_int_equal(resp->n_orchestration_state, 1);
+  assert_string_equal(resp->orchestration_state[0]->instance_id, "p1"); /* created first */
+  assert_non_null(resp->continuation_token);
+  Google__Protobuf__StringValue tok;
+  q.continuation_token = dts_sv(&tok, resp->continuation_token->value);
+  dts_call *c2 = rpc(f, DTS_M_QUERY_INSTANCES, &qr.base, 0);
+  QueryInstancesResponse *resp2 = query_instances_response__unpack(NULL, c2->body.n, c2->body.p);
+  assert_int_equal(resp2->n_orchestration_state, 1);
+  assert_string_equal(resp2->orchestration_state[0]->instance_id, "p2");
+  assert_null(resp2->continuation_token);
+  query_instances_response__free_unpacked(resp, NULL);
+  query_instances_response__free_unpacked(resp2, NULL);
+  dts_call_unref(c);
+  dts_call_unref(c2);
+
+  /* purge of an evicted instance removes every key it had */
+  PurgeInstancesRequest pr = PURGE_INSTANCES_REQUEST__INIT;
+  pr.request_case = PURGE_INSTANCES_REQUEST__REQUEST_INSTANCE_ID;
+  pr.instance_id = "p1";
+  c = rpc(f, DTS_M_PURGE_INSTANCES, &pr.base, 0);
+  PurgeInstancesResponse *presp = purge_instances_response__unpack(NULL, c->body.n, c->body.p);
+  assert_int_equal(presp->deleted_instance_count, 1);
+  purge_instances_response__free_unpacked(presp, NULL);
+  dts_call_unref(c);
+  assert_null(get(f, "p1"));
+  for (const char *t = "IHNSC"; *t; t++) assert_int_equal(store_keys(f, *t, "p1"), 0);
+  assert_non_null((st = get(f, "p2")));
+  orchestration_state__free_unpacked(st, NULL);
+}
+
+/* Data written before the indexes existed is indexed once at start. */
+static void test_indexes_are_rebuilt_for_old_data(void **state) {
+  fx *f = *state;
+  dts_call *s = open_stream(f);
+  int next = 0;
+  dts_free(start(f, "old-1", "orch"));
+  run_one(f, s, &next, false, "1");
+  close_stream(f, s);
+  dts_call_unref(s);
+  close_all(f);
+  /* strip the indexes and their marker, as an older dtsd left the store */
+  char err[256];
+  assert_int_equal(dts_store_open(f->dir, DTS_DURABILITY_OS, &f->store, err, sizeof(err)), DTS_OK);
+  assert_int_equal(store_keys(f, 'S', "old-1"), 1);
+  dts_batch *b = dts_batch_create();
+  for (const char *t = "SCX"; *t; t++) {
+    char pre[9] = "default";
+    pre[8] = *t;
+    assert_int_equal(dts_store_scan(f->store, pre, 9, strip_key, b), DTS_OK);
+  }
+  assert_int_equal(dts_store_write(f->store, b), DTS_OK);
+  dts_batch_destroy(b);
+  assert_int_equal(store_keys(f, 'S', "old-1"), 0);
+  dts_store_close(f->store);
+  open_all(f);
+  assert_int_equal(store_keys(f, 'S', "old-1"), 1);
+  assert_int_equal(store_keys(f, 'C', "old-1"), 1);
+  ListInstanceIdsRequest lr = LIST_INSTANCE_IDS_REQUEST__INIT;
+  Google__Protobuf__Timestamp from;
+  lr.completed_time_from = dts_ts_from_ns(&from, 1);
+  dts_call *c = rpc(f, DTS_M_LIST_INSTANCE_IDS, &lr.base, 0);
+  ListInstanceIdsResponse *resp = list_instance_ids_response__unpack(NULL, c->body.n, c->body.p);
+  assert_int_equal(resp->n_instance_ids, 1);
+  assert_string_equal(resp->instance_ids[0], "old-1");
+  list_instance_ids_response__free_unpacked(resp, NULL);
+  dts_call_unref(c);
+}
+
 static void test_chunked_completion_and_partial_processing(void **state) {
   fx *f = *state;
   char *id = start(f, "c1", "orch");
@@ -777,10 +955,15 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_continue_as_new_starts_a_new_execution, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restart_resumes_activities_and_timers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timers_due_at_load_fire_after_load, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_finished_instances_leave_memory_and_come_back, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_indexes_are_rebuilt_for_old_data, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunked_completion_and_partial_processing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_filters_and_per_stream_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_clean_storage_releases_an_orphaned_lock, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_requests_get_clear_errors, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  int failed = cmocka_run_group_tests_name("storage-thread commits", tests, NULL, NULL);
+  inline_commit = true;
+  failed += cmocka_run_group_tests_name("inline commits", tests, NULL, NULL);
+  return failed;
 }
