@@ -49,8 +49,10 @@ void dts_call_reply(dts_call *c, dts_buf resp);
 void dts_call_fail(dts_call *c, dts_status st, const char *msg);
 
 /* Streams (owner only).  open sends the response headers; send sends one
- * message (consumed); end sends the final status.  Each is one send: wait
- * for its DTS_CALL_SENT before the next. */
+ * message (consumed); end sends the final status.  Call them without
+ * waiting: the bridge keeps them in order and sends one at a time.
+ * DTS_CALL_SENT comes once, when the final status went out (ok) or when a
+ * send failed (the call is dead; later sends are dropped). */
 void dts_call_stream_open(dts_call *c);
 void dts_call_stream_send(dts_call *c, dts_buf msg);
 void dts_call_stream_end(dts_call *c, dts_status st, const char *msg);

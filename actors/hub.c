@@ -116,6 +116,7 @@ struct inst {
   int ix_status;
   int64_t ix_created, ix_completed;
   bool evict_listed; /* in h->evict */
+  long rec_hist, rec_inbox; /* decoded record: its event counts (-1: unknown) */
 };
 
 typedef struct act {
@@ -146,7 +147,7 @@ struct stream {
   int max_orch, max_act, n_orch, n_act, max_ent, n_ent;
   dts_buf *q; /* outbox ring */
   size_t qhead, qlen, qcap;
-  bool sending, ended, closed, end_after_send;
+  bool ended, closed, end_after_send;
   bool history;          /* a StreamInstanceHistory call, not a worker */
   bool held;             /* sends wait for a commit (ticket `opens`) */
   dts_status end_st;     /* status that ends it once drained */
@@ -280,6 +281,7 @@ typedef struct loadctx {
   dts_hub *h;
   dts_err err;
   long n;
+  long left; /* load_event: events still expected (-1: to the end of the prefix) */
 } loadctx;
 
 static void pump(dts_hub *h);
@@ -600,6 +602,7 @@ static void put_record(dts_hub *h, inst *in) {
   r.trace_context.data = in->trace.p;
   r.trace_context.len = in->trace.n;
   r.force_turn = in->force_turn;
+  r.inbox_count = (uint32_t)(in->inbox.n + in->dispatched.n) + 1; /* both are N keys */
   dts_buf b = dts_pb_pack(&r.base);
   key k;
   key_inst(&k, h, in->id);
@@ -901,6 +904,8 @@ static inst *inst_decode(dts_hub *h, const char *v, size_t vlen) {
   in->trace = dts_buf_copy(r->trace_context.data, r->trace_context.len);
   in->next_inbox_seq = r->next_inbox_seq;
   in->force_turn = r->force_turn;
+  in->rec_hist = r->inbox_count > 0 ? (long)r->history_len : -1;
+  in->rec_inbox = r->inbox_count > 0 ? (long)r->inbox_count - 1 : -1;
   /* what the store's index entries say (put_record wrote both together) */
   in->ix_set = true;
   in->ix_status = in->status;
@@ -1140,19 +1145,20 @@ static void post_wake(dts_hub *h, const char *id, uint64_t at_mono) {
   dts_timer_post(h->cfg.timers, at_mono, &h->actor, &m->hdr);
 }
 
+/* Hands what is queued to the bridge, which sends it in order, one message
+ * at a time, without coming back here between messages. */
 static void stream_flush(dts_hub *h, stream *s) {
   (void)h;
-  if (s->sending || s->ended || s->closed || s->held) return;
-  if (s->qlen > 0) {
+  if (s->ended || s->closed || s->held) return;
+  while (s->qlen > 0) {
     dts_buf b = s->q[s->qhead];
     s->qhead = (s->qhead + 1) % s->qcap;
     s->qlen--;
-    s->sending = true;
     s->last_send = dts_now_ns();
     dts_call_stream_send(s->call, b);
-  } else if (s->end_after_send) {
+  }
+  if (s->end_after_send) {
     s->ended = true;
-    s->sending = true;
     dts_call_stream_end(s->call, s->end_st, s->end_msg);
   }
 }
@@ -2083,17 +2089,26 @@ static void gone_committed(dts_hub *h, ticket *t) {
 
 static bool load_event(void *c, const char *k, size_t klen, const char *v, size_t vlen);
 
-/* An instance's history and inbox, from the store. */
-static dts_err load_events(dts_hub *h, inst *in) {
-  loadctx lc = {h, DTS_OK, 0};
-  key k;
-  key_id(&k, h, 'H', in->id);
-  k_sep(&k);
-  dts_err e = dts_store_scan(h->cfg.store, k.b, k.n, load_event, &lc);
-  key_id(&k, h, 'N', in->id);
-  k_sep(&k);
-  if (e == DTS_OK) e = dts_store_scan(h->cfg.store, k.b, k.n, load_event, &lc);
-  return e != DTS_OK ? e : lc.err;
+/* An instance's history and inbox, from the store.  `counted`: read as many
+ * events as its record counts (a scan that stops at the last one never
+ * walks on into other instances' deleted keys); else, or for a record
+ * without counts, to the end of the prefix (start-up, unfinished ones). */
+static dts_err load_events(dts_hub *h, inst *in, bool counted) {
+  dts_err e = DTS_OK;
+  const struct {
+    char type;
+    long n;
+  } parts[2] = {{'H', counted ? in->rec_hist : -1}, {'N', counted ? in->rec_inbox : -1}};
+  for (int i = 0; i < 2 && e == DTS_OK; i++) {
+    if (parts[i].n == 0) continue;
+    loadctx lc = {h, DTS_OK, 0, parts[i].n};
+    key k;
+    key_id(&k, h, parts[i].type, in->id);
+    k_sep(&k);
+    e = dts_store_scan(h->cfg.store, k.b, k.n, load_event, &lc);
+    if (e == DTS_OK) e = lc.err;
+  }
+  return e;
 }
 
 /* The instance with this id: in memory, or read back from the store (a
@@ -2110,7 +2125,8 @@ static inst *find(dts_hub *h, const char *id) {
   in = inst_from_record(h, v, vlen);
   dts_free(v);
   if (in == NULL) return NULL;
-  if (load_events(h, in) != DTS_OK) DTS_ERROR("hub", "[%s] cannot read the history of '%s'", h->name, id);
+  /* finished: nothing adds to its inbox, the counts are exact */
+  if (load_events(h, in, terminal(in->status)) != DTS_OK) DTS_ERROR("hub", "[%s] cannot read the history of '%s'", h->name, id);
   evict_later(h, in);
   return in;
 }
@@ -2473,7 +2489,6 @@ static void on_get_work_items(dts_hub *h, dts_call *c, GetWorkItemsRequest *r) {
   s->next = h->streams;
   if (h->streams) h->streams->prev = s;
   h->streams = s;
-  s->sending = true;
   s->end_st = DTS_ST_UNAVAILABLE;
   s->end_msg = "dtsd is shutting down; reconnect";
   s->last_send = dts_now_ns();
@@ -4176,7 +4191,7 @@ static void on_tick(dts_hub *h) {
   }
   uint64_t now = dts_now_ns();
   for (stream *s = h->streams; s != NULL; s = s->next) {
-    if (s->sending || s->qlen > 0 || !usable(s) || now - s->last_send < h->cfg.ping_interval_ns) continue;
+    if (s->qlen > 0 || !usable(s) || now - s->last_send < h->cfg.ping_interval_ns) continue;
     WorkItem wi = WORK_ITEM__INIT;
     HealthPing hp = HEALTH_PING__INIT;
     wi.request_case = WORK_ITEM__REQUEST_HEALTH_PING;
@@ -4236,15 +4251,10 @@ static void on_call_event(dts_hub *h, dts_call_event *e) {
     dts_free(w);
     return;
   }
-  /* DTS_CALL_SENT: only streams send more than once */
+  /* DTS_CALL_SENT: a stream's final status went out, or a send failed */
   for (stream *s = h->streams; s != NULL; s = s->next) {
     if (s != od) continue;
-    s->sending = false;
-    if (!e->ok) {
-      s->ended = true; /* dead: wait for CLOSED */
-      return;
-    }
-    stream_flush(h, s);
+    if (!e->ok) s->ended = true; /* dead: wait for CLOSED */
     return;
   }
 }
@@ -4420,7 +4430,7 @@ static bool load_event(void *c, const char *k, size_t klen, const char *v, size_
     ev_push(&in->inbox, dts_buf_copy(v, vlen), seq);
     if (seq >= in->next_inbox_seq) in->next_inbox_seq = seq + 1;
   }
-  return true;
+  return lc->left < 0 || --lc->left > 0;
 }
 
 /* "<id>\0<exec>\0<u32>" after the type byte */
@@ -4643,7 +4653,7 @@ static bool load_live(void *c, const char *k, size_t klen, const char *v, size_t
   }
   inst *in = e == DTS_OK ? inst_from_record(h, rec, rlen) : NULL;
   if (e == DTS_OK) dts_free(rec);
-  if (in == NULL || (e = load_events(h, in)) != DTS_OK) {
+  if (in == NULL || (e = load_events(h, in, false)) != DTS_OK) {
     lc->err = e != DTS_OK ? e : DTS_ECORRUPT;
     return false;
   }
@@ -4652,7 +4662,7 @@ static bool load_live(void *c, const char *k, size_t klen, const char *v, size_t
 }
 
 static dts_err load(dts_hub *h) {
-  loadctx lc = {h, DTS_OK, 0};
+  loadctx lc = {h, DTS_OK, 0, -1};
   key k;
   dts_err ie = ensure_indexes(h);
   if (ie != DTS_OK) return ie;

@@ -10,7 +10,8 @@
  *
  * Scenario "hello" (hello-5): O orchestrations, C in flight, each five
  * activities in sequence run by the built-in worker; every output is
- * checked ("5"), and start-to-completed latency is measured.
+ * checked ("5"), and start-to-completed latency is measured.  --activities
+ * N changes the five; "--activities 1 --concurrency 1" is the latency probe.
  *
  * Scenarios "fanout" (--fanout N activities scheduled in one turn, summed),
  * "timers" (a 1 s durable timer each; how late it fired is measured at the
@@ -34,6 +35,7 @@
  * Usage: loadgen --target HOST:PORT [--scenario signals|hello|fanout|timers|events|raw|park|query|mixed]
  *                [--signals S] [--orchestrations O] [--fanout N] [--concurrency C]
  *                [--entities E] [--taskhub NAME] [--pid DTSD_PID] [--id-prefix P] [--parked N]
+ *                [--activities N] [--durability os|fsync]
  * Prints a table line and one JSON line; exit 1 when the check fails.
  */
 #include "proto/pb.h"
@@ -287,6 +289,7 @@ static int scen;              /* the scenario in use */
 static bool hello;            /* an orchestration scenario */
 static long norch = 2000, started, finished, wrong, fan_n = 1000, parked_turns, nparked;
 static const char *id_prefix = NULL; /* NULL: "h<run>-" */
+static long hello_n = 5;              /* activities in sequence (--activities; 1 = the latency probe) */
 static double *t_start, *lat_ms, *late_ms;
 static long nlate;
 
@@ -322,7 +325,7 @@ static const char *kind_name(int k) {
 
 static void expected_output(int k, char *out, size_t n) {
   switch (k) {
-  case S_HELLO: snprintf(out, n, "5"); break;
+  case S_HELLO: snprintf(out, n, "%ld", hello_n); break;
   case S_FANOUT: snprintf(out, n, "%ld", fan_of()); break;
   case S_TIMER: snprintf(out, n, "1"); break;
   default: snprintf(out, n, "7"); break;
@@ -333,7 +336,7 @@ static void expected_output(int k, char *out, size_t n) {
  * event 1. */
 static long actions_of(int k) {
   switch (k) {
-  case S_HELLO: return 1 + 5 * 2;
+  case S_HELLO: return 1 + hello_n * 2;
   case S_FANOUT: return 1 + fan_of() * 2;
   default: return 2;
   }
@@ -430,7 +433,7 @@ static void on_orch_item(WorkItem *w) {
   long fan = fan_of();
   switch (okind(index_of(o->instance_id))) {
   case S_HELLO:
-    if (done >= 5) {
+    if (done >= hello_n) {
       snprintf(buf, sizeof(buf), "%ld", sum);
       complete = true;
     } else if (scheduled == done) {
@@ -902,6 +905,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--pid") == 0 && i + 1 < argc) dtsd_pid = atoi(argv[++i]);
     else if (strcmp(argv[i], "--id-prefix") == 0 && i + 1 < argc) id_prefix = argv[++i];
     else if (strcmp(argv[i], "--parked") == 0 && i + 1 < argc) nparked = atol(argv[++i]);
+    else if (strcmp(argv[i], "--activities") == 0 && i + 1 < argc) hello_n = atol(argv[++i]);
     else if (strcmp(argv[i], "--durability") == 0 && i + 1 < argc) durability_fsync = strcmp(argv[++i], "fsync") == 0;
     else {
       fprintf(stderr, "usage: loadgen --target HOST:PORT [--scenario signals] [--signals S] [--concurrency C] "
@@ -916,7 +920,7 @@ int main(int argc, char **argv) {
   hello = scen == S_HELLO || scen == S_FANOUT || scen == S_TIMER || scen == S_EVENT || scen == S_PARK || scen == S_MIXED;
   if (scen == S_MIXED && !signals_given) nsignals = norch * 2;
   if (scen == S_MIXED && !entities_given) nents = 100;
-  if (scen < 0 || nsignals <= 0 || conc <= 0 || nents <= 0 || norch <= 0 || fan_n <= 0 || fan_n > 100000) {
+  if (scen < 0 || nsignals <= 0 || conc <= 0 || nents <= 0 || norch <= 0 || fan_n <= 0 || fan_n > 100000 || hello_n <= 0) {
     fprintf(stderr, "loadgen: scenarios are signals, hello, fanout, timers, events, raw, park, query, mixed; counts "
                     "must be positive\n");
     return 2;

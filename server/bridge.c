@@ -56,6 +56,18 @@ struct dts_call {
   dts_actor *owner;        /* set before hand-over; read by the CQ thread after */
   void *owner_data;        /* owner only */
   btag t_request, t_send, t_close;
+  /* Streams: the outbox.  The owner queues messages (and the final status)
+   * without waiting; one send is in flight at a time, and the CQ thread
+   * starts the next as soon as one completes, with no trip to the owner. */
+  pthread_mutex_t omu;
+  dts_buf *oq;
+  size_t oq_head, oq_len, oq_cap;
+  bool o_busy;     /* a send is in flight */
+  bool o_end;      /* the final status is queued behind the messages */
+  bool o_end_sent; /* ... and went out */
+  bool o_dead;     /* a send failed: the call is gone, drop what comes */
+  dts_status o_end_st;
+  char *o_end_msg;
 };
 
 struct dts_bridge {
@@ -81,6 +93,10 @@ static void call_free(dts_call *c) {
   if (c->out != NULL) grpc_byte_buffer_destroy(c->out);
   grpc_metadata_array_destroy(&c->md);
   if (c->method == M_GENERIC) grpc_call_details_destroy(&c->details);
+  for (size_t i = 0; i < c->oq_len; i++) dts_buf_free(&c->oq[(c->oq_head + i) % c->oq_cap]);
+  dts_free(c->oq);
+  dts_free(c->o_end_msg);
+  pthread_mutex_destroy(&c->omu);
   dts_free(c);
   atomic_fetch_sub(&b->live, 1);
 }
@@ -102,6 +118,7 @@ static void arm(dts_bridge *b, int m) {
   c->t_request = (btag){TAG_REQUEST, c};
   c->t_send = (btag){TAG_SEND, c};
   c->t_close = (btag){TAG_CLOSE, c};
+  pthread_mutex_init(&c->omu, NULL);
   grpc_metadata_array_init(&c->md);
   grpc_call_error e;
   if (m == M_GENERIC) {
@@ -177,9 +194,44 @@ static void send_batch(dts_call *c, dts_buf *body, bool end, grpc_status_code st
 
 void dts_call_reply(dts_call *c, dts_buf body) { send_batch(c, &body, true, GRPC_STATUS_OK, NULL); }
 void dts_call_fail(dts_call *c, dts_status st, const char *msg) { send_batch(c, NULL, true, (grpc_status_code)st, msg); }
-void dts_call_stream_open(dts_call *c) { send_batch(c, NULL, false, GRPC_STATUS_OK, NULL); }
-void dts_call_stream_send(dts_call *c, dts_buf msg) { send_batch(c, &msg, false, GRPC_STATUS_OK, NULL); }
-void dts_call_stream_end(dts_call *c, dts_status st, const char *msg) { dts_call_fail(c, st, msg); }
+/* Streams: starts the send at once when none is in flight, else queues it
+ * (messages in order, the final status after them). */
+static void stream_push(dts_call *c, dts_buf *body, bool end, dts_status st, const char *msg) {
+  pthread_mutex_lock(&c->omu);
+  if (c->o_dead || c->o_end) { /* gone, or already ended */
+    pthread_mutex_unlock(&c->omu);
+    if (body != NULL) dts_buf_free(body);
+    return;
+  }
+  if (c->o_busy) {
+    if (end) {
+      c->o_end = true;
+      c->o_end_st = st;
+      c->o_end_msg = dts_strdup(msg ? msg : "");
+    } else if (body != NULL) {
+      if (c->oq_len == c->oq_cap) {
+        size_t ncap = c->oq_cap ? c->oq_cap * 2 : 16;
+        dts_buf *nq = dts_malloc(ncap * sizeof(*nq));
+        for (size_t i = 0; i < c->oq_len; i++) nq[i] = c->oq[(c->oq_head + i) % c->oq_cap];
+        dts_free(c->oq);
+        c->oq = nq;
+        c->oq_cap = ncap;
+        c->oq_head = 0;
+      }
+      c->oq[(c->oq_head + c->oq_len++) % c->oq_cap] = *body;
+    }
+    pthread_mutex_unlock(&c->omu);
+    return;
+  }
+  c->o_busy = true;
+  if (end) c->o_end = c->o_end_sent = true;
+  pthread_mutex_unlock(&c->omu);
+  send_batch(c, body, end, (grpc_status_code)st, end ? msg : NULL);
+}
+
+void dts_call_stream_open(dts_call *c) { stream_push(c, NULL, false, DTS_ST_OK, NULL); }
+void dts_call_stream_send(dts_call *c, dts_buf msg) { stream_push(c, &msg, false, DTS_ST_OK, NULL); }
+void dts_call_stream_end(dts_call *c, dts_status st, const char *msg) { stream_push(c, NULL, true, st, msg); }
 
 /* ------------------------------------------------------------------------ */
 /* routing                                                                  */
@@ -341,13 +393,50 @@ static void on_request(dts_bridge *b, dts_call *c, bool ok) {
   dts_call_unref(c); /* the arrival's reference */
 }
 
+/* A stream's send completed: start the next one queued, or tell the owner
+ * the stream is finished (its final status went out) or dead. */
+static void on_stream_sent(dts_call *c, bool ok) {
+  pthread_mutex_lock(&c->omu);
+  if (!ok) {
+    c->o_dead = true;
+    c->o_busy = false;
+    pthread_mutex_unlock(&c->omu);
+    post_event(c, DTS_CALL_SENT, false);
+    return;
+  }
+  if (c->oq_len > 0) {
+    dts_buf b = c->oq[c->oq_head];
+    c->oq_head = (c->oq_head + 1) % c->oq_cap;
+    c->oq_len--;
+    pthread_mutex_unlock(&c->omu);
+    send_batch(c, &b, false, GRPC_STATUS_OK, NULL);
+    dts_call_unref(c); /* the completed batch's reference; send_batch took its own */
+    return;
+  }
+  if (c->o_end && !c->o_end_sent) {
+    c->o_end_sent = true;
+    char *msg = c->o_end_msg;
+    c->o_end_msg = NULL;
+    pthread_mutex_unlock(&c->omu);
+    send_batch(c, NULL, true, (grpc_status_code)c->o_end_st, msg);
+    dts_free(msg);
+    dts_call_unref(c);
+    return;
+  }
+  c->o_busy = false;
+  bool finished = c->o_end_sent;
+  pthread_mutex_unlock(&c->omu);
+  if (finished) post_event(c, DTS_CALL_SENT, true);
+  else dts_call_unref(c);
+}
+
 static void on_send(dts_call *c, bool ok) {
   if (c->out != NULL) {
     grpc_byte_buffer_destroy(c->out);
     c->out = NULL;
   }
   if (c->owner != NULL && dts_methods[c->method].server_streaming) {
-    post_event(c, DTS_CALL_SENT, ok);
+    on_stream_sent(c, ok);
     return;
   }
   dts_call_unref(c);
