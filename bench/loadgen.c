@@ -35,7 +35,7 @@
  * Usage: loadgen --target HOST:PORT [--scenario signals|hello|fanout|timers|events|raw|park|query|mixed]
  *                [--signals S] [--orchestrations O] [--fanout N] [--concurrency C]
  *                [--entities E] [--taskhub NAME] [--pid DTSD_PID] [--id-prefix P] [--parked N]
- *                [--activities N] [--durability os|fsync]
+ *                [--activities N] [--durability os|fsync] [--streams N (worker streams, 1-64)]
  * Prints a table line and one JSON line; exit 1 when the check fails.
  */
 #include "proto/pb.h"
@@ -196,10 +196,12 @@ static void send_signal(void) {
 
 /* ---- worker side ----------------------------------------------------------- */
 
-static rec *stream;
+#define MAX_STREAMS 64
+static rec *streams[MAX_STREAMS]; /* the worker's GetWorkItems streams */
+static int nstreams = 1;
 static long *final_state; /* what the worker last stored, per entity */
 
-static void stream_recv(void) {
+static void stream_recv(rec *stream) {
   grpc_op op;
   memset(&op, 0, sizeof(op));
   op.op = GRPC_OP_RECV_MESSAGE;
@@ -208,8 +210,8 @@ static void stream_recv(void) {
   start_ops(stream, &op, 1);
 }
 
-static void open_stream(void) {
-  stream = calloc(1, sizeof(*stream));
+static void open_stream(int i) {
+  rec *stream = streams[i] = calloc(1, sizeof(*stream));
   stream->call = new_call("/TaskHubSidecarService/GetWorkItems");
   grpc_metadata_array_init(&stream->init_md);
   grpc_metadata_array_init(&stream->trail_md);
@@ -618,19 +620,19 @@ static void drain_until(bool (*done)(void)) {
       break;
     }
     case K_STREAM_START:
-      stream_recv();
+      stream_recv(r);
       break;
     case K_STREAM_RECV: {
-      if (stream->recv == NULL) { /* the stream ended */
+      if (r->recv == NULL) { /* the stream ended */
         fprintf(stderr, "loadgen: work-item stream ended\n");
         exit(1);
       }
-      dts_buf b = read_bb(stream->recv);
-      grpc_byte_buffer_destroy(stream->recv);
-      stream->recv = NULL;
+      dts_buf b = read_bb(r->recv);
+      grpc_byte_buffer_destroy(r->recv);
+      r->recv = NULL;
       on_work_item(b);
       dts_buf_free(&b);
-      stream_recv();
+      stream_recv(r);
       break;
     }
     default:
@@ -906,6 +908,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--id-prefix") == 0 && i + 1 < argc) id_prefix = argv[++i];
     else if (strcmp(argv[i], "--parked") == 0 && i + 1 < argc) nparked = atol(argv[++i]);
     else if (strcmp(argv[i], "--activities") == 0 && i + 1 < argc) hello_n = atol(argv[++i]);
+    else if (strcmp(argv[i], "--streams") == 0 && i + 1 < argc) nstreams = atoi(argv[++i]);
     else if (strcmp(argv[i], "--durability") == 0 && i + 1 < argc) durability_fsync = strcmp(argv[++i], "fsync") == 0;
     else {
       fprintf(stderr, "usage: loadgen --target HOST:PORT [--scenario signals] [--signals S] [--concurrency C] "
@@ -920,7 +923,8 @@ int main(int argc, char **argv) {
   hello = scen == S_HELLO || scen == S_FANOUT || scen == S_TIMER || scen == S_EVENT || scen == S_PARK || scen == S_MIXED;
   if (scen == S_MIXED && !signals_given) nsignals = norch * 2;
   if (scen == S_MIXED && !entities_given) nents = 100;
-  if (scen < 0 || nsignals <= 0 || conc <= 0 || nents <= 0 || norch <= 0 || fan_n <= 0 || fan_n > 100000 || hello_n <= 0) {
+  if (scen < 0 || nsignals <= 0 || conc <= 0 || nents <= 0 || norch <= 0 || fan_n <= 0 || fan_n > 100000 || hello_n <= 0 ||
+      nstreams < 1 || nstreams > MAX_STREAMS) {
     fprintf(stderr, "loadgen: scenarios are signals, hello, fanout, timers, events, raw, park, query, mixed; counts "
                     "must be positive\n");
     return 2;
@@ -938,7 +942,7 @@ int main(int argc, char **argv) {
     _exit(rc);
   }
 
-  open_stream();
+  for (int i = 0; i < nstreams; i++) open_stream(i);
   if (scen == S_RAW) { /* the ceiling: bare unary round trips at the same concurrency */
     double r0 = now_s();
     for (long i = 0; i < conc && sent < nsignals; i++) {
@@ -1014,7 +1018,7 @@ int main(int argc, char **argv) {
            dtsd_pid > 0 ? (cpu1.cpu_s - cpu0.cpu_s) / (double)norch * 1000.0 : 0.0, cpu1.rss_mib, ceil_unary, lim_unary,
            ceil_store, lim_store, durability_fsync ? "fsync" : "os");
     fflush(stdout);
-    grpc_call_cancel(stream->call, NULL);
+    for (int i = 0; i < nstreams; i++) grpc_call_cancel(streams[i]->call, NULL);
     _exit(wrong == 0 && failed_calls == 0 && (scen != S_TIMER || late_ms[0] >= 0) ? 0 : 1);
   }
   double t0 = now_s();
@@ -1031,7 +1035,7 @@ int main(int argc, char **argv) {
   printf("{\"bench\":\"loadgen\",\"scenario\":\"signals\",\"signals\":%ld,\"entities\":%ld,\"concurrency\":%ld,"
          "\"signals_per_s\":%.0f,\"ops_per_batch\":%.1f,\"failed\":%ld,\"check_bad\":%ld}\n",
          nsignals, nents, conc, rate, (double)applied / (double)(batches ? batches : 1), failed_calls, checked_bad);
-  grpc_call_cancel(stream->call, NULL);
+  for (int i = 0; i < nstreams; i++) grpc_call_cancel(streams[i]->call, NULL);
   int rc = (checked_bad == 0 && failed_calls == 0) ? 0 : 1;
   fflush(stdout);
   _exit(rc); /* the stream and channel die with the process */

@@ -24,7 +24,7 @@ P=$(cat "$T/port")
 "$B/bench/loadgen" --target "127.0.0.1:$P" --signals 5000 --entities 1 --concurrency 64
 "$B/bench/loadgen" --target "127.0.0.1:$P" --signals 5000 --entities 500 --concurrency 64
 L="$B/bench/loadgen --target 127.0.0.1:$P --pid $PID"
-$L --scenario hello --orchestrations 300 --concurrency 32
+$L --scenario hello --orchestrations 300 --concurrency 32 --streams 2
 $L --scenario fanout --orchestrations 4 --fanout 200 --concurrency 2
 $L --scenario timers --orchestrations 200 --concurrency 200
 $L --scenario events --orchestrations 300 --concurrency 32
