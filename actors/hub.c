@@ -117,6 +117,7 @@ struct inst {
   int64_t ix_created, ix_completed;
   bool evict_listed; /* in h->evict */
   long rec_hist, rec_inbox; /* decoded record: its event counts (-1: unknown) */
+  uint64_t last_active;     /* monotonic ns: last change or read back (passivation) */
 };
 
 typedef struct act {
@@ -484,6 +485,7 @@ static ticket *cur(dts_hub *h) {
 static void touch(dts_hub *h, inst *in) {
   ticket *t = cur(h);
   in->dirty = true;
+  in->last_active = dts_now_ns();
   if (in->touched_by == t) return;
   in->touched_by = t;
   in->pending++;
@@ -2043,6 +2045,38 @@ static bool idle_finished(const inst *in) {
          !in->rl.queued && in->nchunks == 0 && !in->wake_armed && !in->dirty && in->touched_by == NULL;
 }
 
+/* Unfinished, with nothing to do and nothing pointing at it, for the
+ * configured time: it can leave memory (find() reads it back on its next
+ * event, timer, completion or request).  One that may hold entity locks
+ * stays: that flag lives only in memory. */
+static bool idle_running(const dts_hub *h, const inst *in, uint64_t now) {
+  return !terminal(in->status) && !in->purged && in->pending == 0 && in->waiters == NULL && in->leased_to == NULL &&
+         !in->rl.queued && in->nchunks == 0 && !in->wake_armed && !in->dirty && in->touched_by == NULL &&
+         in->inbox.n == 0 && in->dispatched.n == 0 && !in->force_turn && !in->may_hold_locks &&
+         in->not_before <= now && now - in->last_active >= h->cfg.passivate_after_ns;
+}
+
+#define PASSIVATE_BUDGET 20000 /* instances dropped per purger tick at most */
+
+/* The purger's tick: drops idle unfinished instances (passivation). */
+static void passivate_idle(dts_hub *h) {
+  if (h->cfg.passivate_after_ns == 0) return;
+  uint64_t now = dts_now_ns();
+  const char *k;
+  void *v;
+  size_t n = 0, cap = 0;
+  inst **idle = NULL;
+  for (size_t it = 0; dts_map_next(&h->insts, &it, &k, &v) && n < PASSIVATE_BUDGET;)
+    if (idle_running(h, v, now)) VEC_PUSH(idle, n, cap, (inst *)v);
+  for (size_t i = 0; i < n; i++) {
+    dts_map_del(&h->insts, idle[i]->id);
+    atomic_fetch_sub_explicit(&h->st_instances, 1, memory_order_relaxed);
+    inst_free(idle[i]);
+  }
+  dts_free(idle);
+  if (n > 0) DTS_DEBUG("hub", "[%s] %zu idle instances left memory", h->name, n);
+}
+
 /* End of a turn: drop finished instances nothing uses any more. */
 static void evict_idle(dts_hub *h) {
   for (size_t i = 0; i < h->nevict;) {
@@ -2125,9 +2159,11 @@ static inst *find(dts_hub *h, const char *id) {
   in = inst_from_record(h, v, vlen);
   dts_free(v);
   if (in == NULL) return NULL;
-  /* finished: nothing adds to its inbox, the counts are exact */
-  if (load_events(h, in, terminal(in->status)) != DTS_OK) DTS_ERROR("hub", "[%s] cannot read the history of '%s'", h->name, id);
-  evict_later(h, in);
+  /* it left memory idle with everything committed, and nothing reached it
+   * since (that would have read it back first): the counts are exact */
+  if (load_events(h, in, true) != DTS_OK) DTS_ERROR("hub", "[%s] cannot read the history of '%s'", h->name, id);
+  in->last_active = dts_now_ns();
+  if (terminal(in->status)) evict_later(h, in);
   return in;
 }
 
@@ -2751,9 +2787,6 @@ static void on_query(dts_hub *h, dts_call *c, QueryInstancesRequest *r) {
   dts_free(after_copy);
 }
 
-static int cmp_inst_id(const void *a, const void *b) {
-  return strcmp((*(inst *const *)a)->id, (*(inst *const *)b)->id);
-}
 
 /* ListInstanceIds orders by (completed time, id); the key is "<ns>:<id>".
  * Unfinished instances (no completion time; all in memory) come first, and
@@ -2779,19 +2812,19 @@ static void on_list_ids(dts_hub *h, dts_call *c, ListInstanceIdsRequest *r) {
   qscan s = {.h = h, .want = page + 1, .to = r->completed_time_to ? dts_ts_to_ns(r->completed_time_to) : INT64_MAX,
              .status = st, .nstatus = nst};
   if (!ranged && after_ns == 0) {
-    const char *mk;
-    void *v;
-    size_t cap = 16, n = 0;
-    inst **live = dts_malloc(cap * sizeof(*live));
-    for (size_t it = 0; dts_map_next(&h->insts, &it, &mk, &v);) {
-      inst *in = v;
-      if (in->id[0] == '@' || terminal(in->status) || !status_in(in->status, st, nst)) continue;
-      if (after_id != NULL && strcmp(in->id, after_id) <= 0) continue;
-      VEC_PUSH(live, n, cap, in);
-    }
-    qsort(live, n, sizeof(*live), cmp_inst_id);
-    for (size_t i = 0; i < n && s.n < page + 1; i++) qrow_push(&s, 0, live[i]->id, strlen(live[i]->id));
-    dts_free(live);
+    /* unfinished ones (some may be out of memory): the status index, every
+     * unfinished status, sorted by id */
+    int live[16];
+    size_t nlive = 0;
+    for (int i = 0; i < 16; i++)
+      if (!terminal(i) && status_in(i, st, nst)) live[nlive++] = i;
+    qscan u = {.h = h, .want = SIZE_MAX, .to = INT64_MAX};
+    if (nlive > 0) scan_status_index(h, &u, live, nlive, 0);
+    for (size_t i = 0; i < u.n; i++) u.rows[i].t = 0; /* order by id alone */
+    qsort(u.rows, u.n, sizeof(*u.rows), cmp_qrow);
+    for (size_t i = 0; i < u.n && s.n < page + 1; i++)
+      if (after_id == NULL || strcmp(u.rows[i].id, after_id) > 0) qrow_push(&s, 0, u.rows[i].id, strlen(u.rows[i].id));
+    qrows_free(&u);
   }
   if (s.n < page + 1) {
     s.want = page + 1 - s.n;
@@ -3152,6 +3185,7 @@ static bool sweep_visit(void *c, const char *k, size_t klen, const char *v, size
 /* One bounded pass: purge finished instances whose retention has passed. */
 static void on_purge_tick(dts_hub *h) {
   if (h->shutting_down) return;
+  passivate_idle(h);
   int64_t now = (int64_t)dts_wall_ns(), minr = -1;
   for (int q = 0; q < 4; q++) {
     int64_t r = effective_retention(h, q);

@@ -39,6 +39,10 @@ typedef struct dts_hub_config {
    * and waiting for it to come back: two thread hand-offs less per turn.
    * For --durability=os; fsync keeps the storage thread's group commit. */
   bool inline_commit;
+  /* Unfinished instances with nothing to do (no events, no work item out,
+   * nothing pending) for this long are dropped from memory and read back
+   * on their next event; 0 = keep them.  Checked on the purger's tick. */
+  uint64_t passivate_after_ns;
 } dts_hub_config;
 
 enum { DTS_RET_DEFAULT = 0, DTS_RET_COMPLETED, DTS_RET_FAILED, DTS_RET_CANCELED, DTS_RET_TERMINATED };

@@ -45,6 +45,7 @@ void dtsd_options_init(dtsd_options *o) {
   o->health_ping_ms = 30000;
   o->purge_interval_ms = 1000;
   o->entity_batch = 100;
+  o->passivate_ms = 30000;
 }
 
 /* Adds (and loads) a hub unless it is already served. */
@@ -155,6 +156,7 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                                   .ping_interval_ns = (uint64_t)(o->health_ping_ms > 0 ? o->health_ping_ms : 30000) * 1000000ULL,
                                   .max_entity_batch = o->entity_batch > 0 ? o->entity_batch : 100,
                                   .inline_commit = !o->fsync && !o->commit_thread,
+                                  .passivate_after_ns = (uint64_t)(o->passivate_ms > 0 ? o->passivate_ms : 0) * 1000000ULL,
                                   .purge_interval_ns = (uint64_t)(o->purge_interval_ms > 0 ? o->purge_interval_ms : 1000) * 1000000ULL};
   const char *p = o->task_hubs && o->task_hubs[0] ? o->task_hubs : "default";
   while (*p) {

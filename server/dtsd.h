@@ -39,6 +39,7 @@ typedef struct dtsd_options {
   int purge_interval_ms; /* how often the purger runs (default 1000) */
   int entity_batch;      /* most operations per entity work item (default 100) */
   bool commit_thread;    /* os durability: commit on the storage thread too (the fsync path) */
+  long passivate_ms;     /* idle unfinished instances leave memory after this (default 30000; 0 = never) */
 } dtsd_options;
 
 void dtsd_options_init(dtsd_options *o);

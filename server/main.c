@@ -30,6 +30,8 @@ static void usage(FILE *out) {
           "                       keep = never; 0 = as soon as possible); persisted per hub  [DTSD_RETENTION]\n"
           "  --purge-interval MS  how often the purger runs (default 1000)                  [DTSD_PURGE_INTERVAL]\n"
           "  --entity-batch N     most operations in one entity work item (default 100)     [DTSD_ENTITY_BATCH]\n"
+          "  --passivate-after MS unfinished instances idle this long leave memory; read back\n"
+          "                       on their next event (default 30000; 0 = never)            [DTSD_PASSIVATE_AFTER]\n"
           "  --commit-thread      with os durability, commit on the storage thread as fsync does\n"
           "                       (default: each hub writes its own batches)               [DTSD_COMMIT_THREAD=1]\n"
           "  --log-level L        debug|info|warn|error (default info)                     [DTSD_LOG_LEVEL]\n"
@@ -60,6 +62,7 @@ int main(int argc, char **argv) {
   const char *maxmsg = env("DTSD_MAX_MESSAGE", NULL), *maxpl = env("DTSD_MAX_PAYLOAD", NULL);
   const char *maxnest = env("DTSD_MAX_NESTING", NULL), *ping = env("DTSD_HEALTH_PING", NULL);
   const char *purge_iv = env("DTSD_PURGE_INTERVAL", NULL), *ebatch = env("DTSD_ENTITY_BATCH", NULL);
+  const char *passivate = env("DTSD_PASSIVATE_AFTER", NULL);
   if (env("DTSD_RETENTION", NULL)) o.retention = env("DTSD_RETENTION", NULL);
   if (env("DTSD_ADDRESS", NULL)) o.address = env("DTSD_ADDRESS", NULL);
   if (env("DTSD_DATA_DIR", NULL)) o.data_dir = env("DTSD_DATA_DIR", NULL);
@@ -82,6 +85,7 @@ int main(int argc, char **argv) {
                                        {"purge-interval", required_argument, 0, 'I'},
                                        {"entity-batch", required_argument, 0, 'B'},
                                        {"commit-thread", no_argument, 0, 'C'},
+                                       {"passivate-after", required_argument, 0, 'A'},
                                        {"log-level", required_argument, 0, 'l'},
                                        {"log-format", required_argument, 0, 'f'},
                                        {"help", no_argument, 0, 'h'},
@@ -103,6 +107,7 @@ int main(int argc, char **argv) {
     case 'R': o.retention = optarg; break;
     case 'I': purge_iv = optarg; break;
     case 'C': o.commit_thread = true; break;
+    case 'A': passivate = optarg; break;
     case 'B': ebatch = optarg; break;
     case 'l': lvl = optarg; break;
     case 'f': fmt = optarg; break;
@@ -142,6 +147,10 @@ int main(int argc, char **argv) {
   if (ebatch) {
     if (!parse_long(ebatch, &v) || v < 1 || v > 10000) { fprintf(stderr, "dtsd: --entity-batch wants 1..10000, not '%s'\n", ebatch); return 2; }
     o.entity_batch = (int)v;
+  }
+  if (passivate) {
+    if (!parse_long(passivate, &v) || v < 0) { fprintf(stderr, "dtsd: --passivate-after wants milliseconds >= 0, not '%s'\n", passivate); return 2; }
+    o.passivate_ms = v;
   }
   if (dur) {
     if (strcmp(dur, "os") == 0) o.fsync = false;

@@ -129,6 +129,7 @@ static int nitems(dts_call *c) {
 /* Which commit path the hubs use: the storage thread (first run of every
  * test) or inline, from the hub's own thread (second run). */
 static bool inline_commit;
+static uint64_t passivate_ns; /* 0: the fixture's hubs keep idle instances */
 
 typedef struct fx {
   char dir[64];
@@ -146,7 +147,8 @@ static void open_all(fx *f) {
   dts_hub_config hc = {.name = "default", .sched = f->sched, .timers = f->timers, .store = f->store,
                        .max_payload = 1 << 20, .default_max_orch = 10, .default_max_act = 10,
                        .abandon_delay_ns = 50000000ULL, .ping_interval_ns = 30000000000ULL,
-                       .inline_commit = inline_commit};
+                       .inline_commit = inline_commit, .passivate_after_ns = passivate_ns,
+                       .purge_interval_ns = passivate_ns ? 20000000ULL : 0};
   assert_int_equal(dts_hub_create(&hc, &f->hub), DTS_OK);
 }
 
@@ -736,6 +738,83 @@ static void test_finished_instances_leave_memory_and_come_back(void **state) {
   orchestration_state__free_unpacked(st, NULL);
 }
 
+/* Unfinished instances with nothing to do leave memory and come back on
+ * their next event: an activity result, a raised event. */
+static void test_idle_running_instances_leave_memory_and_resume(void **state) {
+  fx *f = *state;
+  close_all(f);
+  passivate_ns = 1000000; /* 1 ms idle */
+  open_all(f);
+  dts_call *s = open_wide_stream(f, 100);
+  dts_free(start(f, "idle-1", "orch"));
+  WorkItem *w = item(s, 0);
+  ScheduleTaskAction sta;
+  OrchestratorAction a1, *acts[1] = {act_schedule(1, "act", &sta, &a1)};
+  complete_orch(f, w, acts, 1);
+  work_item__free_unpacked(w, NULL);
+  WorkItem *act = item(s, 1); /* the activity stays out while the instance is idle */
+  assert_true(TU_WAIT_UNTIL(mem_instances(f) == 0, 10));
+
+  ActivityResponse ar = ACTIVITY_RESPONSE__INIT;
+  Google__Protobuf__StringValue res;
+  ar.instance_id = "idle-1";
+  ar.task_id = 1;
+  ar.result = dts_sv(&res, "\"r\"");
+  ar.completion_token = act->completion_token;
+  dts_call_unref(rpc(f, DTS_M_COMPLETE_ACTIVITY, &ar.base, 0));
+  work_item__free_unpacked(act, NULL);
+  w = item(s, 2); /* read back: the whole history, then the result */
+  OrchestratorRequest *or = w->orchestrator_request;
+  assert_string_equal(or->instance_id, "idle-1");
+  assert_int_equal(or->n_past_events, 4); /* OS ES TaskScheduled OC */
+  assert_int_equal(or->past_events[2]->event_type_case, EV(TASK_SCHEDULED));
+  assert_int_equal(or->new_events[1]->event_type_case, EV(TASK_COMPLETED));
+  CompleteOrchestrationAction ca;
+  Google__Protobuf__StringValue sv;
+  OrchestratorAction a2, *fin[1] = {act_complete("\"done\"", ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED, &ca, &sv, &a2)};
+  complete_orch(f, w, fin, 1);
+  work_item__free_unpacked(w, NULL);
+
+  /* waiting on an event: listed while out of memory, resumed by the event */
+  dts_free(start(f, "idle-2", "orch"));
+  w = item(s, 3);
+  complete_orch(f, w, NULL, 0);
+  work_item__free_unpacked(w, NULL);
+  assert_true(TU_WAIT_UNTIL(mem_instances(f) == 0, 10));
+  ListInstanceIdsRequest lr = LIST_INSTANCE_IDS_REQUEST__INIT;
+  dts_call *c = rpc(f, DTS_M_LIST_INSTANCE_IDS, &lr.base, 0);
+  ListInstanceIdsResponse *lresp = list_instance_ids_response__unpack(NULL, c->body.n, c->body.p);
+  assert_int_equal(lresp->n_instance_ids, 2);
+  assert_string_equal(lresp->instance_ids[0], "idle-2"); /* unfinished first */
+  assert_string_equal(lresp->instance_ids[1], "idle-1");
+  list_instance_ids_response__free_unpacked(lresp, NULL);
+  dts_call_unref(c);
+  RaiseEventRequest re = RAISE_EVENT_REQUEST__INIT;
+  Google__Protobuf__StringValue in;
+  re.instance_id = "idle-2";
+  re.name = "go";
+  re.input = dts_sv(&in, "7");
+  dts_call_unref(rpc(f, DTS_M_RAISE_EVENT, &re.base, 0));
+  w = item(s, 4);
+  or = w->orchestrator_request;
+  assert_string_equal(or->instance_id, "idle-2");
+  assert_int_equal(or->n_past_events, 3); /* OS ES OC */
+  assert_int_equal(or->new_events[1]->event_type_case, EV(EVENT_RAISED));
+  OrchestratorAction a3, *fin2[1] = {act_complete("7", ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED, &ca, &sv, &a3)};
+  complete_orch(f, w, fin2, 1);
+  work_item__free_unpacked(w, NULL);
+  OrchestrationState *st = get(f, "idle-2");
+  assert_int_equal(st->orchestration_status, ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED);
+  assert_string_equal(st->output->value, "7");
+  orchestration_state__free_unpacked(st, NULL);
+  st = get(f, "idle-1");
+  assert_string_equal(st->output->value, "\"done\"");
+  orchestration_state__free_unpacked(st, NULL);
+  close_stream(f, s);
+  dts_call_unref(s);
+  passivate_ns = 0; /* teardown reopens nothing; later tests keep instances */
+}
+
 /* Data written before the indexes existed is indexed once at start. */
 static void test_indexes_are_rebuilt_for_old_data(void **state) {
   fx *f = *state;
@@ -957,6 +1036,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_timers_due_at_load_fire_after_load, setup, teardown),
       cmocka_unit_test_setup_teardown(test_finished_instances_leave_memory_and_come_back, setup, teardown),
       cmocka_unit_test_setup_teardown(test_indexes_are_rebuilt_for_old_data, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_idle_running_instances_leave_memory_and_resume, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunked_completion_and_partial_processing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_filters_and_per_stream_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_clean_storage_releases_an_orphaned_lock, setup, teardown),
