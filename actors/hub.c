@@ -146,8 +146,7 @@ struct stream {
   dts_call *call;
   GetWorkItemsRequest *req; /* filters live here */
   int max_orch, max_act, n_orch, n_act, max_ent, n_ent;
-  dts_buf *q; /* outbox ring */
-  size_t qhead, qlen, qcap;
+  dts_bufq q; /* outbox */
   bool ended, closed, end_after_send;
   bool history;          /* a StreamInstanceHistory call, not a worker */
   bool held;             /* sends wait for a commit (ticket `opens`) */
@@ -1152,10 +1151,8 @@ static void post_wake(dts_hub *h, const char *id, uint64_t at_mono) {
 static void stream_flush(dts_hub *h, stream *s) {
   (void)h;
   if (s->ended || s->closed || s->held) return;
-  while (s->qlen > 0) {
-    dts_buf b = s->q[s->qhead];
-    s->qhead = (s->qhead + 1) % s->qcap;
-    s->qlen--;
+  dts_buf b;
+  while (dts_bufq_pop(&s->q, &b)) {
     s->last_send = dts_now_ns();
     dts_call_stream_send(s->call, b);
   }
@@ -1166,17 +1163,7 @@ static void stream_flush(dts_hub *h, stream *s) {
 }
 
 static void stream_enqueue(dts_hub *h, stream *s, dts_buf b) {
-  if (s->qlen == s->qcap) {
-    size_t ncap = s->qcap ? s->qcap * 2 : 16;
-    dts_buf *nq = dts_malloc(ncap * sizeof(*nq));
-    for (size_t i = 0; i < s->qlen; i++) nq[i] = s->q[(s->qhead + i) % s->qcap];
-    dts_free(s->q);
-    s->q = nq;
-    s->qcap = ncap;
-    s->qhead = 0;
-  }
-  s->q[(s->qhead + s->qlen) % s->qcap] = b;
-  s->qlen++;
+  dts_bufq_push(&s->q, b);
   stream_flush(h, s);
 }
 
@@ -1430,8 +1417,7 @@ static void stream_release(dts_hub *h, stream *s) {
   else h->streams = s->next;
   if (s->next) s->next->prev = s->prev;
   if (h->rr == s) h->rr = NULL;
-  for (size_t i = 0; i < s->qlen; i++) dts_buf_free(&s->q[(s->qhead + i) % s->qcap]);
-  dts_free(s->q);
+  dts_bufq_fini(&s->q);
   if (s->req != NULL) get_work_items_request__free_unpacked(s->req, NULL);
   dts_call_set_owner_data(s->call, NULL);
   dts_call_unref(s->call);
@@ -4041,8 +4027,7 @@ static void on_delete_hub(dts_hub *h, dts_call *c) {
   dts_batch_del(h->batch, k.b, k.n);
   for (stream *s = h->streams; s != NULL; s = s->next) { /* its workers go elsewhere */
     if (s->ended || s->closed) continue;
-    for (size_t i = 0; i < s->qlen; i++) dts_buf_free(&s->q[(s->qhead + i) % s->qcap]);
-    s->qlen = 0;
+    dts_bufq_clear(&s->q);
     s->end_after_send = true;
     s->held = false;
     s->end_st = DTS_ST_NOT_FOUND;
@@ -4225,7 +4210,7 @@ static void on_tick(dts_hub *h) {
   }
   uint64_t now = dts_now_ns();
   for (stream *s = h->streams; s != NULL; s = s->next) {
-    if (s->qlen > 0 || !usable(s) || now - s->last_send < h->cfg.ping_interval_ns) continue;
+    if (s->q.len > 0 || !usable(s) || now - s->last_send < h->cfg.ping_interval_ns) continue;
     WorkItem wi = WORK_ITEM__INIT;
     HealthPing hp = HEALTH_PING__INIT;
     wi.request_case = WORK_ITEM__REQUEST_HEALTH_PING;
@@ -4239,8 +4224,7 @@ static void on_shutdown(dts_hub *h) {
   h->shutting_down = true;
   for (stream *s = h->streams; s != NULL; s = s->next) {
     if (s->ended || s->closed) continue;
-    for (size_t i = 0; i < s->qlen; i++) dts_buf_free(&s->q[(s->qhead + i) % s->qcap]);
-    s->qlen = 0;
+    dts_bufq_clear(&s->q);
     s->end_after_send = true;
     s->held = false;
     s->end_st = DTS_ST_UNAVAILABLE;

@@ -23,6 +23,38 @@ dts_buf dts_buf_copy(const void *p, size_t n) {
   return b;
 }
 
+void dts_bufq_push(dts_bufq *q, dts_buf b) {
+  if (q->len == q->cap) {
+    size_t ncap = q->cap ? q->cap * 2 : 16;
+    dts_buf *nv = dts_malloc(ncap * sizeof(*nv));
+    for (size_t i = 0; i < q->len; i++) nv[i] = q->v[(q->head + i) % q->cap];
+    dts_free(q->v);
+    q->v = nv;
+    q->cap = ncap;
+    q->head = 0;
+  }
+  q->v[(q->head + q->len++) % q->cap] = b;
+}
+
+bool dts_bufq_pop(dts_bufq *q, dts_buf *out) {
+  if (q->len == 0) return false;
+  *out = q->v[q->head];
+  q->head = (q->head + 1) % q->cap;
+  q->len--;
+  return true;
+}
+
+void dts_bufq_clear(dts_bufq *q) {
+  dts_buf b;
+  while (dts_bufq_pop(q, &b)) dts_buf_free(&b);
+}
+
+void dts_bufq_fini(dts_bufq *q) {
+  dts_bufq_clear(q);
+  dts_free(q->v);
+  *q = (dts_bufq){NULL, 0, 0, 0};
+}
+
 dts_buf dts_pb_pack(const ProtobufCMessage *m) {
   size_t n = protobuf_c_message_get_packed_size(m);
   dts_buf b = {dts_malloc(n > 0 ? n : 1), n};

@@ -29,6 +29,18 @@ typedef struct dts_buf {
 void dts_buf_free(dts_buf *b);
 dts_buf dts_buf_copy(const void *p, size_t n);
 
+/* A FIFO of owned buffers (a growing ring); zero-initialised is empty.
+ * Not thread-safe: its owner guards it. */
+typedef struct dts_bufq {
+  dts_buf *v;
+  size_t head, len, cap;
+} dts_bufq;
+
+void dts_bufq_push(dts_bufq *q, dts_buf b); /* takes b over */
+bool dts_bufq_pop(dts_bufq *q, dts_buf *out); /* false when empty */
+void dts_bufq_clear(dts_bufq *q);             /* frees the buffers, keeps the ring */
+void dts_bufq_fini(dts_bufq *q);              /* frees everything */
+
 /* Packs `m` into a new owned buffer. */
 dts_buf dts_pb_pack(const ProtobufCMessage *m);
 

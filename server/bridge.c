@@ -60,8 +60,7 @@ struct dts_call {
    * without waiting; one send is in flight at a time, and the CQ thread
    * starts the next as soon as one completes, with no trip to the owner. */
   pthread_mutex_t omu;
-  dts_buf *oq;
-  size_t oq_head, oq_len, oq_cap;
+  dts_bufq oq;
   bool o_busy;     /* a send is in flight */
   bool o_end;      /* the final status is queued behind the messages */
   bool o_end_sent; /* ... and went out */
@@ -93,8 +92,7 @@ static void call_free(dts_call *c) {
   if (c->out != NULL) grpc_byte_buffer_destroy(c->out);
   grpc_metadata_array_destroy(&c->md);
   if (c->method == M_GENERIC) grpc_call_details_destroy(&c->details);
-  for (size_t i = 0; i < c->oq_len; i++) dts_buf_free(&c->oq[(c->oq_head + i) % c->oq_cap]);
-  dts_free(c->oq);
+  dts_bufq_fini(&c->oq);
   dts_free(c->o_end_msg);
   pthread_mutex_destroy(&c->omu);
   dts_free(c);
@@ -209,16 +207,7 @@ static void stream_push(dts_call *c, dts_buf *body, bool end, dts_status st, con
       c->o_end_st = st;
       c->o_end_msg = dts_strdup(msg ? msg : "");
     } else if (body != NULL) {
-      if (c->oq_len == c->oq_cap) {
-        size_t ncap = c->oq_cap ? c->oq_cap * 2 : 16;
-        dts_buf *nq = dts_malloc(ncap * sizeof(*nq));
-        for (size_t i = 0; i < c->oq_len; i++) nq[i] = c->oq[(c->oq_head + i) % c->oq_cap];
-        dts_free(c->oq);
-        c->oq = nq;
-        c->oq_cap = ncap;
-        c->oq_head = 0;
-      }
-      c->oq[(c->oq_head + c->oq_len++) % c->oq_cap] = *body;
+      dts_bufq_push(&c->oq, *body);
     }
     pthread_mutex_unlock(&c->omu);
     return;
@@ -404,10 +393,8 @@ static void on_stream_sent(dts_call *c, bool ok) {
     post_event(c, DTS_CALL_SENT, false);
     return;
   }
-  if (c->oq_len > 0) {
-    dts_buf b = c->oq[c->oq_head];
-    c->oq_head = (c->oq_head + 1) % c->oq_cap;
-    c->oq_len--;
+  dts_buf b;
+  if (dts_bufq_pop(&c->oq, &b)) {
     pthread_mutex_unlock(&c->omu);
     send_batch(c, &b, false, GRPC_STATUS_OK, NULL);
     dts_call_unref(c); /* the completed batch's reference; send_batch took its own */
