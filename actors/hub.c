@@ -117,7 +117,7 @@ struct inst {
   int64_t ix_created, ix_completed;
   bool evict_listed; /* in h->evict */
   long rec_hist, rec_inbox; /* decoded record: its event counts (-1: unknown) */
-  uint64_t last_active;     /* monotonic ns: last change or read back (passivation) */
+  uint64_t last_active;     /* monotonic ns: last change written, or read back (passivation) */
 };
 
 typedef struct act {
@@ -484,7 +484,6 @@ static ticket *cur(dts_hub *h) {
 static void touch(dts_hub *h, inst *in) {
   ticket *t = cur(h);
   in->dirty = true;
-  in->last_active = dts_now_ns();
   if (in->touched_by == t) return;
   in->touched_by = t;
   in->pending++;
@@ -618,8 +617,10 @@ static void put_record(dts_hub *h, inst *in) {
 static void flush(dts_hub *h) {
   ticket *t = h->cur;
   if (t == NULL) return;
+  uint64_t now = t->ntouched > 0 ? dts_now_ns() : 0;
   for (size_t i = 0; i < t->ntouched; i++) {
     inst *in = t->touched[i];
+    in->last_active = now; /* passivation counts idle time from its last change */
     if (in->dirty) put_record(h, in);
     in->dirty = false;
     in->touched_by = NULL;
@@ -784,13 +785,26 @@ static bool inbox_has_terminate(const inst *in) {
 /* ======================================================================== */
 /* instances                                                                */
 
+static void inst_free(inst *in);
+
+/* Puts an instance into memory (the map and the count) / takes it out. */
+static void inst_adopt(dts_hub *h, inst *in) {
+  dts_map_put(&h->insts, in->id, in);
+  atomic_fetch_add_explicit(&h->st_instances, 1, memory_order_relaxed);
+}
+
+static void inst_drop(dts_hub *h, inst *in) {
+  dts_map_del(&h->insts, in->id);
+  atomic_fetch_sub_explicit(&h->st_instances, 1, memory_order_relaxed);
+  inst_free(in);
+}
+
 static inst *inst_new(dts_hub *h, const char *id) {
   inst *in = dts_calloc(1, sizeof(*in));
   in->id = dts_strdup(id);
   in->name = dts_strdup("");
   in->exec_id = dts_strdup("");
-  dts_map_put(&h->insts, in->id, in);
-  atomic_fetch_add_explicit(&h->st_instances, 1, memory_order_relaxed);
+  inst_adopt(h, in);
   return in;
 }
 
@@ -828,15 +842,13 @@ static void inst_clear_execution(dts_hub *h, inst *in) {
   in->nchunks = 0;
 }
 
-static void inst_free(inst *in);
 static inst *inst_decode(dts_hub *h, const char *v, size_t vlen);
+
 
 /* The instance in a stored record, added to the map.  NULL if damaged. */
 static inst *inst_from_record(dts_hub *h, const char *v, size_t vlen) {
   inst *in = inst_decode(h, v, vlen);
-  if (in == NULL) return NULL;
-  dts_map_put(&h->insts, in->id, in);
-  atomic_fetch_add_explicit(&h->st_instances, 1, memory_order_relaxed);
+  if (in != NULL) inst_adopt(h, in);
   return in;
 }
 
@@ -2026,20 +2038,22 @@ static void evict_forget(dts_hub *h, inst *in) {
   in->evict_listed = false;
 }
 
-static bool idle_finished(const inst *in) {
-  return terminal(in->status) && !in->purged && in->pending == 0 && in->waiters == NULL && in->leased_to == NULL &&
-         !in->rl.queued && in->nchunks == 0 && !in->wake_armed && !in->dirty && in->touched_by == NULL;
+/* Nothing points at it and nothing about it is in flight: it may leave
+ * memory (its record in the store is current). */
+static bool unused(const inst *in) {
+  return !in->purged && in->pending == 0 && in->waiters == NULL && in->leased_to == NULL && !in->rl.queued &&
+         in->nchunks == 0 && !in->wake_armed && !in->dirty && in->touched_by == NULL;
 }
+
+static bool idle_finished(const inst *in) { return terminal(in->status) && unused(in); }
 
 /* Unfinished, with nothing to do and nothing pointing at it, for the
  * configured time: it can leave memory (find() reads it back on its next
  * event, timer, completion or request).  One that may hold entity locks
  * stays: that flag lives only in memory. */
 static bool idle_running(const dts_hub *h, const inst *in, uint64_t now) {
-  return !terminal(in->status) && !in->purged && in->pending == 0 && in->waiters == NULL && in->leased_to == NULL &&
-         !in->rl.queued && in->nchunks == 0 && !in->wake_armed && !in->dirty && in->touched_by == NULL &&
-         in->inbox.n == 0 && in->dispatched.n == 0 && !in->force_turn && !in->may_hold_locks &&
-         in->not_before <= now && now - in->last_active >= h->cfg.passivate_after_ns;
+  return !terminal(in->status) && unused(in) && in->inbox.n == 0 && in->dispatched.n == 0 && !in->force_turn &&
+         !in->may_hold_locks && in->not_before <= now && now - in->last_active >= h->cfg.passivate_after_ns;
 }
 
 #define PASSIVATE_BUDGET 20000 /* instances dropped per purger tick at most */
@@ -2054,11 +2068,7 @@ static void passivate_idle(dts_hub *h) {
   inst **idle = NULL;
   for (size_t it = 0; dts_map_next(&h->insts, &it, &k, &v) && n < PASSIVATE_BUDGET;)
     if (idle_running(h, v, now)) VEC_PUSH(idle, n, cap, (inst *)v);
-  for (size_t i = 0; i < n; i++) {
-    dts_map_del(&h->insts, idle[i]->id);
-    atomic_fetch_sub_explicit(&h->st_instances, 1, memory_order_relaxed);
-    inst_free(idle[i]);
-  }
+  for (size_t i = 0; i < n; i++) inst_drop(h, idle[i]);
   dts_free(idle);
   if (n > 0) DTS_DEBUG("hub", "[%s] %zu idle instances left memory", h->name, n);
 }
@@ -2072,9 +2082,7 @@ static void evict_idle(dts_hub *h) {
       h->evict[i] = h->evict[--h->nevict];
     } else if (idle_finished(in)) {
       h->evict[i] = h->evict[--h->nevict];
-      dts_map_del(&h->insts, in->id);
-      atomic_fetch_sub_explicit(&h->st_instances, 1, memory_order_relaxed);
-      inst_free(in);
+      inst_drop(h, in);
     } else {
       i++;
     }
@@ -2133,18 +2141,26 @@ static dts_err load_events(dts_hub *h, inst *in, bool counted) {
 
 /* The instance with this id: in memory, or read back from the store (a
  * finished instance), or NULL. */
-static inst *find(dts_hub *h, const char *id) {
-  inst *in = dts_map_get(&h->insts, id);
-  if (in != NULL || id == NULL || id[0] == '\0' || strlen(id) >= KEYMAX - h->namelen - 16) return in;
+/* The stored record of an instance that is not in memory, decoded (not
+ * added to the map), or NULL: none, or its deletion is not committed yet. */
+static inst *record_get(dts_hub *h, const char *id) {
+  if (id == NULL || id[0] == '\0' || strlen(id) >= KEYMAX - h->namelen - 16) return NULL;
   if (h->wipes_pending > 0 || (dts_map_len(&h->gone) > 0 && dts_map_get(&h->gone, id) != NULL)) return NULL;
   key k;
   key_inst(&k, h, id);
   char *v;
   size_t vlen;
   if (dts_store_get(h->cfg.store, k.b, k.n, &v, &vlen) != DTS_OK) return NULL;
-  in = inst_from_record(h, v, vlen);
+  inst *in = inst_decode(h, v, vlen);
   dts_free(v);
-  if (in == NULL) return NULL;
+  return in;
+}
+
+static inst *find(dts_hub *h, const char *id) {
+  inst *in = dts_map_get(&h->insts, id);
+  if (in != NULL) return in;
+  if ((in = record_get(h, id)) == NULL) return NULL;
+  inst_adopt(h, in);
   /* it left memory idle with everything committed, and nothing reached it
    * since (that would have read it back first): the counts are exact */
   if (load_events(h, in, true) != DTS_OK) DTS_ERROR("hub", "[%s] cannot read the history of '%s'", h->name, id);
@@ -2673,18 +2689,9 @@ static void scan_status_index(dts_hub *h, qscan *q, const int *st, size_t nst, i
 /* The state of an instance for a query answer: the live one when in memory,
  * else decoded from its record.  *tmp is set when the caller must free it. */
 static inst *query_view(dts_hub *h, const char *id, inst **tmp) {
-  *tmp = NULL;
   inst *in = dts_map_get(&h->insts, id);
-  if (in != NULL) return in;
-  key k;
-  key_inst(&k, h, id);
-  char *v;
-  size_t vlen;
-  if (dts_store_get(h->cfg.store, k.b, k.n, &v, &vlen) != DTS_OK) return NULL;
-  in = inst_decode(h, v, vlen);
-  dts_free(v);
-  *tmp = in;
-  return in;
+  *tmp = in == NULL ? record_get(h, id) : NULL;
+  return in != NULL ? in : *tmp;
 }
 
 /* QueryInstances.  With a status filter or a created-time range (and no id
