@@ -10,12 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *out) {
   fprintf(out,
           "usage: dtsd [options]\n"
           "  --address HOST:PORT  gRPC listen address (default 0.0.0.0:8080; port 0 = any)  [DTSD_ADDRESS]\n"
           "  --port-file PATH     write the bound port to PATH once serving                [DTSD_PORT_FILE]\n"
+          "  --ready-fd N         write the bound port to file descriptor N once serving,\n"
+          "                       then close it (a pipe lets a script wait without polling)\n"
           "  --data-dir DIR       LevelDB data directory (default ./dtsd-data)              [DTSD_DATA_DIR]\n"
           "  --ephemeral          use a temporary data directory, removed at exit           [DTSD_EPHEMERAL=1]\n"
           "  --task-hubs A,B      task hubs served (default: default)        [DTSD_TASK_HUBS, DTS_TASK_HUB_NAMES]\n"
@@ -58,6 +61,7 @@ int main(int argc, char **argv) {
   dtsd_options_init(&o);
   const char *lvl = env("DTSD_LOG_LEVEL", NULL), *fmt = env("DTSD_LOG_FORMAT", NULL);
   const char *port_file = env("DTSD_PORT_FILE", NULL);
+  long ready_fd = -1;
   const char *workers = env("DTSD_WORKERS", NULL), *dur = env("DTSD_DURABILITY", NULL);
   const char *maxmsg = env("DTSD_MAX_MESSAGE", NULL), *maxpl = env("DTSD_MAX_PAYLOAD", NULL);
   const char *maxnest = env("DTSD_MAX_NESTING", NULL), *ping = env("DTSD_HEALTH_PING", NULL);
@@ -72,6 +76,7 @@ int main(int argc, char **argv) {
 
   static const struct option opts[] = {{"address", required_argument, 0, 'a'},
                                        {"port-file", required_argument, 0, 'P'},
+                                       {"ready-fd", required_argument, 0, 'r'},
                                        {"data-dir", required_argument, 0, 'd'},
                                        {"ephemeral", no_argument, 0, 'e'},
                                        {"task-hubs", required_argument, 0, 't'},
@@ -95,6 +100,12 @@ int main(int argc, char **argv) {
     switch (c) {
     case 'a': o.address = optarg; break;
     case 'P': port_file = optarg; break;
+    case 'r':
+      if (!parse_long(optarg, &ready_fd) || ready_fd < 0) {
+        fprintf(stderr, "dtsd: --ready-fd wants a file descriptor number, not '%s'\n", optarg);
+        return 2;
+      }
+      break;
     case 'd': o.data_dir = optarg; break;
     case 'e': o.ephemeral = true; break;
     case 't': o.task_hubs = optarg; break;
@@ -184,6 +195,10 @@ int main(int argc, char **argv) {
     FILE *f = fopen(tmp, "w");
     if (f == NULL || fprintf(f, "%d\n", dtsd_port(d)) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0)
       DTS_ERROR("main", "cannot write the port file %s", port_file);
+  }
+  if (ready_fd >= 0) {
+    if (dprintf((int)ready_fd, "%d\n", dtsd_port(d)) < 0) DTS_ERROR("main", "cannot write to --ready-fd %ld", ready_fd);
+    close((int)ready_fd);
   }
   int sig = 0;
   sigwait(&set, &sig);

@@ -11,16 +11,14 @@ mkdir -p "$T/storage"
 trap 'if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; fi; rm -rf "$T"' EXIT
 "$B/bench/bench_runtime" --scale 0.05
 "$B/bench/bench_storage" --actors 8 --batches 20 --dir "$T/storage"
-"$B/server/dtsd" --address 127.0.0.1:0 --ephemeral --port-file "$T/port" --log-level warn &
+# dtsd writes its port into the pipe once it serves; a dtsd that dies first
+# closes the pipe, and the read returns empty
+mkfifo "$T/ready"
+"$B/server/dtsd" --address 127.0.0.1:0 --ephemeral --ready-fd 3 --log-level warn 3>"$T/ready" &
 PID=$!
-i=0
-while [ ! -s "$T/port" ]; do
-  i=$((i + 1))
-  [ $i -gt 200 ] && { echo "dtsd did not start" >&2; exit 1; }
-  kill -0 "$PID" || { echo "dtsd exited" >&2; exit 1; }
-  sleep 0.05 # polling for the port file
-done
-P=$(cat "$T/port")
+P=""
+read -r P <"$T/ready" || true
+[ -n "$P" ] || { echo "dtsd did not start" >&2; exit 1; }
 "$B/bench/loadgen" --target "127.0.0.1:$P" --signals 5000 --entities 1 --concurrency 64
 "$B/bench/loadgen" --target "127.0.0.1:$P" --signals 5000 --entities 500 --concurrency 64
 L="$B/bench/loadgen --target 127.0.0.1:$P --pid $PID"

@@ -35,18 +35,31 @@ export function tmpDir(tag = "e2e") {
 // Starts dtsd; resolves once it serves.  opts: {dataDir, hubs, args, env}
 export async function startDtsd(opts = {}) {
   const dataDir = opts.dataDir || path.join(tmpDir(), "data");
-  const portFile = path.join(os.tmpdir(), `dtsd-port-${process.pid}-${Math.random().toString(16).slice(2)}`);
-  const args = ["--address", "127.0.0.1:0", "--data-dir", dataDir, "--port-file", portFile, "--log-level",
+  const args = ["--address", "127.0.0.1:0", "--data-dir", dataDir, "--ready-fd", "3", "--log-level",
     process.env.DTSD_LOG_LEVEL || "warn", ...(opts.hubs ? ["--task-hubs", opts.hubs] : []), ...(opts.args || [])];
-  const child = spawn(DTSD_BIN, args, { stdio: ["ignore", "inherit", "pipe"], env: { ...process.env, ...(opts.env || {}) } });
+  // fd 3 is a pipe: dtsd writes its port there once it serves, then closes it
+  const child = spawn(DTSD_BIN, args, { stdio: ["ignore", "inherit", "pipe", "pipe"], env: { ...process.env, ...(opts.env || {}) } });
   let stderr = "";
   child.stderr.on("data", (d) => { stderr += d; if (process.env.DTSD_VERBOSE) process.stderr.write(d); });
   let exited = null;
   const exitP = new Promise((resolve) => child.on("exit", (code, sig) => { exited = { code, sig }; resolve(exited); }));
-  await waitFor(() => exited || (fs.existsSync(portFile) && fs.readFileSync(portFile, "utf8").trim()), "dtsd to start", 20000);
-  if (exited) throw new Error(`dtsd exited at start (${JSON.stringify(exited)}): ${stderr}`);
-  const port = Number(fs.readFileSync(portFile, "utf8").trim());
-  fs.rmSync(portFile, { force: true });
+  const closedP = new Promise((resolve) => child.on("close", resolve)); // exited, stderr read to the end
+  let ready = "";
+  child.stdio[3].on("data", (d) => { ready += d; });
+  const readyP = new Promise((resolve) => child.stdio[3].on("close", resolve));
+  let timer;
+  const late = new Promise((resolve) => { timer = setTimeout(() => resolve("late"), 20000); });
+  const outcome = await Promise.race([readyP, late]);
+  clearTimeout(timer);
+  if (outcome === "late") {
+    child.kill("SIGKILL");
+    throw new Error(`timed out waiting for dtsd to start: ${stderr}`);
+  }
+  if (!/^\d+\n$/.test(ready)) { /* it closed the pipe without a port: it is exiting */
+    await closedP;
+    throw new Error(`dtsd exited at start (${JSON.stringify(exited)}): ${stderr}`);
+  }
+  const port = Number(ready.trim());
   return {
     port, dataDir, endpoint: `127.0.0.1:${port}`, child,
     stderr: () => stderr,
