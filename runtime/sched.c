@@ -45,7 +45,7 @@ typedef struct worker {
 } worker;
 
 struct dts_sched {
-  int nworkers;
+  int nworkers; /* 0: manual, turns run by dts_sched_run_manual */
   worker *workers;
   ck_ring_t inject;
   ck_ring_buffer_t *inject_buf;
@@ -209,11 +209,7 @@ static void *worker_main(void *arg) {
 /* ------------------------------------------------------------------------ */
 /* lifecycle                                                                */
 
-dts_sched *dts_sched_create(int workers) {
-  if (workers <= 0) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    workers = n > 0 ? (int)n : 1;
-  }
+static dts_sched *create(int workers) {
   dts_sched *s = dts_calloc(1, sizeof(*s));
   s->nworkers = workers;
   s->inject_buf = dts_calloc(INJECT_RING, sizeof(ck_ring_buffer_t));
@@ -230,6 +226,15 @@ dts_sched *dts_sched_create(int workers) {
     w->index = i;
     w->rng = 0x9e3779b9u * (unsigned)(i + 1);
   }
+  return s;
+}
+
+dts_sched *dts_sched_create(int workers) {
+  if (workers <= 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    workers = n > 0 ? (int)n : 1;
+  }
+  dts_sched *s = create(workers);
   for (int i = 0; i < workers; i++) {
     if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
       DTS_ERROR("sched", "cannot start worker thread %d", i);
@@ -237,6 +242,19 @@ dts_sched *dts_sched_create(int workers) {
     }
   }
   return s;
+}
+
+dts_sched *dts_sched_create_manual(void) { return create(0); }
+
+size_t dts_sched_run_manual(dts_sched *s, size_t max_turns) {
+  DTS_ASSERT(s->nworkers == 0);
+  size_t n = 0;
+  dts_actor *a;
+  while (n < max_turns && (a = handed_over(inject_pop(s))) != NULL) {
+    n++;
+    if (dts_actor_run(a)) dts_sched_add(s, a);
+  }
+  return n;
 }
 
 void dts_sched_destroy(dts_sched *s) {

@@ -12,6 +12,7 @@
 
 #include "runtime/actor.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct dts_sched_stats {
@@ -23,6 +24,16 @@ typedef struct dts_sched_stats {
 
 /* Starts `workers` threads (<= 0: one per online CPU).  Owned: destroy it. */
 dts_sched *dts_sched_create(int workers);
+
+/* A scheduler without threads, for deterministic tests and fuzzing: sends
+ * queue actors (any thread may send), and dts_sched_run_manual runs their
+ * turns on the calling thread.  Destroy it like any other. */
+dts_sched *dts_sched_create_manual(void);
+
+/* Manual schedulers only: runs queued actor turns, in queue order, on the
+ * calling thread until none is queued or `max_turns` ran.  Returns the
+ * number of turns run.  One thread at a time. */
+size_t dts_sched_run_manual(dts_sched *s, size_t max_turns);
 
 /* Stops every worker after its current turn, joins them, then releases the
  * scheduled reference of every actor still queued.  Actors whose last

@@ -37,6 +37,7 @@ struct dts_timers {
   size_t nheap;
   uint64_t seq;
   bool stop;
+  bool manual; /* no thread: dts_timers_fire_due fires */
 };
 
 uint64_t dts_now_ns(void) {
@@ -146,7 +147,7 @@ static void *timer_main(void *arg) {
   return NULL;
 }
 
-dts_timers *dts_timers_create(void) {
+static dts_timers *create(bool manual) {
   dts_timers *t = dts_calloc(1, sizeof(*t));
   pthread_mutex_init(&t->mu, NULL);
   pthread_condattr_t ca;
@@ -155,8 +156,60 @@ dts_timers *dts_timers_create(void) {
   pthread_cond_init(&t->cv, &ca);
   pthread_condattr_destroy(&ca);
   t->free_head = UINT32_MAX;
-  if (pthread_create(&t->thread, NULL, timer_main, t) != 0) abort();
+  t->manual = manual;
+  if (!manual && pthread_create(&t->thread, NULL, timer_main, t) != 0) abort();
   return t;
+}
+
+dts_timers *dts_timers_create(void) { return create(false); }
+dts_timers *dts_timers_create_manual(void) { return create(true); }
+
+size_t dts_timers_fire_due(dts_timers *t, uint64_t now) {
+  size_t fired = 0;
+  for (;;) {
+    pthread_mutex_lock(&t->mu);
+    if (t->nheap == 0 || t->slots[t->heap[0]].deadline > now) {
+      pthread_mutex_unlock(&t->mu);
+      return fired;
+    }
+    uint32_t s = t->heap[0];
+    dts_actor *a = t->slots[s].actor;
+    dts_msg *m = t->slots[s].msg;
+    heap_remove(t, 0);
+    slot_free(t, s);
+    pthread_mutex_unlock(&t->mu);
+    dts_send(a, m);
+    dts_actor_unref(a);
+    fired++;
+  }
+}
+
+size_t dts_timers_cancel_actor(dts_timers *t, dts_actor *a) {
+  pthread_mutex_lock(&t->mu);
+  size_t n = 0;
+  uint32_t *hit = NULL;
+  for (size_t i = 0; i < t->nheap; i++)
+    if (t->slots[t->heap[i]].actor == a) n++;
+  if (n > 0) {
+    hit = dts_malloc(n * sizeof(*hit));
+    size_t k = 0;
+    for (size_t i = 0; i < t->nheap; i++)
+      if (t->slots[t->heap[i]].actor == a) hit[k++] = t->heap[i];
+  }
+  dts_msg **msgs = n > 0 ? dts_malloc(n * sizeof(*msgs)) : NULL;
+  for (size_t k = 0; k < n; k++) { /* slots know their heap position */
+    msgs[k] = t->slots[hit[k]].msg;
+    heap_remove(t, t->slots[hit[k]].pos);
+    slot_free(t, hit[k]);
+  }
+  pthread_mutex_unlock(&t->mu);
+  for (size_t k = 0; k < n; k++) {
+    dts_msg_free(msgs[k]);
+    dts_actor_unref(a); /* the reference its timer held */
+  }
+  dts_free(hit);
+  dts_free(msgs);
+  return n;
 }
 
 void dts_timers_destroy(dts_timers *t) {
@@ -165,7 +218,7 @@ void dts_timers_destroy(dts_timers *t) {
   t->stop = true;
   pthread_cond_signal(&t->cv);
   pthread_mutex_unlock(&t->mu);
-  pthread_join(t->thread, NULL);
+  if (!t->manual) pthread_join(t->thread, NULL);
   for (size_t i = 0; i < t->nheap; i++) {
     slot *s = &t->slots[t->heap[i]];
     dts_msg_free(s->msg);

@@ -41,4 +41,16 @@ bool dts_timer_cancel(dts_timers *t, uint64_t handle);
 
 size_t dts_timers_pending(dts_timers *t);
 
+/* A timer facility without a thread, for deterministic tests and fuzzing:
+ * timers fire only when dts_timers_fire_due is called. */
+dts_timers *dts_timers_create_manual(void);
+/* Manual facilities only: sends, on the calling thread, every timer whose
+ * deadline is <= now, in deadline order.  Returns how many fired. */
+size_t dts_timers_fire_due(dts_timers *t, uint64_t now);
+
+/* Cancels every pending timer that targets `a` (its messages are freed and
+ * the references they held released): for an actor that goes away while
+ * it still has timers far in the future.  O(pending).  Any thread. */
+size_t dts_timers_cancel_actor(dts_timers *t, dts_actor *a);
+
 #endif
