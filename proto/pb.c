@@ -146,7 +146,7 @@ void dts_pbw_ts_field(dts_pbw *w, uint32_t field, int64_t ns) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* depth check                                                              */
+/* validation before unpacking                                              */
 
 static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
   uint64_t r = 0;
@@ -162,47 +162,186 @@ static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
   return false;
 }
 
-static dts_pb_check walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
-                         int depth, int max) {
+bool dts_utf8_valid(const uint8_t *p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = p[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t len;
+    uint32_t cp, min;
+    if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f, min = 0x800;
+    else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07, min = 0x10000;
+    else return false;
+    if (n - i < len) return false;
+    for (size_t k = 1; k < len; k++) {
+      if ((p[i + k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false; /* overlong, range, surrogate */
+    i += len;
+  }
+  return true;
+}
+
+/* Timestamp and Duration limits of google/protobuf/{timestamp,duration}.proto:
+ * years 0001..9999, and +-10,000 years. */
+#define TS_MIN_SECONDS (-62135596800LL)
+#define TS_MAX_SECONDS 253402300799LL
+#define DUR_MAX_SECONDS 315576000000LL
+
+/* Checks the two varint fields of a Timestamp or Duration in wire form. */
+static bool time_fields_ok(bool duration, const uint8_t *p, const uint8_t *end) {
+  int64_t secs = 0, nanos = 0;
+  while (p < end) {
+    uint64_t key, v;
+    if (!get_varint(&p, end, &key)) return false;
+    if ((key & 7) != 0) return true; /* framing is checked by the walk; other fields are ignored */
+    if (!get_varint(&p, end, &v)) return false;
+    if ((key >> 3) == 1) secs = (int64_t)v;
+    else if ((key >> 3) == 2) nanos = (int32_t)(uint32_t)v; /* int32 on the wire: sign-extended */
+  }
+  if (!duration) return secs >= TS_MIN_SECONDS && secs <= TS_MAX_SECONDS && nanos >= 0 && nanos <= 999999999;
+  if (secs < -DUR_MAX_SECONDS || secs > DUR_MAX_SECONDS || nanos < -999999999 || nanos > 999999999) return false;
+  return !((secs > 0 && nanos < 0) || (secs < 0 && nanos > 0));
+}
+
+typedef struct walker {
+  int max;
+  dts_pb_problem *pr;
+} walker;
+
+static dts_pb_check found(walker *w, dts_pb_check what, int depth, const ProtobufCMessageDescriptor *d,
+                          const ProtobufCFieldDescriptor *f) {
+  w->pr->what = what;
+  w->pr->depth = depth;
+  if (depth - 1 < DTS_PB_PATH_MAX) {
+    w->pr->msg[depth - 1] = d;
+    w->pr->field[depth - 1] = f;
+  }
+  return what;
+}
+
+/* Records this level's field on the way out of a nested problem. */
+static dts_pb_check via(walker *w, dts_pb_check c, int depth, const ProtobufCMessageDescriptor *d,
+                        const ProtobufCFieldDescriptor *f) {
+  if (depth - 1 < DTS_PB_PATH_MAX) {
+    w->pr->msg[depth - 1] = d;
+    w->pr->field[depth - 1] = f;
+  }
+  return c;
+}
+
+static dts_pb_check walk(walker *w, const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+                         int depth) {
+  if (d == &google__protobuf__timestamp__descriptor || d == &google__protobuf__duration__descriptor) {
+    if (!time_fields_ok(d == &google__protobuf__duration__descriptor, p, end))
+      return found(w, DTS_PB_BAD_TIME, depth, d, NULL);
+  }
   while (p < end) {
     uint64_t key, len;
-    if (!get_varint(&p, end, &key)) return DTS_PB_MALFORMED;
+    if (!get_varint(&p, end, &key)) return found(w, DTS_PB_MALFORMED, depth, d, NULL);
     uint32_t field = (uint32_t)(key >> 3);
-    if (field == 0) return DTS_PB_MALFORMED;
+    if (field == 0 || key >> 3 > 0x1fffffff) return found(w, DTS_PB_MALFORMED, depth, d, NULL);
     switch (key & 7) {
     case 0:
-      if (!get_varint(&p, end, &len)) return DTS_PB_MALFORMED;
+      if (!get_varint(&p, end, &len)) return found(w, DTS_PB_MALFORMED, depth, d, NULL);
       break;
     case 1:
-      if (end - p < 8) return DTS_PB_MALFORMED;
+      if (end - p < 8) return found(w, DTS_PB_MALFORMED, depth, d, NULL);
       p += 8;
       break;
     case 5:
-      if (end - p < 4) return DTS_PB_MALFORMED;
+      if (end - p < 4) return found(w, DTS_PB_MALFORMED, depth, d, NULL);
       p += 4;
       break;
     case 2: {
-      if (!get_varint(&p, end, &len) || len > (uint64_t)(end - p)) return DTS_PB_MALFORMED;
-      const ProtobufCFieldDescriptor *f =
-          d != NULL ? protobuf_c_message_descriptor_get_field(d, field) : NULL;
+      const ProtobufCFieldDescriptor *f = d != NULL ? protobuf_c_message_descriptor_get_field(d, field) : NULL;
+      if (!get_varint(&p, end, &len) || len > (uint64_t)(end - p)) return found(w, DTS_PB_MALFORMED, depth, d, f);
       if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-        if (depth + 1 > max) return DTS_PB_TOO_DEEP;
-        dts_pb_check c = walk(f->descriptor, p, p + len, depth + 1, max);
-        if (c != DTS_PB_OK) return c;
+        if (depth + 1 > w->max) return found(w, DTS_PB_TOO_DEEP, depth, d, f);
+        dts_pb_check c = walk(w, f->descriptor, p, p + len, depth + 1);
+        if (c != DTS_PB_OK) return via(w, c, depth, d, f);
+      } else if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING) {
+        /* protobuf-c hands strings over NUL-terminated, so a NUL inside
+         * would silently cut the value short; proto3 strings are UTF-8 */
+        if (memchr(p, 0, len) != NULL) return found(w, DTS_PB_NUL, depth, d, f);
+        if (!dts_utf8_valid(p, len)) return found(w, DTS_PB_BAD_UTF8, depth, d, f);
       }
       p += len;
       break;
     }
     default: /* groups (3, 4) are not used by this protocol; 6, 7 are invalid */
-      return DTS_PB_MALFORMED;
+      return found(w, DTS_PB_MALFORMED, depth, d, NULL);
     }
   }
   return DTS_PB_OK;
 }
 
+dts_pb_check dts_pb_validate(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, int max_depth,
+                             dts_pb_problem *pr) {
+  dts_pb_problem local;
+  walker w = {max_depth, pr != NULL ? pr : &local};
+  memset(w.pr, 0, sizeof(*w.pr));
+  return walk(&w, d, p, p + n, 1);
+}
+
 dts_pb_check dts_pb_check_depth(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
                                 int max_depth) {
-  return walk(d, p, p + n, 1, max_depth);
+  return dts_pb_validate(d, p, n, max_depth, NULL);
+}
+
+void dts_pb_problem_path(const dts_pb_problem *pr, char *out, size_t outlen) {
+  size_t k = 0;
+  out[0] = '\0';
+  int n = pr->depth < DTS_PB_PATH_MAX ? pr->depth : DTS_PB_PATH_MAX;
+  for (int i = 0; i < n && k + 1 < outlen; i++) {
+    const ProtobufCMessageDescriptor *m = pr->msg[i];
+    const ProtobufCFieldDescriptor *f = pr->field[i];
+    int w;
+    if (i == 0) w = snprintf(out + k, outlen - k, "%s", m != NULL ? m->short_name : "?");
+    else w = 0;
+    if (w > 0) k += (size_t)w < outlen - k ? (size_t)w : outlen - k - 1;
+    if (f != NULL && k + 1 < outlen) {
+      w = snprintf(out + k, outlen - k, ".%s", f->name);
+      if (w > 0) k += (size_t)w < outlen - k ? (size_t)w : outlen - k - 1;
+    }
+  }
+  if (pr->depth > DTS_PB_PATH_MAX && k + 4 < outlen) snprintf(out + k, outlen - k, "...");
+}
+
+ProtobufCMessage *dts_pb_decode(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, int max_depth,
+                                char *err, size_t errlen) {
+  dts_pb_problem pr;
+  dts_pb_check c = dts_pb_validate(d, p, n, max_depth, &pr);
+  if (c == DTS_PB_OK) {
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, n, p);
+    if (m != NULL) return m;
+    snprintf(err, errlen, "malformed %s message", d->short_name);
+    return NULL;
+  }
+  char path[256];
+  dts_pb_problem_path(&pr, path, sizeof(path));
+  switch (c) {
+  case DTS_PB_TOO_DEEP:
+    snprintf(err, errlen,
+             "%s nests messages deeper than %d levels (at %s); limit set by --max-nesting / DTSD_MAX_NESTING",
+             d->short_name, max_depth, path);
+    break;
+  case DTS_PB_NUL: snprintf(err, errlen, "%s contains a NUL byte, which dtsd does not accept in strings", path); break;
+  case DTS_PB_BAD_UTF8: snprintf(err, errlen, "%s is not valid UTF-8", path); break;
+  case DTS_PB_BAD_TIME:
+    snprintf(err, errlen, "%s is not a valid %s (seconds and nanos out of range)", path,
+             pr.depth > 0 && pr.depth <= DTS_PB_PATH_MAX && pr.msg[pr.depth - 1] == &google__protobuf__duration__descriptor
+                 ? "google.protobuf.Duration"
+                 : "google.protobuf.Timestamp (years 1 to 9999)");
+    break;
+  default: snprintf(err, errlen, "malformed %s message (at %s)", d->short_name, path); break;
+  }
+  return NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -210,7 +349,14 @@ dts_pb_check dts_pb_check_depth(const ProtobufCMessageDescriptor *d, const uint8
 
 int64_t dts_ts_to_ns(const Google__Protobuf__Timestamp *ts) {
   if (ts == NULL) return 0;
-  return ts->seconds * 1000000000LL + ts->nanos;
+  return dts_secs_to_ns(ts->seconds, ts->nanos);
+}
+
+int64_t dts_secs_to_ns(int64_t secs, int32_t nanos) {
+  /* saturates: a time past year 2262 is "never", one before 1677 "long ago" */
+  if (secs > INT64_MAX / 1000000000LL - 1) return INT64_MAX;
+  if (secs < INT64_MIN / 1000000000LL + 1) return INT64_MIN;
+  return secs * 1000000000LL + nanos;
 }
 
 Google__Protobuf__Timestamp *dts_ts_from_ns(Google__Protobuf__Timestamp *ts, int64_t ns) {

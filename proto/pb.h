@@ -70,18 +70,54 @@ void dts_pbw_ts_field(dts_pbw *w, uint32_t field, int64_t ns);
 
 /* ---- validation ------------------------------------------------------------ */
 
-typedef enum { DTS_PB_OK = 0, DTS_PB_MALFORMED, DTS_PB_TOO_DEEP } dts_pb_check;
+typedef enum {
+  DTS_PB_OK = 0,
+  DTS_PB_MALFORMED, /* framing: truncated, bad wire type or field number */
+  DTS_PB_TOO_DEEP,  /* nests deeper than the bound */
+  DTS_PB_NUL,       /* a string field holds a NUL byte */
+  DTS_PB_BAD_UTF8,  /* a string field is not UTF-8 */
+  DTS_PB_BAD_TIME   /* a Timestamp or Duration outside the range its .proto defines */
+} dts_pb_check;
 
-/* Walks the wire bytes of a message of type `d` without unpacking it and
- * reports whether it is well-formed at the framing level and nests no deeper
- * than `max_depth` messages.  Linear in n; its own recursion is bounded by
- * max_depth, which protects protobuf-c's unpacker (it recurses per level). */
+#define DTS_PB_PATH_MAX 16
+/* Where a check failed: the field at each level, outermost first. */
+typedef struct dts_pb_problem {
+  dts_pb_check what;
+  int depth;
+  const ProtobufCMessageDescriptor *msg[DTS_PB_PATH_MAX];
+  const ProtobufCFieldDescriptor *field[DTS_PB_PATH_MAX]; /* NULL: the message itself */
+} dts_pb_problem;
+
+/* Walks the wire bytes of a message of type `d` without unpacking it:
+ * framing, nesting no deeper than `max_depth` messages, string fields
+ * without NUL bytes and in UTF-8, Timestamps and Durations in their range.
+ * Linear in n; its own recursion is bounded by max_depth, which protects
+ * protobuf-c's unpacker (it recurses per level).  `pr` (may be NULL) says
+ * where the first problem is. */
+dts_pb_check dts_pb_validate(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, int max_depth,
+                             dts_pb_problem *pr);
+/* dts_pb_validate without the location. */
 dts_pb_check dts_pb_check_depth(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
                                 int max_depth);
+/* "CreateInstanceRequest.instance_id" for a problem. */
+void dts_pb_problem_path(const dts_pb_problem *pr, char *out, size_t outlen);
+
+/* Validates and unpacks: the message (free it with
+ * protobuf_c_message_free_unpacked), or NULL with a sentence for the
+ * caller's INVALID_ARGUMENT in err. */
+ProtobufCMessage *dts_pb_decode(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, int max_depth,
+                                char *err, size_t errlen);
+
+/* True when p[0..n) is well-formed UTF-8 (no overlongs, surrogates or
+ * code points past U+10FFFF). */
+bool dts_utf8_valid(const uint8_t *p, size_t n);
 
 /* ---- time and wrappers --------------------------------------------------------- */
 
-int64_t dts_ts_to_ns(const Google__Protobuf__Timestamp *ts); /* NULL -> 0 */
+/* Timestamp to ns since the epoch, saturating at INT64_MIN/INT64_MAX (about
+ * years 1677 and 2262); NULL -> 0. */
+int64_t dts_ts_to_ns(const Google__Protobuf__Timestamp *ts);
+int64_t dts_secs_to_ns(int64_t secs, int32_t nanos);
 /* Fills *ts from ns; returns ts. */
 Google__Protobuf__Timestamp *dts_ts_from_ns(Google__Protobuf__Timestamp *ts, int64_t ns);
 /* Fills *sv to point at s (borrowed); returns NULL when s is NULL. */

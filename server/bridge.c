@@ -327,18 +327,9 @@ static void route(dts_bridge *b, dts_call *c) {
   grpc_byte_buffer_reader_destroy(&rd);
   const uint8_t *p = GRPC_SLICE_START_PTR(all);
   size_t n = GRPC_SLICE_LENGTH(all);
-  dts_pb_check chk = dts_pb_check_depth(mi->req, p, n, b->cfg.max_depth);
-  ProtobufCMessage *req = NULL;
-  if (chk == DTS_PB_OK) req = protobuf_c_message_unpack(mi->req, NULL, n, p);
+  ProtobufCMessage *req = dts_pb_decode(mi->req, p, n, b->cfg.max_depth, msg, sizeof(msg));
   grpc_slice_unref(all);
-  if (chk == DTS_PB_TOO_DEEP) {
-    snprintf(msg, sizeof(msg), "%s request nests messages deeper than %d levels (e.g. TaskFailureDetails.innerFailure); "
-             "limit set by --max-nesting / DTSD_MAX_NESTING", mi->req->name, b->cfg.max_depth);
-    dts_call_fail(c, DTS_ST_INVALID_ARGUMENT, msg);
-    return;
-  }
   if (req == NULL) {
-    snprintf(msg, sizeof(msg), "malformed %s message", mi->req->name);
     dts_call_fail(c, DTS_ST_INVALID_ARGUMENT, msg);
     return;
   }
