@@ -59,6 +59,7 @@ struct dts_store {
   bool wake;     /* under mu */
   bool stopping; /* under mu */
   atomic_uint_fast64_t writes, batches;
+  atomic_long outstanding; /* any thread: submitted, answer not yet sent */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -123,6 +124,7 @@ static void flush_group(dts_store *s, order *group, int n) {
     dts_batch_destroy(group[i].batch);
     dts_send(group[i].to, group[i].m);
     dts_actor_unref(group[i].to);
+    atomic_fetch_sub(&s->outstanding, 1);
   }
 }
 
@@ -171,6 +173,7 @@ void dts_store_submit(dts_store *s, dts_batch *b, dts_actor *to, dts_msg *m) {
   t->o = (order){b, to, m};
   dts_actor_ref(to);
   atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
+  atomic_fetch_add(&s->outstanding, 1);
   if (dts_mailbox_push(&s->q, &t->hdr)) {
     pthread_mutex_lock(&s->mu);
     s->wake = true;
@@ -387,6 +390,8 @@ dts_err dts_store_scan_from(dts_store *s, const void *prefix, size_t plen, const
 }
 
 void dts_store_set_group_max(dts_store *s, int n) { s->group_max = n < 1 ? 1 : n > GROUP_MAX ? GROUP_MAX : n; }
+
+bool dts_store_busy(dts_store *s) { return atomic_load(&s->outstanding) > 0; }
 
 void dts_store_get_stats(dts_store *s, dts_store_stats *out) {
   out->writes = atomic_load(&s->writes);

@@ -72,6 +72,10 @@ dts_err dts_store_scan_from(dts_store *s, const void *prefix, size_t plen, const
  * found; DTS_ENOTFOUND when absent. */
 dts_err dts_store_get(dts_store *s, const void *k, size_t klen, char **v, size_t *vlen);
 
+/* True while a submitted batch has not been answered yet (its message not
+ * yet sent back): tests and fuzzers wait for false.  Any thread. */
+bool dts_store_busy(dts_store *s);
+
 /* Figures for logs and benchmarks. */
 typedef struct dts_store_stats {
   uint64_t writes;  /* LevelDB writes (groups) */

@@ -6,6 +6,7 @@
 #include "actors/hub.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
+#include "tests/fakecall.h"
 #include "tests/testutil.h"
 
 #include <setjmp.h>
@@ -22,106 +23,17 @@
 
 #define ST(x) ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_##x
 #define EV(x) HISTORY_EVENT__EVENT_TYPE_##x
-#define MAXITEMS 512
 
 /* ======================================================================== */
-/* fake calls                                                               */
+/* fake calls (tests/fakecall.h)                                            */
 
-struct dts_call {
-  atomic_int refs;
-  void *owner_data;
-  dts_actor *owner; /* streams: where SENT goes */
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool answered, ended;
-  int status;
-  char msg[512];
-  dts_buf body;
-  dts_buf items[MAXITEMS];
-  int nitems;
-};
-
-static atomic_long live_calls;
-
-static dts_call *call_new(dts_actor *owner) {
-  dts_call *c = dts_calloc(1, sizeof(*c));
-  atomic_init(&c->refs, 1);
-  c->owner = owner;
-  pthread_mutex_init(&c->mu, NULL);
-  pthread_cond_init(&c->cv, NULL);
-  atomic_fetch_add(&live_calls, 1);
-  return c;
-}
-
-void dts_call_ref(dts_call *c) { atomic_fetch_add(&c->refs, 1); }
-void dts_call_unref(dts_call *c) {
-  if (atomic_fetch_sub(&c->refs, 1) != 1) return;
-  dts_buf_free(&c->body);
-  for (int i = 0; i < c->nitems; i++) dts_buf_free(&c->items[i]);
-  pthread_mutex_destroy(&c->mu);
-  pthread_cond_destroy(&c->cv);
-  dts_free(c);
-  atomic_fetch_sub(&live_calls, 1);
-}
-void dts_call_set_owner_data(dts_call *c, void *p) { c->owner_data = p; }
-void *dts_call_owner_data(dts_call *c) { return c->owner_data; }
-
-static void finish(dts_call *c, int st, const char *msg, dts_buf body) {
-  pthread_mutex_lock(&c->mu);
-  assert_false(c->answered); /* exactly one answer per unary call */
-  c->answered = true;
-  c->status = st;
-  snprintf(c->msg, sizeof(c->msg), "%s", msg);
-  c->body = body;
-  pthread_cond_broadcast(&c->cv);
-  pthread_mutex_unlock(&c->mu);
-}
-
-void dts_call_reply(dts_call *c, dts_buf resp) { finish(c, 0, "", resp); }
-void dts_call_fail(dts_call *c, dts_status st, const char *msg) { finish(c, (int)st, msg, (dts_buf){NULL, 0}); }
-
-static void ev_drop(dts_msg *m) { dts_call_unref(((dts_call_event *)m)->call); }
-
+static bool answered(dts_call *c) { return fake_answered(c); }
+static int nitems(dts_call *c) { return fake_nitems(c); }
 static void sent(dts_call *c, unsigned kind) {
-  dts_call_event *e = (dts_call_event *)dts_msg_alloc(kind, sizeof(*e));
-  e->hdr.drop = ev_drop;
-  dts_call_ref(c);
-  e->call = c;
-  e->ok = true;
-  dts_send(c->owner, &e->hdr);
+  DTS_ASSERT(kind == DTS_CALL_CLOSED);
+  fake_close(c);
 }
-
-void dts_call_stream_open(dts_call *c) { sent(c, DTS_CALL_SENT); }
-void dts_call_stream_send(dts_call *c, dts_buf msg) {
-  pthread_mutex_lock(&c->mu);
-  assert_true(c->nitems < MAXITEMS);
-  c->items[c->nitems++] = msg;
-  pthread_cond_broadcast(&c->cv);
-  pthread_mutex_unlock(&c->mu);
-  sent(c, DTS_CALL_SENT);
-}
-void dts_call_stream_end(dts_call *c, dts_status st, const char *msg) {
-  (void)st;
-  (void)msg;
-  pthread_mutex_lock(&c->mu);
-  c->ended = true;
-  pthread_mutex_unlock(&c->mu);
-  sent(c, DTS_CALL_SENT);
-}
-
-static bool answered(dts_call *c) {
-  pthread_mutex_lock(&c->mu);
-  bool a = c->answered;
-  pthread_mutex_unlock(&c->mu);
-  return a;
-}
-
-static int nitems(dts_call *c) {
-  pthread_mutex_lock(&c->mu);
-  int n = c->nitems;
-  pthread_mutex_unlock(&c->mu);
-  return n;
-}
+static dts_call *call_new(dts_actor *owner) { return fake_call_new(owner); }
 
 /* ======================================================================== */
 /* fixture                                                                  */
@@ -179,7 +91,7 @@ static int teardown(void **state) {
   assert_int_equal(system(cmd), 0);
   dts_free(f);
   dts_pool_thread_flush();
-  assert_int_equal(atomic_load(&live_calls), 0); /* the hub let go of every call */
+  assert_int_equal(atomic_load(&fake_live_calls), 0); /* the hub let go of every call */
   return 0;
 }
 

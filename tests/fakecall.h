@@ -1,0 +1,48 @@
+/* fakecall.h -- the test double of a dts_call (actors/call.h) for tests and
+ * fuzzers that run the hub without a network.
+ *
+ * A fake call records what the hub does with it: the one answer of a unary
+ * call (status, message, body), or every message sent on a stream.  The
+ * stream's owner actor gets DTS_CALL_SENT after every send, as from the
+ * bridge, and DTS_CALL_CLOSED when the test ends the call (fake_close).
+ * Every field is read under `mu`: the hub answers from its own thread.
+ */
+#ifndef DTS_TESTS_FAKECALL_H
+#define DTS_TESTS_FAKECALL_H
+
+#include "actors/call.h"
+#include "runtime/actor.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct dts_call {
+  atomic_int refs;
+  void *owner_data;
+  dts_actor *owner; /* streams: where SENT and CLOSED go */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int answers;     /* unary: answers given (must end at exactly 1) */
+  bool answered, ended;
+  int status;
+  char msg[512];
+  dts_buf body;
+  dts_buf *items; /* stream messages, in order */
+  int nitems, capitems;
+};
+
+/* Calls alive (created, not yet freed): 0 once the hub let go of all. */
+extern atomic_long fake_live_calls;
+
+/* A new call with one reference (the caller's).  `owner` receives stream
+ * events; it may be NULL for unary calls. */
+dts_call *fake_call_new(dts_actor *owner);
+bool fake_answered(dts_call *c);
+int fake_nitems(dts_call *c);
+/* The i-th stream message, copied (dts_buf_free it); false if none yet. */
+bool fake_item(dts_call *c, int i, dts_buf *out);
+/* The client ends the call: DTS_CALL_CLOSED to its owner. */
+void fake_close(dts_call *c);
+
+#endif
