@@ -32,6 +32,7 @@
 #define EV(x) HISTORY_EVENT__EVENT_TYPE_##x
 #define ACT(x) ORCHESTRATOR_ACTION__ORCHESTRATOR_ACTION_TYPE_##x
 #define KEYMAX 600
+#define DTS_MAX_LOCK_SET 100 /* entities one lock request may name */
 
 enum { HUB_RPC = 1, HUB_COMMITTED, HUB_TIMER, HUB_TICK, HUB_SHUTDOWN, HUB_PURGE };
 
@@ -74,6 +75,7 @@ typedef struct evvec {
 typedef struct waiter {
   dts_call *call;
   inst *in;
+  char *id;        /* in->id, kept for a reset (hub_reset) */
   bool completion; /* else: start */
   bool io;         /* include inputs and outputs */
   struct waiter *prev, *next;
@@ -99,6 +101,11 @@ struct inst {
   /* runtime */
   stream *leased_to;
   char token[40];
+  /* Its work item went back to the ready queue when its stream closed, with
+   * `token` still valid and `dispatched` kept: a completion that carries the
+   * token is applied until the next dispatch (a worker that shuts down
+   * closes its stream first and sends its completions after). */
+  bool returned;
   OrchestratorResponse **chunks; /* partial completions, in order */
   size_t nchunks;
   int pending;           /* tickets in flight that touched this instance */
@@ -122,19 +129,21 @@ struct inst {
 
 typedef struct act {
   char *key;  /* map key: "<id>\x01<exec>\x01<task>" */
+  uint64_t serial; /* unique in the hub: effects name it by (key, serial) */
   char *skey; /* store key (binary) */
   size_t klen;
   char *inst_id, *exec_id, *name, *version;
   int32_t task_id;
   dts_buf req; /* encoded ActivityRequest */
   stream *leased_to;
-  char token[40];
+  char token[40]; /* its lease; valid until the next dispatch when returned (see inst) */
   rlink rl; /* in h->aq */
   uint64_t not_before;
 } act;
 
 typedef struct dtimer {
   char *key;  /* map key: "<id>\x01<exec>\x01<timer>" */
+  uint64_t serial; /* unique in the hub: effects name it by (key, serial) */
   char *skey; /* store key (binary) */
   size_t klen;
   char *inst_id, *exec_id;
@@ -143,6 +152,7 @@ typedef struct dtimer {
 } dtimer;
 
 struct stream {
+  uint64_t sid; /* unique in the hub: effects name it by this */
   dts_call *call;
   GetWorkItemsRequest *req; /* filters live here */
   int max_orch, max_act, n_orch, n_act, max_ent, n_ent;
@@ -175,10 +185,14 @@ struct ent {
   qmsg *q;
   size_t qn, qcap;
   uint64_t next_seq;
-  /* the batch in flight */
+  /* the batch in flight: its messages by queue sequence (indexes move when
+   * lock steps take messages off the front) */
   stream *leased_to;
-  char token[40];
-  size_t *bidx, nb;
+  char token[40]; /* valid until the next dispatch when returned (see inst) */
+  bool returned;
+  uint64_t *bseq;
+  size_t nb;
+  size_t *bidx; /* scratch: bseq as indexes, at completion */
   /* commit bookkeeping, as for instances */
   int pending;
   void *touched_by;
@@ -196,23 +210,35 @@ typedef struct reply {
   bool is_waiter; /* answer to a waiter: clear owner data first */
 } reply;
 
+/* What a ticket does after its commit names objects that a later handler
+ * of the same turn, or a later turn, may free or replace: by an id looked
+ * up again after the commit, never by a pointer.  (Instances and entities
+ * in `touched`/`etouched` are references instead: each counts in the
+ * object's `pending`, and purged ones wait in h->dead until it is 0.) */
+typedef struct effect {
+  char *key;      /* map key (acts, timers); NULL for streams */
+  uint64_t serial; /* the object's serial (streams: its sid) */
+} effect;
+
 typedef struct ticket {
   dts_msg hdr;
   inst **touched;
   size_t ntouched, captouched;
-  act **acts; /* new activity work items to make ready */
+  effect *acts; /* new activity work items to make ready */
   size_t nacts, capacts;
-  dtimer **timers; /* durable timers to arm */
+  effect *timers; /* durable timers to arm */
   size_t ntimers, captimers;
   reply *replies;
   size_t nreplies, capreplies;
   ent **etouched; /* entities whose record this ticket rewrites */
   size_t netouched, capetouched;
-  stream **opens; /* history streams that may start sending */
+  effect *opens; /* history streams that may start sending */
   size_t nopens, capopens;
   struct gone **gone; /* ids this ticket deletes from the store */
   size_t ngone, capgone;
   bool wipe;          /* this ticket wipes the hub's data */
+  uint32_t epoch;     /* the store epoch its batch was built in */
+  dts_err result;     /* storage thread: the commit's outcome */
 } ticket;
 
 /* An instance id whose deletion is in a ticket not yet committed: until it
@@ -269,8 +295,27 @@ struct dts_hub {
   bool deleted; /* DeleteTaskHub: no longer served */
   uint32_t boot;
   uint64_t token_seq;
+  uint64_t serial; /* last serial given to an act, timer or stream */
   bool shutting_down;
   bool tick_armed;
+  /* When the store says no.  `epoch`: the store epoch in which memory last
+   * matched the store; batches carry it (store.h, "epochs").  `inflight`:
+   * tickets with the storage thread.  A ticket that did not commit leaves
+   * memory ahead of the store: `reset_needed` reads everything back at the
+   * end of the turn (hub_reset). */
+  uint32_t epoch;
+  int inflight;
+  bool reset_needed;
+  bool paused;      /* writes refused: dispatch and internal writes wait */
+  /* the first store read that failed in the current handler (find, scans):
+   * answered as INTERNAL or DATA_LOSS, never taken for "absent" */
+  dts_err rd_code;
+  char rd_msg[400];
+  bool poisoned;    /* a read failed after the handler changed state */
+  long changes;     /* touch() calls and batch operations: "has it changed anything?" */
+  long mark;        /* `changes` when the current handler began */
+  long unreadable;  /* records start-up (or a reset) could not read */
+  long resets;
   atomic_bool quiesced; /* any thread: shut down, and its last batch is with the store */
   atomic_long st_instances, st_streams, st_dispatched,
       st_completions, st_stale;
@@ -281,23 +326,36 @@ typedef struct loadctx {
   dts_hub *h;
   dts_err err;
   long n;
-  long left; /* load_event: events still expected (-1: to the end of the prefix) */
+  long left;   /* load_event: events still expected (-1: to the end of the prefix) */
+  inst *in;    /* load_event: whose events these are */
+  size_t plen; /* load_event: the prefix "<hub>\0<H|N><id>\0" */
+  const char *why; /* load_event: what was wrong, when err is set */
 } loadctx;
 
 static void pump(dts_hub *h);
+static bool can_write(dts_hub *h);
+static void resume_if_writable(dts_hub *h);
+static dts_err load(dts_hub *h, bool again, char *err, size_t errlen);
 static void timer_free(struct dtimer *tm);
 static void ent_step(dts_hub *h, ent *e);
 static void ent_touch(dts_hub *h, ent *e);
 static void put_ent_record(dts_hub *h, ent *e);
 static void ent_unlease(dts_hub *h, ent *e, uint64_t delay_ns);
+static void ent_return(dts_hub *h, ent *e);
 static void ent_enqueue(dts_hub *h, const char *id, int kind, dts_buf b, const char *parent, const char *parent_exec,
                         const char *request_id);
 static void release_locks_of(dts_hub *h, inst *holder);
 static void route_from_orchestration(dts_hub *h, inst *in, const SendEntityMessageAction *sm);
 static int purge_entity(dts_hub *h, const char *id);
 static void ticket_drop(dts_msg *m);
+static void handle(dts_hub *h, dts_msg *m);
+static void ticket_fail(dts_hub *h, ticket *t, dts_err e, const char *why);
 static void timer_msg_drop(dts_msg *m);
 static void make_ready(dts_hub *h, inst *in);
+static void chunks_free(inst *in);
+static void orch_end_lease(dts_hub *h, inst *in);
+static void act_end_lease(dts_hub *h, act *a);
+static void ent_end_lease(dts_hub *h, ent *e);
 static inst *find(dts_hub *h, const char *id);
 static void check_waiters(dts_hub *h, inst *in);
 
@@ -351,10 +409,24 @@ const char *dts_hub_name_problem(const char *name) {
   return NULL;
 }
 
+static bool printable(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e) return false;
+  return true;
+}
+
+const char *dts_short_id_problem(const char *id) {
+  size_t n = strlen(id);
+  if (n == 0) return "must not be empty";
+  if (n > DTS_ID_MAX) return "is longer than 100 characters";
+  if (!printable(id, n)) return "must be printable ASCII (0x20..0x7E)";
+  return NULL;
+}
+
 const char *dts_instance_id_problem(const char *id) {
   size_t n = strlen(id);
   if (n == 0) return "instance id must not be empty";
-  if (n > 100) return "instance id is longer than 100 characters";
+  if (n > DTS_ID_MAX) return "instance id is longer than 100 characters";
   if (id[0] == '@') return "instance ids starting with '@' are reserved for entities";
   for (size_t i = 0; i < n; i++)
     if ((unsigned char)id[i] < 0x20 || (unsigned char)id[i] > 0x7e)
@@ -365,7 +437,19 @@ const char *dts_instance_id_problem(const char *id) {
 /* ---- keys (docs/storage.md) --------------------------------------------- */
 
 
+/* Keys are built only from validated strings: instance and entity ids,
+ * execution and request ids of at most DTS_ID_MAX characters each (checked
+ * where they enter, from the wire or the disk) and the hub name (at most
+ * 64), so the longest key is far below KEYMAX.  Outgrowing it means a string
+ * reached a key unchecked: an invariant broken, never truncated in silence
+ * (two long ids must never merge into one key). */
+static void k_need(const key *k, size_t more) {
+  DTS_ASSERT(k->n + more <= KEYMAX && "a key outgrew its buffer: a string reached it unvalidated");
+}
+
 static void k_start(key *k, const dts_hub *h, char type) {
+  k->n = 0;
+  k_need(k, h->namelen + 2);
   memcpy(k->b, h->name, h->namelen);
   k->b[h->namelen] = '\0';
   k->b[h->namelen + 1] = type;
@@ -374,18 +458,23 @@ static void k_start(key *k, const dts_hub *h, char type) {
 
 static void k_str(key *k, const char *s) {
   size_t n = strlen(s);
-  if (k->n + n + 1 > KEYMAX) n = KEYMAX - k->n - 1; /* ids are bounded well below */
+  k_need(k, n);
   memcpy(k->b + k->n, s, n);
   k->n += n;
 }
 
-static void k_sep(key *k) { k->b[k->n++] = '\0'; }
+static void k_sep(key *k) {
+  k_need(k, 1);
+  k->b[k->n++] = '\0';
+}
 
 static void k_u64(key *k, uint64_t v) {
+  k_need(k, 8);
   for (int i = 7; i >= 0; i--) k->b[k->n++] = (char)(v >> (i * 8));
 }
 
 static void k_u32(key *k, uint32_t v) {
+  k_need(k, 4);
   for (int i = 3; i >= 0; i--) k->b[k->n++] = (char)(v >> (i * 8));
 }
 
@@ -474,15 +563,44 @@ static char *raw_copy(const key *k) {
 
 static ticket *cur(dts_hub *h) {
   if (h->cur == NULL) {
+    /* with nothing in flight and nothing lost, memory matches the store,
+     * whatever epoch the store is in now */
+    if (h->inflight == 0 && !h->reset_needed) h->epoch = dts_store_epoch(h->cfg.store);
     h->cur = (ticket *)dts_msg_alloc(HUB_COMMITTED, sizeof(ticket));
     h->cur->hdr.drop = ticket_drop;
+    h->cur->epoch = h->epoch;
     h->batch = dts_batch_create();
   }
   return h->cur;
 }
 
+/* How much the hub has changed so far (any handler): touches and batch
+ * operations.  Equal before and after a step: the step changed nothing. */
+static long changes(const dts_hub *h) { return h->changes + (long)dts_batch_ops(h->batch); }
+
+/* After the current ticket commits: make the act ready / arm the timer /
+ * let the history stream send -- if it is still the same object then. */
+static void effect_act(dts_hub *h, const act *a) {
+  ticket *t = cur(h);
+  effect e = {dts_strdup(a->key), a->serial};
+  VEC_PUSH(t->acts, t->nacts, t->capacts, e);
+}
+
+static void effect_timer(dts_hub *h, const struct dtimer *tm) {
+  ticket *t = cur(h);
+  effect e = {dts_strdup(tm->key), tm->serial};
+  VEC_PUSH(t->timers, t->ntimers, t->captimers, e);
+}
+
+static void effect_open(dts_hub *h, const stream *st) {
+  ticket *t = cur(h);
+  effect e = {NULL, st->sid};
+  VEC_PUSH(t->opens, t->nopens, t->capopens, e);
+}
+
 static void touch(dts_hub *h, inst *in) {
   ticket *t = cur(h);
+  h->changes++;
   in->dirty = true;
   if (in->touched_by == t) return;
   in->touched_by = t;
@@ -514,6 +632,35 @@ static void fail(dts_hub *h, dts_call *c, dts_status st, const char *fmt, ...) {
   dts_call_ref(c); /* the reply's own reference */
   reply r = {c, st, dts_strdup(msg), {NULL, 0}, false};
   VEC_PUSH(t->replies, t->nreplies, t->capreplies, r);
+}
+
+static dts_status status_of(dts_err e) {
+  switch (e) {
+  case DTS_ELIMIT: return DTS_ST_RESOURCE_EXHAUSTED;
+  case DTS_ECORRUPT: return DTS_ST_DATA_LOSS;
+  default: return DTS_ST_INTERNAL;
+  }
+}
+
+/* A store read failed (DTS_EIO) or returned a record that does not decode
+ * (DTS_ECORRUPT).  The first of the current handler is kept for its answer
+ * (rd_answer); the handler must not take the record for absent. */
+static void rd_fail(dts_hub *h, dts_err code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void rd_fail(dts_hub *h, dts_err code, const char *fmt, ...) {
+  if (h->rd_code != DTS_OK) return;
+  h->rd_code = code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(h->rd_msg, sizeof(h->rd_msg), fmt, ap);
+  va_end(ap);
+  DTS_ERROR("hub", "[%s] %s", h->name, h->rd_msg);
+}
+
+/* Answers `c` with the failed read, if one happened: true when it did. */
+static bool rd_answer(dts_hub *h, dts_call *c) {
+  if (h->rd_code == DTS_OK) return false;
+  fail(h, c, status_of(h->rd_code), "%s", h->rd_msg);
+  return true;
 }
 
 /* ---- instance records ------------------------------------------------------ */
@@ -642,18 +789,30 @@ static void flush(dts_hub *h) {
     dts_msg_free(&t->hdr);
     return;
   }
+  if (h->poisoned) {
+    /* a read failed after this turn had started changing state: what it
+     * built may rest on a record taken for absent, so none of it goes */
+    h->poisoned = false;
+    dts_batch_destroy(b);
+    ticket_fail(h, t, h->rd_code == DTS_ECORRUPT ? DTS_ECORRUPT : DTS_EIO, h->rd_msg);
+    return;
+  }
   if (h->cfg.inline_commit) {
     /* written here and now (LevelDB groups concurrent writers); the effects
      * run at the end of the turn, in commit order (drain_done) */
-    if (!dts_batch_empty(b) && dts_store_write(h->cfg.store, b) != DTS_OK) {
-      DTS_ERROR("hub", "[%s] write failed; exiting so that a restart recovers the last committed state", h->name);
-      _exit(70);
-    }
+    dts_err e = dts_batch_empty(b) ? DTS_OK : dts_store_commit(h->cfg.store, b, t->epoch);
     dts_batch_destroy(b);
+    if (e != DTS_OK) {
+      char why[400];
+      dts_store_writable(h->cfg.store, why, sizeof(why));
+      ticket_fail(h, t, e, why);
+      return;
+    }
     VEC_PUSH(h->done, h->ndone, h->capdone, t);
     return;
   }
-  dts_store_submit(h->cfg.store, b, &h->actor, &t->hdr);
+  h->inflight++;
+  dts_store_submit_at(h->cfg.store, b, t->epoch, &h->actor, &t->hdr, &t->result);
 }
 
 /* ---- events ------------------------------------------------------------------ */
@@ -829,28 +988,12 @@ static void inst_clear_execution(dts_hub *h, inst *in) {
     dts_batch_del(h->batch, k.b, k.n);
   }
   ev_clear(&in->dispatched);
-  if (in->leased_to != NULL) { /* its work item is now stale */
-    in->leased_to->n_orch--;
-    in->leased_to = NULL;
-    dts_map_del(&h->tokens, in->token);
-    in->token[0] = '\0';
-  }
-  for (size_t i = 0; i < in->nchunks; i++)
-    orchestrator_response__free_unpacked(in->chunks[i], NULL);
-  dts_free(in->chunks);
-  in->chunks = NULL;
-  in->nchunks = 0;
+  orch_end_lease(h, in); /* its work item is now stale */
+  chunks_free(in);
 }
 
 static inst *inst_decode(dts_hub *h, const char *v, size_t vlen);
 
-
-/* The instance in a stored record, added to the map.  NULL if damaged. */
-static inst *inst_from_record(dts_hub *h, const char *v, size_t vlen) {
-  inst *in = inst_decode(h, v, vlen);
-  if (in != NULL) inst_adopt(h, in);
-  return in;
-}
 
 static void inst_free(inst *in) {
   dts_free(in->id);
@@ -1057,6 +1200,11 @@ static dts_buf instance_response(const inst *in, bool io) {
 
 /* ---- waiters ------------------------------------------------------------------ */
 
+static void waiter_free(waiter *w) {
+  dts_free(w->id);
+  dts_free(w);
+}
+
 static void waiter_unlink(waiter *w) {
   if (w->prev) w->prev->next = w->next;
   else w->in->waiters = w->next;
@@ -1074,7 +1222,7 @@ static void check_waiters(dts_hub *h, inst *in) {
       dts_call_set_owner_data(w->call, NULL);
       dts_call_reply(w->call, instance_response(in, w->io));
       dts_call_unref(w->call);
-      dts_free(w);
+      waiter_free(w);
     }
     w = next;
   }
@@ -1242,10 +1390,10 @@ static void new_token(dts_hub *h, char kind, char out[40]) {
   snprintf(out, 40, "%c%08x-%" PRIu64, kind, h->boot, ++h->token_seq);
 }
 
+static bool has_work(const inst *in) { return in->returned || in->inbox.n > 0 || in->force_turn; }
+
 static bool dispatchable(const inst *in, int64_t wall, uint64_t mono) {
-  if ((in->inbox.n == 0 && !in->force_turn) || in->leased_to != NULL || in->pending > 0 || terminal(in->status))
-    return false;
-  if (in->nchunks > 0) return false;
+  if (!has_work(in) || in->leased_to != NULL || in->pending > 0 || terminal(in->status)) return false;
   if (mono < in->not_before) return false;
   if (in->sched_start > wall && !inbox_has_terminate(in)) return false;
   return true;
@@ -1263,7 +1411,7 @@ static void make_ready(dts_hub *h, inst *in) {
   uint64_t mono = dts_now_ns();
   if (!dispatchable(in, wall, mono)) {
     /* Not yet: wake up when the delay or the scheduled start has passed. */
-    if ((in->inbox.n > 0 || in->force_turn) && in->leased_to == NULL && in->pending == 0 && !terminal(in->status)) {
+    if (has_work(in) && in->leased_to == NULL && in->pending == 0 && !terminal(in->status)) {
       if (mono < in->not_before) arm_wake(h, in, in->not_before);
       else if (in->sched_start > wall) arm_wake(h, in, mono + (uint64_t)(in->sched_start - wall));
     }
@@ -1308,7 +1456,45 @@ static dts_buf orch_work_item(dts_hub *h, inst *in) {
   return dts_pbw_take(&w);
 }
 
+/* Frees an instance's buffered partial completions. */
+static void chunks_free(inst *in) {
+  for (size_t i = 0; i < in->nchunks; i++) orchestrator_response__free_unpacked(in->chunks[i], NULL);
+  dts_free(in->chunks);
+  in->chunks = NULL;
+  in->nchunks = 0;
+}
+
+/* Ends the lease of an instance's work item, leased or returned: its token
+ * is no longer valid.  Its events stay where they are. */
+static void orch_end_lease(dts_hub *h, inst *in) {
+  if (in->leased_to != NULL) in->leased_to->n_orch--;
+  in->leased_to = NULL;
+  in->returned = false;
+  if (in->token[0] != '\0' && dts_map_get(&h->tokens, in->token) == in) dts_map_del(&h->tokens, in->token);
+  in->token[0] = '\0';
+}
+
+/* The dispatched events go back to the head of the inbox (they are still
+ * in the store's inbox; only OrchestratorStarted, made at dispatch, goes),
+ * and the lease ends.  A forced turn is owed again. */
+static void orch_take_back(dts_hub *h, inst *in) {
+  orch_end_lease(h, in);
+  evvec back = {0};
+  for (size_t i = 0; i < in->dispatched.n; i++) {
+    if (in->dispatched.v[i].seq == UINT64_MAX) dts_buf_free(&in->dispatched.v[i].b);
+    else ev_push(&back, in->dispatched.v[i].b, in->dispatched.v[i].seq);
+  }
+  bool was_forced = in->dispatched.n > 0 && back.n == 0;
+  in->dispatched.n = 0;
+  for (size_t i = 0; i < in->inbox.n; i++) ev_push(&back, in->inbox.v[i].b, in->inbox.v[i].seq);
+  dts_free(in->inbox.v);
+  in->inbox = back;
+  if (was_forced) in->force_turn = true;
+  chunks_free(in);
+}
+
 static void dispatch_orch(dts_hub *h, inst *in, stream *s) {
+  if (in->returned) orch_take_back(h, in); /* leased anew: the old token ends */
   DTS_DEBUG("hub", "[%s] dispatch orchestration %s (%zu new events)", h->name, in->id, in->inbox.n + 1);
   /* newEvents = [OrchestratorStarted(now)] + the whole inbox */
   HistoryEvent e = HISTORY_EVENT__INIT;
@@ -1329,6 +1515,7 @@ static void dispatch_orch(dts_hub *h, inst *in, stream *s) {
 
 static void dispatch_act(dts_hub *h, act *a, stream *s) {
   DTS_DEBUG("hub", "[%s] dispatch activity %s #%d", h->name, a->inst_id, a->task_id);
+  act_end_lease(h, a); /* a returned item's old token ends here */
   new_token(h, 'a', a->token);
   dts_map_put(&h->tokens, a->token, a);
   a->leased_to = s;
@@ -1368,44 +1555,50 @@ static try_result try_ent(dts_hub *h, rlink *l);
 /* Hands ready work to streams with room, until either runs out. */
 static void pump(dts_hub *h) {
   if (h->streams == NULL || h->shutting_down) return;
+  if (!can_write(h)) { /* results could not be stored: dispatch waits */
+    h->paused = true;
+    return;
+  }
   rq_drain(h, &h->rq, try_orch);
   rq_drain(h, &h->aq, try_act);
   rq_drain(h, &h->eq, try_ent);
 }
 
-/* Gives an orchestration work item back: its events return to the head of
- * the inbox (they are still in the store's inbox; only OrchestratorStarted
- * is dropped, a new one is made at the next dispatch). */
+/* Gives an orchestration work item back (Abandon): its events return to the
+ * head of the inbox, and it is dispatched again after `delay_ns`. */
 static void orch_unlease(dts_hub *h, inst *in, uint64_t delay_ns) {
-  if (in->leased_to != NULL) in->leased_to->n_orch--;
-  in->leased_to = NULL;
-  dts_map_del(&h->tokens, in->token);
-  in->token[0] = '\0';
-  evvec back = {0};
-  for (size_t i = 0; i < in->dispatched.n; i++) {
-    if (in->dispatched.v[i].seq == UINT64_MAX) dts_buf_free(&in->dispatched.v[i].b);
-    else ev_push(&back, in->dispatched.v[i].b, in->dispatched.v[i].seq);
-  }
-  in->dispatched.n = 0;
-  for (size_t i = 0; i < in->inbox.n; i++) ev_push(&back, in->inbox.v[i].b, in->inbox.v[i].seq);
-  dts_free(in->inbox.v);
-  in->inbox = back;
-  if (in->inbox.n == 0) in->force_turn = true; /* it was a forced turn: owe it again */
-  for (size_t i = 0; i < in->nchunks; i++)
-    orchestrator_response__free_unpacked(in->chunks[i], NULL);
-  dts_free(in->chunks);
-  in->chunks = NULL;
-  in->nchunks = 0;
+  orch_take_back(h, in);
   in->not_before = delay_ns ? dts_now_ns() + delay_ns : 0;
   make_ready(h, in);
 }
 
-static void act_unlease(dts_hub *h, act *a, uint64_t delay_ns) {
+/* Its stream closed (or its completion could not be stored): the item goes
+ * back to the ready queue as it is, its token still valid (inst.returned). */
+static void orch_return(dts_hub *h, inst *in) {
+  if (in->leased_to != NULL) in->leased_to->n_orch--;
+  in->leased_to = NULL;
+  in->returned = true;
+  make_ready(h, in);
+}
+
+static void act_end_lease(dts_hub *h, act *a) {
   if (a->leased_to != NULL) a->leased_to->n_act--;
   a->leased_to = NULL;
-  dts_map_del(&h->tokens, a->token);
+  if (a->token[0] != '\0' && dts_map_get(&h->tokens, a->token) == a) dts_map_del(&h->tokens, a->token);
   a->token[0] = '\0';
+}
+
+/* Abandon: dispatched again after `delay_ns`, under a new token. */
+static void act_unlease(dts_hub *h, act *a, uint64_t delay_ns) {
+  act_end_lease(h, a);
   a->not_before = delay_ns ? dts_now_ns() + delay_ns : 0;
+  act_ready(h, a);
+}
+
+/* Stream closed: ready again, its token valid until the next dispatch. */
+static void act_return(dts_hub *h, act *a) {
+  if (a->leased_to != NULL) a->leased_to->n_act--;
+  a->leased_to = NULL;
   act_ready(h, a);
 }
 
@@ -1416,13 +1609,13 @@ static void stream_release(dts_hub *h, stream *s) {
   for (size_t it = 0; dts_map_next(&h->tokens, &it, &k, &v);) {
     if (k[0] == 'o') {
       inst *in = v;
-      if (in->leased_to == s) orch_unlease(h, in, 0);
+      if (in->leased_to == s) orch_return(h, in);
     } else if (k[0] == 'e') {
       ent *e = v;
-      if (e->leased_to == s) ent_unlease(h, e, 0);
+      if (e->leased_to == s) ent_return(h, e);
     } else {
       act *a = v;
-      if (a->leased_to == s) act_unlease(h, a, 0);
+      if (a->leased_to == s) act_return(h, a);
     }
   }
   if (s->prev) s->prev->next = s->next;
@@ -1439,6 +1632,32 @@ static void stream_release(dts_hub *h, stream *s) {
 
 /* ======================================================================== */
 /* orchestration turns                                                      */
+
+static void act_free(act *a) {
+  dts_free(a->key);
+  dts_free(a->skey);
+  dts_free(a->inst_id);
+  dts_free(a->exec_id);
+  dts_free(a->name);
+  dts_free(a->version);
+  dts_buf_free(&a->req);
+  dts_free(a);
+}
+
+/* Takes an activity work item out of everything that points at it -- its
+ * ready queue, its lease and token, the map (when it is the one there) --
+ * and frees it; with del_store its record goes from the current batch. */
+static void act_discard(dts_hub *h, act *a, bool del_store) {
+  rq_unlink(&h->aq, &a->rl);
+  if (a->leased_to != NULL) a->leased_to->n_act--;
+  if (a->token[0] != '\0' && dts_map_get(&h->tokens, a->token) == a) dts_map_del(&h->tokens, a->token);
+  if (dts_map_get(&h->acts, a->key) == a) dts_map_del(&h->acts, a->key);
+  if (del_store) {
+    cur(h);
+    dts_batch_del(h->batch, a->skey, a->klen);
+  }
+  act_free(a);
+}
 
 static dts_buf failure_copy(const TaskFailureDetails *fd) {
   return fd != NULL ? dts_pb_pack(&fd->base) : (dts_buf){NULL, 0};
@@ -1590,10 +1809,15 @@ static void apply_rewind(dts_hub *h, inst *in, const RewindOrchestrationAction *
   for (size_t i = 0; i < ra->n_new_history; i++) {
     const HistoryEvent *e = ra->new_history[i];
     hist_add(h, in, dts_pb_pack(&e->base));
-    if (e->event_type_case == EV(EXECUTION_STARTED) && e->execution_started->orchestration_instance &&
-        dts_sv_get(e->execution_started->orchestration_instance->execution_id) != NULL &&
-        e->execution_started->orchestration_instance->execution_id->value[0] != '\0')
-      set_str(&in->exec_id, e->execution_started->orchestration_instance->execution_id->value);
+    const char *ex = e->event_type_case == EV(EXECUTION_STARTED) && e->execution_started->orchestration_instance
+                         ? dts_sv_get(e->execution_started->orchestration_instance->execution_id)
+                         : NULL;
+    if (ex != NULL && ex[0] != '\0') {
+      /* it names the execution's keys: only a valid id is taken */
+      if (dts_short_id_problem(ex) == NULL) set_str(&in->exec_id, ex);
+      else DTS_WARN("hub", "[%s] %s: rewound history names an invalid execution id; kept the current one", h->name,
+                    in->id);
+    }
     if (e->event_type_case == EV(EXECUTION_REWOUND)) reason = dts_sv_get(e->execution_rewound->reason);
   }
   in->status = ST(RUNNING);
@@ -1741,10 +1965,14 @@ static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue
       w->req = dts_pb_pack(&ar.base);
       tags_free(&tg2);
       dts_batch_put(h->batch, k.b, k.n, w->req.p, w->req.n);
+      w->serial = ++h->serial;
       act *old = dts_map_put(&h->acts, w->key, w);
-      if (old != NULL) DTS_WARN("hub", "%s: task %d scheduled twice in one execution", in->id, a->id);
-      ticket *t = cur(h);
-      VEC_PUSH(t->acts, t->nacts, t->capacts, w);
+      if (old != NULL) { /* the same task id again: the newer one stands (same store key) */
+        DTS_WARN("hub", "%s: task %d scheduled twice in one execution; the later one replaces the first", in->id,
+                 a->id);
+        act_discard(h, old, false);
+      }
+      effect_act(h, w);
       break;
     }
     case ACT(CREATE_TIMER): {
@@ -1770,17 +1998,10 @@ static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue
       tm->fire_at = fire;
       tm->event = ev_pack(&f, -1, fire > now ? fire : now);
       dts_batch_put(h->batch, k.b, k.n, tm->event.p, tm->event.n);
+      tm->serial = ++h->serial;
       dtimer *oldt = dts_map_put(&h->timers, tm->key, tm);
-      if (oldt != NULL) {
-        dts_free(oldt->skey);
-        dts_free(oldt->key);
-        dts_free(oldt->inst_id);
-        dts_free(oldt->exec_id);
-        dts_buf_free(&oldt->event);
-        dts_free(oldt);
-      }
-      ticket *t = cur(h);
-      VEC_PUSH(t->timers, t->ntimers, t->captimers, tm);
+      if (oldt != NULL) timer_free(oldt); /* the same timer id again: the newer one stands */
+      effect_timer(h, tm);
       break;
     }
     case ACT(CREATE_SUB_ORCHESTRATION): {
@@ -2041,8 +2262,9 @@ static void evict_forget(dts_hub *h, inst *in) {
 /* Nothing points at it and nothing about it is in flight: it may leave
  * memory (its record in the store is current). */
 static bool unused(const inst *in) {
-  return !in->purged && in->pending == 0 && in->waiters == NULL && in->leased_to == NULL && !in->rl.queued &&
-         in->nchunks == 0 && !in->wake_armed && !in->dirty && in->touched_by == NULL;
+  return !in->purged && in->pending == 0 && in->waiters == NULL && in->leased_to == NULL && !in->returned &&
+         in->token[0] == '\0' && !in->rl.queued && in->nchunks == 0 && !in->wake_armed && !in->dirty &&
+         in->touched_by == NULL;
 }
 
 static bool idle_finished(const inst *in) { return terminal(in->status) && unused(in); }
@@ -2129,48 +2351,78 @@ static dts_err load_events(dts_hub *h, inst *in, bool counted) {
   } parts[2] = {{'H', counted ? in->rec_hist : -1}, {'N', counted ? in->rec_inbox : -1}};
   for (int i = 0; i < 2 && e == DTS_OK; i++) {
     if (parts[i].n == 0) continue;
-    loadctx lc = {h, DTS_OK, 0, parts[i].n};
     key k;
     key_id(&k, h, parts[i].type, in->id);
     k_sep(&k);
+    loadctx lc = {.h = h, .left = parts[i].n, .in = in, .plen = k.n};
     e = dts_store_scan(h->cfg.store, k.b, k.n, load_event, &lc);
     if (e == DTS_OK) e = lc.err;
+    /* a record that counts more events than there are is damaged too */
+    if (e == DTS_OK && lc.left > 0) e = DTS_ECORRUPT;
   }
   return e;
 }
 
-/* The instance with this id: in memory, or read back from the store (a
- * finished instance), or NULL. */
 /* The stored record of an instance that is not in memory, decoded (not
- * added to the map), or NULL: none, or its deletion is not committed yet. */
+ * added to the map), or NULL: none, its deletion is not committed yet, or
+ * it cannot be read (then rd_fail says why). */
 static inst *record_get(dts_hub *h, const char *id) {
-  if (id == NULL || id[0] == '\0' || strlen(id) >= KEYMAX - h->namelen - 16) return NULL;
+  if (id == NULL || dts_instance_id_problem(id) != NULL) return NULL; /* no such id can be stored */
   if (h->wipes_pending > 0 || (dts_map_len(&h->gone) > 0 && dts_map_get(&h->gone, id) != NULL)) return NULL;
   key k;
   key_inst(&k, h, id);
-  char *v;
+  char *v, msg[300];
   size_t vlen;
-  if (dts_store_get(h->cfg.store, k.b, k.n, &v, &vlen) != DTS_OK) return NULL;
+  dts_err e = dts_store_read(h->cfg.store, k.b, k.n, &v, &vlen, msg, sizeof(msg));
+  if (e == DTS_ENOTFOUND) return NULL;
+  if (e != DTS_OK) {
+    rd_fail(h, e, "cannot read orchestration instance '%s' from the store: %s", id, msg);
+    return NULL;
+  }
   inst *in = inst_decode(h, v, vlen);
   dts_free(v);
+  if (in != NULL && strcmp(in->id, id) != 0) { /* a record under another id's key */
+    inst_free(in);
+    in = NULL;
+  }
+  if (in == NULL) rd_fail(h, DTS_ECORRUPT, "the stored record of orchestration instance '%s' is damaged", id);
   return in;
 }
 
+/* The instance with this id: in memory, or read back from the store, or
+ * NULL: none, or it cannot be read (rd_fail says why; never "absent"). */
 static inst *find(dts_hub *h, const char *id) {
   inst *in = dts_map_get(&h->insts, id);
   if (in != NULL) return in;
   if ((in = record_get(h, id)) == NULL) return NULL;
-  inst_adopt(h, in);
   /* it left memory idle with everything committed, and nothing reached it
    * since (that would have read it back first): the counts are exact */
-  if (load_events(h, in, true) != DTS_OK) DTS_ERROR("hub", "[%s] cannot read the history of '%s'", h->name, id);
+  dts_err e = load_events(h, in, true);
+  if (e != DTS_OK) { /* half a history is never used, or written over */
+    rd_fail(h, e, "cannot read the history of orchestration instance '%s' from the store", id);
+    inst_free(in);
+    return NULL;
+  }
+  inst_adopt(h, in);
   in->last_active = dts_now_ns();
   if (terminal(in->status)) evict_later(h, in);
   return in;
 }
 
+/* find() for a caller that has changed nothing since it began and simply
+ * tries again later when the read fails: the failure is logged and not
+ * kept for an answer.  *failed says whether it happened. */
+static inst *find_quiet(dts_hub *h, const char *id, bool *failed) {
+  dts_err saved = h->rd_code;
+  inst *in = find(h, id);
+  *failed = saved == DTS_OK && h->rd_code != DTS_OK;
+  if (*failed) h->rd_code = DTS_OK;
+  return in;
+}
+
 static inst *find_or_fail(dts_hub *h, dts_call *c, const char *id) {
   inst *in = find(h, id);
+  if (in == NULL && rd_answer(h, c)) return NULL;
   if (in == NULL) fail(h, c, DTS_ST_NOT_FOUND, "no orchestration instance '%.120s' in task hub '%s'", id, h->name);
   return in;
 }
@@ -2193,8 +2445,9 @@ static void on_start(dts_hub *h, dts_call *c, CreateInstanceRequest *r) {
   }
   if (!payload_ok(h, c, "input", dts_sv_get(r->input))) return;
   const char *exec = dts_sv_get(r->execution_id);
-  if (exec != NULL && strlen(exec) > 100) {
-    fail(h, c, DTS_ST_INVALID_ARGUMENT, "execution id is longer than 100 characters");
+  const char *ewhy = exec != NULL && exec[0] != '\0' ? dts_short_id_problem(exec) : NULL;
+  if (ewhy != NULL) {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "execution id %s", ewhy);
     return;
   }
   inst *in = find(h, id);
@@ -2257,6 +2510,7 @@ static void on_wait(dts_hub *h, dts_call *c, GetInstanceRequest *r, bool complet
   dts_call_ref(c);
   w->call = c;
   w->in = in;
+  w->id = dts_strdup(in->id);
   w->completion = completion;
   w->io = r->get_inputs_and_outputs;
   w->next = in->waiters;
@@ -2327,25 +2581,56 @@ static void complete_ok(dts_hub *h, dts_call *c) {
   answer_msg(h, c, &resp.base);
 }
 
-/* Returns true when `r` was kept (buffered as a chunk). */
-static bool on_complete_orch(dts_hub *h, dts_call *c, OrchestratorResponse *r) {
-  inst *in = NULL;
-  if (r->completion_token[0] != '\0') {
-    void *v = dts_map_get(&h->tokens, r->completion_token);
-    if (v != NULL && r->completion_token[0] == 'o') in = v;
-  } else { /* old workers send no token: match the instance's lease */
-    inst *x = dts_map_get(&h->insts, r->instance_id);
-    if (x != NULL && x->leased_to != NULL) in = x;
+/* An entity message action's ids, which become store keys (entity ids,
+ * request ids of scheduled signals) or must match later (call request
+ * ids): NULL when they are valid, else why not. */
+static const char *entity_action_problem(const SendEntityMessageAction *sm, char *buf, size_t len) {
+  const char *target = NULL, *rid = NULL, *why = NULL;
+  bool need_rid = false;
+  switch (sm->entity_message_type_case) {
+  case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_OPERATION_SIGNALED:
+    target = dts_sv_get(sm->entity_operation_signaled->target_instance_id);
+    rid = sm->entity_operation_signaled->request_id;
+    break;
+  case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_OPERATION_CALLED:
+    target = dts_sv_get(sm->entity_operation_called->target_instance_id);
+    rid = sm->entity_operation_called->request_id;
+    need_rid = true;
+    break;
+  case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_LOCK_REQUESTED: {
+    const EntityLockRequestedEvent *l = sm->entity_lock_requested;
+    if (l->n_lock_set == 0 || l->n_lock_set > DTS_MAX_LOCK_SET) {
+      snprintf(buf, len, "a lock request names %zu entities (1 to %d)", l->n_lock_set, DTS_MAX_LOCK_SET);
+      return buf;
+    }
+    for (size_t i = 0; i < l->n_lock_set; i++)
+      if ((why = dts_entity_id_problem(l->lock_set[i])) != NULL) {
+        snprintf(buf, len, "lock set entity '%.120s': %s", l->lock_set[i], why);
+        return buf;
+      }
+    return NULL;
   }
-  if (in == NULL || (r->instance_id[0] != '\0' && strcmp(r->instance_id, in->id) != 0)) {
-    DTS_INFO("hub", "stale orchestrator completion for '%.120s' (token '%.40s'): ignored", r->instance_id,
-             r->completion_token);
-    atomic_fetch_add_explicit(&h->st_stale, 1, memory_order_relaxed);
-    complete_ok(h, c);
-    return false;
+  case SEND_ENTITY_MESSAGE_ACTION__ENTITY_MESSAGE_TYPE_ENTITY_UNLOCK_SENT:
+    target = dts_sv_get(sm->entity_unlock_sent->target_instance_id);
+    break;
+  default:
+    return NULL;
   }
-  /* payload limits on what the turn would store: an oversized result fails
-   * the orchestration (a retry would only produce it again) */
+  if (target == NULL || (why = dts_entity_id_problem(target)) != NULL) {
+    snprintf(buf, len, "entity message target '%.120s': %s", target ? target : "", why ? why : "missing");
+    return buf;
+  }
+  if ((need_rid || (rid != NULL && rid[0] != '\0')) && (why = dts_short_id_problem(rid ? rid : "")) != NULL) {
+    snprintf(buf, len, "entity message request id %s", why);
+    return buf;
+  }
+  return NULL;
+}
+
+/* Checks what a completion would store before anything of it is applied.
+ * NULL when it is fine; else the failure's error type, with the sentence
+ * in msg. */
+static const char *turn_problem(dts_hub *h, const OrchestratorResponse *r, char *msg, size_t len) {
   const char *big = NULL;
   if (r->custom_status && strlen(r->custom_status->value) > h->cfg.max_payload) big = "custom status";
   for (size_t i = 0; i < r->n_actions && big == NULL; i++) {
@@ -2356,17 +2641,55 @@ static bool on_complete_orch(dts_hub *h, dts_call *c, OrchestratorResponse *r) {
     case ACT(CREATE_SUB_ORCHESTRATION): p = dts_sv_get(a->create_sub_orchestration->input); break;
     case ACT(SEND_EVENT): p = dts_sv_get(a->send_event->data); break;
     case ACT(COMPLETE_ORCHESTRATION): p = dts_sv_get(a->complete_orchestration->result); break;
+    case ACT(SEND_ENTITY_MESSAGE): {
+      char why[300];
+      const char *bad = entity_action_problem(a->send_entity_message, why, sizeof(why));
+      if (bad != NULL) {
+        snprintf(msg, len, "action %d: %s", a->id, bad);
+        return "InvalidEntityMessage";
+      }
+      break;
+    }
     default: break;
     }
     if (p != NULL && strlen(p) > h->cfg.max_payload) big = "an action's payload";
   }
-  if (big != NULL) {
-    char msg[300];
-    snprintf(msg, sizeof(msg), "%s is over the payload limit of %zu bytes (--max-payload / DTSD_MAX_PAYLOAD)",
-             big, h->cfg.max_payload);
+  if (big == NULL) return NULL;
+  snprintf(msg, len, "%s is over the payload limit of %zu bytes (--max-payload / DTSD_MAX_PAYLOAD)", big,
+           h->cfg.max_payload);
+  return "PayloadTooLarge";
+}
+
+/* Returns true when `r` was kept (buffered as a chunk). */
+static bool on_complete_orch(dts_hub *h, dts_call *c, OrchestratorResponse *r) {
+  inst *in = NULL;
+  if (r->completion_token[0] != '\0') {
+    void *v = dts_map_get(&h->tokens, r->completion_token);
+    if (v != NULL && r->completion_token[0] == 'o') in = v;
+  } else { /* old workers send no token: match the instance's lease */
+    inst *x = dts_map_get(&h->insts, r->instance_id);
+    if (x != NULL && x->leased_to != NULL) in = x;
+  }
+  if (in != NULL && in->returned) { /* back in the queue, not leased again: still its item */
+    rq_unlink(&h->rq, &in->rl);
+    in->returned = false;
+  }
+  if (in == NULL || (r->instance_id[0] != '\0' && strcmp(r->instance_id, in->id) != 0)) {
+    DTS_INFO("hub", "stale orchestrator completion for '%.120s' (token '%.40s'): ignored", r->instance_id,
+             r->completion_token);
+    atomic_fetch_add_explicit(&h->st_stale, 1, memory_order_relaxed);
+    complete_ok(h, c);
+    return false;
+  }
+  /* what the turn would store is checked first: a payload over the limit
+   * or an action naming an invalid entity or request id fails the
+   * orchestration (a retry would only produce the same again) */
+  char msg[400];
+  const char *etype = turn_problem(h, r, msg, sizeof(msg));
+  if (etype != NULL) {
     fail(h, c, DTS_ST_INVALID_ARGUMENT, "%s", msg);
     TaskFailureDetails fd = TASK_FAILURE_DETAILS__INIT;
-    fd.error_type = "PayloadTooLarge";
+    fd.error_type = (char *)etype;
     fd.error_message = msg;
     CompleteOrchestrationAction ca = COMPLETE_ORCHESTRATION_ACTION__INIT;
     ca.orchestration_status = ST(FAILED);
@@ -2376,14 +2699,8 @@ static bool on_complete_orch(dts_hub *h, dts_call *c, OrchestratorResponse *r) {
     oa.orchestrator_action_type_case = ACT(COMPLETE_ORCHESTRATION);
     oa.complete_orchestration = &ca;
     OrchestratorAction *one = &oa;
-    if (in->leased_to != NULL) in->leased_to->n_orch--;
-    in->leased_to = NULL;
-    dts_map_del(&h->tokens, in->token);
-    in->token[0] = '\0';
-    for (size_t i = 0; i < in->nchunks; i++) orchestrator_response__free_unpacked(in->chunks[i], NULL);
-    dts_free(in->chunks);
-    in->chunks = NULL;
-    in->nchunks = 0;
+    orch_end_lease(h, in);
+    chunks_free(in);
     apply_turn(h, in, NULL, NULL, &one, 1, -1);
     return false;
   }
@@ -2403,31 +2720,14 @@ static bool on_complete_orch(dts_hub *h, dts_call *c, OrchestratorResponse *r) {
   for (size_t i = 0; i < in->nchunks; i++)
     for (size_t j = 0; j < in->chunks[i]->n_actions; j++) all[k++] = in->chunks[i]->actions[j];
   for (size_t j = 0; j < r->n_actions; j++) all[k++] = r->actions[j];
-  if (in->leased_to != NULL) in->leased_to->n_orch--;
-  in->leased_to = NULL;
-  dts_map_del(&h->tokens, in->token);
-  in->token[0] = '\0';
+  orch_end_lease(h, in);
   apply_turn(h, in, r->custom_status ? r->custom_status : first->custom_status,
              first->orchestration_trace_context, all, nact, nprocessed);
   dts_free(all);
-  for (size_t i = 0; i < in->nchunks; i++) orchestrator_response__free_unpacked(in->chunks[i], NULL);
-  dts_free(in->chunks);
-  in->chunks = NULL;
-  in->nchunks = 0;
+  chunks_free(in);
   atomic_fetch_add_explicit(&h->st_completions, 1, memory_order_relaxed);
   complete_ok(h, c);
   return false;
-}
-
-static void act_free(act *a) {
-  dts_free(a->key);
-  dts_free(a->skey);
-  dts_free(a->inst_id);
-  dts_free(a->exec_id);
-  dts_free(a->name);
-  dts_free(a->version);
-  dts_buf_free(&a->req);
-  dts_free(a);
 }
 
 static void on_complete_act(dts_hub *h, dts_call *c, ActivityResponse *r) {
@@ -2444,6 +2744,7 @@ static void on_complete_act(dts_hub *h, dts_call *c, ActivityResponse *r) {
       if (x != NULL && x->leased_to != NULL) a = x;
     }
   }
+  if (a != NULL && a->leased_to == NULL) rq_unlink(&h->aq, &a->rl); /* returned, not leased again */
   if (a == NULL) {
     DTS_INFO("hub", "stale activity completion for '%.120s' task %d: ignored", r->instance_id, r->task_id);
     atomic_fetch_add_explicit(&h->st_stale, 1, memory_order_relaxed);
@@ -2462,12 +2763,7 @@ static void on_complete_act(dts_hub *h, dts_call *c, ActivityResponse *r) {
     big.error_message = bigmsg;
     r->failure_details = &big;
   }
-  if (a->leased_to != NULL) a->leased_to->n_act--;
-  a->leased_to = NULL;
-  dts_map_del(&h->tokens, a->token);
-  dts_map_del(&h->acts, a->key);
   cur(h);
-  dts_batch_del(h->batch, a->skey, a->klen);
   inst *in = find(h, a->inst_id);
   if (in != NULL && strcmp(in->exec_id, a->exec_id) == 0) {
     HistoryEvent e = HISTORY_EVENT__INIT;
@@ -2486,7 +2782,7 @@ static void on_complete_act(dts_hub *h, dts_call *c, ActivityResponse *r) {
     }
     inbox_add(h, in, ev_pack(&e, -1, (int64_t)dts_wall_ns()));
   }
-  act_free(a);
+  act_discard(h, a, true);
   atomic_fetch_add_explicit(&h->st_completions, 1, memory_order_relaxed);
   if (too_big) {
     r->failure_details = NULL; /* not ours to free */
@@ -2516,6 +2812,7 @@ static void on_get_work_items(dts_hub *h, dts_call *c, GetWorkItemsRequest *r) {
     return;
   }
   stream *s = dts_calloc(1, sizeof(*s));
+  s->sid = ++h->serial;
   dts_call_ref(c);
   s->call = c;
   s->req = r;
@@ -2544,6 +2841,7 @@ static void on_get_work_items(dts_hub *h, dts_call *c, GetWorkItemsRequest *r) {
 static void on_stream_history(dts_hub *h, dts_call *c, StreamInstanceHistoryRequest *r) {
   inst *in = find(h, r->instance_id);
   stream *s = dts_calloc(1, sizeof(*s));
+  s->sid = ++h->serial;
   dts_call_ref(c);
   s->call = c;
   s->history = true;
@@ -2572,8 +2870,7 @@ static void on_stream_history(dts_hub *h, dts_call *c, StreamInstanceHistoryRequ
   if (h->streams) h->streams->prev = s;
   h->streams = s;
   dts_call_set_owner_data(c, s);
-  ticket *t = cur(h);
-  VEC_PUSH(t->opens, t->nopens, t->capopens, s);
+  effect_open(h, s);
 }
 
 static bool status_in(int st, const int *list, size_t n) {
@@ -2683,7 +2980,7 @@ static void scan_status_index(dts_hub *h, qscan *q, const int *st, size_t nst, i
     q->got = 0;
     dts_store_scan_from(h->cfg.store, pre.b, pre.n, k.b, k.n, qscan_time_visit, q);
   }
-  qsort(q->rows, q->n, sizeof(*q->rows), cmp_qrow);
+  if (q->n > 1) qsort(q->rows, q->n, sizeof(*q->rows), cmp_qrow);
 }
 
 /* The state of an instance for a query answer: the live one when in memory,
@@ -2707,6 +3004,14 @@ static void on_query(dts_hub *h, dts_call *c, QueryInstancesRequest *r) {
   if (prefix == NULL) prefix = "";
   const char *after = dts_sv_get(q->continuation_token);
   if (after != NULL && after[0] == '\0') after = NULL;
+  if (strlen(prefix) > DTS_ID_MAX) {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "instanceIdPrefix is longer than an instance id can be (100 characters)");
+    return;
+  }
+  if (after != NULL && strlen(after) > DTS_ID_MAX + 32) {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "continuationToken was not made by this server");
+    return;
+  }
   int64_t from = q->created_time_from ? dts_ts_to_ns(q->created_time_from) : 0;
   int64_t to = q->created_time_to ? dts_ts_to_ns(q->created_time_to) : INT64_MAX;
   bool by_status = prefix[0] == '\0' && (q->n_runtime_status > 0 || q->created_time_from || q->created_time_to);
@@ -2814,7 +3119,7 @@ static void on_list_ids(dts_hub *h, dts_call *c, ListInstanceIdsRequest *r) {
     qscan u = {.h = h, .want = SIZE_MAX, .to = INT64_MAX};
     if (nlive > 0) scan_status_index(h, &u, live, nlive, 0);
     for (size_t i = 0; i < u.n; i++) u.rows[i].t = 0; /* order by id alone */
-    qsort(u.rows, u.n, sizeof(*u.rows), cmp_qrow);
+    if (u.n > 1) qsort(u.rows, u.n, sizeof(*u.rows), cmp_qrow);
     for (size_t i = 0; i < u.n && s.n < page + 1; i++)
       if (after_id == NULL || strcmp(u.rows[i].id, after_id) > 0) qrow_push(&s, 0, u.rows[i].id, strlen(u.rows[i].id));
     qrows_free(&u);
@@ -2866,15 +3171,7 @@ static void purge_inst(dts_hub *h, inst *in) {
   size_t idlen = strlen(in->id);
   for (size_t it = 0; dts_map_next(&h->acts, &it, &mk, &v);) {
     act *a = v;
-    if (strcmp(a->inst_id, in->id) != 0) continue;
-    if (a->leased_to != NULL) {
-      a->leased_to->n_act--;
-      dts_map_del(&h->tokens, a->token);
-    }
-    rq_unlink(&h->aq, &a->rl);
-    dts_batch_del(h->batch, a->skey, a->klen);
-    dts_map_del(&h->acts, a->key);
-    act_free(a);
+    if (strcmp(a->inst_id, in->id) == 0) act_discard(h, a, true);
   }
   for (size_t it = 0; dts_map_next(&h->timers, &it, &mk, &v);) {
     dtimer *tm = v;
@@ -3047,13 +3344,11 @@ static void on_skip_graceful(dts_hub *h, dts_call *c, SkipGracefulOrchestrationT
     /* straight to TERMINATED: no worker turn */
     cur(h);
     key k;
-    if (in->leased_to != NULL) { /* its work item is stale now */
-      in->leased_to->n_orch--;
-      in->leased_to = NULL;
-      dts_map_del(&h->tokens, in->token);
-      in->token[0] = '\0';
+    if (in->leased_to != NULL || in->returned) { /* its work item is stale now */
+      orch_end_lease(h, in);
       for (size_t j = 0; j < in->dispatched.n; j++) ev_push(&in->inbox, in->dispatched.v[j].b, in->dispatched.v[j].seq);
       in->dispatched.n = 0;
+      chunks_free(in);
     }
     for (size_t j = 0; j < in->inbox.n; j++) {
       if (in->inbox.v[j].seq == UINT64_MAX) continue;
@@ -3178,7 +3473,12 @@ static bool sweep_visit(void *c, const char *k, size_t klen, const char *v, size
 /* One bounded pass: purge finished instances whose retention has passed. */
 static void on_purge_tick(dts_hub *h) {
   if (h->shutting_down) return;
+  resume_if_writable(h);
   passivate_idle(h);
+  if (!can_write(h)) {
+    arm_purge(h);
+    return;
+  }
   int64_t now = (int64_t)dts_wall_ns(), minr = -1;
   for (int q = 0; q < 4; q++) {
     int64_t r = effective_retention(h, q);
@@ -3309,6 +3609,7 @@ static void ent_free(ent *e) {
   for (size_t i = 0; i < e->qn; i++) qmsg_free(&e->q[i]);
   dts_free(e->q);
   dts_free(e->bidx);
+  dts_free(e->bseq);
   dts_free(e);
 }
 
@@ -3317,7 +3618,7 @@ const char *dts_entity_id_problem(const char *id) {
   if (n < 3 || id[0] != '@') return "entity ids have the form @name@key";
   const char *at = strchr(id + 1, '@');
   if (at == NULL || at == id + 1) return "entity ids have the form @name@key, with a non-empty name";
-  if (n > 100) return "entity id is longer than 100 characters";
+  if (n > DTS_ID_MAX) return "entity id is longer than 100 characters";
   for (size_t i = 0; i < n; i++)
     if ((unsigned char)id[i] < 0x20 || (unsigned char)id[i] > 0x7e) return "entity id must be printable ASCII";
   return NULL;
@@ -3338,6 +3639,7 @@ static ent *ent_get(dts_hub *h, const char *id, bool create) {
 
 static void ent_touch(dts_hub *h, ent *e) {
   ticket *t = cur(h);
+  h->changes++;
   e->dirty = true;
   if (e->touched_by == t) return;
   e->touched_by = t;
@@ -3435,10 +3737,10 @@ static void route_signal(dts_hub *h, const char *target, const char *op, const c
     tm->event = b;
     cur(h);
     dts_batch_put(h->batch, k.b, k.n, b.p, b.n);
+    tm->serial = ++h->serial;
     dtimer *old = dts_map_put(&h->timers, tm->key, tm);
-    if (old != NULL) timer_free(old);
-    ticket *t = cur(h);
-    VEC_PUSH(t->timers, t->ntimers, t->captimers, tm);
+    if (old != NULL) timer_free(old); /* a retry of the same signal: one stands */
+    effect_timer(h, tm);
     return;
   }
   ent_enqueue(h, target, QM_SIGNAL, b, NULL, NULL, request_id);
@@ -3547,10 +3849,20 @@ static bool accepts_ent(const stream *s, const ent *e) {
 
 /* Picks the batch (up to max_entity_batch deliverable operations) and sends
  * it as an entityRequestV2 work item.  False if nothing is deliverable. */
+static void ent_end_lease(dts_hub *h, ent *e) {
+  if (e->leased_to != NULL) e->leased_to->n_ent--;
+  e->leased_to = NULL;
+  e->returned = false;
+  if (e->token[0] != '\0' && dts_map_get(&h->tokens, e->token) == e) dts_map_del(&h->tokens, e->token);
+  e->token[0] = '\0';
+  e->nb = 0;
+}
+
 static bool dispatch_ent(dts_hub *h, ent *e, stream *s) {
   size_t max = (size_t)h->cfg.max_entity_batch;
+  ent_end_lease(h, e); /* a returned batch's old token ends here */
   e->bidx = dts_realloc(e->bidx, (max ? max : 1) * sizeof(size_t));
-  e->nb = 0;
+  e->bseq = dts_realloc(e->bseq, (max ? max : 1) * sizeof(uint64_t));
   for (size_t i = 0; i < e->qn && e->nb < max; i++) {
     qmsg *m = &e->q[i];
     if (e->locked_by != NULL) {
@@ -3559,6 +3871,7 @@ static bool dispatch_ent(dts_hub *h, ent *e, stream *s) {
     } else if (m->kind != QM_SIGNAL && m->kind != QM_CALL) {
       break;
     }
+    e->bseq[e->nb] = m->seq;
     e->bidx[e->nb++] = i;
   }
   if (e->nb == 0) return false;
@@ -3593,14 +3906,33 @@ static try_result try_ent(dts_hub *h, rlink *l) {
   return TRY_SENT;
 }
 
+/* Abandon, or a failed batch: the operations are delivered again after
+ * `delay_ns`, under a new token. */
 static void ent_unlease(dts_hub *h, ent *e, uint64_t delay_ns) {
-  if (e->leased_to != NULL) e->leased_to->n_ent--;
-  e->leased_to = NULL;
-  dts_map_del(&h->tokens, e->token);
-  e->token[0] = '\0';
-  e->nb = 0;
+  ent_end_lease(h, e);
   e->not_before = delay_ns ? dts_now_ns() + delay_ns : 0;
   ent_step(h, e);
+}
+
+/* Stream closed: ready again; the batch and its token stay valid until the
+ * next dispatch (inst.returned). */
+static void ent_return(dts_hub *h, ent *e) {
+  if (e->leased_to != NULL) e->leased_to->n_ent--;
+  e->leased_to = NULL;
+  e->returned = true;
+  ent_step(h, e);
+}
+
+/* The batch's messages as queue indexes (in e->bidx), in order; false if
+ * one of them is no longer queued. */
+static bool ent_batch_indexes(ent *e) {
+  size_t j = 0;
+  for (size_t i = 0; i < e->nb; i++) {
+    while (j < e->qn && e->q[j].seq != e->bseq[i]) j++;
+    if (j == e->qn) return false;
+    e->bidx[i] = j++;
+  }
+  return true;
 }
 
 /* The orchestration is finished: locks it still holds are released. */
@@ -3689,6 +4021,10 @@ static void on_signal_entity(dts_hub *h, dts_call *c, SignalEntityRequest *r) {
     return;
   }
   if (!payload_ok(h, c, "operation input", dts_sv_get(r->input))) return;
+  if (r->request_id[0] != '\0' && (why = dts_short_id_problem(r->request_id)) != NULL) {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "request id %s", why);
+    return;
+  }
   route_signal(h, r->instance_id, r->name, dts_sv_get(r->input), r->request_id, dts_ts_to_ns(r->scheduled_time));
   SignalEntityResponse resp = SIGNAL_ENTITY_RESPONSE__INIT;
   answer_msg(h, c, &resp.base);
@@ -3742,7 +4078,7 @@ static void on_query_entities(dts_hub *h, dts_call *c, QueryEntitiesRequest *r) 
     if (after && after[0] && strcmp(e->id, after) <= 0) continue;
     v[n++] = e;
   }
-  qsort(v, n, sizeof(*v), cmp_ent_id);
+  if (n > 1) qsort(v, n, sizeof(*v), cmp_ent_id);
   size_t kk = n < page ? n : page;
   ent_meta_buf *mb = dts_calloc(kk ? kk : 1, sizeof(*mb));
   EntityMetadata **mp = dts_calloc(kk ? kk : 1, sizeof(*mp));
@@ -3778,7 +4114,7 @@ static void on_clean_entities(dts_hub *h, dts_call *c, CleanEntityStorageRequest
       }
     }
     if (r->remove_empty_entities && e->state == NULL && e->qn == 0 && e->locked_by == NULL &&
-        e->leased_to == NULL && e->pending == 0 && !e->rl.queued) {
+        e->leased_to == NULL && !e->returned && e->pending == 0 && !e->rl.queued) {
       key kk;
       key_ent(&kk, h, e->id);
       cur(h);
@@ -3797,7 +4133,7 @@ static void on_clean_entities(dts_hub *h, dts_call *c, CleanEntityStorageRequest
 /* PurgeInstances with an entity id: its state, queue and record go. */
 static int purge_entity(dts_hub *h, const char *id) {
   ent *e = dts_map_get(&h->ents, id);
-  if (e == NULL || e->leased_to != NULL || e->pending > 0 || e->rl.queued) return 0;
+  if (e == NULL || e->leased_to != NULL || e->returned || e->pending > 0 || e->rl.queued) return 0;
   key k;
   cur(h);
   for (size_t i = 0; i < e->qn; i++) {
@@ -3821,6 +4157,17 @@ static void on_complete_entity(dts_hub *h, dts_call *c, EntityBatchResult *r) {
     return;
   }
   ent *e = v;
+  if (e->returned) { /* back in the queue, not leased again: still its batch */
+    rq_unlink(&h->eq, &e->rl);
+    e->returned = false;
+  }
+  if (!ent_batch_indexes(e)) {
+    DTS_WARN("hub", "[%s] %s: completion for operations no longer queued: ignored", h->name, e->id);
+    ent_end_lease(h, e);
+    ent_step(h, e);
+    complete_ok(h, c);
+    return;
+  }
   if (r->failure_details != NULL) { /* the batch as a whole failed: try again later */
     DTS_WARN("hub", "[%s] %s: batch failed (%.200s); retrying", h->name, e->id, r->failure_details->error_message);
     ent_unlease(h, e, h->cfg.abandon_delay_ns);
@@ -3905,11 +4252,7 @@ static void on_complete_entity(dts_hub *h, dts_call *c, EntityBatchResult *r) {
       inst_start(h, o, &sp);
     }
   }
-  if (e->leased_to != NULL) e->leased_to->n_ent--;
-  e->leased_to = NULL;
-  dts_map_del(&h->tokens, e->token);
-  e->token[0] = '\0';
-  e->nb = 0;
+  ent_end_lease(h, e);
   ent_touch(h, e);
   atomic_fetch_add_explicit(&h->st_completions, 1, memory_order_relaxed);
   complete_ok(h, c);
@@ -3950,16 +4293,7 @@ static void hub_wipe(dts_hub *h) {
   rq_clear(&h->eq);
   const char *mk;
   void *v;
-  for (size_t it = 0; dts_map_next(&h->acts, &it, &mk, &v);) {
-    act *a = v;
-    if (a->leased_to != NULL) {
-      a->leased_to->n_act--;
-      dts_map_del(&h->tokens, a->token);
-    }
-    dts_batch_del(h->batch, a->skey, a->klen);
-    dts_map_del(&h->acts, a->key);
-    act_free(a);
-  }
+  for (size_t it = 0; dts_map_next(&h->acts, &it, &mk, &v);) act_discard(h, v, true);
   for (size_t it = 0; dts_map_next(&h->timers, &it, &mk, &v);) {
     dtimer *tm = v;
     dts_batch_del(h->batch, tm->skey, tm->klen);
@@ -3974,7 +4308,7 @@ static void hub_wipe(dts_hub *h) {
       dts_call_set_owner_data(w->call, NULL);
       dts_call_reply(w->call, instance_response(NULL, false));
       dts_call_unref(w->call);
-      dts_free(w);
+      waiter_free(w);
     }
     inst_clear_execution(h, in); /* also drops a lease */
     key_inst(&k, h, in->id);
@@ -3986,11 +4320,7 @@ static void hub_wipe(dts_hub *h) {
   atomic_store(&h->st_instances, 0);
   for (size_t it = 0; dts_map_next(&h->ents, &it, &mk, &v);) {
     ent *e = v;
-    if (e->leased_to != NULL) {
-      e->leased_to->n_ent--;
-      dts_map_del(&h->tokens, e->token);
-      e->leased_to = NULL;
-    }
+    ent_end_lease(h, e);
     for (size_t i = 0; i < e->qn; i++) {
       key_entq(&k, h, e->id, e->q[i].seq);
       dts_batch_del(h->batch, k.b, k.n);
@@ -4047,13 +4377,137 @@ static void on_delete_hub(dts_hub *h, dts_call *c) {
 }
 
 /* ======================================================================== */
+/* when the store says no                                                   */
+
+/* Whether changes can be written now.  While not, write requests are
+ * refused, dispatch waits (results could not be stored) and internal
+ * writers (timers, the purger, lock steps) try again later. */
+static bool can_write(dts_hub *h) {
+  if (h->reset_needed) return false;
+  return dts_store_writable(h->cfg.store, NULL, 0) == DTS_OK;
+}
+
+/* A change did not reach the store, so memory is ahead of it: everything
+ * in memory goes and is read back from the store, as at start-up.  Worker
+ * streams stay connected; the items they hold are stale (their completions
+ * are ignored, the items run again).  Waiters are carried over by id.
+ * Tickets still in flight point at instances and entities that wait in the
+ * dead lists until they come back. */
+static void hub_reset(dts_hub *h) {
+  h->reset_needed = false;
+  h->resets++;
+  DTS_ERROR("hub", "[%s] a change was not stored: reading the hub back from the store", h->name);
+  rq_clear(&h->rq);
+  rq_clear(&h->aq);
+  rq_clear(&h->eq);
+  for (size_t i = 0; i < h->nevict; i++) h->evict[i]->evict_listed = false;
+  h->nevict = 0;
+  const char *mk;
+  void *v;
+  for (size_t it = 0; dts_map_next(&h->acts, &it, &mk, &v);) act_discard(h, v, false);
+  for (size_t it = 0; dts_map_next(&h->timers, &it, &mk, &v);) {
+    dts_map_del(&h->timers, mk);
+    timer_free(v);
+  }
+  waiter *carried = NULL;
+  for (size_t it = 0; dts_map_next(&h->insts, &it, &mk, &v);) {
+    inst *in = v;
+    while (in->waiters != NULL) {
+      waiter *w = in->waiters;
+      waiter_unlink(w);
+      w->in = NULL;
+      w->prev = NULL;
+      w->next = carried;
+      carried = w;
+    }
+    orch_end_lease(h, in);
+    in->purged = true;
+    dts_map_del(&h->insts, mk);
+    VEC_PUSH(h->dead, h->ndead, h->capdead, in);
+  }
+  atomic_store(&h->st_instances, 0);
+  for (size_t it = 0; dts_map_next(&h->ents, &it, &mk, &v);) {
+    ent *e = v;
+    ent_end_lease(h, e);
+    e->dead = true;
+    dts_map_del(&h->ents, mk);
+    VEC_PUSH(h->dead_ents, h->ndead_ents, h->capdead_ents, e);
+  }
+  h->nlocked = 0;
+  for (stream *s = h->streams; s != NULL; s = s->next) {
+    s->n_orch = s->n_act = s->n_ent = 0;
+    if (s->history && s->held && !s->ended) { /* it would show what was not stored */
+      s->held = false;
+      s->end_st = DTS_ST_UNAVAILABLE;
+      s->end_msg = "the task hub was reloaded from the store; read the history again";
+      dts_bufq_clear(&s->q);
+      stream_flush(h, s);
+    }
+  }
+  DTS_ASSERT(dts_map_len(&h->tokens) == 0);
+  h->epoch = dts_store_epoch(h->cfg.store);
+  char why[400];
+  if (load(h, true, why, sizeof(why)) != DTS_OK)
+    DTS_ERROR("hub", "[%s] reading the hub back failed: %s", h->name, why);
+  while (carried != NULL) {
+    waiter *w = carried;
+    carried = w->next;
+    h->rd_code = DTS_OK;
+    inst *in = find(h, w->id);
+    if (in == NULL) {
+      dts_call_set_owner_data(w->call, NULL);
+      if (h->rd_code != DTS_OK) dts_call_fail(w->call, status_of(h->rd_code), h->rd_msg);
+      else dts_call_reply(w->call, instance_response(NULL, false));
+      dts_call_unref(w->call);
+      waiter_free(w);
+      continue;
+    }
+    w->in = in;
+    w->prev = NULL;
+    w->next = in->waiters;
+    if (in->waiters) in->waiters->prev = w;
+    in->waiters = w;
+    check_waiters(h, in);
+  }
+  h->rd_code = DTS_OK;
+  h->paused = true; /* resumed by the purger's tick once the store takes writes */
+}
+
+/* The purger's tick: when the store takes writes again after refusing
+ * them, what waited resumes -- lock steps, ready work, dispatch. */
+static void resume_if_writable(dts_hub *h) {
+  if (!h->paused || !can_write(h)) return;
+  h->paused = false;
+  DTS_INFO("hub", "[%s] the store takes writes again: resuming", h->name);
+  const char *mk;
+  void *v;
+  for (size_t it = 0; dts_map_next(&h->ents, &it, &mk, &v);) ent_step(h, v);
+  for (size_t it = 0; dts_map_next(&h->insts, &it, &mk, &v);) make_ready(h, v);
+}
+
+/* ======================================================================== */
 /* commits, timers, the behaviour                                           */
 
+#define ARM_MAX_NS (86400ULL * 1000000000ULL) /* a timer further out is looked at again in a day */
+#define RETRY_NS 1000000000ULL /* work that waits for the store is tried again this much later */
+
+static void post_durable(dts_hub *h, dtimer *tm, uint64_t at);
+
+/* Arms a durable timer for its wall-clock time, seen on the monotonic
+ * clock: at most a day ahead (far-future times and clock jumps are looked
+ * at again then; a timer is never fired early, see on_durable_timer). */
 static void arm_durable(dts_hub *h, dtimer *tm) {
   if (h->shutting_down) return; /* it stays in the store for the next start */
   int64_t wall = (int64_t)dts_wall_ns();
-  uint64_t at = dts_now_ns();
-  if (tm->fire_at > wall) at += (uint64_t)(tm->fire_at - wall);
+  uint64_t in = 0;
+  if (tm->fire_at > wall) {
+    uint64_t d = (uint64_t)tm->fire_at - (uint64_t)wall; /* no overflow: both are int64 and fire_at > wall */
+    in = d < ARM_MAX_NS ? d : ARM_MAX_NS;
+  }
+  post_durable(h, tm, dts_now_ns() + in);
+}
+
+static void post_durable(dts_hub *h, dtimer *tm, uint64_t at) {
   hub_timer_msg *m = (hub_timer_msg *)dts_msg_alloc(HUB_TIMER, sizeof(hub_timer_msg));
   m->hdr.drop = timer_msg_drop;
   m->what = TM_DURABLE;
@@ -4072,8 +4526,54 @@ static void send_reply(reply *r) {
   dts_call_unref(r->call);
 }
 
+/* A ticket that did not commit: its answers become the error, its effects
+ * are dropped, what it touched is no longer pending on it, and memory --
+ * now ahead of the store -- is read back at the end of the turn (unless a
+ * reset since already did).  The caller frees the ticket. */
+static void ticket_undo(dts_hub *h, ticket *t, dts_err e, const char *why) {
+  dts_status st = status_of(e);
+  DTS_WARN("hub", "[%s] a change was not written (%s): %zu answers fail with status %d", h->name, why, t->nreplies,
+           (int)st);
+  for (size_t i = 0; i < t->nreplies; i++) {
+    reply *r = &t->replies[i];
+    if (r->call == NULL) continue;
+    if (r->is_waiter) dts_call_set_owner_data(r->call, NULL);
+    dts_call_fail(r->call, st, why);
+    dts_free(r->msg);
+    dts_buf_free(&r->body);
+    dts_call_unref(r->call);
+    r->call = NULL;
+  }
+  for (size_t i = 0; i < t->ntouched; i++) t->touched[i]->pending--;
+  for (size_t i = 0; i < t->netouched; i++) t->etouched[i]->pending--;
+  gone_committed(h, t); /* the deletions did not happen: the records are still there */
+  for (size_t i = 0; i < t->nopens; i++)
+    for (stream *s = h->streams; s != NULL; s = s->next)
+      if (s->sid == t->opens[i].serial && !s->ended) {
+        dts_bufq_clear(&s->q);
+        s->held = false;
+        s->end_st = st;
+        s->end_msg = "the history could not be read consistently; try again";
+        stream_flush(h, s);
+      }
+  if (t->epoch == h->epoch) h->reset_needed = true;
+}
+
+static void ticket_fail(dts_hub *h, ticket *t, dts_err e, const char *why) {
+  ticket_undo(h, t, e, why);
+  dts_msg_free(&t->hdr);
+}
+
 static void on_committed(dts_hub *h, ticket *t) {
   DTS_DEBUG("hub", "[%s] committed: %zu answers, %zu instances", h->name, t->nreplies, t->ntouched);
+  if (!h->cfg.inline_commit) h->inflight--;
+  if (t->result != DTS_OK) { /* the storage thread refused or failed it */
+    char why[400];
+    if (dts_store_writable(h->cfg.store, why, sizeof(why)) == DTS_OK)
+      snprintf(why, sizeof(why), "the change was refused: an earlier one in the same stream of changes failed");
+    ticket_undo(h, t, t->result, why);
+    return;
+  }
   gone_committed(h, t);
   for (size_t i = 0; i < t->nreplies; i++) {
     send_reply(&t->replies[i]);
@@ -4091,13 +4591,14 @@ static void on_committed(dts_hub *h, ticket *t) {
     ent_step(h, e);
   }
   for (size_t i = 0; i < t->nacts; i++) {
-    /* still wanted? (a later ticket may have completed or dropped it) */
-    act *a = t->acts[i];
-    if (dts_map_get(&h->acts, a->key) == a) act_ready(h, a);
+    /* still wanted? (a later handler may have completed, replaced or
+     * purged it) */
+    act *a = dts_map_get(&h->acts, t->acts[i].key);
+    if (a != NULL && a->serial == t->acts[i].serial) act_ready(h, a);
   }
   for (size_t i = 0; i < t->ntimers; i++) {
-    dtimer *tm = t->timers[i];
-    if (dts_map_get(&h->timers, tm->key) == tm) arm_durable(h, tm);
+    dtimer *tm = dts_map_get(&h->timers, t->timers[i].key);
+    if (tm != NULL && tm->serial == t->timers[i].serial) arm_durable(h, tm);
   }
   for (size_t i = 0; i < h->ndead_ents;) {
     ent *e = h->dead_ents[i];
@@ -4119,7 +4620,7 @@ static void on_committed(dts_hub *h, ticket *t) {
   }
   for (size_t i = 0; i < t->nopens; i++) {
     for (stream *s = h->streams; s != NULL; s = s->next) /* still open? */
-      if (s == t->opens[i]) {
+      if (s->sid == t->opens[i].serial) {
         s->held = false;
         stream_flush(h, s);
         break;
@@ -4139,6 +4640,8 @@ static void ticket_drop(dts_msg *m) {
   }
   dts_free(t->replies);
   dts_free(t->touched);
+  for (size_t i = 0; i < t->nacts; i++) dts_free(t->acts[i].key);
+  for (size_t i = 0; i < t->ntimers; i++) dts_free(t->timers[i].key);
   dts_free(t->acts);
   dts_free(t->timers);
   dts_free(t->opens);
@@ -4164,17 +4667,30 @@ static void on_durable_timer(dts_hub *h, const char *mkey) {
     arm_durable(h, tm);
     return;
   }
+  if (!can_write(h)) { /* what it would write could not be stored: later */
+    h->paused = true;
+    post_durable(h, tm, dts_now_ns() + RETRY_NS);
+    return;
+  }
+  inst *in = NULL;
+  if (tm->inst_id[0] != '@') {
+    bool failed;
+    in = find_quiet(h, tm->inst_id, &failed);
+    if (failed) { /* its instance cannot be read now: never guess, try again */
+      post_durable(h, tm, dts_now_ns() + RETRY_NS);
+      return;
+    }
+  }
   dts_map_del(&h->timers, tm->key);
   cur(h);
   dts_batch_del(h->batch, tm->skey, tm->klen);
   if (tm->inst_id[0] == '@') { /* a scheduled entity signal; exec_id holds its request id */
-    ent_enqueue(h, tm->inst_id, 1 /* QM_SIGNAL */, tm->event, NULL, NULL, tm->exec_id);
+    ent_enqueue(h, tm->inst_id, QM_SIGNAL, tm->event, NULL, NULL, tm->exec_id);
     tm->event = (dts_buf){NULL, 0};
     timer_free(tm);
     flush(h);
     return;
   }
-  inst *in = find(h, tm->inst_id);
   if (in != NULL && strcmp(in->exec_id, tm->exec_id) == 0) {
     inbox_add(h, in, tm->event);
     tm->event = (dts_buf){NULL, 0};
@@ -4248,7 +4764,7 @@ static void on_shutdown(dts_hub *h) {
       dts_call_set_owner_data(w->call, NULL);
       dts_call_fail(w->call, DTS_ST_UNAVAILABLE, "dtsd is shutting down");
       dts_call_unref(w->call);
-      dts_free(w);
+      waiter_free(w);
     }
   }
   /* quiesced is set by hub_turn_end, after this turn's last batch went to
@@ -4273,7 +4789,7 @@ static void on_call_event(dts_hub *h, dts_call_event *e) {
     waiter_unlink(w);
     dts_call_set_owner_data(w->call, NULL);
     dts_call_unref(w->call);
-    dts_free(w);
+    waiter_free(w);
     return;
   }
   /* DTS_CALL_SENT: a stream's final status went out, or a send failed */
@@ -4284,13 +4800,56 @@ static void on_call_event(dts_hub *h, dts_call_event *e) {
   }
 }
 
+/* The methods that change state (the rest only read or lease). */
+static const bool writes[DTS_M_COUNT] = {
+    [DTS_M_START_INSTANCE] = true,      [DTS_M_RAISE_EVENT] = true,        [DTS_M_TERMINATE] = true,
+    [DTS_M_SUSPEND] = true,             [DTS_M_RESUME] = true,             [DTS_M_PURGE_INSTANCES] = true,
+    [DTS_M_RESTART_INSTANCE] = true,    [DTS_M_REWIND_INSTANCE] = true,    [DTS_M_SKIP_GRACEFUL_TERMINATIONS] = true,
+    [DTS_M_COMPLETE_ORCHESTRATOR] = true, [DTS_M_COMPLETE_ACTIVITY] = true, [DTS_M_COMPLETE_ENTITY] = true,
+    [DTS_M_SIGNAL_ENTITY] = true,       [DTS_M_CLEAN_ENTITY_STORAGE] = true, [DTS_M_CREATE_TASK_HUB] = true,
+    [DTS_M_DELETE_TASK_HUB] = true,     [DTS_M_ADMIN_SET_RETENTION] = true,
+};
+
+/* A change request while the store refuses writes is answered at once, with
+ * the store's reason (RESOURCE_EXHAUSTED for a full disk, else INTERNAL),
+ * before it changes anything.  A completion's work item goes back to its
+ * queue with its token still valid: the same completion sent again once the
+ * store takes writes is applied; else the item runs again. */
+static bool refused(dts_hub *h, dts_call *c, int method, ProtobufCMessage *req) {
+  char why[400] = "";
+  dts_err e = h->reset_needed ? DTS_EIO : dts_store_writable(h->cfg.store, why, sizeof(why));
+  if (e == DTS_OK) return false;
+  if (why[0] == '\0') snprintf(why, sizeof(why), "the task hub is reloading from the store after a failed write");
+  h->paused = true;
+  const char *tok = NULL;
+  if (method == DTS_M_COMPLETE_ORCHESTRATOR) tok = ((OrchestratorResponse *)req)->completion_token;
+  if (method == DTS_M_COMPLETE_ACTIVITY) tok = ((ActivityResponse *)req)->completion_token;
+  if (method == DTS_M_COMPLETE_ENTITY) tok = ((EntityBatchResult *)req)->completion_token;
+  void *held = tok != NULL && tok[0] != '\0' ? dts_map_get(&h->tokens, tok) : NULL;
+  if (held != NULL && tok[0] == 'o' && ((inst *)held)->leased_to != NULL) orch_return(h, held);
+  if (held != NULL && tok[0] == 'a' && ((act *)held)->leased_to != NULL) act_return(h, held);
+  if (held != NULL && tok[0] == 'e' && ((ent *)held)->leased_to != NULL) ent_return(h, held);
+  fail(h, c, status_of(e), "%s", why);
+  return true;
+}
+
 static void behaviour(dts_actor *self, dts_msg *m) {
   dts_hub *h = (dts_hub *)self;
+  /* a read that fails is answered by the handler that made it; if the
+   * handler changed state anyway, nothing of this turn is written (flush) */
+  h->rd_code = DTS_OK;
+  h->mark = changes(h);
+  handle(h, m);
+  if (h->rd_code != DTS_OK && changes(h) != h->mark) h->poisoned = true;
+}
+
+static void handle(dts_hub *h, dts_msg *m) {
   switch (m->kind) {
   case HUB_RPC: {
     hub_rpc *r = (hub_rpc *)m;
     DTS_DEBUG("hub", "[%s] %s", h->name, dts_methods[r->method].name);
     bool keep = false;
+    if (writes[r->method] && refused(h, r->call, r->method, r->req)) break;
     switch (r->method) {
     case DTS_M_START_INSTANCE: on_start(h, r->call, (CreateInstanceRequest *)r->req); break;
     case DTS_M_GET_INSTANCE: on_get(h, r->call, (GetInstanceRequest *)r->req); break;
@@ -4401,6 +4960,7 @@ static void hub_turn_end(dts_actor *self) {
   dts_hub *h = (dts_hub *)self;
   flush(h);
   drain_done(h);
+  if (h->reset_needed && !h->shutting_down) hub_reset(h);
   pump(h);
   if (h->cur != NULL) { /* what dispatching changed */
     flush(h);
@@ -4426,65 +4986,91 @@ static void timer_msg_drop(dts_msg *m) { dts_free(((hub_timer_msg *)m)->key); }
 /* recovery: rebuild the hub from the store                                 */
 
 
-/* Splits "<id>\0<rest>" after the type byte; returns the id length. */
-static size_t id_part(const dts_hub *h, const char *k, size_t klen, const char **id) {
-  size_t off = h->namelen + 2;
-  *id = k + off;
-  size_t n = 0;
-  while (off + n < klen && k[off + n] != '\0') n++;
-  return n;
-}
-
+/* "<hub>\0<H|N><id>\0<seq:be64>" -> an encoded HistoryEvent.  History
+ * events are numbered 0, 1, 2... without gaps (their number is their place);
+ * inbox events by their arrival sequence. */
 static bool load_event(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
   loadctx *lc = c;
-  dts_hub *h = lc->h;
-  const char *id;
-  size_t n = id_part(h, k, klen, &id);
-  char idbuf[KEYMAX];
-  memcpy(idbuf, id, n);
-  idbuf[n] = '\0';
-  inst *in = dts_map_get(&h->insts, idbuf);
-  if (in == NULL || klen != h->namelen + 2 + n + 1 + 8) {
-    DTS_WARN("hub", "[%s] orphaned event for '%s' in the store: skipped", h->name, idbuf);
-    return true;
+  inst *in = lc->in;
+  if (klen != lc->plen + 8) {
+    lc->err = DTS_ECORRUPT;
+    return false;
   }
   uint64_t seq = be64(k + klen - 8);
-  if (k[h->namelen + 1] == 'H') {
+  if (k[lc->h->namelen + 1] == 'H') {
+    if (seq != in->hist.n) {
+      lc->err = DTS_ECORRUPT;
+      return false;
+    }
     ev_push(&in->hist, dts_buf_copy(v, vlen), UINT64_MAX);
   } else {
+    if (seq == UINT64_MAX) {
+      lc->err = DTS_ECORRUPT;
+      return false;
+    }
     ev_push(&in->inbox, dts_buf_copy(v, vlen), seq);
     if (seq >= in->next_inbox_seq) in->next_inbox_seq = seq + 1;
   }
   return lc->left < 0 || --lc->left > 0;
 }
 
-/* "<id>\0<exec>\0<u32>" after the type byte */
+/* A key as text for a log line: the hub's name, then the type letter and
+ * the rest with every byte that is not printable as \xNN. */
+static void key_text(const dts_hub *h, const char *k, size_t klen, char *out, size_t outlen) {
+  size_t o = 0, i = klen > h->namelen + 1 ? h->namelen + 1 : 0;
+  int w = snprintf(out, outlen, "%s:", h->name);
+  o = w > 0 ? (size_t)w : 0;
+  for (; i < klen && o + 5 < outlen; i++) {
+    unsigned char ch = (unsigned char)k[i];
+    if (ch >= 0x20 && ch < 0x7f && ch != '\\') out[o++] = (char)ch;
+    else o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
+  }
+  if (i < klen && o + 4 < outlen) o += (size_t)snprintf(out + o, outlen - o, "...");
+  out[o < outlen ? o : outlen - 1] = '\0';
+}
+
+/* A record start-up cannot read: never skipped quietly.  It stays in the
+ * store (a later dtsd may read it); it is logged with its key, counted, and
+ * the count is reported when the load ends (and in the hub's stats). */
+static void unreadable(dts_hub *h, const char *k, size_t klen, const char *why) {
+  char kt[300];
+  key_text(h, k, klen, kt, sizeof(kt));
+  DTS_ERROR("hub", "[%s] unreadable record %s: %s; skipped", h->name, kt, why);
+  h->unreadable++;
+}
+
+/* "<id>\0<exec>\0<u32>" after the type byte; false unless the key has that
+ * shape with an id and an execution (or request) id dtsd could have written. */
 static bool split_work_key(const dts_hub *h, const char *k, size_t klen, char *id, char *exec, int32_t *num) {
   size_t off = h->namelen + 2, i = 0;
-  while (off < klen && k[off] != '\0' && i < KEYMAX - 1) id[i++] = k[off++];
+  while (off < klen && k[off] != '\0' && i < DTS_ID_MAX + 1) id[i++] = k[off++];
   id[i] = '\0';
-  if (off >= klen) return false;
+  if (off >= klen || k[off] != '\0') return false;
   off++;
   i = 0;
-  while (off < klen && k[off] != '\0' && i < KEYMAX - 1) exec[i++] = k[off++];
+  while (off < klen && k[off] != '\0' && i < DTS_ID_MAX + 1) exec[i++] = k[off++];
   exec[i] = '\0';
-  if (off + 5 != klen) return false;
+  if (off + 5 != klen || k[off] != '\0') return false;
   off++;
   uint32_t v = 0;
   for (int b = 0; b < 4; b++) v = (v << 8) | (uint8_t)k[off + b];
   *num = (int32_t)v;
-  return true;
+  return (dts_instance_id_problem(id) == NULL || dts_entity_id_problem(id) == NULL) &&
+         dts_short_id_problem(exec) == NULL;
 }
 
 static bool load_act(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
   loadctx *lc = c;
   dts_hub *h = lc->h;
-  char id[KEYMAX], exec[KEYMAX];
+  char id[DTS_ID_MAX + 2], exec[DTS_ID_MAX + 2];
   int32_t task;
+  if (!split_work_key(h, k, klen, id, exec, &task) || id[0] == '@') {
+    unreadable(h, k, klen, "not an activity work item key");
+    return true;
+  }
   ActivityRequest *ar = activity_request__unpack(NULL, vlen, (const uint8_t *)v);
-  if (!split_work_key(h, k, klen, id, exec, &task) || ar == NULL) {
-    DTS_WARN("hub", "[%s] damaged activity record in the store: skipped", h->name);
-    if (ar) activity_request__free_unpacked(ar, NULL);
+  if (ar == NULL) {
+    unreadable(h, k, klen, "the activity work item does not decode");
     return true;
   }
   act *a = dts_calloc(1, sizeof(*a));
@@ -4498,19 +5084,33 @@ static bool load_act(void *c, const char *k, size_t klen, const char *v, size_t 
   a->version = xstrdup_or_null(dts_sv_get(ar->version));
   a->task_id = task;
   a->req = dts_buf_copy(v, vlen);
+  a->serial = ++h->serial;
   activity_request__free_unpacked(ar, NULL);
-  dts_map_put(&h->acts, a->key, a);
+  act *old = dts_map_put(&h->acts, a->key, a);
+  if (old != NULL) act_free(old); /* cannot happen: one key, one record */
   return true;
 }
 
+/* Durable timers: an orchestration's TimerFired ("<id>\0<exec>\0<timer id>"),
+ * or an entity signal held until its scheduled time ("@name@key\0<request
+ * id>\0<0>", an EntityOperationSignaled). */
 static bool load_timer(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
   loadctx *lc = c;
   dts_hub *h = lc->h;
-  char id[KEYMAX], exec[KEYMAX];
+  char id[DTS_ID_MAX + 2], exec[DTS_ID_MAX + 2];
   int32_t tid;
+  if (!split_work_key(h, k, klen, id, exec, &tid)) {
+    unreadable(h, k, klen, "not a timer key");
+    return true;
+  }
   HistoryEvent *e = history_event__unpack(NULL, vlen, (const uint8_t *)v);
-  if (!split_work_key(h, k, klen, id, exec, &tid) || e == NULL || e->event_type_case != EV(TIMER_FIRED)) {
-    DTS_WARN("hub", "[%s] damaged timer record in the store: skipped", h->name);
+  int64_t fire_at;
+  if (e != NULL && id[0] != '@' && e->event_type_case == EV(TIMER_FIRED)) {
+    fire_at = dts_ts_to_ns(e->timer_fired->fire_at);
+  } else if (e != NULL && id[0] == '@' && e->event_type_case == EV(ENTITY_OPERATION_SIGNALED)) {
+    fire_at = dts_ts_to_ns(e->entity_operation_signaled->scheduled_time);
+  } else {
+    unreadable(h, k, klen, e == NULL ? "the timer does not decode" : "the timer holds an event of the wrong kind");
     if (e) history_event__free_unpacked(e, NULL);
     return true;
   }
@@ -4521,10 +5121,12 @@ static bool load_timer(void *c, const char *k, size_t klen, const char *v, size_
   tm->klen = klen;
   tm->inst_id = dts_strdup(id);
   tm->exec_id = dts_strdup(exec);
-  tm->fire_at = dts_ts_to_ns(e->timer_fired->fire_at);
+  tm->fire_at = fire_at;
   tm->event = dts_buf_copy(v, vlen);
+  tm->serial = ++h->serial;
   history_event__free_unpacked(e, NULL);
-  dts_map_put(&h->timers, tm->key, tm);
+  dtimer *old = dts_map_put(&h->timers, tm->key, tm);
+  if (old != NULL) timer_free(old);
   return true;
 }
 
@@ -4533,24 +5135,28 @@ static bool load_timer(void *c, const char *k, size_t klen, const char *v, size_
 static bool load_ent(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
   loadctx *lc = c;
   dts_hub *h = lc->h;
-  (void)k;
-  (void)klen;
   Dtsd__Store__EntityRecord *r = dtsd__store__entity_record__unpack(NULL, vlen, (const uint8_t *)v);
-  if (r == NULL) {
-    DTS_WARN("hub", "[%s] damaged entity record: skipped", h->name);
+  size_t off = h->namelen + 2;
+  if (r == NULL || dts_entity_id_problem(r->instance_id) != NULL || strlen(r->instance_id) != klen - off ||
+      memcmp(r->instance_id, k + off, klen - off) != 0) {
+    unreadable(h, k, klen, r == NULL ? "the entity record does not decode" : "the entity record names another id");
+    if (r) dtsd__store__entity_record__free_unpacked(r, NULL);
     return true;
   }
   ent *e = ent_get(h, r->instance_id, true);
   set_str(&e->state, dts_sv_get(r->state));
   e->modified = r->modified_ns;
-  if (r->locked_by[0]) {
-    inst *holder = find(h, r->locked_by);
+  if (r->locked_by[0] && dts_instance_id_problem(r->locked_by) != NULL) {
+    unreadable(h, k, klen, "the entity's lock holder is not an instance id: the lock is dropped");
+  } else if (r->locked_by[0]) {
+    bool failed;
+    inst *holder = find_quiet(h, r->locked_by, &failed);
     if (holder != NULL) holder->may_hold_locks = true;
     set_str(&e->locked_by, r->locked_by);
     set_str(&e->lock_cs, r->lock_cs);
     h->nlocked++;
   }
-  e->next_seq = r->next_seq;
+  if (r->next_seq > e->next_seq) e->next_seq = r->next_seq;
   dtsd__store__entity_record__free_unpacked(r, NULL);
   return true;
 }
@@ -4558,17 +5164,19 @@ static bool load_ent(void *c, const char *k, size_t klen, const char *v, size_t 
 static bool load_entq(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
   loadctx *lc = c;
   dts_hub *h = lc->h;
-  const char *id;
-  size_t n = id_part(h, k, klen, &id);
-  char idbuf[KEYMAX];
-  memcpy(idbuf, id, n);
+  size_t off = h->namelen + 2, n = 0;
+  while (off + n < klen && k[off + n] != '\0' && n <= DTS_ID_MAX) n++;
+  char idbuf[DTS_ID_MAX + 2];
+  memcpy(idbuf, k + off, n);
   idbuf[n] = '\0';
-  if (klen != h->namelen + 2 + n + 1 + 8) return true;
+  if (klen != off + n + 1 + 8 || k[off + n] != '\0' || dts_entity_id_problem(idbuf) != NULL) {
+    unreadable(h, k, klen, "not an entity queue key");
+    return true;
+  }
   HistoryEvent *he = history_event__unpack(NULL, vlen, (const uint8_t *)v);
-  if (he == NULL) return true;
   int kind = 0;
   const char *parent = NULL, *pexec = NULL, *rid = NULL;
-  switch (he->event_type_case) {
+  switch (he != NULL ? he->event_type_case : HISTORY_EVENT__EVENT_TYPE__NOT_SET) {
   case EV(ENTITY_OPERATION_SIGNALED): kind = QM_SIGNAL; rid = he->entity_operation_signaled->request_id; break;
   case EV(ENTITY_OPERATION_CALLED):
     kind = QM_CALL;
@@ -4580,22 +5188,25 @@ static bool load_entq(void *c, const char *k, size_t klen, const char *v, size_t
   case EV(ENTITY_UNLOCK_SENT): kind = QM_UNLOCK; parent = dts_sv_get(he->entity_unlock_sent->parent_instance_id); break;
   default: break;
   }
-  if (kind != 0) {
-    ent *e = ent_get(h, idbuf, true);
-    if (e->qn == e->qcap) {
-      e->qcap = e->qcap ? e->qcap * 2 : 8;
-      e->q = dts_realloc(e->q, e->qcap * sizeof(*e->q));
-    }
-    qmsg *m = &e->q[e->qn++];
-    memset(m, 0, sizeof(*m));
-    m->b = dts_buf_copy(v, vlen);
-    m->seq = be64(k + klen - 8);
-    m->kind = kind;
-    m->parent = xstrdup_or_null(parent);
-    m->parent_exec = xstrdup_or_null(pexec);
-    m->request_id = xstrdup_or_null(rid);
-    if (m->seq >= e->next_seq) e->next_seq = m->seq + 1;
+  if (kind == 0) {
+    unreadable(h, k, klen, he == NULL ? "the queued entity message does not decode" : "not an entity message");
+    if (he) history_event__free_unpacked(he, NULL);
+    return true;
   }
+  ent *e = ent_get(h, idbuf, true);
+  if (e->qn == e->qcap) {
+    e->qcap = e->qcap ? e->qcap * 2 : 8;
+    e->q = dts_realloc(e->q, e->qcap * sizeof(*e->q));
+  }
+  qmsg *m = &e->q[e->qn++];
+  memset(m, 0, sizeof(*m));
+  m->b = dts_buf_copy(v, vlen);
+  m->seq = be64(k + klen - 8);
+  m->kind = kind;
+  m->parent = xstrdup_or_null(parent);
+  m->parent_exec = xstrdup_or_null(pexec);
+  m->request_id = xstrdup_or_null(rid);
+  if (m->seq >= e->next_seq) e->next_seq = m->seq + 1;
   history_event__free_unpacked(he, NULL);
   return true;
 }
@@ -4610,12 +5221,10 @@ typedef struct reindex {
 
 static bool reindex_visit(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
   reindex *r = c;
-  (void)k;
-  (void)klen;
   inst *in = inst_decode(r->h, v, vlen);
   if (in == NULL) {
-    r->err = DTS_ECORRUPT;
-    return false;
+    unreadable(r->h, k, klen, "the instance record does not decode (not indexed)");
+    return true;
   }
   dts_batch *saved = r->h->batch;
   r->h->batch = r->b;
@@ -4633,12 +5242,12 @@ static bool reindex_visit(void *c, const char *k, size_t klen, const char *v, si
 }
 
 
-static dts_err ensure_indexes(dts_hub *h) {
+static dts_err ensure_indexes(dts_hub *h, char *err, size_t errlen) {
   key k;
   index_marker_key(&k, h);
   char *v;
   size_t vlen;
-  dts_err e = dts_store_get(h->cfg.store, k.b, k.n, &v, &vlen);
+  dts_err e = dts_store_read(h->cfg.store, k.b, k.n, &v, &vlen, err, errlen);
   if (e == DTS_OK) {
     dts_free(v);
     return DTS_OK;
@@ -4646,11 +5255,12 @@ static dts_err ensure_indexes(dts_hub *h) {
   if (e != DTS_ENOTFOUND) return e;
   reindex r = {h, dts_batch_create(), 0, DTS_OK};
   k_start(&k, h, 'I');
-  e = dts_store_scan(h->cfg.store, k.b, k.n, reindex_visit, &r);
+  e = dts_store_walk(h->cfg.store, k.b, k.n, k.b, k.n, reindex_visit, &r, err, errlen);
   if (e == DTS_OK) e = r.err;
   index_marker_key(&k, h);
   dts_batch_put(r.b, k.b, k.n, "1", 1);
   if (e == DTS_OK) e = dts_store_write(h->cfg.store, r.b);
+  if (e != DTS_OK && err[0] == '\0') dts_store_writable(h->cfg.store, err, errlen);
   dts_batch_destroy(r.b);
   if (r.n > 0) DTS_INFO("hub", "[%s] indexed %ld instances written before indexes existed", h->name, r.n);
   return e;
@@ -4664,50 +5274,79 @@ static bool load_live(void *c, const char *k, size_t klen, const char *v, size_t
   (void)v;
   (void)vlen;
   size_t off = h->namelen + 3 + 8;
-  if (klen <= off) return true;
-  key ik;
-  k_start(&ik, h, 'I');
-  memcpy(ik.b + ik.n, k + off, klen - off);
-  ik.n += klen - off;
-  char *rec;
-  size_t rlen;
-  dts_err e = dts_store_get(h->cfg.store, ik.b, ik.n, &rec, &rlen);
-  if (e == DTS_ENOTFOUND) {
-    DTS_WARN("hub", "[%s] index entry without an instance record: skipped", h->name);
+  char id[DTS_ID_MAX + 2];
+  size_t n = klen > off ? klen - off : 0;
+  if (n == 0 || n > DTS_ID_MAX) {
+    unreadable(h, k, klen, "not a status index key");
     return true;
   }
-  inst *in = e == DTS_OK ? inst_from_record(h, rec, rlen) : NULL;
-  if (e == DTS_OK) dts_free(rec);
-  if (in == NULL || (e = load_events(h, in, false)) != DTS_OK) {
-    lc->err = e != DTS_OK ? e : DTS_ECORRUPT;
-    return false;
+  memcpy(id, k + off, n);
+  id[n] = '\0';
+  if (dts_instance_id_problem(id) != NULL || dts_map_get(&h->insts, id) != NULL) {
+    unreadable(h, k, klen, "not a status index key");
+    return true;
   }
+  key ik;
+  key_inst(&ik, h, id);
+  char *rec, msg[300];
+  size_t rlen;
+  dts_err e = dts_store_read(h->cfg.store, ik.b, ik.n, &rec, &rlen, msg, sizeof(msg));
+  if (e == DTS_ENOTFOUND) {
+    DTS_WARN("hub", "[%s] index entry without an instance record ('%s'): skipped", h->name, id);
+    return true;
+  }
+  if (e != DTS_OK) {
+    unreadable(h, ik.b, ik.n, msg);
+    return true;
+  }
+  inst *in = inst_decode(h, rec, rlen);
+  dts_free(rec);
+  if (in == NULL || strcmp(in->id, id) != 0) {
+    unreadable(h, ik.b, ik.n, "the instance record does not decode");
+    if (in) inst_free(in);
+    return true;
+  }
+  if (load_events(h, in, false) != DTS_OK) {
+    unreadable(h, ik.b, ik.n, "its history or inbox cannot be read");
+    inst_free(in);
+    return true;
+  }
+  inst_adopt(h, in);
   lc->n++;
   return true;
 }
 
-static dts_err load(dts_hub *h) {
-  loadctx lc = {h, DTS_OK, 0, -1};
+/* Builds the hub's memory from the store: start-up, and after a reset
+ * (`again`: nothing is written then -- no index rebuild, no retention
+ * from the flags, lock steps only when the store takes writes).  Failing
+ * reads of single records are counted (`unreadable`), not fatal. */
+static dts_err load(dts_hub *h, bool again, char *err, size_t errlen) {
+  loadctx lc = {.h = h};
   key k;
-  dts_err ie = ensure_indexes(h);
-  if (ie != DTS_OK) return ie;
-  for (int st = 0; st < 16 && lc.err == DTS_OK; st++) {
+  long unreadable_before = h->unreadable;
+  err[0] = '\0';
+  if (!again) {
+    dts_err ie = ensure_indexes(h, err, errlen);
+    if (ie != DTS_OK) return ie;
+  }
+  for (int st = 0; st < 16; st++) {
     if (terminal(st)) continue;
     k_start(&k, h, 'S');
     k.b[k.n++] = (char)st;
-    dts_err e = dts_store_scan(h->cfg.store, k.b, k.n, load_live, &lc);
-    if (e != DTS_OK) lc.err = e;
+    char msg[300];
+    if (dts_store_walk(h->cfg.store, k.b, k.n, k.b, k.n, load_live, &lc, msg, sizeof(msg)) != DTS_OK)
+      unreadable(h, k.b, k.n, msg); /* the rest of this scan is out of reach */
   }
   const struct {
     char type;
     dts_scan_fn fn;
   } passes[] = {{'A', load_act}, {'T', load_timer}, {'E', load_ent}, {'Q', load_entq}};
-  for (size_t i = 0; i < sizeof(passes) / sizeof(passes[0]) && lc.err == DTS_OK; i++) {
+  for (size_t i = 0; i < sizeof(passes) / sizeof(passes[0]); i++) {
     k_start(&k, h, passes[i].type);
-    dts_err e = dts_store_scan(h->cfg.store, k.b, k.n, passes[i].fn, &lc);
-    if (e != DTS_OK) lc.err = e;
+    char msg[300];
+    if (dts_store_walk(h->cfg.store, k.b, k.n, k.b, k.n, passes[i].fn, &lc, msg, sizeof(msg)) != DTS_OK)
+      unreadable(h, k.b, k.n, msg);
   }
-  if (lc.err != DTS_OK) return lc.err;
   /* resume: ready instances, activities, timers */
   const char *mk;
   void *v;
@@ -4728,7 +5367,9 @@ static dts_err load(dts_hub *h) {
    * policy persisted by an earlier start or SetRetention */
   key rk;
   retention_key(&rk, h);
-  if (h->cfg.retention_set) {
+  if (again) {
+    /* kept as it was */
+  } else if (h->cfg.retention_set) {
     memcpy(h->ret, h->cfg.retention_ns, sizeof(h->ret));
     dts_buf b = retention_pack(h);
     dts_batch *bt = dts_batch_create();
@@ -4736,16 +5377,23 @@ static dts_err load(dts_hub *h) {
     dts_err we = dts_store_write(h->cfg.store, bt);
     dts_batch_destroy(bt);
     dts_buf_free(&b);
-    if (we != DTS_OK) return we;
+    if (we != DTS_OK) /* it applies now; the next start persists it */
+      DTS_ERROR("hub", "[%s] the retention policy from the flags could not be stored; it applies until dtsd stops",
+                h->name);
   } else {
     for (int i = 0; i < 5; i++) h->ret[i] = -1;
     dts_store_scan(h->cfg.store, rk.b, rk.n, load_retention, h);
   }
-  for (size_t it = 0; dts_map_next(&h->ents, &it, &mk, &v);) ent_step(h, v);
-  flush(h); /* lock steps taken at load */
+  if (can_write(h)) {
+    for (size_t it = 0; dts_map_next(&h->ents, &it, &mk, &v);) ent_step(h, v);
+    flush(h); /* lock steps taken at load */
+  }
   DTS_INFO("hub", "[%s] loaded %zu entities", h->name, dts_map_len(&h->ents));
   DTS_INFO("hub", "[%s] loaded %ld instances (%ld with pending events), %ld activity work items, %ld timers",
            h->name, lc.n, ready, acts, timers);
+  if (h->unreadable > unreadable_before)
+    DTS_ERROR("hub", "[%s] %ld records could not be read and were skipped (each is logged above with its key)",
+              h->name, h->unreadable - unreadable_before);
   return DTS_OK;
 }
 
@@ -4763,7 +5411,7 @@ static void hub_fini(dts_actor *a) {
       waiter *w = in->waiters;
       waiter_unlink(w);
       dts_call_unref(w->call);
-      dts_free(w);
+      waiter_free(w);
     }
     inst_free(in);
   }
@@ -4812,8 +5460,10 @@ dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out) {
   dts_map_init(&h->gone);
   if (h->cfg.max_entity_batch <= 0) h->cfg.max_entity_batch = 100;
   if (getrandom(&h->boot, sizeof(h->boot), 0) != (ssize_t)sizeof(h->boot)) h->boot = (uint32_t)dts_now_ns();
-  dts_err e = load(h);
+  char why[400];
+  dts_err e = load(h, false, why, sizeof(why));
   if (e != DTS_OK) {
+    DTS_ERROR("hub", "[%s] cannot load: %s (%s)", h->name, why[0] ? why : "the store refused", dts_strerror(e));
     dts_actor_unref(&h->actor);
     return e;
   }

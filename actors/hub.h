@@ -84,6 +84,9 @@ typedef struct dts_hub_stats {
 } dts_hub_stats;
 void dts_hub_get_stats(dts_hub *h, dts_hub_stats *out);
 
+/* Every id that becomes part of a store key is at most this long. */
+#define DTS_ID_MAX 100
+
 /* Id rules shared with the bridge: 1..100 printable ASCII, no leading '@'.
  * Returns NULL when valid, else a static explanation. */
 const char *dts_instance_id_problem(const char *id);
@@ -91,5 +94,8 @@ const char *dts_instance_id_problem(const char *id);
 const char *dts_hub_name_problem(const char *name);
 /* Entity ids: "@name@key", at most 100 printable ASCII characters. */
 const char *dts_entity_id_problem(const char *id);
+/* Execution ids and request ids: 1..100 printable ASCII.  NULL when valid,
+ * else the end of a sentence ("is longer than 100 characters"). */
+const char *dts_short_id_problem(const char *id);
 
 #endif

@@ -25,13 +25,28 @@ typedef struct dts_batch dts_batch;
 
 typedef enum { DTS_DURABILITY_OS = 0, DTS_DURABILITY_FSYNC } dts_durability;
 
+typedef struct dts_store_options {
+  dts_durability durability;
+  size_t block_cache; /* bytes of LevelDB block cache (0: LevelDB's own 8 MiB) */
+  int bloom_bits;     /* bloom filter bits per key (0: no filters) */
+  uint64_t min_free;  /* writes are refused while the data directory has less free */
+} dts_store_options;
+
+/* Defaults: os durability, 64 MiB cache, 10 bloom bits, 64 MiB min free. */
+void dts_store_options_init(dts_store_options *o);
+
 /* Opens (creating if missing) the store in `dir`.  Fails with a message in
  * errbuf when the directory is used by another process, is not a dtsd data
- * directory, or is damaged; never starts fresh over existing foreign data. */
+ * directory, or is damaged; never starts fresh over existing foreign data.
+ * DTS_ELIMIT: the disk is too full for LevelDB to recover its log. */
+dts_err dts_store_open_with(const char *dir, const dts_store_options *o, dts_store **out, char *errbuf,
+                            size_t errlen);
+/* dts_store_open_with with the defaults and durability `d`. */
 dts_err dts_store_open(const char *dir, dts_durability d, dts_store **out, char *errbuf,
                        size_t errlen);
 /* Commits everything submitted so far, stops the storage thread, closes. */
 void dts_store_close(dts_store *s);
+const char *dts_store_dir(const dts_store *s);
 
 /* ---- batches ------------------------------------------------------------ */
 
@@ -40,20 +55,53 @@ void dts_batch_destroy(dts_batch *b);
 void dts_batch_put(dts_batch *b, const void *k, size_t klen, const void *v, size_t vlen);
 void dts_batch_del(dts_batch *b, const void *k, size_t klen);
 bool dts_batch_empty(const dts_batch *b);
+size_t dts_batch_ops(const dts_batch *b); /* puts and deletes so far */
 
-/* Hands `b` (may be NULL: an ordering barrier) to the storage thread, which
- * commits it and then sends `m` to `to`.  `b` is consumed.  Messages come
- * back in submission order.  A failed write is fatal (the process exits
- * with a log line): the disk holds the last committed state, and a restart
- * recovers from it. */
+/* ---- writing, and when the disk says no ----------------------------------
+ *
+ * Writes are refused while the data directory has less than min_free bytes
+ * free (DTS_ELIMIT), and after a write failed (DTS_ELIMIT when the disk was
+ * full, else DTS_EIO) until the storage thread has reopened the database,
+ * which it does by itself once there is room again.  Reads go on.  Nothing
+ * exits.
+ *
+ * Epochs.  Every refusal or failure starts a new epoch.  An actor whose
+ * batches build on each other (the hub: one batch's memory state is the
+ * next batch's starting point) tags each batch with the epoch it saw when
+ * its memory last matched the store; a batch from a past epoch is refused,
+ * so nothing is written on top of a change that never reached the disk.
+ * After a refusal the actor reads its state back from the store and takes
+ * the current epoch. */
+
+uint32_t dts_store_epoch(dts_store *s);
+
+/* DTS_OK when writes are accepted now; else DTS_ELIMIT or DTS_EIO with a
+ * sentence for an RPC answer in msg (which names the data directory). */
+dts_err dts_store_writable(dts_store *s, char *msg, size_t msglen);
+
+/* Free space below which writes are refused (bytes; 0: never). */
+void dts_store_set_min_free(dts_store *s, uint64_t bytes);
+
+/* Hands `b` (may be NULL or empty: an ordering barrier) to the storage
+ * thread, which commits it -- unless `epoch` has passed or the store
+ * refuses writes -- and then sends `m` to `to`, with the outcome in
+ * *result (when not NULL; DTS_OK or why not) written before the send.
+ * `b` is consumed.  Messages come back in submission order. */
+void dts_store_submit_at(dts_store *s, dts_batch *b, uint32_t epoch, dts_actor *to, dts_msg *m, dts_err *result);
+/* dts_store_submit_at in the current epoch, outcome not reported. */
 void dts_store_submit(dts_store *s, dts_batch *b, dts_actor *to, dts_msg *m);
+
+/* Writes `b` from the calling thread unless `epoch` has passed or writes
+ * are refused (the hub's inline commits). */
+dts_err dts_store_commit(dts_store *s, dts_batch *b, uint32_t epoch);
 
 /* Most batches merged into one write (default 1024).  1 turns group commit
  * off: one write (and with fsync durability one fsync) per batch.  Set it
  * before the first submit; benchmarks use it for their baseline. */
 void dts_store_set_group_max(dts_store *s, int n);
 
-/* Writes `b` synchronously from the calling thread (start-up and tests). */
+/* Writes `b` synchronously from the calling thread, in any epoch (start-up,
+ * tools and tests); refused like any write when the store refuses. */
 dts_err dts_store_write(dts_store *s, dts_batch *b);
 
 /* ---- reads (start-up recovery, tools) ----------------------------------- */
@@ -69,8 +117,17 @@ dts_err dts_store_scan_from(dts_store *s, const void *prefix, size_t plen, const
                             dts_scan_fn fn, void *ctx);
 
 /* Reads one key.  DTS_OK with *v (caller dts_frees) and *vlen set when
- * found; DTS_ENOTFOUND when absent. */
+ * found; DTS_ENOTFOUND when absent; DTS_ECORRUPT (the bytes on disk do
+ * not check out) or DTS_EIO (the OS failed) when the read failed -- never
+ * "absent" for a failed read.  dts_store_read also copies the store's
+ * message into msg (when msglen > 0). */
 dts_err dts_store_get(dts_store *s, const void *k, size_t klen, char **v, size_t *vlen);
+dts_err dts_store_read(dts_store *s, const void *k, size_t klen, char **v, size_t *vlen, char *msg,
+                       size_t msglen);
+/* dts_store_scan_from that also reports the store's message of a failed
+ * scan (DTS_ECORRUPT or DTS_EIO) in msg. */
+dts_err dts_store_walk(dts_store *s, const void *prefix, size_t plen, const void *from, size_t flen,
+                       dts_scan_fn fn, void *ctx, char *msg, size_t msglen);
 
 /* True while a submitted batch has not been answered yet (its message not
  * yet sent back): tests and fuzzers wait for false.  Any thread. */
@@ -78,8 +135,11 @@ bool dts_store_busy(dts_store *s);
 
 /* Figures for logs and benchmarks. */
 typedef struct dts_store_stats {
-  uint64_t writes;  /* LevelDB writes (groups) */
-  uint64_t batches; /* batches submitted */
+  uint64_t writes;     /* LevelDB writes (groups) */
+  uint64_t batches;    /* batches submitted */
+  uint64_t free_bytes; /* free space in the data directory, last looked at */
+  uint64_t failures;   /* writes that failed */
+  bool writable;
 } dts_store_stats;
 void dts_store_get_stats(dts_store *s, dts_store_stats *out);
 

@@ -24,6 +24,10 @@ typedef struct env {
 } env;
 
 static env E;
+static char hub_name[32] = "fz0";
+static unsigned long hub_seq;
+
+const char *fz_hub_name(void) { return hub_name; }
 
 struct fz_hub {
   dts_hub *hub;
@@ -87,7 +91,11 @@ dts_store *fz_store(void) {
   char db[160];
   snprintf(db, sizeof(db), "%s/db", E.dir);
   char err[256];
-  if (dts_store_open(db, DTS_DURABILITY_OS, &E.store, err, sizeof(err)) != DTS_OK) {
+  dts_store_options so;
+  dts_store_options_init(&so);
+  so.block_cache = 1u << 20; /* a small heap keeps the per-input leak scans cheap */
+  so.min_free = 0;
+  if (dts_store_open_with(db, &so, &E.store, err, sizeof(err)) != DTS_OK) {
     fprintf(stderr, "fuzz: %s\n", err);
     abort();
   }
@@ -101,7 +109,7 @@ fz_hub *fz_hub_open(const fz_options *o) {
   fz_store();
   fz_hub *f = dts_calloc(1, sizeof(*f));
   f->o = *o;
-  dts_hub_config hc = {.name = FZ_HUB_NAME,
+  dts_hub_config hc = {.name = hub_name,
                        .sched = E.sched,
                        .timers = E.timers,
                        .store = E.store,
@@ -192,17 +200,25 @@ static void scan_items(fz_hub *f) {
   }
 }
 
-void fz_run(fz_hub *f, uint64_t advance_ns) {
-  uint64_t horizon = dts_now_ns() + advance_ns;
-  for (int round = 0; round < 1000; round++) {
-    size_t n = dts_timers_fire_due(E.timers, horizon);
-    n += dts_sched_run_manual(E.sched, 100000);
+/* Runs turns until no actor is queued and the storage thread is idle. */
+static void drain(void) {
+  for (;;) {
+    size_t n = dts_sched_run_manual(E.sched, 100000);
     if (dts_store_busy(E.store)) {
       while (dts_store_busy(E.store)) sched_yield(); /* the storage thread answers in microseconds */
       continue;
     }
-    if (n == 0) break;
+    if (n == 0) return;
   }
+}
+
+void fz_run(fz_hub *f, uint64_t advance_ns) {
+  /* timers far ahead fire once; then a few rounds of what is due by now
+   * (a timer set in the past is armed when its turn commits) -- the hub's
+   * periodic timers re-arm in the future, so this ends */
+  dts_timers_fire_due(E.timers, dts_now_ns() + advance_ns);
+  drain();
+  for (int round = 0; round < 8 && dts_timers_fire_due(E.timers, dts_now_ns()) > 0; round++) drain();
   if (f != NULL) scan_items(f);
 }
 
@@ -230,11 +246,17 @@ static bool wipe_visit(void *ctx, const char *k, size_t klen, const char *v, siz
 
 void fz_wipe(void) {
   fz_store();
+  char pre[40], marker[40];
+  size_t plen = strlen(hub_name) + 1, mlen = 5 + strlen(hub_name);
+  memcpy(pre, hub_name, plen); /* with its NUL */
+  memcpy(marker, "\0hub\0", 5);
+  memcpy(marker + 5, hub_name, strlen(hub_name));
   dts_batch *b = dts_batch_create();
-  dts_store_scan(E.store, FZ_HUB_NAME "\0", sizeof(FZ_HUB_NAME), wipe_visit, b);
-  dts_batch_del(b, "\0hub\0" FZ_HUB_NAME, 5 + sizeof(FZ_HUB_NAME) - 1);
+  dts_store_scan(E.store, pre, plen, wipe_visit, b);
+  dts_batch_del(b, marker, mlen);
   if (!dts_batch_empty(b) && dts_store_write(E.store, b) != DTS_OK) abort();
   dts_batch_destroy(b);
+  snprintf(hub_name, sizeof(hub_name), "fz%lu", ++hub_seq);
 }
 
 void fz_hub_close(fz_hub *f) {
@@ -278,9 +300,9 @@ void fz_hub_close(fz_hub *f) {
 void fz_put_raw(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen) {
   fz_store();
   char key[1024];
-  size_t pre = sizeof(FZ_HUB_NAME); /* with its NUL */
+  size_t pre = strlen(hub_name) + 1; /* with its NUL */
   if (klen > sizeof(key) - pre) klen = sizeof(key) - pre;
-  memcpy(key, FZ_HUB_NAME "\0", pre);
+  memcpy(key, hub_name, pre);
   memcpy(key + pre, k, klen);
   dts_batch *b = dts_batch_create();
   dts_batch_put(b, key, pre + klen, v, vlen);

@@ -42,8 +42,10 @@ const uint8_t *fz_bytes(fz_in *in, size_t want, size_t *got);
 
 /* The shared store, opened at the first call. */
 dts_store *fz_store(void);
-/* The name every fuzzed hub has; keys live under "<name>\0". */
-#define FZ_HUB_NAME "fz"
+/* The name of the next (or current) fuzzed hub; keys live under
+ * "<name>\0".  Each input gets a new name: deleting a hub's keys leaves
+ * tombstones that a later scan of the same prefix would have to walk. */
+const char *fz_hub_name(void);
 
 /* A fresh hub over whatever the store holds under FZ_HUB_NAME (its load
  * runs now, synchronously). */
@@ -79,7 +81,7 @@ void fz_hub_close(fz_hub *f);
  *   7               run with timers two seconds ahead (purge ticks) */
 void fz_ops(fz_hub *f, fz_in *in, int max_ops);
 
-/* Deletes everything under the hub's prefix. */
+/* Deletes everything under the hub's prefix; the next hub gets a new name. */
 void fz_wipe(void);
 
 /* Writes one raw key/value under the hub's prefix ("<hub>\0" + key). */
