@@ -58,8 +58,17 @@ void dts_call_stream_open(dts_call *c);
 void dts_call_stream_send(dts_call *c, dts_buf msg);
 void dts_call_stream_end(dts_call *c, dts_status st, const char *msg);
 
+/* Streams: bytes queued on the call and not yet sent (any thread; a
+ * snapshot).  A reader that does not read makes this grow: the owner stops
+ * adding (flow control) instead of buffering without end. */
+size_t dts_call_stream_queued(dts_call *c);
+/* Streams (owner): asks for one DTS_CALL_DRAINED once the queued bytes are
+ * `below` or less -- at once if they already are.  Not sent if the call
+ * dies first (DTS_CALL_SENT with ok false comes instead). */
+void dts_call_stream_watch(dts_call *c, size_t below);
+
 /* Message kinds the bridge posts to a call's owner actor. */
-enum { DTS_CALL_SENT = 0x100, DTS_CALL_CLOSED = 0x101 };
+enum { DTS_CALL_SENT = 0x100, DTS_CALL_CLOSED = 0x101, DTS_CALL_DRAINED = 0x102 };
 typedef struct dts_call_event {
   dts_msg hdr;    /* kind: DTS_CALL_SENT or DTS_CALL_CLOSED */
   dts_call *call; /* a reference, released by the message's drop */

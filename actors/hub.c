@@ -19,6 +19,7 @@
 #include "runtime/log.h"
 #include "runtime/map.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -33,6 +34,8 @@
 #define ACT(x) ORCHESTRATOR_ACTION__ORCHESTRATOR_ACTION_TYPE_##x
 #define KEYMAX 600
 #define DTS_MAX_LOCK_SET 100 /* entities one lock request may name */
+#define ARM_MAX_NS (86400ULL * 1000000000ULL) /* a timer further out is looked at again in a day */
+#define RETRY_NS 1000000000ULL /* work that waits for the store is tried again this much later */
 
 enum { HUB_RPC = 1, HUB_COMMITTED, HUB_TIMER, HUB_TICK, HUB_SHUTDOWN, HUB_PURGE };
 
@@ -160,6 +163,7 @@ struct stream {
   bool ended, closed, end_after_send;
   bool history;          /* a StreamInstanceHistory call, not a worker */
   bool held;             /* sends wait for a commit (ticket `opens`) */
+  bool congested;        /* its reader is behind: no dispatch until DTS_CALL_DRAINED */
   dts_status end_st;     /* status that ends it once drained */
   const char *end_msg;   /* static text */
   uint64_t last_send;
@@ -237,6 +241,7 @@ typedef struct ticket {
   struct gone **gone; /* ids this ticket deletes from the store */
   size_t ngone, capgone;
   bool wipe;          /* this ticket wipes the hub's data */
+  bool deletes;       /* ... and deletes the hub (DeleteTaskHub) */
   uint32_t epoch;     /* the store epoch its batch was built in */
   dts_err result;     /* storage thread: the commit's outcome */
 } ticket;
@@ -293,8 +298,9 @@ struct dts_hub {
   ent **dead_ents;
   size_t ndead_ents, capdead_ents;
   bool deleted; /* DeleteTaskHub: no longer served */
-  uint32_t boot;
-  uint64_t token_seq;
+  atomic_int delete_state; /* any thread: 0 not deleted or pending, 1 the deletion committed, -1 it failed */
+  uint8_t rnd[4096]; /* random bytes for tokens; rnd_used of them spent */
+  size_t rnd_used;
   uint64_t serial; /* last serial given to an act, timer or stream */
   bool shutting_down;
   bool tick_armed;
@@ -315,6 +321,7 @@ struct dts_hub {
   long changes;     /* touch() calls and batch operations: "has it changed anything?" */
   long mark;        /* `changes` when the current handler began */
   long unreadable;  /* records start-up (or a reset) could not read */
+  dts_ratelimit stale_log;
   long resets;
   atomic_bool quiesced; /* any thread: shut down, and its last batch is with the store */
   atomic_long st_instances, st_streams, st_dispatched,
@@ -338,6 +345,7 @@ static void resume_if_writable(dts_hub *h);
 static dts_err load(dts_hub *h, bool again, char *err, size_t errlen);
 static void timer_free(struct dtimer *tm);
 static void ent_step(dts_hub *h, ent *e);
+static bool ent_empty(const ent *e);
 static void ent_touch(dts_hub *h, ent *e);
 static void put_ent_record(dts_hub *h, ent *e);
 static void ent_unlease(dts_hub *h, ent *e, uint64_t delay_ns);
@@ -507,9 +515,14 @@ static void key_sidx(key *k, const dts_hub *h, int status, int64_t created, cons
   k_str(k, id);
 }
 
+/*   "<hub>\0U<id>" -> <status:1>  unfinished instances by id (ListInstanceIds
+ *                                 pages through them without sorting) */
+static void key_uidx(key *k, const dts_hub *h, const char *id) { key_id(k, h, 'U', id); }
+
+/* v2: the U index; a store without this marker is indexed once at start */
 static void index_marker_key(key *k, const dts_hub *h) {
   k_start(k, h, 'X');
-  k_str(k, "indexes-v1");
+  k_str(k, "indexes-v2");
 }
 
 static void key_cidx(key *k, const dts_hub *h, int64_t completed, const char *id) {
@@ -692,6 +705,15 @@ static void index_update(dts_hub *h, inst *in) {
     key_cidx(&k, h, in->completed, in->id);
     dts_batch_put(h->batch, k.b, k.n, &st, 1);
   }
+  bool had_u = in->ix_set && !terminal(in->ix_status), has_u = !terminal(in->status);
+  if (had_u && !has_u) {
+    key_uidx(&k, h, in->id);
+    dts_batch_del(h->batch, k.b, k.n);
+  } else if (has_u && (!had_u || in->ix_status != in->status)) {
+    char st = (char)in->status;
+    key_uidx(&k, h, in->id);
+    dts_batch_put(h->batch, k.b, k.n, &st, 1);
+  }
   in->ix_set = true;
   in->ix_status = in->status;
   in->ix_created = in->created;
@@ -706,6 +728,10 @@ static void index_drop(dts_hub *h, inst *in) {
   dts_batch_del(h->batch, k.b, k.n);
   if (has_cidx(in->ix_status, in->ix_completed)) {
     key_cidx(&k, h, in->ix_completed, in->id);
+    dts_batch_del(h->batch, k.b, k.n);
+  }
+  if (!terminal(in->ix_status)) {
+    key_uidx(&k, h, in->id);
     dts_batch_del(h->batch, k.b, k.n);
   }
   in->ix_set = false;
@@ -1030,8 +1056,13 @@ static void inst_set_tags(inst *in, void *const *entries, size_t n);
  * finished instances this way without keeping them).  NULL if damaged. */
 static inst *inst_decode(dts_hub *h, const char *v, size_t vlen) {
   Dtsd__Store__InstanceRecord *r = dtsd__store__instance_record__unpack(NULL, vlen, (const uint8_t *)v);
-  if (r == NULL) {
+  /* what dtsd could have written: its ids name keys */
+  bool ok = r != NULL && dts_instance_id_problem(r->instance_id) == NULL &&
+            (r->execution_id[0] == '\0' || dts_short_id_problem(r->execution_id) == NULL) && r->status >= 0 &&
+            r->status <= 15 && (r->inbox_count == 0 || r->inbox_count - 1 <= (uint32_t)INT32_MAX);
+  if (!ok) {
     DTS_ERROR("hub", "[%s] damaged instance record in the store", h->name);
+    if (r != NULL) dtsd__store__instance_record__free_unpacked(r, NULL);
     return NULL;
   }
   inst *in = dts_calloc(1, sizeof(*in));
@@ -1322,9 +1353,18 @@ static void stream_flush(dts_hub *h, stream *s) {
   }
 }
 
+/* Flow control: a worker stream whose reader lets more than
+ * max_outbox_bytes pile up on the call gets nothing more until half of
+ * that has gone out (DTS_CALL_DRAINED), so a slow reader is never
+ * buffered without end. */
 static void stream_enqueue(dts_hub *h, stream *s, dts_buf b) {
   dts_bufq_push(&s->q, b);
   stream_flush(h, s);
+  if (!s->history && !s->congested && dts_call_stream_queued(s->call) > (size_t)h->cfg.limits.max_outbox_bytes) {
+    s->congested = true;
+    DTS_DEBUG("hub", "[%s] worker stream congested: dispatch to it waits", h->name);
+    dts_call_stream_watch(s->call, (size_t)h->cfg.limits.max_outbox_bytes / 2);
+  }
 }
 
 static bool filter_versions(char **versions, size_t n, const char *v) {
@@ -1354,7 +1394,9 @@ static bool accepts_act(const stream *s, const act *a) {
   return false;
 }
 
-static bool usable(const stream *s) { return !s->history && !s->ended && !s->closed && !s->end_after_send; }
+static bool usable(const stream *s) {
+  return !s->history && !s->ended && !s->closed && !s->end_after_send && !s->congested;
+}
 
 /* Picks a stream for an item, round-robin; NULL if none has room. */
 typedef enum { W_ORCH, W_ACT, W_ENT } wkind;
@@ -1386,8 +1428,33 @@ static stream *pick(dts_hub *h, wkind kind, const void *item, bool *any_room) {
   return NULL;
 }
 
+/* A completion token: the kind of work ('o', 'a', 'e') and 128 random bits
+ * as hex, so nobody completes work leased to another worker by guessing.
+ * The bits come from getrandom(2) a page at a time. */
 static void new_token(dts_hub *h, char kind, char out[40]) {
-  snprintf(out, 40, "%c%08x-%" PRIu64, kind, h->boot, ++h->token_seq);
+  if (h->rnd_used + 16 > sizeof(h->rnd)) {
+    size_t got = 0;
+    while (got < sizeof(h->rnd)) {
+      ssize_t n = getrandom(h->rnd + got, sizeof(h->rnd) - got, 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        DTS_ERROR("hub", "getrandom failed (%s): no safe completion tokens", strerror(errno));
+        abort();
+      }
+      got += (size_t)n;
+    }
+    h->rnd_used = 0;
+  }
+  static const char hex[] = "0123456789abcdef";
+  out[0] = kind;
+  for (int i = 0; i < 16; i++) {
+    uint8_t b = h->rnd[h->rnd_used + (size_t)i];
+    out[1 + 2 * i] = hex[b >> 4];
+    out[2 + 2 * i] = hex[b & 15];
+  }
+  out[33] = '\0';
+  memset(h->rnd + h->rnd_used, 0, 16); /* used once */
+  h->rnd_used += 16;
 }
 
 static bool has_work(const inst *in) { return in->returned || in->inbox.n > 0 || in->force_turn; }
@@ -1663,7 +1730,7 @@ static dts_buf failure_copy(const TaskFailureDetails *fd) {
   return fd != NULL ? dts_pb_pack(&fd->base) : (dts_buf){NULL, 0};
 }
 
-static void terminate_inst(dts_hub *h, inst *in, const char *output, bool recurse);
+static bool terminate_inst(dts_hub *h, inst *in, const char *output, bool recurse);
 
 /* Creates or replaces a sub-orchestration; false if the id is taken by a
  * running instance or invalid (the parent then gets a failure). */
@@ -2196,9 +2263,57 @@ static void apply_turn(dts_hub *h, inst *in, const Google__Protobuf__StringValue
   }
 }
 
-/* TerminateInstance and the terminate action: ExecutionTerminated into the
- * inbox; with recurse, every running sub-orchestration too. */
-static void terminate_inst(dts_hub *h, inst *in, const char *output, bool recurse) {
+/* ---- sub-orchestration trees -------------------------------------------- */
+
+typedef struct tree {
+  inst **v;
+  size_t n, cap;
+  dts_map seen; /* ids already in v */
+} tree;
+
+static void tree_add(tree *t, inst *in) {
+  dts_map_put(&t->seen, in->id, in);
+  VEC_PUSH(t->v, t->n, t->cap, in);
+}
+
+static void tree_free(tree *t) {
+  dts_free(t->v);
+  dts_map_fini(&t->seen);
+}
+
+/* The instances of root's tree, root first, each once however the ids
+ * loop.  For terminate (`finished` false): the unfinished ones, reached
+ * through unfinished parents, whose record names that parent.  For purge:
+ * the finished ones, reached through finished parents.  Iterative: no tree
+ * depth can exhaust the stack.  Instances not in memory are read back;
+ * false when such a read fails (rd_fail says which).  The caller calls
+ * tree_free either way. */
+static bool tree_gather(dts_hub *h, inst *root, bool finished, tree *t) {
+  memset(t, 0, sizeof(*t));
+  dts_map_init(&t->seen);
+  if (terminal(root->status) != finished) return true;
+  tree_add(t, root);
+  for (size_t i = 0; i < t->n; i++) {
+    inst *node = t->v[i];
+    for (size_t j = 0; j < node->hist.n; j++) {
+      HistoryEvent *he = history_event__unpack(NULL, node->hist.v[j].b.n, node->hist.v[j].b.p);
+      if (he == NULL) continue;
+      if (he->event_type_case == EV(SUB_ORCHESTRATION_INSTANCE_CREATED)) {
+        const char *cid = he->sub_orchestration_instance_created->instance_id;
+        inst *ch = dts_map_get(&t->seen, cid) != NULL ? NULL : find(h, cid);
+        bool take = ch != NULL && terminal(ch->status) == finished &&
+                    (finished || (ch->parent_id != NULL && strcmp(ch->parent_id, node->id) == 0));
+        if (take) tree_add(t, ch);
+      }
+      history_event__free_unpacked(he, NULL);
+      if (h->rd_code != DTS_OK) return false;
+    }
+  }
+  return true;
+}
+
+/* ExecutionTerminated into one instance's inbox. */
+static void terminate_one(dts_hub *h, inst *in, const char *output, bool recurse) {
   if (terminal(in->status)) return;
   int64_t now = (int64_t)dts_wall_ns();
   HistoryEvent e = HISTORY_EVENT__INIT;
@@ -2209,18 +2324,20 @@ static void terminate_inst(dts_hub *h, inst *in, const char *output, bool recurs
   e.event_type_case = EV(EXECUTION_TERMINATED);
   e.execution_terminated = &et;
   inbox_add(h, in, ev_pack(&e, -1, now));
-  if (!recurse) return;
-  /* children: created in this execution and not yet reported back */
-  for (size_t i = 0; i < in->hist.n; i++) {
-    HistoryEvent *he = history_event__unpack(NULL, in->hist.v[i].b.n, in->hist.v[i].b.p);
-    if (he == NULL) continue;
-    if (he->event_type_case == EV(SUB_ORCHESTRATION_INSTANCE_CREATED)) {
-      inst *ch = find(h, he->sub_orchestration_instance_created->instance_id);
-      if (ch != NULL && ch != in && ch->parent_id != NULL && strcmp(ch->parent_id, in->id) == 0)
-        terminate_inst(h, ch, output, true);
-    }
-    history_event__free_unpacked(he, NULL);
+}
+
+/* TerminateInstance and the terminate action; with recurse, every running
+ * sub-orchestration too.  False, with nothing changed, when a read fails. */
+static bool terminate_inst(dts_hub *h, inst *in, const char *output, bool recurse) {
+  if (!recurse) {
+    terminate_one(h, in, output, false);
+    return true;
   }
+  tree t;
+  bool ok = tree_gather(h, in, false, &t);
+  for (size_t i = 0; ok && i < t.n; i++) terminate_one(h, t.v[i], output, true);
+  tree_free(&t);
+  return ok;
 }
 
 /* ======================================================================== */
@@ -2451,6 +2568,7 @@ static void on_start(dts_hub *h, dts_call *c, CreateInstanceRequest *r) {
     return;
   }
   inst *in = find(h, id);
+  if (in == NULL && rd_answer(h, c)) return; /* never created over a record that cannot be read */
   if (in != NULL) {
     const OrchestrationIdReusePolicy *p = r->orchestration_id_reuse_policy;
     bool replace;
@@ -2496,11 +2614,13 @@ static void on_start(dts_hub *h, dts_call *c, CreateInstanceRequest *r) {
 
 static void on_get(dts_hub *h, dts_call *c, GetInstanceRequest *r) {
   inst *in = find(h, r->instance_id);
+  if (in == NULL && rd_answer(h, c)) return;
   answer(h, c, instance_response(in, r->get_inputs_and_outputs));
 }
 
 static void on_wait(dts_hub *h, dts_call *c, GetInstanceRequest *r, bool completion) {
   inst *in = find(h, r->instance_id);
+  if (in == NULL && rd_answer(h, c)) return;
   if (in == NULL || (completion ? terminal(in->status) : in->status != ST(PENDING)) || h->shutting_down) {
     if (h->shutting_down && in != NULL) fail(h, c, DTS_ST_UNAVAILABLE, "dtsd is shutting down");
     else answer(h, c, instance_response(in, r->get_inputs_and_outputs));
@@ -2540,7 +2660,10 @@ static void on_terminate(dts_hub *h, dts_call *c, TerminateRequest *r) {
   inst *in = find_or_fail(h, c, r->instance_id);
   if (in == NULL) return;
   cur(h);
-  terminate_inst(h, in, dts_sv_get(r->output), r->recursive);
+  if (!terminate_inst(h, in, dts_sv_get(r->output), r->recursive)) { /* nothing changed */
+    rd_answer(h, c);
+    return;
+  }
   TerminateResponse resp = TERMINATE_RESPONSE__INIT;
   answer_msg(h, c, &resp.base);
 }
@@ -2574,6 +2697,21 @@ static void on_suspend_resume(dts_hub *h, dts_call *c, const char *id, const cha
     ResumeResponse resp = RESUME_RESPONSE__INIT;
     answer_msg(h, c, &resp.base);
   }
+}
+
+/* Stale completions are a worker's doing, and a worker can send many: at
+ * most 10 lines a minute per hub, then one saying how many were held back. */
+static void log_stale(dts_hub *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_stale(dts_hub *h, const char *fmt, ...) {
+  long held;
+  if (!dts_ratelimit_allow(&h->stale_log, 10, 60000000000ULL, &held)) return;
+  char line[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  if (held > 0) DTS_INFO("hub", "[%s] %s (%ld more such lines held back)", h->name, line, held);
+  else DTS_INFO("hub", "[%s] %s", h->name, line);
 }
 
 static void complete_ok(dts_hub *h, dts_call *c) {
@@ -2660,6 +2798,53 @@ static const char *turn_problem(dts_hub *h, const OrchestratorResponse *r, char 
   return "PayloadTooLarge";
 }
 
+/* A rewind was dispatched and not answered yet: the work item's news hold
+ * the ExecutionRewound event. */
+static bool rewind_pending(const inst *in) {
+  for (size_t i = 0; i < in->dispatched.n; i++) {
+    HistoryEvent *e = history_event__unpack(NULL, in->dispatched.v[i].b.n, in->dispatched.v[i].b.p);
+    bool rw = e != NULL && e->event_type_case == EV(EXECUTION_REWOUND);
+    if (e) history_event__free_unpacked(e, NULL);
+    if (rw) return true;
+  }
+  return false;
+}
+
+/* Reads back every instance a turn will touch -- the parent it reports to,
+ * sub-orchestration ids, event and terminate targets (with the trees of
+ * recursive terminations), rewound children -- before anything of it is
+ * applied.  False when a read failed (rd_fail says which). */
+static bool turn_prefetch(dts_hub *h, inst *in, OrchestratorAction **acts, size_t n) {
+  if (in->parent_id != NULL) find(h, in->parent_id);
+  for (size_t i = 0; i < n && h->rd_code == DTS_OK; i++) {
+    const OrchestratorAction *a = acts[i];
+    switch (a->orchestrator_action_type_case) {
+    case ACT(CREATE_SUB_ORCHESTRATION): find(h, a->create_sub_orchestration->instance_id); break;
+    case ACT(SEND_EVENT):
+      if (a->send_event->instance != NULL) find(h, a->send_event->instance->instance_id);
+      break;
+    case ACT(TERMINATE_ORCHESTRATION): {
+      inst *to = find(h, a->terminate_orchestration->instance_id);
+      if (to != NULL && a->terminate_orchestration->recurse) {
+        tree t;
+        tree_gather(h, to, false, &t);
+        tree_free(&t);
+      }
+      break;
+    }
+    case ACT(REWIND_ORCHESTRATION): {
+      const RewindOrchestrationAction *ra = a->rewind_orchestration;
+      for (size_t j = 0; j < ra->n_new_history; j++)
+        if (ra->new_history[j]->event_type_case == EV(SUB_ORCHESTRATION_INSTANCE_CREATED))
+          find(h, ra->new_history[j]->sub_orchestration_instance_created->instance_id);
+      break;
+    }
+    default: break;
+    }
+  }
+  return h->rd_code == DTS_OK;
+}
+
 /* Returns true when `r` was kept (buffered as a chunk). */
 static bool on_complete_orch(dts_hub *h, dts_call *c, OrchestratorResponse *r) {
   inst *in = NULL;
@@ -2675,18 +2860,43 @@ static bool on_complete_orch(dts_hub *h, dts_call *c, OrchestratorResponse *r) {
     in->returned = false;
   }
   if (in == NULL || (r->instance_id[0] != '\0' && strcmp(r->instance_id, in->id) != 0)) {
-    DTS_INFO("hub", "stale orchestrator completion for '%.120s' (token '%.40s'): ignored", r->instance_id,
-             r->completion_token);
+    log_stale(h, "stale orchestrator completion for '%.120s' (token '%.40s'): ignored", r->instance_id,
+              r->completion_token);
     atomic_fetch_add_explicit(&h->st_stale, 1, memory_order_relaxed);
     complete_ok(h, c);
     return false;
   }
-  /* what the turn would store is checked first: a payload over the limit
-   * or an action naming an invalid entity or request id fails the
-   * orchestration (a retry would only produce the same again) */
+  /* what the turn would store is checked first: a payload over the limit,
+   * an action naming an invalid entity or request id, a rewind nobody asked
+   * for, too many chunks fail the orchestration (a retry would only produce
+   * the same again) */
   char msg[400];
+  dts_status est = DTS_ST_INVALID_ARGUMENT;
   const char *etype = turn_problem(h, r, msg, sizeof(msg));
+  for (size_t i = 0; etype == NULL && i < r->n_actions; i++)
+    if (r->actions[i]->orchestrator_action_type_case == ACT(REWIND_ORCHESTRATION) && !rewind_pending(in)) {
+      snprintf(msg, sizeof(msg), "action %d: a rewindOrchestration action answers a rewind, and none is pending",
+               r->actions[i]->id);
+      etype = "InvalidAction";
+    }
+  if (etype == NULL && r->is_partial) {
+    size_t bytes = protobuf_c_message_get_packed_size(&r->base);
+    for (size_t i = 0; i < in->nchunks; i++) bytes += protobuf_c_message_get_packed_size(&in->chunks[i]->base);
+    if (in->nchunks + 1 > (size_t)h->cfg.limits.max_chunks || bytes > (size_t)h->cfg.limits.max_chunk_bytes) {
+      snprintf(msg, sizeof(msg),
+               "a partial completion beyond %d chunks or %ld bytes in one turn (--max-chunks, --max-chunk-bytes)",
+               h->cfg.limits.max_chunks, h->cfg.limits.max_chunk_bytes);
+      etype = "ResponseTooLarge";
+      est = DTS_ST_RESOURCE_EXHAUSTED;
+    }
+  }
+  if (etype != NULL && !turn_prefetch(h, in, NULL, 0)) {
+    rd_answer(h, c);
+    orch_return(h, in);
+    return false;
+  }
   if (etype != NULL) {
+    fail(h, c, est, "%s", msg);
     fail(h, c, DTS_ST_INVALID_ARGUMENT, "%s", msg);
     TaskFailureDetails fd = TASK_FAILURE_DETAILS__INIT;
     fd.error_type = (char *)etype;
@@ -2720,6 +2930,12 @@ static bool on_complete_orch(dts_hub *h, dts_call *c, OrchestratorResponse *r) {
   for (size_t i = 0; i < in->nchunks; i++)
     for (size_t j = 0; j < in->chunks[i]->n_actions; j++) all[k++] = in->chunks[i]->actions[j];
   for (size_t j = 0; j < r->n_actions; j++) all[k++] = r->actions[j];
+  if (!turn_prefetch(h, in, all, nact)) { /* nothing applied; the item stays this worker's to retry */
+    dts_free(all);
+    rd_answer(h, c);
+    orch_return(h, in);
+    return false;
+  }
   orch_end_lease(h, in);
   apply_turn(h, in, r->custom_status ? r->custom_status : first->custom_status,
              first->orchestration_trace_context, all, nact, nprocessed);
@@ -2737,6 +2953,7 @@ static void on_complete_act(dts_hub *h, dts_call *c, ActivityResponse *r) {
     if (v != NULL && r->completion_token[0] == 'a') a = v;
   } else {
     inst *in = find(h, r->instance_id);
+    if (in == NULL && rd_answer(h, c)) return;
     if (in != NULL) {
       char *mk = work_key(in->id, in->exec_id, r->task_id);
       act *x = dts_map_get(&h->acts, mk);
@@ -2744,13 +2961,19 @@ static void on_complete_act(dts_hub *h, dts_call *c, ActivityResponse *r) {
       if (x != NULL && x->leased_to != NULL) a = x;
     }
   }
-  if (a != NULL && a->leased_to == NULL) rq_unlink(&h->aq, &a->rl); /* returned, not leased again */
   if (a == NULL) {
-    DTS_INFO("hub", "stale activity completion for '%.120s' task %d: ignored", r->instance_id, r->task_id);
+    log_stale(h, "stale activity completion for '%.120s' task %d: ignored", r->instance_id, r->task_id);
     atomic_fetch_add_explicit(&h->st_stale, 1, memory_order_relaxed);
     complete_ok(h, c);
     return;
   }
+  inst *in = find(h, a->inst_id);
+  if (in == NULL && h->rd_code != DTS_OK) { /* nothing applied: the item is retried later */
+    rd_answer(h, c);
+    if (a->leased_to != NULL) act_return(h, a);
+    return;
+  }
+  if (a->leased_to == NULL) rq_unlink(&h->aq, &a->rl); /* returned, not leased again */
   /* an oversized result becomes the activity's failure, so the
    * orchestration hears about it instead of waiting forever */
   TaskFailureDetails big = TASK_FAILURE_DETAILS__INIT;
@@ -2764,7 +2987,6 @@ static void on_complete_act(dts_hub *h, dts_call *c, ActivityResponse *r) {
     r->failure_details = &big;
   }
   cur(h);
-  inst *in = find(h, a->inst_id);
   if (in != NULL && strcmp(in->exec_id, a->exec_id) == 0) {
     HistoryEvent e = HISTORY_EVENT__INIT;
     TaskCompletedEvent tc = TASK_COMPLETED_EVENT__INIT;
@@ -2795,7 +3017,7 @@ static void on_abandon(dts_hub *h, dts_call *c, const char *token, bool orch) {
   void *v = token[0] != '\0' ? dts_map_get(&h->tokens, token) : NULL;
   if (v != NULL && orch && token[0] == 'o') orch_unlease(h, v, h->cfg.abandon_delay_ns);
   else if (v != NULL && !orch && token[0] == 'a') act_unlease(h, v, h->cfg.abandon_delay_ns);
-  else DTS_INFO("hub", "abandon with unknown or stale token '%.40s': ignored", token);
+  else log_stale(h, "abandon with unknown or stale token '%.40s': ignored", token);
   if (orch) {
     AbandonOrchestrationTaskResponse resp = ABANDON_ORCHESTRATION_TASK_RESPONSE__INIT;
     answer_msg(h, c, &resp.base);
@@ -2808,6 +3030,21 @@ static void on_abandon(dts_hub *h, dts_call *c, const char *token, bool orch) {
 static void on_get_work_items(dts_hub *h, dts_call *c, GetWorkItemsRequest *r) {
   if (h->shutting_down) {
     dts_call_stream_end(c, DTS_ST_UNAVAILABLE, "dtsd is shutting down; reconnect");
+    get_work_items_request__free_unpacked(r, NULL);
+    return;
+  }
+  const struct {
+    const char *name;
+    int32_t v;
+  } asked[3] = {{"maxConcurrentOrchestrationWorkItems", r->max_concurrent_orchestration_work_items},
+                {"maxConcurrentActivityWorkItems", r->max_concurrent_activity_work_items},
+                {"maxConcurrentEntityWorkItems", r->max_concurrent_entity_work_items}};
+  for (int i = 0; i < 3; i++) {
+    if (asked[i].v >= 0 && asked[i].v <= h->cfg.limits.max_stream_items) continue;
+    char msg[300];
+    snprintf(msg, sizeof(msg), "%s is %d; a worker stream holds 0 (the default) to %d items of a kind "
+             "(--max-stream-items / DTSD_MAX_STREAM_ITEMS)", asked[i].name, asked[i].v, h->cfg.limits.max_stream_items);
+    dts_call_stream_end(c, DTS_ST_INVALID_ARGUMENT, msg);
     get_work_items_request__free_unpacked(r, NULL);
     return;
   }
@@ -2840,6 +3077,10 @@ static void on_get_work_items(dts_hub *h, dts_call *c, GetWorkItemsRequest *r) {
 
 static void on_stream_history(dts_hub *h, dts_call *c, StreamInstanceHistoryRequest *r) {
   inst *in = find(h, r->instance_id);
+  if (in == NULL && h->rd_code != DTS_OK) {
+    dts_call_stream_end(c, status_of(h->rd_code), h->rd_msg);
+    return;
+  }
   stream *s = dts_calloc(1, sizeof(*s));
   s->sid = ++h->serial;
   dts_call_ref(c);
@@ -2901,7 +3142,27 @@ typedef struct qscan {
   int64_t from_created, to_created; /* id plan only */
   const char *prefix;
   size_t plen;
+  /* Entries a page may look at: a filter that matches little must not walk
+   * the whole index for one page.  When it runs out, the page ends at the
+   * last entry looked at (cut_t, cut_id) with whatever it found. */
+  long budget; /* 0: unlimited */
+  bool cut;
+  int64_t cut_t;
+  char cut_id[DTS_ID_MAX + 1];
 } qscan;
+
+/* Counts one visited entry against the budget; false when it ran out: this
+ * entry is still looked at, and the page ends after it. */
+static bool qscan_spend(qscan *q, int64_t t, const char *id, size_t n) {
+  if (q->budget == 0) return true;
+  if (--q->budget > 0) return true;
+  q->cut = true;
+  q->cut_t = t;
+  size_t m = n < DTS_ID_MAX ? n : DTS_ID_MAX;
+  memcpy(q->cut_id, id, m);
+  q->cut_id[m] = '\0';
+  return false;
+}
 
 static void qrow_push(qscan *q, int64_t t, const char *id, size_t n) {
   if (q->n == q->cap) {
@@ -2937,10 +3198,25 @@ static bool qscan_time_visit(void *c, const char *k, size_t klen, const char *v,
   if (t > q->to) return false;
   const char *id = k + off + 8;
   size_t n = klen - off - 8;
+  if (n > DTS_ID_MAX) return true; /* not an id of ours */
   if (!after_cursor(q, t, id, n) || id[0] == '@') return true;
-  if (q->nstatus > 0 && (vlen < 1 || !status_in((uint8_t)v[0], q->status, q->nstatus))) return true;
+  bool more = qscan_spend(q, t, id, n);
+  if (q->nstatus > 0 && (vlen < 1 || !status_in((uint8_t)v[0], q->status, q->nstatus))) return more;
   qrow_push(q, t, id, n);
-  return q->got < q->want;
+  return more && q->got < q->want;
+}
+
+/* "<hub>\0U<id>" -> <status:1>: unfinished instances in id order */
+static bool qscan_uidx_visit(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  qscan *q = c;
+  size_t off = q->h->namelen + 2;
+  const char *id = k + off;
+  size_t n = klen - off;
+  if (n == 0 || n > DTS_ID_MAX || !after_cursor(q, 0, id, n)) return true;
+  bool more = qscan_spend(q, 0, id, n);
+  if (vlen < 1 || !status_in((uint8_t)v[0], q->status, q->nstatus)) return more;
+  qrow_push(q, 0, id, n);
+  return more && q->got < q->want;
 }
 
 /* "<hub>\0I<id>" -> record: the id plan filters on the record itself */
@@ -2950,20 +3226,28 @@ static bool qscan_id_visit(void *c, const char *k, size_t klen, const char *v, s
   const char *id = k + off;
   size_t n = klen - off;
   if (n < q->plen || memcmp(id, q->prefix, q->plen) != 0) return false;
-  if (!after_cursor(q, 0, id, n) || id[0] == '@') return true;
+  if (n > DTS_ID_MAX || !after_cursor(q, 0, id, n) || id[0] == '@') return true;
+  bool more = qscan_spend(q, 0, id, n);
   Dtsd__Store__InstanceRecord *r = dtsd__store__instance_record__unpack(NULL, vlen, (const uint8_t *)v);
-  if (r == NULL) return true;
+  if (r == NULL) return more; /* a damaged record: GetInstance reports it */
   bool keep = status_in(r->status, q->status, q->nstatus) && r->created_ns >= q->from_created &&
               r->created_ns <= q->to_created;
   dtsd__store__instance_record__free_unpacked(r, NULL);
   if (keep) qrow_push(q, 0, id, n);
-  return q->got < q->want;
+  return more && q->got < q->want;
 }
 
 static int cmp_qrow(const void *x, const void *y) {
   const qrow *a = x, *b = y;
   if (a->t != b->t) return a->t < b->t ? -1 : 1;
   return strcmp(a->id, b->id);
+}
+
+/* A store scan whose failure is kept for the handler's answer (rd_fail). */
+static void scan(dts_hub *h, const void *pre, size_t plen, const void *from, size_t flen, dts_scan_fn fn, void *ctx) {
+  char msg[300];
+  dts_err e = dts_store_walk(h->cfg.store, pre, plen, from, flen, fn, ctx, msg, sizeof(msg));
+  if (e != DTS_OK) rd_fail(h, e, "a scan of the store failed: %s", msg);
 }
 
 /* Scans the status index for each status in `st` (all when n == 0), rows
@@ -2978,7 +3262,7 @@ static void scan_status_index(dts_hub *h, qscan *q, const int *st, size_t nst, i
     int64_t seek = q->has_after && q->after_t > from ? q->after_t : from;
     k_u64(&k, (uint64_t)(seek > 0 ? seek : 0));
     q->got = 0;
-    dts_store_scan_from(h->cfg.store, pre.b, pre.n, k.b, k.n, qscan_time_visit, q);
+    scan(h, pre.b, pre.n, k.b, k.n, qscan_time_visit, q);
   }
   if (q->n > 1) qsort(q->rows, q->n, sizeof(*q->rows), cmp_qrow);
 }
@@ -2999,7 +3283,7 @@ static void on_query(dts_hub *h, dts_call *c, QueryInstancesRequest *r) {
   InstanceQuery empty = INSTANCE_QUERY__INIT;
   InstanceQuery *q = r->query ? r->query : &empty;
   size_t page = q->max_instance_count > 0 ? (size_t)q->max_instance_count : 100;
-  if (page > 1000) page = 1000;
+  if (page > (size_t)h->cfg.limits.max_page) page = (size_t)h->cfg.limits.max_page;
   const char *prefix = dts_sv_get(q->instance_id_prefix);
   if (prefix == NULL) prefix = "";
   const char *after = dts_sv_get(q->continuation_token);
@@ -3035,6 +3319,7 @@ static void on_query(dts_hub *h, dts_call *c, QueryInstancesRequest *r) {
     s.to_created = to;
     s.prefix = prefix;
     s.plen = strlen(prefix);
+    s.budget = h->cfg.limits.scan_budget;
     key pre, k;
     key_id(&pre, h, 'I', prefix);
     k = pre;
@@ -3044,7 +3329,7 @@ static void on_query(dts_hub *h, dts_call *c, QueryInstancesRequest *r) {
       s.after_id = after_copy;
       key_id(&k, h, 'I', after);
     }
-    dts_store_scan_from(h->cfg.store, pre.b, pre.n, k.b, k.n, qscan_id_visit, &s);
+    scan(h, pre.b, pre.n, k.b, k.n, qscan_id_visit, &s);
   }
   size_t k = s.n < page ? s.n : page;
   state_buf *sb = dts_calloc(k ? k : 1, sizeof(*sb));
@@ -3072,8 +3357,11 @@ static void on_query(dts_hub *h, dts_call *c, QueryInstancesRequest *r) {
     if (by_status) snprintf(tokbuf, sizeof(tokbuf), "t:%" PRId64 ":%s", s.rows[k - 1].t, s.rows[k - 1].id);
     else snprintf(tokbuf, sizeof(tokbuf), "%s", s.rows[k - 1].id);
     resp.continuation_token = dts_sv(&tok, tokbuf);
+  } else if (s.cut) { /* out of budget (id plan): go on from the last record looked at */
+    snprintf(tokbuf, sizeof(tokbuf), "%s", s.cut_id);
+    resp.continuation_token = dts_sv(&tok, tokbuf);
   }
-  answer_msg(h, c, &resp.base);
+  if (!rd_answer(h, c)) answer_msg(h, c, &resp.base); /* a record that could not be read fails the page */
   for (size_t i = 0; i < m; i++) {
     state_done(&sb[i]);
     if (tmps[i] != NULL) inst_free(tmps[i]);
@@ -3087,15 +3375,18 @@ static void on_query(dts_hub *h, dts_call *c, QueryInstancesRequest *r) {
 
 
 /* ListInstanceIds orders by (completed time, id); the key is "<ns>:<id>".
- * Unfinished instances (no completion time; all in memory) come first, and
- * only when no completed-time range is asked for; then the completed index. */
+ * Unfinished instances (no completion time) come first, through the U
+ * index in id order, and only when no completed-time range is asked for;
+ * then the completed index.  A page looks at no more than scan_budget
+ * entries: a status filter that matches little returns a short page with a
+ * key to go on from. */
 static void on_list_ids(dts_hub *h, dts_call *c, ListInstanceIdsRequest *r) {
   int64_t after_ns = 0;
   const char *after_id = NULL;
   const char *last = dts_sv_get(r->last_instance_key);
   if (last && last[0]) {
     char *colon = strchr(last, ':');
-    if (colon == NULL) {
+    if (colon == NULL || strlen(colon + 1) > DTS_ID_MAX) {
       fail(h, c, DTS_ST_INVALID_ARGUMENT, "lastInstanceKey '%.80s' was not made by this server", last);
       return;
     }
@@ -3103,28 +3394,31 @@ static void on_list_ids(dts_hub *h, dts_call *c, ListInstanceIdsRequest *r) {
     after_id = colon + 1;
   }
   size_t page = r->page_size > 0 ? (size_t)r->page_size : 100;
-  if (page > 10000) page = 10000;
+  if (page > (size_t)h->cfg.limits.max_list_page) page = (size_t)h->cfg.limits.max_list_page;
   const int *st = (const int *)r->runtime_status;
   size_t nst = r->n_runtime_status;
   bool ranged = r->completed_time_from != NULL || r->completed_time_to != NULL;
   qscan s = {.h = h, .want = page + 1, .to = r->completed_time_to ? dts_ts_to_ns(r->completed_time_to) : INT64_MAX,
-             .status = st, .nstatus = nst};
+             .status = st, .nstatus = nst, .budget = h->cfg.limits.scan_budget};
   if (!ranged && after_ns == 0) {
-    /* unfinished ones (some may be out of memory): the status index, every
-     * unfinished status, sorted by id */
-    int live[16];
-    size_t nlive = 0;
-    for (int i = 0; i < 16; i++)
-      if (!terminal(i) && status_in(i, st, nst)) live[nlive++] = i;
-    qscan u = {.h = h, .want = SIZE_MAX, .to = INT64_MAX};
-    if (nlive > 0) scan_status_index(h, &u, live, nlive, 0);
-    for (size_t i = 0; i < u.n; i++) u.rows[i].t = 0; /* order by id alone */
-    if (u.n > 1) qsort(u.rows, u.n, sizeof(*u.rows), cmp_qrow);
-    for (size_t i = 0; i < u.n && s.n < page + 1; i++)
-      if (after_id == NULL || strcmp(u.rows[i].id, after_id) > 0) qrow_push(&s, 0, u.rows[i].id, strlen(u.rows[i].id));
-    qrows_free(&u);
+    bool any_live = false;
+    for (int i = 0; i < 16; i++) any_live |= !terminal(i) && status_in(i, st, nst);
+    if (any_live) {
+      key pre, k;
+      key_id(&pre, h, 'U', "");
+      k = pre;
+      if (after_id != NULL && after_id[0] != '\0') {
+        s.has_after = true;
+        s.after_t = 0;
+        s.after_id = after_id;
+        k_str(&k, after_id);
+      }
+      scan(h, pre.b, pre.n, k.b, k.n, qscan_uidx_visit, &s);
+      s.has_after = false;
+    }
+    after_id = NULL; /* the completed ones start from their beginning */
   }
-  if (s.n < page + 1) {
+  if (s.n < page + 1 && !s.cut) {
     s.want = page + 1 - s.n;
     s.got = 0;
     s.has_after = after_ns > 0;
@@ -3136,7 +3430,7 @@ static void on_list_ids(dts_hub *h, dts_call *c, ListInstanceIdsRequest *r) {
     k_start(&pre, h, 'C');
     k = pre;
     k_u64(&k, (uint64_t)(from > 0 ? from : 0));
-    dts_store_scan_from(h->cfg.store, pre.b, pre.n, k.b, k.n, qscan_time_visit, &s);
+    scan(h, pre.b, pre.n, k.b, k.n, qscan_time_visit, &s);
   }
   size_t k = s.n < page ? s.n : page;
   char **ids = dts_calloc(k ? k : 1, sizeof(char *));
@@ -3144,13 +3438,16 @@ static void on_list_ids(dts_hub *h, dts_call *c, ListInstanceIdsRequest *r) {
   ListInstanceIdsResponse resp = LIST_INSTANCE_IDS_RESPONSE__INIT;
   resp.instance_ids = ids;
   resp.n_instance_ids = k;
-  char keybuf[KEYMAX + 32];
+  char keybuf[DTS_ID_MAX + 32];
   Google__Protobuf__StringValue lk;
   if (s.n > k) {
     snprintf(keybuf, sizeof(keybuf), "%" PRId64 ":%s", s.rows[k - 1].t, s.rows[k - 1].id);
     resp.last_instance_key = dts_sv(&lk, keybuf);
+  } else if (s.cut) { /* out of budget: go on from the last entry looked at */
+    snprintf(keybuf, sizeof(keybuf), "%" PRId64 ":%s", s.cut_t, s.cut_id);
+    resp.last_instance_key = dts_sv(&lk, keybuf);
   }
-  answer_msg(h, c, &resp.base);
+  if (!rd_answer(h, c)) answer_msg(h, c, &resp.base);
   dts_free(ids);
   qrows_free(&s);
 }
@@ -3188,22 +3485,36 @@ static void purge_inst(dts_hub *h, inst *in) {
   VEC_PUSH(h->dead, h->ndead, h->capdead, in);
 }
 
+/* Purges a finished instance and, with recursive, its finished
+ * sub-orchestrations.  Returns how many went, or -1 (nothing changed) when
+ * a read failed. */
 static int purge_tree(dts_hub *h, inst *in, bool recursive) {
   if (!terminal(in->status)) return 0;
-  int n = 0;
-  if (recursive) {
-    for (size_t i = 0; i < in->hist.n; i++) {
-      HistoryEvent *he = history_event__unpack(NULL, in->hist.v[i].b.n, in->hist.v[i].b.p);
-      if (he == NULL) continue;
-      if (he->event_type_case == EV(SUB_ORCHESTRATION_INSTANCE_CREATED)) {
-        inst *ch = find(h, he->sub_orchestration_instance_created->instance_id);
-        if (ch != NULL && ch != in) n += purge_tree(h, ch, true);
-      }
-      history_event__free_unpacked(he, NULL);
+  if (!recursive) {
+    purge_inst(h, in);
+    return 1;
+  }
+  tree t;
+  bool ok = tree_gather(h, in, true, &t);
+  int n = ok ? (int)t.n : -1;
+  for (size_t i = 0; ok && i < t.n; i++) purge_inst(h, t.v[i]);
+  tree_free(&t);
+  return n;
+}
+
+/* Reads every tree a purge is going to delete before it deletes any of
+ * them: a read that fails fails the request with nothing deleted. */
+static bool purge_prefetch(dts_hub *h, char **ids, size_t n, bool recursive) {
+  for (size_t i = 0; i < n && h->rd_code == DTS_OK; i++) {
+    if (ids[i][0] == '@') continue;
+    inst *in = find(h, ids[i]);
+    if (in != NULL && recursive) {
+      tree t;
+      tree_gather(h, in, true, &t);
+      tree_free(&t);
     }
   }
-  purge_inst(h, in);
-  return n + 1;
+  return h->rd_code == DTS_OK;
 }
 
 static void on_purge(dts_hub *h, dts_call *c, PurgeInstancesRequest *r) {
@@ -3215,6 +3526,10 @@ static void on_purge(dts_hub *h, dts_call *c, PurgeInstancesRequest *r) {
       deleted = purge_entity(h, r->instance_id);
       break;
     }
+    if (!purge_prefetch(h, &r->instance_id, 1, r->recursive)) {
+      rd_answer(h, c);
+      return;
+    }
     inst *in = find(h, r->instance_id);
     if (in != NULL) deleted = purge_tree(h, in, r->recursive);
     break;
@@ -3223,6 +3538,10 @@ static void on_purge(dts_hub *h, dts_call *c, PurgeInstancesRequest *r) {
     InstanceBatch *b = r->instance_batch;
     if (b->n_instance_ids > 500) {
       fail(h, c, DTS_ST_INVALID_ARGUMENT, "a purge batch holds at most 500 instance ids, not %zu", b->n_instance_ids);
+      return;
+    }
+    if (!purge_prefetch(h, b->instance_ids, b->n_instance_ids, r->recursive)) {
+      rd_answer(h, c);
       return;
     }
     for (size_t i = 0; i < b->n_instance_ids; i++) {
@@ -3236,19 +3555,34 @@ static void on_purge(dts_hub *h, dts_call *c, PurgeInstancesRequest *r) {
     break;
   }
   case PURGE_INSTANCES_REQUEST__REQUEST_PURGE_INSTANCE_FILTER: {
+    /* in chunks of at most purge_chunk instances per call (isComplete says
+     * whether more remain; the SDKs call again), so one request never
+     * holds the hub for the whole store */
     const PurgeInstanceFilter *f = r->purge_instance_filter;
     uint64_t deadline = 0;
     if (f->timeout && (f->timeout->seconds > 0 || f->timeout->nanos > 0))
-      deadline = dts_now_ns() + (uint64_t)f->timeout->seconds * 1000000000ULL + (uint64_t)f->timeout->nanos;
+      deadline = dts_now_ns() + (uint64_t)dts_secs_to_ns(f->timeout->seconds, f->timeout->nanos);
     /* finished instances through the status index, terminal statuses only */
     int fin[4] = {ST(COMPLETED), ST(FAILED), ST(CANCELED), ST(TERMINATED)}, st[4];
     size_t nst = 0;
     for (int i = 0; i < 4; i++)
       if (status_in(fin[i], (const int *)f->runtime_status, f->n_runtime_status)) st[nst++] = fin[i];
-    qscan s = {.h = h, .want = SIZE_MAX, .to = f->created_time_to ? dts_ts_to_ns(f->created_time_to) : INT64_MAX};
+    size_t chunk = (size_t)h->cfg.limits.purge_chunk;
+    qscan s = {.h = h, .want = chunk + 1, .to = f->created_time_to ? dts_ts_to_ns(f->created_time_to) : INT64_MAX};
     if (nst > 0)
       scan_status_index(h, &s, st, nst, f->created_time_from ? dts_ts_to_ns(f->created_time_from) : 0);
-    for (size_t i = 0; i < s.n; i++) {
+    size_t take = s.n < chunk ? s.n : chunk;
+    char **ids = dts_calloc(take ? take : 1, sizeof(char *));
+    for (size_t i = 0; i < take; i++) ids[i] = s.rows[i].id;
+    bool readable = h->rd_code == DTS_OK && purge_prefetch(h, ids, take, r->recursive);
+    dts_free(ids);
+    if (!readable) {
+      qrows_free(&s);
+      rd_answer(h, c);
+      return;
+    }
+    complete = s.n <= chunk;
+    for (size_t i = 0; i < take; i++) {
       if (deadline && dts_now_ns() > deadline) {
         complete = false;
         break;
@@ -3330,6 +3664,11 @@ static void on_skip_graceful(dts_hub *h, dts_call *c, SkipGracefulOrchestrationT
     fail(h, c, DTS_ST_INVALID_ARGUMENT, "at most 500 instance ids per call, not %zu", n);
     return;
   }
+  for (size_t i = 0; i < n; i++) { /* every read first: one that fails changes nothing */
+    inst *in = find(h, r->instance_batch->instance_ids[i]);
+    if (in != NULL && in->parent_id != NULL) find(h, in->parent_id);
+  }
+  if (rd_answer(h, c)) return;
   char **left = dts_calloc(n ? n : 1, sizeof(char *));
   size_t nleft = 0;
   int64_t now = (int64_t)dts_wall_ns();
@@ -3490,7 +3829,10 @@ static void on_purge_tick(dts_hub *h) {
     key start;
     k_start(&start, h, 'C');
     const key *from = h->sweep_at.n > 0 ? &h->sweep_at : &start;
-    dts_store_scan_from(h->cfg.store, start.b, start.n, from->b, from->n, sweep_visit, &w);
+    char msg[300];
+    if (dts_store_walk(h->cfg.store, start.b, start.n, from->b, from->n, sweep_visit, &w, msg, sizeof(msg)) != DTS_OK)
+      DTS_ERROR("hub", "[%s] auto-purge: the completed-time index cannot be read (%s); trying again later", h->name,
+                msg);
     if (w.done || w.last.n == 0) {
       h->sweep_at.n = 0; /* start over next time */
     } else {
@@ -3498,7 +3840,8 @@ static void on_purge_tick(dts_hub *h) {
       h->sweep_at.b[h->sweep_at.n++] = '\0'; /* just after the last key seen */
     }
     for (size_t i = 0; i < w.nids; i++) {
-      inst *in = find(h, w.ids[i]);
+      bool failed; /* one that cannot be read is left for a later sweep */
+      inst *in = find_quiet(h, w.ids[i], &failed);
       int q = in != NULL ? tq_index(in->status) : -1;
       int64_t r = q >= 0 ? effective_retention(h, q) : -1;
       /* re-checked on the live instance; one with a commit in flight waits
@@ -3752,6 +4095,10 @@ static void ent_make_ready(dts_hub *h, ent *e);
  * the front of the queue.  Runs when nothing of the entity is in flight. */
 static void ent_step(dts_hub *h, ent *e) {
   if (e->dead || e->pending > 0 || e->leased_to != NULL) return;
+  if (!can_write(h)) { /* lock steps are writes: they wait (resume_if_writable) */
+    h->paused = true;
+    return;
+  }
   for (;;) {
     if (e->locked_by != NULL) {
       /* only the holder's messages count, in order */
@@ -3788,6 +4135,17 @@ static void ent_step(dts_hub *h, ent *e) {
       }
       EntityLockRequestedEvent *lr = he->entity_lock_requested;
       const char *parent = dts_sv_get(lr->parent_instance_id);
+      bool failed = false;
+      inst *holder = parent ? find_quiet(h, parent, &failed) : NULL;
+      if (failed) { /* whether the holder still runs cannot be read: try again later */
+        history_event__free_unpacked(he, NULL);
+        e->not_before = dts_now_ns() + RETRY_NS;
+        if (!e->wake_armed && !h->shutting_down) {
+          e->wake_armed = true;
+          post_wake(h, e->id, e->not_before);
+        }
+        return;
+      }
       set_str(&e->locked_by, parent ? parent : "");
       set_str(&e->lock_cs, lr->critical_section_id);
       h->nlocked++;
@@ -3797,9 +4155,12 @@ static void ent_step(dts_hub *h, ent *e) {
         HistoryEvent fw = HISTORY_EVENT__INIT;
         fw.event_type_case = EV(ENTITY_LOCK_REQUESTED);
         fw.entity_lock_requested = lr;
-        ent_enqueue(h, lr->lock_set[lr->position], QM_LOCK, ev_pack(&fw, -1, now), parent, NULL, NULL);
+        if (dts_entity_id_problem(lr->lock_set[lr->position]) == NULL) /* validated when sent; this one was read from disk */
+          ent_enqueue(h, lr->lock_set[lr->position], QM_LOCK, ev_pack(&fw, -1, now), parent, NULL, NULL);
+        else
+          DTS_ERROR("hub", "[%s] %s: a queued lock request names an invalid entity; the lock chain stops", h->name, e->id);
       } else if (parent != NULL) { /* the last lock: tell the orchestration */
-        inst *o = find(h, parent);
+        inst *o = holder;
         if (o != NULL) {
           HistoryEvent g = HISTORY_EVENT__INIT;
           EntityLockGrantedEvent lg = ENTITY_LOCK_GRANTED_EVENT__INIT;
@@ -3810,7 +4171,6 @@ static void ent_step(dts_hub *h, ent *e) {
         }
       }
       /* a holder that already finished would never unlock */
-      inst *holder = parent ? find(h, parent) : NULL;
       if (holder != NULL) holder->may_hold_locks = true;
       if (holder == NULL || terminal(holder->status)) {
         set_str(&e->locked_by, NULL);
@@ -4057,55 +4417,130 @@ static void on_get_entity(dts_hub *h, dts_call *c, GetEntityRequest *r) {
   answer_msg(h, c, &resp.base);
 }
 
-static int cmp_ent_id(const void *a, const void *b) { return strcmp((*(ent *const *)a)->id, (*(ent *const *)b)->id); }
+/* Entities in id order, a page at a time: the store's entity records
+ * ("<hub>\0E<id>", written in the same batch as every change) give the
+ * order, the live entity in memory gives the state.  At most `want` ids
+ * with `prefix`, after `after`, looking at no more than the scan budget;
+ * *more says whether the walk stopped before the end. */
+typedef struct ent_walk {
+  dts_hub *h;
+  const char *prefix;
+  size_t plen;
+  const char *after;
+  size_t want, budget;
+  ent **v;
+  size_t n;
+  bool more;
+  bool (*keep)(const ent *e, void *ctx);
+  void *ctx;
+  char last[DTS_ID_MAX + 1]; /* the last id looked at */
+} ent_walk;
+
+static bool ent_walk_visit(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  (void)v;
+  (void)vlen;
+  ent_walk *w = c;
+  size_t off = w->h->namelen + 2, n = klen - off;
+  if (n < w->plen || memcmp(k + off, w->prefix, w->plen) != 0) return false;
+  if (n > DTS_ID_MAX) return true;
+  char id[DTS_ID_MAX + 1];
+  memcpy(id, k + off, n);
+  id[n] = '\0';
+  if (w->after != NULL && strcmp(id, w->after) <= 0) return true;
+  if (w->n == w->want || w->budget == 0) {
+    w->more = true;
+    return false;
+  }
+  w->budget--;
+  memcpy(w->last, id, n + 1);
+  ent *e = dts_map_get(&w->h->ents, id);
+  if (e != NULL && !e->dead && (w->keep == NULL || w->keep(e, w->ctx))) w->v[w->n++] = e;
+  return true;
+}
+
+static void ent_walk_run(ent_walk *w) {
+  dts_hub *h = w->h;
+  w->v = dts_calloc(w->want ? w->want : 1, sizeof(ent *));
+  key pre, k;
+  key_id(&pre, h, 'E', w->prefix);
+  k = pre;
+  if (w->after != NULL && strcmp(w->after, w->prefix) > 0) key_id(&k, h, 'E', w->after);
+  scan(h, pre.b, pre.n, k.b, k.n, ent_walk_visit, w);
+}
+
+typedef struct ent_filter {
+  const EntityQuery *q;
+} ent_filter;
+
+static bool ent_query_keep(const ent *e, void *ctx) {
+  const EntityQuery *q = ((ent_filter *)ctx)->q;
+  bool transient = e->state == NULL;
+  if (transient && (!q->include_transient || (e->qn == 0 && e->locked_by == NULL))) return false;
+  if (q->last_modified_from && e->modified < dts_ts_to_ns(q->last_modified_from)) return false;
+  if (q->last_modified_to && e->modified > dts_ts_to_ns(q->last_modified_to)) return false;
+  return true;
+}
 
 static void on_query_entities(dts_hub *h, dts_call *c, QueryEntitiesRequest *r) {
   EntityQuery empty = ENTITY_QUERY__INIT;
   EntityQuery *q = r->query ? r->query : &empty;
   const char *prefix = dts_sv_get(q->instance_id_starts_with), *after = dts_sv_get(q->continuation_token);
-  size_t page = q->page_size && q->page_size->value > 0 ? (size_t)q->page_size->value : 100;
-  size_t cap = dts_map_len(&h->ents) + 1, n = 0;
-  ent **v = dts_malloc(cap * sizeof(*v));
-  const char *k;
-  void *val;
-  for (size_t it = 0; dts_map_next(&h->ents, &it, &k, &val);) {
-    ent *e = val;
-    bool transient = e->state == NULL;
-    if (transient && (!q->include_transient || (e->qn == 0 && e->locked_by == NULL))) continue;
-    if (prefix && strncmp(e->id, prefix, strlen(prefix)) != 0) continue;
-    if (q->last_modified_from && e->modified < dts_ts_to_ns(q->last_modified_from)) continue;
-    if (q->last_modified_to && e->modified > dts_ts_to_ns(q->last_modified_to)) continue;
-    if (after && after[0] && strcmp(e->id, after) <= 0) continue;
-    v[n++] = e;
+  if ((prefix && strlen(prefix) > DTS_ID_MAX) || (after && strlen(after) > DTS_ID_MAX)) {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "instanceIdStartsWith and continuationToken are at most 100 characters");
+    return;
   }
-  if (n > 1) qsort(v, n, sizeof(*v), cmp_ent_id);
-  size_t kk = n < page ? n : page;
-  ent_meta_buf *mb = dts_calloc(kk ? kk : 1, sizeof(*mb));
-  EntityMetadata **mp = dts_calloc(kk ? kk : 1, sizeof(*mp));
-  for (size_t i = 0; i < kk; i++) {
-    ent_meta(&mb[i], v[i], q->include_state);
+  size_t page = q->page_size && q->page_size->value > 0 ? (size_t)q->page_size->value : 100;
+  if (page > (size_t)h->cfg.limits.max_page) page = (size_t)h->cfg.limits.max_page;
+  ent_filter ef = {q};
+  ent_walk w = {.h = h, .prefix = prefix ? prefix : "", .plen = prefix ? strlen(prefix) : 0,
+                .after = after && after[0] ? after : NULL, .want = page,
+                .budget = (size_t)h->cfg.limits.scan_budget, .keep = ent_query_keep, .ctx = &ef};
+  ent_walk_run(&w);
+  ent_meta_buf *mb = dts_calloc(w.n ? w.n : 1, sizeof(*mb));
+  EntityMetadata **mp = dts_calloc(w.n ? w.n : 1, sizeof(*mp));
+  for (size_t i = 0; i < w.n; i++) {
+    ent_meta(&mb[i], w.v[i], q->include_state);
     mp[i] = &mb[i].m;
   }
   QueryEntitiesResponse resp = QUERY_ENTITIES_RESPONSE__INIT;
   Google__Protobuf__StringValue tok;
   resp.entities = mp;
-  resp.n_entities = kk;
-  if (n > kk) resp.continuation_token = dts_sv(&tok, v[kk - 1]->id);
-  answer_msg(h, c, &resp.base);
+  resp.n_entities = w.n;
+  if (w.more) resp.continuation_token = dts_sv(&tok, w.last);
+  if (!rd_answer(h, c)) answer_msg(h, c, &resp.base);
   dts_free(mb);
   dts_free(mp);
-  dts_free(v);
+  dts_free(w.v);
 }
 
+static bool ent_empty(const ent *e) {
+  return e->state == NULL && e->qn == 0 && e->locked_by == NULL && e->leased_to == NULL && !e->returned &&
+         e->pending == 0 && !e->rl.queued && !e->dead;
+}
+
+/* CleanEntityStorage, a page of entities per call (the SDKs call again
+ * while a continuation token comes back). */
 static void on_clean_entities(dts_hub *h, dts_call *c, CleanEntityStorageRequest *r) {
   int removed = 0, released = 0;
-  const char *k;
-  void *v;
-  for (size_t it = 0; dts_map_next(&h->ents, &it, &k, &v);) {
-    ent *e = v;
+  const char *after = dts_sv_get(r->continuation_token);
+  if (after == NULL) after = "";
+  if (strlen(after) > DTS_ID_MAX) {
+    fail(h, c, DTS_ST_INVALID_ARGUMENT, "continuationToken was not made by this server");
+    return;
+  }
+  ent_walk w = {.h = h, .prefix = "", .after = after[0] ? after : NULL, .want = (size_t)h->cfg.limits.purge_chunk,
+                .budget = (size_t)h->cfg.limits.scan_budget};
+  ent_walk_run(&w);
+  if (rd_answer(h, c)) {
+    dts_free(w.v);
+    return;
+  }
+  for (size_t i = 0; i < w.n; i++) {
+    ent *e = w.v[i];
     if (r->release_orphaned_locks && e->locked_by != NULL) {
-      inst *o = find(h, e->locked_by);
-      if (o == NULL || terminal(o->status)) {
+      bool failed;
+      inst *o = find_quiet(h, e->locked_by, &failed);
+      if (!failed && (o == NULL || terminal(o->status))) { /* a holder that cannot be read is not orphaned */
         set_str(&e->locked_by, NULL);
         set_str(&e->lock_cs, NULL);
         h->nlocked--;
@@ -4113,8 +4548,7 @@ static void on_clean_entities(dts_hub *h, dts_call *c, CleanEntityStorageRequest
         released++;
       }
     }
-    if (r->remove_empty_entities && e->state == NULL && e->qn == 0 && e->locked_by == NULL &&
-        e->leased_to == NULL && !e->returned && e->pending == 0 && !e->rl.queued) {
+    if (r->remove_empty_entities && ent_empty(e)) {
       key kk;
       key_ent(&kk, h, e->id);
       cur(h);
@@ -4127,7 +4561,10 @@ static void on_clean_entities(dts_hub *h, dts_call *c, CleanEntityStorageRequest
   CleanEntityStorageResponse resp = CLEAN_ENTITY_STORAGE_RESPONSE__INIT;
   resp.empty_entities_removed = removed;
   resp.orphaned_locks_released = released;
+  Google__Protobuf__StringValue tok;
+  if (w.more) resp.continuation_token = dts_sv(&tok, w.last);
   answer_msg(h, c, &resp.base);
+  dts_free(w.v);
 }
 
 /* PurgeInstances with an entity id: its state, queue and record go. */
@@ -4151,7 +4588,7 @@ static int purge_entity(dts_hub *h, const char *id) {
 static void on_complete_entity(dts_hub *h, dts_call *c, EntityBatchResult *r) {
   void *v = r->completion_token[0] == 'e' ? dts_map_get(&h->tokens, r->completion_token) : NULL;
   if (v == NULL) {
-    DTS_INFO("hub", "stale entity completion (token '%.40s'): ignored", r->completion_token);
+    log_stale(h, "stale entity completion (token '%.40s'): ignored", r->completion_token);
     atomic_fetch_add_explicit(&h->st_stale, 1, memory_order_relaxed);
     complete_ok(h, c);
     return;
@@ -4181,6 +4618,17 @@ static void on_complete_entity(dts_hub *h, dts_call *c, EntityBatchResult *r) {
   }
   int64_t now = (int64_t)dts_wall_ns();
   size_t n = r->n_results < e->nb ? r->n_results : e->nb;
+  /* every read first (the callers its results go to, the orchestrations it
+   * starts): one that fails changes nothing, and the batch is retried */
+  for (size_t i = 0; i < n; i++)
+    if (e->q[e->bidx[i]].kind == QM_CALL && e->q[e->bidx[i]].parent != NULL) find(h, e->q[e->bidx[i]].parent);
+  for (size_t i = 0; i < r->n_actions; i++)
+    if (r->actions[i]->operation_action_type_case == OPERATION_ACTION__OPERATION_ACTION_TYPE_START_NEW_ORCHESTRATION)
+      find(h, r->actions[i]->start_new_orchestration->instance_id);
+  if (rd_answer(h, c)) {
+    ent_return(h, e);
+    return;
+  }
   cur(h);
   /* results of calls go to their orchestrations */
   for (size_t i = 0; i < n; i++) {
@@ -4267,18 +4715,28 @@ static void on_complete_entity(dts_hub *h, dts_call *c, EntityBatchResult *r) {
 static bool wipe_visit(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
   (void)v;
   (void)vlen;
-  dts_batch_del(((dts_hub *)c)->batch, k, klen);
+  dts_batch_del(c, k, klen);
   return true;
 }
 
-static void hub_wipe(dts_hub *h) {
-  ticket *t = cur(h);
+/* False, with nothing changed, when the store cannot be read through. */
+static bool hub_wipe(dts_hub *h) {
   key k;
   /* on disk: every key under the hub's prefix (finished instances are not
    * all in memory); find() reads nothing back until this commits */
   k_start(&k, h, '\0');
   k.n--; /* the prefix "<hub>\0" */
-  dts_store_scan(h->cfg.store, k.b, k.n, wipe_visit, h);
+  dts_batch *dels = dts_batch_create();
+  char msg[300];
+  dts_err we = dts_store_walk(h->cfg.store, k.b, k.n, k.b, k.n, wipe_visit, dels, msg, sizeof(msg));
+  if (we != DTS_OK) {
+    dts_batch_destroy(dels);
+    rd_fail(h, we, "cannot read the task hub's data to remove it: %s", msg);
+    return false;
+  }
+  ticket *t = cur(h);
+  dts_batch_append(h->batch, dels);
+  dts_batch_destroy(dels);
   index_marker_key(&k, h);
   dts_batch_put(h->batch, k.b, k.n, "1", 1);
   if (!t->wipe) {
@@ -4338,6 +4796,7 @@ static void hub_wipe(dts_hub *h) {
   retention_key(&k, h);
   dts_batch_del(h->batch, k.b, k.n);
   for (int i = 0; i < 5; i++) h->ret[i] = -1;
+  return true;
 }
 
 static void hub_marker_key(key *k, const dts_hub *h) {
@@ -4349,16 +4808,22 @@ static void hub_marker_key(key *k, const dts_hub *h) {
 
 static void on_create_hub(dts_hub *h, dts_call *c, CreateTaskHubRequest *r) {
   if (r->recreate_if_exists) {
+    if (!hub_wipe(h)) {
+      rd_answer(h, c);
+      return;
+    }
     DTS_INFO("hub", "[%s] recreated: all its data removed", h->name);
-    hub_wipe(h);
   }
   CreateTaskHubResponse resp = CREATE_TASK_HUB_RESPONSE__INIT;
   answer_msg(h, c, &resp.base);
 }
 
 static void on_delete_hub(dts_hub *h, dts_call *c) {
+  if (!hub_wipe(h)) {
+    rd_answer(h, c);
+    return;
+  }
   DTS_INFO("hub", "[%s] deleted: all its data removed", h->name);
-  hub_wipe(h);
   key k;
   hub_marker_key(&k, h);
   dts_batch_del(h->batch, k.b, k.n);
@@ -4372,6 +4837,7 @@ static void on_delete_hub(dts_hub *h, dts_call *c) {
     stream_flush(h, s);
   }
   h->deleted = true;
+  cur(h)->deletes = true;
   DeleteTaskHubResponse resp = DELETE_TASK_HUB_RESPONSE__INIT;
   answer_msg(h, c, &resp.base);
 }
@@ -4383,7 +4849,7 @@ static void on_delete_hub(dts_hub *h, dts_call *c) {
  * refused, dispatch waits (results could not be stored) and internal
  * writers (timers, the purger, lock steps) try again later. */
 static bool can_write(dts_hub *h) {
-  if (h->reset_needed) return false;
+  if (h->reset_needed || h->deleted) return false; /* a deleted hub writes nothing more: its name may be reused */
   return dts_store_writable(h->cfg.store, NULL, 0) == DTS_OK;
 }
 
@@ -4488,8 +4954,6 @@ static void resume_if_writable(dts_hub *h) {
 /* ======================================================================== */
 /* commits, timers, the behaviour                                           */
 
-#define ARM_MAX_NS (86400ULL * 1000000000ULL) /* a timer further out is looked at again in a day */
-#define RETRY_NS 1000000000ULL /* work that waits for the store is tried again this much later */
 
 static void post_durable(dts_hub *h, dtimer *tm, uint64_t at);
 
@@ -4556,6 +5020,10 @@ static void ticket_undo(dts_hub *h, ticket *t, dts_err e, const char *why) {
         s->end_msg = "the history could not be read consistently; try again";
         stream_flush(h, s);
       }
+  if (t->deletes) { /* the hub was not deleted after all: it goes on serving what it has */
+    h->deleted = false;
+    atomic_store(&h->delete_state, -1);
+  }
   if (t->epoch == h->epoch) h->reset_needed = true;
 }
 
@@ -4575,6 +5043,7 @@ static void on_committed(dts_hub *h, ticket *t) {
     return;
   }
   gone_committed(h, t);
+  if (t->deletes) atomic_store(&h->delete_state, 1); /* its name may be served anew now */
   for (size_t i = 0; i < t->nreplies; i++) {
     send_reply(&t->replies[i]);
     t->replies[i].call = NULL;
@@ -4589,6 +5058,10 @@ static void on_committed(dts_hub *h, ticket *t) {
     ent *e = t->etouched[i];
     e->pending--;
     ent_step(h, e);
+    if (ent_empty(e)) { /* no state, nothing queued or locked: its record went in this batch, and it goes too */
+      dts_map_del(&h->ents, e->id);
+      ent_free(e);
+    }
   }
   for (size_t i = 0; i < t->nacts; i++) {
     /* still wanted? (a later handler may have completed, replaced or
@@ -4792,6 +5265,15 @@ static void on_call_event(dts_hub *h, dts_call_event *e) {
     waiter_free(w);
     return;
   }
+  if (e->hdr.kind == DTS_CALL_DRAINED) {
+    for (stream *s = h->streams; s != NULL; s = s->next)
+      if (s == od) {
+        s->congested = false;
+        pump(h);
+        return;
+      }
+    return;
+  }
   /* DTS_CALL_SENT: a stream's final status went out, or a send failed */
   for (stream *s = h->streams; s != NULL; s = s->next) {
     if (s != od) continue;
@@ -4817,6 +5299,10 @@ static const bool writes[DTS_M_COUNT] = {
  * store takes writes is applied; else the item runs again. */
 static bool refused(dts_hub *h, dts_call *c, int method, ProtobufCMessage *req) {
   char why[400] = "";
+  if (h->deleted) {
+    fail(h, c, DTS_ST_NOT_FOUND, "task hub '%s' was deleted", h->name);
+    return true;
+  }
   dts_err e = h->reset_needed ? DTS_EIO : dts_store_writable(h->cfg.store, why, sizeof(why));
   if (e == DTS_OK) return false;
   if (why[0] == '\0') snprintf(why, sizeof(why), "the task hub is reloading from the store after a failed write");
@@ -4936,6 +5422,7 @@ static void handle(dts_hub *h, dts_msg *m) {
     break;
   case DTS_CALL_SENT:
   case DTS_CALL_CLOSED:
+  case DTS_CALL_DRAINED:
     on_call_event(h, (dts_call_event *)m);
     break;
   default:
@@ -5459,7 +5946,16 @@ dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out) {
   dts_map_init(&h->ents);
   dts_map_init(&h->gone);
   if (h->cfg.max_entity_batch <= 0) h->cfg.max_entity_batch = 100;
-  if (getrandom(&h->boot, sizeof(h->boot), 0) != (ssize_t)sizeof(h->boot)) h->boot = (uint32_t)dts_now_ns();
+  dts_hub_limits *l = &h->cfg.limits;
+  if (l->purge_chunk <= 0) l->purge_chunk = 1000;
+  if (l->max_page <= 0) l->max_page = 1000;
+  if (l->max_list_page <= 0) l->max_list_page = 10000;
+  if (l->scan_budget <= 0) l->scan_budget = 100000;
+  if (l->max_chunks <= 0) l->max_chunks = 256;
+  if (l->max_chunk_bytes <= 0) l->max_chunk_bytes = 256L << 20;
+  if (l->max_stream_items <= 0) l->max_stream_items = 10000;
+  if (l->max_outbox_bytes <= 0) l->max_outbox_bytes = 64L << 20;
+  h->rnd_used = sizeof(h->rnd); /* empty: filled at the first token */
   char why[400];
   dts_err e = load(h, false, why, sizeof(why));
   if (e != DTS_OK) {
@@ -5500,6 +5996,8 @@ dts_err dts_hub_persist_marker(dts_hub *h) {
 }
 
 bool dts_hub_quiesced(dts_hub *h) { return atomic_load(&h->quiesced); }
+
+int dts_hub_delete_state(dts_hub *h) { return atomic_load(&h->delete_state); }
 
 void dts_hub_release(dts_hub *h) { dts_actor_unref(&h->actor); }
 

@@ -18,6 +18,18 @@
 
 typedef struct dts_hub dts_hub;
 
+/* Bounds on the work and memory one request may take; 0 = the default. */
+typedef struct dts_hub_limits {
+  int purge_chunk;        /* instances one PurgeInstances-by-filter deletes (1000) */
+  int max_page;           /* QueryInstances / QueryEntities page size (1000) */
+  int max_list_page;      /* ListInstanceIds page size (10000) */
+  int scan_budget;        /* index entries one page may look at (100000) */
+  int max_chunks;         /* partial orchestrator completions buffered per turn (256) */
+  long max_chunk_bytes;   /* their bytes together (256 MiB) */
+  int max_stream_items;   /* maxConcurrent*WorkItems a worker may ask for (10000) */
+  long max_outbox_bytes;  /* bytes queued on one stream before dispatch waits (64 MiB) */
+} dts_hub_limits;
+
 typedef struct dts_hub_config {
   const char *name;
   dts_sched *sched;
@@ -43,6 +55,7 @@ typedef struct dts_hub_config {
    * nothing pending) for this long are dropped from memory and read back
    * on their next event; 0 = keep them.  Checked on the purger's tick. */
   uint64_t passivate_after_ns;
+  dts_hub_limits limits;
 } dts_hub_config;
 
 enum { DTS_RET_DEFAULT = 0, DTS_RET_COMPLETED, DTS_RET_FAILED, DTS_RET_CANCELED, DTS_RET_TERMINATED };
@@ -69,6 +82,10 @@ void dts_hub_shutdown(dts_hub *h);
 /* True once the hub has handled the shutdown: from then on it arms no
  * timers and submits nothing more to the store. */
 bool dts_hub_quiesced(dts_hub *h);
+/* After DeleteTaskHub: 0 while its wipe is not committed, 1 once it is (a
+ * hub of the same name may then be created), -1 when it failed (the hub
+ * still holds its data).  Any thread. */
+int dts_hub_delete_state(dts_hub *h);
 /* Records in the store that this hub was created at runtime (CreateTaskHub),
  * so that it is served again after a restart.  Synchronous: call it from
  * the thread that creates the hub, before announcing it. */

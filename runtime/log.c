@@ -92,3 +92,22 @@ void dts_assert_fail(const char *what, const char *file, int line) {
   fprintf(stderr, "dtsd: assertion failed: %s (%s:%d)\n", what, file, line);
   abort();
 }
+
+bool dts_ratelimit_allow(dts_ratelimit *r, int burst, unsigned long long window_ns, long *held) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  unsigned long long now = (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+  if (now - r->window_start >= window_ns) {
+    r->window_start = now;
+    r->used = 0;
+  }
+  *held = 0;
+  if (r->used >= burst) {
+    r->suppressed++;
+    return false;
+  }
+  r->used++;
+  *held = r->suppressed;
+  r->suppressed = 0;
+  return true;
+}

@@ -40,6 +40,20 @@ void dts_log(dts_log_level lvl, const char *module, const char *fmt, ...)
 #define DTS_WARN(mod, ...) dts_log(DTS_LOG_WARN, mod, __VA_ARGS__)
 #define DTS_ERROR(mod, ...) dts_log(DTS_LOG_ERROR, mod, __VA_ARGS__)
 
+/* Rate limiting for lines that a peer can cause at will (stale completions
+ * from a misbehaving worker): at most `burst` lines per `window_ns`.  The
+ * first line let through after some were held back says how many.  Owned
+ * by one thread (an actor). */
+typedef struct dts_ratelimit {
+  unsigned long long window_start; /* monotonic ns */
+  int used;
+  long suppressed;
+} dts_ratelimit;
+
+/* True when a line may be logged now; *held gets the number held back
+ * since the last line that was (0 most of the time). */
+bool dts_ratelimit_allow(dts_ratelimit *r, int burst, unsigned long long window_ns, long *held);
+
 /* Invariant check: prints file/line and aborts.  Never for wire or disk
  * input, which is validated and answered instead. */
 #define DTS_ASSERT(cond)                                                       \

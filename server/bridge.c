@@ -67,6 +67,10 @@ struct dts_call {
   bool o_dead;     /* a send failed: the call is gone, drop what comes */
   dts_status o_end_st;
   char *o_end_msg;
+  size_t o_inflight; /* size of the message being sent */
+  bool o_watch;      /* the owner wants DTS_CALL_DRAINED at o_below */
+  size_t o_below;
+  atomic_size_t o_queued; /* bytes queued or being sent (any thread reads) */
 };
 
 struct dts_bridge {
@@ -78,6 +82,11 @@ struct dts_bridge {
   atomic_int stop;     /* any thread: stop requested */
   atomic_long live;    /* call records alive */
   bool shutting_down, cancelled_all, notified, cq_shut; /* CQ thread only */
+  struct {
+    dts_call *call;
+    char name[80];
+  } pending[DTS_MAX_HUBS]; /* CreateTaskHub calls waiting for a deletion (CQ thread only) */
+  int npending;
   gpr_timespec cancel_at;
   btag t_shutdown;
 };
@@ -207,15 +216,36 @@ static void stream_push(dts_call *c, dts_buf *body, bool end, dts_status st, con
       c->o_end_st = st;
       c->o_end_msg = dts_strdup(msg ? msg : "");
     } else if (body != NULL) {
+      atomic_fetch_add(&c->o_queued, body->n);
       dts_bufq_push(&c->oq, *body);
     }
     pthread_mutex_unlock(&c->omu);
     return;
   }
+  if (body != NULL) atomic_fetch_add(&c->o_queued, body->n);
   c->o_busy = true;
   if (end) c->o_end = c->o_end_sent = true;
+  c->o_inflight = body != NULL ? body->n : 0;
   pthread_mutex_unlock(&c->omu);
   send_batch(c, body, end, (grpc_status_code)st, end ? msg : NULL);
+}
+
+size_t dts_call_stream_queued(dts_call *c) { return atomic_load(&c->o_queued); }
+
+static void post_event(dts_call *c, unsigned kind, bool ok);
+
+void dts_call_stream_watch(dts_call *c, size_t below) {
+  pthread_mutex_lock(&c->omu);
+  bool now = !c->o_dead && atomic_load(&c->o_queued) <= below;
+  if (!now && !c->o_dead) {
+    c->o_watch = true;
+    c->o_below = below;
+  }
+  pthread_mutex_unlock(&c->omu);
+  if (now) {
+    dts_call_ref(c); /* the event's reference */
+    post_event(c, DTS_CALL_DRAINED, true);
+  }
 }
 
 void dts_call_stream_open(dts_call *c) { stream_push(c, NULL, false, DTS_ST_OK, NULL); }
@@ -257,6 +287,89 @@ static void hub_names(dts_bridge *b, char *out, size_t n) {
     k += (size_t)snprintf(out + k, n - k, "%s%s", i ? ", " : "", dts_hub_name(hs->live[i]));
 }
 
+/* The hub of that name deleted last, if it is not yet gone from the store. */
+static dts_hub *being_deleted(dts_bridge *b, const char *name) {
+  dts_hubset *hs = b->cfg.hubs;
+  for (int i = hs->nretired - 1; i >= 0; i--)
+    if (strcmp(dts_hub_name(hs->retired[i]), name) == 0)
+      return dts_hub_delete_state(hs->retired[i]) == 0 ? hs->retired[i] : NULL;
+  return NULL;
+}
+
+/* CreateTaskHub of a name not served.  While a hub of that name is still
+ * being deleted (its wipe not committed), the creation waits (tick() looks
+ * again): a new hub must not load the old one's data, nor have its marker
+ * removed by the old one's wipe.  A deletion that failed brings the old hub
+ * back instead. */
+static void create_hub(dts_bridge *b, dts_call *c, const char *name) {
+  dts_hubset *hs = b->cfg.hubs;
+  if (being_deleted(b, name) != NULL) {
+    if (b->npending == DTS_MAX_HUBS) {
+      dts_call_fail(c, DTS_ST_UNAVAILABLE, "task hub deletions still in progress; try again");
+      return;
+    }
+    dts_call_ref(c);
+    b->pending[b->npending].call = c;
+    snprintf(b->pending[b->npending].name, sizeof(b->pending[0].name), "%s", name);
+    b->npending++;
+    return;
+  }
+  for (int i = hs->nretired - 1; i >= 0; i--) {
+    if (strcmp(dts_hub_name(hs->retired[i]), name) != 0) continue;
+    if (dts_hub_delete_state(hs->retired[i]) < 0 && hs->nlive < DTS_MAX_HUBS) { /* its deletion failed */
+      hs->live[hs->nlive++] = hs->retired[i];
+      hs->retired[i] = hs->retired[--hs->nretired];
+      DTS_WARN("grpc", "task hub '%s': its deletion had failed; it is served again with its data", name);
+      CreateTaskHubResponse resp = CREATE_TASK_HUB_RESPONSE__INIT;
+      dts_call_reply(c, dts_pb_pack(&resp.base));
+      return;
+    }
+    break;
+  }
+  if (hs->nlive == DTS_MAX_HUBS || hs->nretired == DTS_MAX_HUBS) {
+    dts_call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, "too many task hubs");
+    return;
+  }
+  dts_hub_config hc = hs->tmpl;
+  hc.name = name;
+  hc.retention_set = false;
+  dts_hub *nh;
+  if (dts_hub_create(&hc, &nh) != DTS_OK) {
+    dts_call_fail(c, DTS_ST_INTERNAL, "cannot create the task hub: its data cannot be read (see the log)");
+    return;
+  }
+  if (dts_hub_persist_marker(nh) != DTS_OK) {
+    char why[400];
+    dts_err e = dts_store_writable(hs->tmpl.store, why, sizeof(why));
+    dts_hub_shutdown(nh);
+    hs->retired[hs->nretired++] = nh; /* released at stop, with the others */
+    dts_call_fail(c, e == DTS_ELIMIT ? DTS_ST_RESOURCE_EXHAUSTED : DTS_ST_INTERNAL,
+                  e != DTS_OK ? why : "cannot create the task hub: the store refused it");
+    return;
+  }
+  hs->live[hs->nlive++] = nh;
+  DTS_INFO("grpc", "task hub '%s' created", name);
+  CreateTaskHubResponse resp = CREATE_TASK_HUB_RESPONSE__INIT;
+  dts_call_reply(c, dts_pb_pack(&resp.base));
+}
+
+/* CQ thread, every tick: creations that waited for a deletion. */
+static void create_pending(dts_bridge *b) {
+  for (int i = 0; i < b->npending;) {
+    if (!b->shutting_down && being_deleted(b, b->pending[i].name) != NULL) {
+      i++;
+      continue;
+    }
+    dts_call *c = b->pending[i].call;
+    char name[80];
+    snprintf(name, sizeof(name), "%s", b->pending[i].name);
+    b->pending[i] = b->pending[--b->npending];
+    if (b->shutting_down) dts_call_fail(c, DTS_ST_UNAVAILABLE, "dtsd is shutting down");
+    else create_hub(b, c, name);
+    dts_call_unref(c);
+  }
+}
+
 static void route(dts_bridge *b, dts_call *c) {
   if (c->method == M_GENERIC) {
     char msg[300];
@@ -269,29 +382,13 @@ static void route(dts_bridge *b, dts_call *c) {
   char name[256], names[512], msg[900];
   dts_hub *h = find_hub(b, c, name, sizeof(name));
   if (h == NULL && c->method == DTS_M_CREATE_TASK_HUB) { /* a new hub, created here */
-    dts_hubset *hs = b->cfg.hubs;
     const char *why = dts_hub_name_problem(name);
     if (why != NULL) {
       snprintf(msg, sizeof(msg), "cannot create task hub '%s': %s", name, why);
       dts_call_fail(c, DTS_ST_INVALID_ARGUMENT, msg);
       return;
     }
-    if (hs->nlive == DTS_MAX_HUBS || hs->nretired == DTS_MAX_HUBS) {
-      dts_call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, "too many task hubs");
-      return;
-    }
-    dts_hub_config hc = hs->tmpl;
-    hc.name = name;
-    hc.retention_set = false;
-    dts_hub *nh;
-    if (dts_hub_create(&hc, &nh) != DTS_OK || dts_hub_persist_marker(nh) != DTS_OK) {
-      dts_call_fail(c, DTS_ST_INTERNAL, "cannot create the task hub: the store refused it");
-      return;
-    }
-    hs->live[hs->nlive++] = nh;
-    DTS_INFO("grpc", "task hub '%s' created", name);
-    CreateTaskHubResponse resp = CREATE_TASK_HUB_RESPONSE__INIT;
-    dts_call_reply(c, dts_pb_pack(&resp.base));
+    create_hub(b, c, name);
     return;
   }
   if (h != NULL && c->method == DTS_M_DELETE_TASK_HUB) { /* no new calls reach it from now on */
@@ -377,19 +474,33 @@ static void on_request(dts_bridge *b, dts_call *c, bool ok) {
  * the stream is finished (its final status went out) or dead. */
 static void on_stream_sent(dts_call *c, bool ok) {
   pthread_mutex_lock(&c->omu);
+  atomic_fetch_sub(&c->o_queued, c->o_inflight);
+  c->o_inflight = 0;
   if (!ok) {
     c->o_dead = true;
     c->o_busy = false;
+    c->o_watch = false;
     pthread_mutex_unlock(&c->omu);
     post_event(c, DTS_CALL_SENT, false);
     return;
   }
+  bool drained = c->o_watch && atomic_load(&c->o_queued) <= c->o_below;
+  if (drained) c->o_watch = false;
   dts_buf b;
   if (dts_bufq_pop(&c->oq, &b)) {
+    c->o_inflight = b.n;
     pthread_mutex_unlock(&c->omu);
+    if (drained) {
+      dts_call_ref(c);
+      post_event(c, DTS_CALL_DRAINED, true);
+    }
     send_batch(c, &b, false, GRPC_STATUS_OK, NULL);
     dts_call_unref(c); /* the completed batch's reference; send_batch took its own */
     return;
+  }
+  if (drained) {
+    dts_call_ref(c);
+    post_event(c, DTS_CALL_DRAINED, true);
   }
   if (c->o_end && !c->o_end_sent) {
     c->o_end_sent = true;
@@ -438,6 +549,7 @@ static void begin_shutdown(dts_bridge *b) {
 
 static void tick(dts_bridge *b) {
   if (atomic_load(&b->stop) && !b->shutting_down) begin_shutdown(b);
+  if (b->npending > 0) create_pending(b);
   if (b->shutting_down && !b->cancelled_all && gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), b->cancel_at) >= 0) {
     grpc_server_cancel_all_calls(b->srv);
     b->cancelled_all = true;

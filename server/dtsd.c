@@ -46,6 +46,17 @@ void dtsd_options_init(dtsd_options *o) {
   o->purge_interval_ms = 1000;
   o->entity_batch = 100;
   o->passivate_ms = 30000;
+  o->min_free_space = 64L << 20;
+  o->block_cache = 64L << 20;
+  o->bloom_bits = 10;
+  o->purge_batch = 1000;
+  o->max_page = 1000;
+  o->max_list_page = 10000;
+  o->scan_budget = 100000;
+  o->max_chunks = 256;
+  o->max_chunk_bytes = 256L << 20;
+  o->max_stream_items = 10000;
+  o->max_outbox = 64L << 20;
 }
 
 /* Adds (and loads) a hub unless it is already served. */
@@ -130,10 +141,16 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
 
   d->sched = dts_sched_create(o->workers);
   d->timers = dts_timers_create();
-  if (dts_store_open(d->dir, o->fsync ? DTS_DURABILITY_FSYNC : DTS_DURABILITY_OS, &d->store, err, errlen) !=
-      DTS_OK) {
+  dts_store_options so;
+  dts_store_options_init(&so);
+  so.durability = o->fsync ? DTS_DURABILITY_FSYNC : DTS_DURABILITY_OS;
+  so.block_cache = (size_t)o->block_cache;
+  so.bloom_bits = o->bloom_bits;
+  so.min_free = (uint64_t)o->min_free_space;
+  dts_err se = dts_store_open_with(d->dir, &so, &d->store, err, errlen);
+  if (se != DTS_OK) {
     teardown(d);
-    return -1;
+    return se == DTS_ELIMIT ? -2 : -1;
   }
 
   int64_t ret[5];
@@ -157,6 +174,14 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                                   .max_entity_batch = o->entity_batch > 0 ? o->entity_batch : 100,
                                   .inline_commit = !o->fsync && !o->commit_thread,
                                   .passivate_after_ns = (uint64_t)(o->passivate_ms > 0 ? o->passivate_ms : 0) * 1000000ULL,
+                                  .limits = {.purge_chunk = o->purge_batch,
+                                             .max_page = o->max_page,
+                                             .max_list_page = o->max_list_page,
+                                             .scan_budget = o->scan_budget,
+                                             .max_chunks = o->max_chunks,
+                                             .max_chunk_bytes = o->max_chunk_bytes,
+                                             .max_stream_items = o->max_stream_items,
+                                             .max_outbox_bytes = o->max_outbox},
                                   .purge_interval_ns = (uint64_t)(o->purge_interval_ms > 0 ? o->purge_interval_ms : 1000) * 1000000ULL};
   const char *p = o->task_hubs && o->task_hubs[0] ? o->task_hubs : "default";
   while (*p) {

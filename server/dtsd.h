@@ -40,10 +40,25 @@ typedef struct dtsd_options {
   int entity_batch;      /* most operations per entity work item (default 100) */
   bool commit_thread;    /* os durability: commit on the storage thread too (the fsync path) */
   long passivate_ms;     /* idle unfinished instances leave memory after this (default 30000; 0 = never) */
+  /* the store */
+  long min_free_space;   /* writes are refused below this many free bytes (default 64 MiB; 0 = never) */
+  long block_cache;      /* LevelDB block cache, bytes (default 64 MiB) */
+  int bloom_bits;        /* bloom filter bits per key (default 10; 0 = none) */
+  /* bounds on one request's work and memory (0 = the default) */
+  int purge_batch;       /* instances one purge-by-filter call deletes (1000) */
+  int max_page;          /* QueryInstances / QueryEntities page (1000) */
+  int max_list_page;     /* ListInstanceIds page (10000) */
+  int scan_budget;       /* index entries one page looks at (100000) */
+  int max_chunks;        /* partial completions per orchestrator turn (256) */
+  long max_chunk_bytes;  /* their bytes together (256 MiB) */
+  int max_stream_items;  /* maxConcurrent*WorkItems a worker may ask for (10000) */
+  long max_outbox;       /* bytes queued on a worker stream before dispatch to it waits (64 MiB) */
 } dtsd_options;
 
 void dtsd_options_init(dtsd_options *o);
-/* Starts the server.  Returns 0, or -1 with a message in err. */
+/* Starts the server.  Returns 0; -1 with a message in err; or -2 when the
+ * data directory is too full for the store to open (the caller may wait
+ * for space and try again). */
 int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen);
 int dtsd_port(const dtsd *d);
 const char *dtsd_data_dir(const dtsd *d);

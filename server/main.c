@@ -1,5 +1,8 @@
 /* main.c -- the dtsd executable: flags (each with a DTSD_* environment
- * variable; flags win), start libdtsd, wait for SIGINT/SIGTERM, stop. */
+ * variable; flags win), start libdtsd, wait for SIGINT/SIGTERM, stop.
+ *
+ * Flags are a table: each names its variable, where its value goes, and --
+ * for numbers -- the range it accepts; --help prints the same table. */
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 #include "server/dtsd.h"
@@ -10,158 +13,175 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+typedef enum { F_STR, F_BOOL, F_INT, F_LONG } ftype;
+
+typedef struct flag {
+  const char *name; /* --name */
+  const char *var;  /* DTSD_* (NULL: none) */
+  ftype type;
+  void *dst;        /* const char **, bool *, int *, long * */
+  long min, max;    /* numbers */
+  const char *arg;  /* what the value is, for --help ("BYTES", "MS", ...) */
+  const char *help;
+} flag;
+
+static dtsd_options o;
+static const char *lvl, *fmt, *port_file, *dur;
+static long ready_fd = -1;
+
+#define MIB (1024L * 1024L)
+#define GIB (1024L * MIB)
+
+static const flag flags[] = {
+    {"address", "DTSD_ADDRESS", F_STR, &o.address, 0, 0, "HOST:PORT", "gRPC listen address (default 0.0.0.0:8080; port 0 = any)"},
+    {"port-file", "DTSD_PORT_FILE", F_STR, &port_file, 0, 0, "PATH", "write the bound port to PATH once serving"},
+    {"ready-fd", NULL, F_LONG, &ready_fd, 0, 65535, "N",
+     "write the bound port to file descriptor N once serving, then close it"},
+    {"data-dir", "DTSD_DATA_DIR", F_STR, &o.data_dir, 0, 0, "DIR", "LevelDB data directory (default ./dtsd-data)"},
+    {"ephemeral", "DTSD_EPHEMERAL", F_BOOL, &o.ephemeral, 0, 0, NULL, "use a temporary data directory, removed at exit"},
+    {"task-hubs", "DTSD_TASK_HUBS", F_STR, &o.task_hubs, 0, 0, "A,B",
+     "task hubs served (default: default; DTS_TASK_HUB_NAMES works too)"},
+    {"workers", "DTSD_WORKERS", F_INT, &o.workers, 0, 1024, "N", "scheduler threads (default: CPU count)"},
+    {"durability", "DTSD_DURABILITY", F_STR, &dur, 0, 0, "MODE",
+     "os (default: survives a process crash) | fsync (survives power loss)"},
+    {"max-message", "DTSD_MAX_MESSAGE", F_LONG, &o.max_message, 1024, 2 * GIB - 1, "BYTES",
+     "largest request accepted (default 64 MiB)"},
+    {"max-payload", "DTSD_MAX_PAYLOAD", F_LONG, &o.max_payload, 1, 2 * GIB - 1, "BYTES",
+     "largest payload string (default 16 MiB)"},
+    {"max-nesting", "DTSD_MAX_NESTING", F_INT, &o.max_nesting, 8, 10000, "N", "deepest message nesting accepted (default 64)"},
+    {"health-ping", "DTSD_HEALTH_PING", F_INT, &o.health_ping_ms, 100, 3600000, "MS",
+     "HealthPing on idle worker streams every MS (default 30000)"},
+    {"retention", "DTSD_RETENTION", F_STR, &o.retention, 0, 0, "SPEC",
+     "auto-purge finished instances, e.g. default=30d,completed=1h,failed=90d (statuses: default completed "
+     "failed canceled terminated; units ms s m h d; keep = never; 0 = as soon as possible); persisted per hub"},
+    {"purge-interval", "DTSD_PURGE_INTERVAL", F_INT, &o.purge_interval_ms, 10, 3600000, "MS",
+     "how often the purger runs (default 1000)"},
+    {"entity-batch", "DTSD_ENTITY_BATCH", F_INT, &o.entity_batch, 1, 10000, "N",
+     "most operations in one entity work item (default 100)"},
+    {"passivate-after", "DTSD_PASSIVATE_AFTER", F_LONG, &o.passivate_ms, 0, 86400000L * 365, "MS",
+     "unfinished instances idle this long leave memory; read back on their next event (default 30000; 0 = never)"},
+    {"commit-thread", "DTSD_COMMIT_THREAD", F_BOOL, &o.commit_thread, 0, 0, NULL,
+     "with os durability, commit on the storage thread as fsync does (default: each hub writes its own batches)"},
+    {"min-free-space", "DTSD_MIN_FREE_SPACE", F_LONG, &o.min_free_space, 0, 1L << 50, "BYTES",
+     "refuse writes (RESOURCE_EXHAUSTED) while the data directory has less free space; reads go on, writes "
+     "resume by themselves (default 64 MiB; 0 = only when the disk is full)"},
+    {"block-cache", "DTSD_BLOCK_CACHE", F_LONG, &o.block_cache, 0, 1L << 40, "BYTES",
+     "LevelDB block cache (default 64 MiB; 0 = LevelDB's 8 MiB)"},
+    {"bloom-bits", "DTSD_BLOOM_BITS", F_INT, &o.bloom_bits, 0, 64, "N",
+     "bloom filter bits per key: reads of ids that do not exist skip the disk (default 10; 0 = off)"},
+    {"purge-batch", "DTSD_PURGE_BATCH", F_INT, &o.purge_batch, 1, 1000000, "N",
+     "most instances one purge-by-filter call deletes; isComplete=false until done (default 1000)"},
+    {"max-page", "DTSD_MAX_PAGE", F_INT, &o.max_page, 1, 1000000, "N",
+     "largest QueryInstances / QueryEntities page; larger asks get this many and a continuation (default 1000)"},
+    {"max-list-page", "DTSD_MAX_LIST_PAGE", F_INT, &o.max_list_page, 1, 10000000, "N",
+     "largest ListInstanceIds page (default 10000)"},
+    {"scan-budget", "DTSD_SCAN_BUDGET", F_INT, &o.scan_budget, 100, 100000000, "N",
+     "index entries one query page looks at before it returns what it has (default 100000)"},
+    {"max-chunks", "DTSD_MAX_CHUNKS", F_INT, &o.max_chunks, 1, 1000000, "N",
+     "partial (chunked) completions one orchestrator turn may send (default 256)"},
+    {"max-chunk-bytes", "DTSD_MAX_CHUNK_BYTES", F_LONG, &o.max_chunk_bytes, 1024, 1L << 40, "BYTES",
+     "their bytes together (default 256 MiB)"},
+    {"max-stream-items", "DTSD_MAX_STREAM_ITEMS", F_INT, &o.max_stream_items, 1, 100000000, "N",
+     "largest maxConcurrent*WorkItems a worker may ask for (default 10000)"},
+    {"max-outbox", "DTSD_MAX_OUTBOX", F_LONG, &o.max_outbox, 1024, 1L << 40, "BYTES",
+     "bytes queued on a worker stream before dispatch to it waits for its reader (default 64 MiB)"},
+    {"log-level", "DTSD_LOG_LEVEL", F_STR, &lvl, 0, 0, "L", "debug|info|warn|error (default info)"},
+    {"log-format", "DTSD_LOG_FORMAT", F_STR, &fmt, 0, 0, "F", "text|json (default text)"},
+};
+#define NFLAGS (sizeof(flags) / sizeof(flags[0]))
+
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: dtsd [options]\n"
-          "  --address HOST:PORT  gRPC listen address (default 0.0.0.0:8080; port 0 = any)  [DTSD_ADDRESS]\n"
-          "  --port-file PATH     write the bound port to PATH once serving                [DTSD_PORT_FILE]\n"
-          "  --ready-fd N         write the bound port to file descriptor N once serving,\n"
-          "                       then close it (a pipe lets a script wait without polling)\n"
-          "  --data-dir DIR       LevelDB data directory (default ./dtsd-data)              [DTSD_DATA_DIR]\n"
-          "  --ephemeral          use a temporary data directory, removed at exit           [DTSD_EPHEMERAL=1]\n"
-          "  --task-hubs A,B      task hubs served (default: default)        [DTSD_TASK_HUBS, DTS_TASK_HUB_NAMES]\n"
-          "  --workers N          scheduler threads (default: CPU count)                    [DTSD_WORKERS]\n"
-          "  --durability MODE    os (default: survives a process crash) | fsync (power loss) [DTSD_DURABILITY]\n"
-          "  --max-message BYTES  largest request accepted (default 67108864 = 64 MiB)      [DTSD_MAX_MESSAGE]\n"
-          "  --max-payload BYTES  largest payload string (default 16777216 = 16 MiB)        [DTSD_MAX_PAYLOAD]\n"
-          "  --max-nesting N      deepest message nesting accepted (default 64)            [DTSD_MAX_NESTING]\n"
-          "  --health-ping MS     HealthPing on idle worker streams every MS (default 30000) [DTSD_HEALTH_PING]\n"
-          "  --retention SPEC     auto-purge finished instances, e.g. default=30d,completed=1h,failed=90d\n"
-          "                       (statuses: default completed failed canceled terminated; units ms s m h d;\n"
-          "                       keep = never; 0 = as soon as possible); persisted per hub  [DTSD_RETENTION]\n"
-          "  --purge-interval MS  how often the purger runs (default 1000)                  [DTSD_PURGE_INTERVAL]\n"
-          "  --entity-batch N     most operations in one entity work item (default 100)     [DTSD_ENTITY_BATCH]\n"
-          "  --passivate-after MS unfinished instances idle this long leave memory; read back\n"
-          "                       on their next event (default 30000; 0 = never)            [DTSD_PASSIVATE_AFTER]\n"
-          "  --commit-thread      with os durability, commit on the storage thread as fsync does\n"
-          "                       (default: each hub writes its own batches)               [DTSD_COMMIT_THREAD=1]\n"
-          "  --log-level L        debug|info|warn|error (default info)                     [DTSD_LOG_LEVEL]\n"
-          "  --log-format F       text|json (default text)                                 [DTSD_LOG_FORMAT]\n"
-          "  --help               this text\n");
+  fprintf(out, "usage: dtsd [options]\n");
+  for (size_t i = 0; i < NFLAGS; i++) {
+    const flag *f = &flags[i];
+    char lhs[64];
+    snprintf(lhs, sizeof(lhs), "--%s%s%s", f->name, f->arg ? " " : "", f->arg ? f->arg : "");
+    char text[600];
+    if (f->var) snprintf(text, sizeof(text), "%s  [%s%s]", f->help, f->var, f->type == F_BOOL ? "=1" : "");
+    else snprintf(text, sizeof(text), "%s", f->help);
+    /* the text wrapped at about 100 columns, under its first line */
+    fprintf(out, "  %-24s ", lhs);
+    const char *p = text;
+    while (*p) {
+      size_t n = strlen(p);
+      if (n > 72) {
+        n = 72;
+        while (n > 0 && p[n] != ' ') n--;
+        if (n == 0) n = 72;
+      }
+      size_t shown = n;
+      while (shown > 0 && p[shown - 1] == ' ') shown--;
+      fprintf(out, "%.*s\n", (int)shown, p);
+      p += n;
+      while (*p == ' ') p++;
+      if (*p) fprintf(out, "%27s", "");
+    }
+  }
+  fprintf(out, "  %-24s %s\n", "--help", "this text");
 }
 
-static bool parse_long(const char *s, long *out) {
+/* Stores `val` into the flag's destination; false (with a message) when it
+ * is not a value the flag takes. */
+static bool set(const flag *f, const char *val, const char *from) {
   char *end;
-  long v = strtol(s, &end, 10);
-  if (*s == '\0' || *end != '\0' || v < 0) return false;
-  *out = v;
-  return true;
+  long v;
+  switch (f->type) {
+  case F_STR: *(const char **)f->dst = val; return true;
+  case F_BOOL: *(bool *)f->dst = val == NULL || strcmp(val, "0") != 0; return true;
+  case F_INT:
+  case F_LONG:
+    v = strtol(val, &end, 10);
+    if (*val == '\0' || *end != '\0' || v < f->min || v > f->max) {
+      fprintf(stderr, "dtsd: %s wants %s from %ld to %ld, not '%s'\n", from, f->arg, f->min, f->max, val);
+      return false;
+    }
+    if (f->type == F_INT) *(int *)f->dst = (int)v;
+    else *(long *)f->dst = v;
+    return true;
+  }
+  return false;
 }
 
-static const char *env(const char *a, const char *b) {
-  const char *v = getenv(a);
-  if ((v == NULL || !*v) && b) v = getenv(b);
-  return v && *v ? v : NULL;
+/* SIGINT/SIGTERM within `ms`: true (stop). */
+static bool stop_requested(const sigset_t *set, long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  return sigtimedwait(set, NULL, &ts) > 0;
 }
 
 int main(int argc, char **argv) {
-  dtsd_options o;
   dtsd_options_init(&o);
-  const char *lvl = env("DTSD_LOG_LEVEL", NULL), *fmt = env("DTSD_LOG_FORMAT", NULL);
-  const char *port_file = env("DTSD_PORT_FILE", NULL);
-  long ready_fd = -1;
-  const char *workers = env("DTSD_WORKERS", NULL), *dur = env("DTSD_DURABILITY", NULL);
-  const char *maxmsg = env("DTSD_MAX_MESSAGE", NULL), *maxpl = env("DTSD_MAX_PAYLOAD", NULL);
-  const char *maxnest = env("DTSD_MAX_NESTING", NULL), *ping = env("DTSD_HEALTH_PING", NULL);
-  const char *purge_iv = env("DTSD_PURGE_INTERVAL", NULL), *ebatch = env("DTSD_ENTITY_BATCH", NULL);
-  const char *passivate = env("DTSD_PASSIVATE_AFTER", NULL);
-  if (env("DTSD_RETENTION", NULL)) o.retention = env("DTSD_RETENTION", NULL);
-  if (env("DTSD_ADDRESS", NULL)) o.address = env("DTSD_ADDRESS", NULL);
-  if (env("DTSD_DATA_DIR", NULL)) o.data_dir = env("DTSD_DATA_DIR", NULL);
-  if (env("DTSD_TASK_HUBS", "DTS_TASK_HUB_NAMES")) o.task_hubs = env("DTSD_TASK_HUBS", "DTS_TASK_HUB_NAMES");
-  if (env("DTSD_EPHEMERAL", NULL)) o.ephemeral = strcmp(env("DTSD_EPHEMERAL", NULL), "0") != 0;
-  if (env("DTSD_COMMIT_THREAD", NULL)) o.commit_thread = strcmp(env("DTSD_COMMIT_THREAD", NULL), "0") != 0;
-
-  static const struct option opts[] = {{"address", required_argument, 0, 'a'},
-                                       {"port-file", required_argument, 0, 'P'},
-                                       {"ready-fd", required_argument, 0, 'r'},
-                                       {"data-dir", required_argument, 0, 'd'},
-                                       {"ephemeral", no_argument, 0, 'e'},
-                                       {"task-hubs", required_argument, 0, 't'},
-                                       {"workers", required_argument, 0, 'w'},
-                                       {"durability", required_argument, 0, 'D'},
-                                       {"max-message", required_argument, 0, 'm'},
-                                       {"max-payload", required_argument, 0, 'p'},
-                                       {"max-nesting", required_argument, 0, 'n'},
-                                       {"health-ping", required_argument, 0, 'H'},
-                                       {"retention", required_argument, 0, 'R'},
-                                       {"purge-interval", required_argument, 0, 'I'},
-                                       {"entity-batch", required_argument, 0, 'B'},
-                                       {"commit-thread", no_argument, 0, 'C'},
-                                       {"passivate-after", required_argument, 0, 'A'},
-                                       {"log-level", required_argument, 0, 'l'},
-                                       {"log-format", required_argument, 0, 'f'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+  /* environment first, flags over it */
+  for (size_t i = 0; i < NFLAGS; i++) {
+    const char *v = flags[i].var ? getenv(flags[i].var) : NULL;
+    if (v == NULL && strcmp(flags[i].name, "task-hubs") == 0) v = getenv("DTS_TASK_HUB_NAMES");
+    if (v != NULL && *v != '\0' && !set(&flags[i], v, flags[i].var)) return 2;
+  }
+  struct option opts[NFLAGS + 2];
+  for (size_t i = 0; i < NFLAGS; i++)
+    opts[i] = (struct option){flags[i].name, flags[i].type == F_BOOL ? no_argument : required_argument, 0, (int)i + 256};
+  opts[NFLAGS] = (struct option){"help", no_argument, 0, 'h'};
+  opts[NFLAGS + 1] = (struct option){0, 0, 0, 0};
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case 'a': o.address = optarg; break;
-    case 'P': port_file = optarg; break;
-    case 'r':
-      if (!parse_long(optarg, &ready_fd) || ready_fd < 0) {
-        fprintf(stderr, "dtsd: --ready-fd wants a file descriptor number, not '%s'\n", optarg);
-        return 2;
-      }
-      break;
-    case 'd': o.data_dir = optarg; break;
-    case 'e': o.ephemeral = true; break;
-    case 't': o.task_hubs = optarg; break;
-    case 'w': workers = optarg; break;
-    case 'D': dur = optarg; break;
-    case 'm': maxmsg = optarg; break;
-    case 'p': maxpl = optarg; break;
-    case 'n': maxnest = optarg; break;
-    case 'H': ping = optarg; break;
-    case 'R': o.retention = optarg; break;
-    case 'I': purge_iv = optarg; break;
-    case 'C': o.commit_thread = true; break;
-    case 'A': passivate = optarg; break;
-    case 'B': ebatch = optarg; break;
-    case 'l': lvl = optarg; break;
-    case 'f': fmt = optarg; break;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    if (c == 'h') {
+      usage(stdout);
+      return 0;
     }
+    if (c < 256 || c >= 256 + (int)NFLAGS) {
+      usage(stderr);
+      return 2;
+    }
+    const flag *f = &flags[c - 256];
+    char from[64];
+    snprintf(from, sizeof(from), "--%s", f->name);
+    if (!set(f, optarg, from)) return 2;
   }
   if (optind < argc) {
     fprintf(stderr, "dtsd: unexpected argument '%s' (see --help)\n", argv[optind]);
     return 2;
-  }
-  long v;
-  if (workers) {
-    if (!parse_long(workers, &v) || v > 1024) { fprintf(stderr, "dtsd: --workers wants 0..1024, not '%s'\n", workers); return 2; }
-    o.workers = (int)v;
-  }
-  if (maxmsg) {
-    if (!parse_long(maxmsg, &v) || v < 1024) { fprintf(stderr, "dtsd: --max-message wants bytes >= 1024, not '%s'\n", maxmsg); return 2; }
-    o.max_message = v;
-  }
-  if (maxpl) {
-    if (!parse_long(maxpl, &v) || v < 1) { fprintf(stderr, "dtsd: --max-payload wants bytes >= 1, not '%s'\n", maxpl); return 2; }
-    o.max_payload = v;
-  }
-  if (maxnest) {
-    if (!parse_long(maxnest, &v) || v < 8 || v > 10000) { fprintf(stderr, "dtsd: --max-nesting wants 8..10000, not '%s'\n", maxnest); return 2; }
-    o.max_nesting = (int)v;
-  }
-  if (ping) {
-    if (!parse_long(ping, &v) || v < 100 || v > 3600000) { fprintf(stderr, "dtsd: --health-ping wants 100..3600000 ms, not '%s'\n", ping); return 2; }
-    o.health_ping_ms = (int)v;
-  }
-  if (purge_iv) {
-    if (!parse_long(purge_iv, &v) || v < 10 || v > 3600000) { fprintf(stderr, "dtsd: --purge-interval wants 10..3600000 ms, not '%s'\n", purge_iv); return 2; }
-    o.purge_interval_ms = (int)v;
-  }
-  if (ebatch) {
-    if (!parse_long(ebatch, &v) || v < 1 || v > 10000) { fprintf(stderr, "dtsd: --entity-batch wants 1..10000, not '%s'\n", ebatch); return 2; }
-    o.entity_batch = (int)v;
-  }
-  if (passivate) {
-    if (!parse_long(passivate, &v) || v < 0) { fprintf(stderr, "dtsd: --passivate-after wants milliseconds >= 0, not '%s'\n", passivate); return 2; }
-    o.passivate_ms = v;
   }
   if (dur) {
     if (strcmp(dur, "os") == 0) o.fsync = false;
@@ -175,15 +195,25 @@ int main(int argc, char **argv) {
   if (lvl) dts_log_set_level(L);
   if (fmt) dts_log_set_format(F);
 
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, NULL); /* threads inherit: only sigwait sees them */
+  sigset_t set_;
+  sigemptyset(&set_);
+  sigaddset(&set_, SIGINT);
+  sigaddset(&set_, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set_, NULL); /* threads inherit: only sigwait sees them */
 
   dtsd *d;
   char err[1024];
-  if (dtsd_start(&o, &d, err, sizeof(err)) != 0) {
+  int rc;
+  /* a disk too full for the store to open: wait for space, never a crash
+   * loop (a supervisor restarting us would find the same disk) */
+  for (int tries = 0; (rc = dtsd_start(&o, &d, err, sizeof(err))) == -2; tries++) {
+    if (tries % 30 == 0) DTS_ERROR("main", "cannot start yet: %s; waiting for free space", err);
+    if (stop_requested(&set_, 1000)) {
+      DTS_INFO("main", "signal: giving up waiting for space");
+      return 0;
+    }
+  }
+  if (rc != 0) {
     DTS_ERROR("main", "cannot start: %s", err);
     return 1;
   }
@@ -201,7 +231,7 @@ int main(int argc, char **argv) {
     close((int)ready_fd);
   }
   int sig = 0;
-  sigwait(&set, &sig);
+  sigwait(&set_, &sig);
   DTS_INFO("main", "signal %d: shutting down", sig);
   dtsd_stop(d);
   DTS_INFO("main", "clean exit");

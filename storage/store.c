@@ -128,6 +128,11 @@ void dts_batch_del(dts_batch *b, const void *k, size_t klen) {
 }
 
 bool dts_batch_empty(const dts_batch *b) { return b == NULL || b->ops == 0; }
+
+void dts_batch_append(dts_batch *dst, const dts_batch *src) {
+  leveldb_writebatch_append(dst->wb, src->wb);
+  dst->ops += src->ops;
+}
 size_t dts_batch_ops(const dts_batch *b) { return b == NULL ? 0 : b->ops; }
 
 /* ------------------------------------------------------------------------ */

@@ -56,6 +56,7 @@ void dts_batch_put(dts_batch *b, const void *k, size_t klen, const void *v, size
 void dts_batch_del(dts_batch *b, const void *k, size_t klen);
 bool dts_batch_empty(const dts_batch *b);
 size_t dts_batch_ops(const dts_batch *b); /* puts and deletes so far */
+void dts_batch_append(dts_batch *dst, const dts_batch *src); /* src's operations after dst's */
 
 /* ---- writing, and when the disk says no ----------------------------------
  *

@@ -72,9 +72,37 @@ void dts_call_stream_send(dts_call *c, dts_buf msg) {
     c->items = dts_realloc(c->items, (size_t)c->capitems * sizeof(*c->items));
   }
   c->items[c->nitems++] = msg;
+  if (c->slow) c->queued += msg.n;
   pthread_cond_broadcast(&c->cv);
   pthread_mutex_unlock(&c->mu);
   post(c, DTS_CALL_SENT);
+}
+
+size_t dts_call_stream_queued(dts_call *c) {
+  pthread_mutex_lock(&c->mu);
+  size_t q = c->queued;
+  pthread_mutex_unlock(&c->mu);
+  return q;
+}
+
+void dts_call_stream_watch(dts_call *c, size_t below) {
+  pthread_mutex_lock(&c->mu);
+  bool now = c->queued <= below;
+  if (!now) {
+    c->watching = true;
+    c->below = below;
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (now) post(c, DTS_CALL_DRAINED);
+}
+
+void fake_deliver(dts_call *c) {
+  pthread_mutex_lock(&c->mu);
+  c->queued = 0;
+  bool drained = c->watching;
+  c->watching = false;
+  pthread_mutex_unlock(&c->mu);
+  if (drained) post(c, DTS_CALL_DRAINED);
 }
 
 void dts_call_stream_end(dts_call *c, dts_status st, const char *msg) {

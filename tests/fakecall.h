@@ -30,6 +30,11 @@ struct dts_call {
   dts_buf body;
   dts_buf *items; /* stream messages, in order */
   int nitems, capitems;
+  /* a slow reader: sends stay "queued" until fake_deliver */
+  bool slow;
+  size_t queued;
+  bool watching;
+  size_t below;
 };
 
 /* Calls alive (created, not yet freed): 0 once the hub let go of all. */
@@ -44,5 +49,8 @@ int fake_nitems(dts_call *c);
 bool fake_item(dts_call *c, int i, dts_buf *out);
 /* The client ends the call: DTS_CALL_CLOSED to its owner. */
 void fake_close(dts_call *c);
+/* A slow reader catches up: nothing is queued any more (DTS_CALL_DRAINED
+ * to the owner if it watches). */
+void fake_deliver(dts_call *c);
 
 #endif
