@@ -320,9 +320,9 @@ struct dts_hub {
   bool poisoned;    /* a read failed after the handler changed state */
   long changes;     /* touch() calls and batch operations: "has it changed anything?" */
   long mark;        /* `changes` when the current handler began */
-  long unreadable;  /* records start-up (or a reset) could not read */
+  atomic_long unreadable; /* records start-up (or a reset) could not read; any thread reads */
   dts_ratelimit stale_log;
-  long resets;
+  atomic_long resets;
   atomic_bool quiesced; /* any thread: shut down, and its last batch is with the store */
   atomic_long st_instances, st_streams, st_dispatched,
       st_completions, st_stale;
@@ -794,13 +794,13 @@ static void flush(dts_hub *h) {
   for (size_t i = 0; i < t->ntouched; i++) {
     inst *in = t->touched[i];
     in->last_active = now; /* passivation counts idle time from its last change */
-    if (in->dirty) put_record(h, in);
+    if (in->dirty && !in->purged) put_record(h, in); /* a purge later in the turn deleted it for good */
     in->dirty = false;
     in->touched_by = NULL;
   }
   for (size_t i = 0; i < t->netouched; i++) {
     ent *e = t->etouched[i];
-    if (e->dirty) put_ent_record(h, e);
+    if (e->dirty && !e->dead) put_ent_record(h, e); /* a wipe later in the turn removed it */
     e->dirty = false;
     e->touched_by = NULL;
   }
@@ -2897,7 +2897,6 @@ static bool on_complete_orch(dts_hub *h, dts_call *c, OrchestratorResponse *r) {
   }
   if (etype != NULL) {
     fail(h, c, est, "%s", msg);
-    fail(h, c, DTS_ST_INVALID_ARGUMENT, "%s", msg);
     TaskFailureDetails fd = TASK_FAILURE_DETAILS__INIT;
     fd.error_type = (char *)etype;
     fd.error_message = msg;
@@ -6009,6 +6008,8 @@ void dts_hub_get_stats(dts_hub *h, dts_hub_stats *o) {
   o->dispatched = atomic_load(&h->st_dispatched);
   o->completions = atomic_load(&h->st_completions);
   o->stale_completions = atomic_load(&h->st_stale);
+  o->unreadable = atomic_load(&h->unreadable);
+  o->resets = atomic_load(&h->resets);
 }
 
 typedef struct marker_ctx {

@@ -98,6 +98,8 @@ void dts_hub_release(dts_hub *h);
 /* Figures for tests and logs (any thread; approximate while running). */
 typedef struct dts_hub_stats {
   long instances, ready_orch, ready_act, streams, dispatched, completions, stale_completions;
+  long unreadable; /* records start-up could not read (logged with their keys) */
+  long resets;     /* times memory was read back after a change did not reach the store */
 } dts_hub_stats;
 void dts_hub_get_stats(dts_hub *h, dts_hub_stats *out);
 

@@ -81,13 +81,7 @@ static void env_fini(void) {
   if (system(cmd) != 0) fprintf(stderr, "fuzz: could not remove %s\n", E.dir);
 }
 
-dts_store *fz_store(void) {
-  if (E.store != NULL) return E.store;
-  if (getenv("FZ_LOG") == NULL) dts_log_set_level(DTS_LOG_OFF); /* millions of inputs */
-  struct stat sb;
-  const char *base = stat("/dev/shm", &sb) == 0 ? "/dev/shm" : "/tmp";
-  snprintf(E.dir, sizeof(E.dir), "%s/dtsd-fuzz-XXXXXX", base);
-  if (mkdtemp(E.dir) == NULL) abort();
+static void open_store(void) {
   char db[160];
   snprintf(db, sizeof(db), "%s/db", E.dir);
   char err[256];
@@ -99,6 +93,25 @@ dts_store *fz_store(void) {
     fprintf(stderr, "fuzz: %s\n", err);
     abort();
   }
+}
+
+const char *fz_store_reopen(void) {
+  static char db[160];
+  fz_store();
+  dts_store_close(E.store);
+  open_store();
+  snprintf(db, sizeof(db), "%s/db", E.dir);
+  return db;
+}
+
+dts_store *fz_store(void) {
+  if (E.store != NULL) return E.store;
+  if (getenv("FZ_LOG") == NULL) dts_log_set_level(DTS_LOG_OFF); /* millions of inputs */
+  struct stat sb;
+  const char *base = stat("/dev/shm", &sb) == 0 ? "/dev/shm" : "/tmp";
+  snprintf(E.dir, sizeof(E.dir), "%s/dtsd-fuzz-XXXXXX", base);
+  if (mkdtemp(E.dir) == NULL) abort();
+  open_store();
   E.sched = dts_sched_create_manual();
   E.timers = dts_timers_create_manual();
   atexit(env_fini);
@@ -113,7 +126,8 @@ fz_hub *fz_hub_open(const fz_options *o) {
                        .sched = E.sched,
                        .timers = E.timers,
                        .store = E.store,
-                       .max_payload = 4096,
+                       .max_payload = o->max_payload ? o->max_payload : 4096,
+                       .limits = o->limits,
                        .default_max_orch = 4,
                        .default_max_act = 4,
                        .abandon_delay_ns = 1000000ULL,
@@ -135,7 +149,7 @@ static bool owned_method(int m) {
   return dts_methods[m].server_streaming || m == DTS_M_WAIT_START || m == DTS_M_WAIT_COMPLETION;
 }
 
-static void post_decoded(fz_hub *f, int m, ProtobufCMessage *req) {
+static dts_call *post_decoded(fz_hub *f, int m, ProtobufCMessage *req) {
   bool owned = owned_method(m);
   dts_call *c = fake_call_new(owned ? dts_hub_actor(f->hub) : NULL);
   dts_call_ref(c); /* the hub's */
@@ -149,7 +163,10 @@ static void post_decoded(fz_hub *f, int m, ProtobufCMessage *req) {
     PUSH(f->unary, f->nunary, f->capunary, c);
   }
   dts_hub_post(f->hub, (dts_method)m, c, req);
+  return c;
 }
+
+dts_call *fz_owned(fz_hub *f, size_t i) { return i < f->nowned ? f->owned[i] : NULL; }
 
 bool fz_post_raw(fz_hub *f, int m, const uint8_t *body, size_t n, uint8_t tok) {
   if (m < 0 || m >= DTS_M_COUNT || m == DTS_M_HELLO || f->deleted) return false;
@@ -171,7 +188,7 @@ bool fz_post_raw(fz_hub *f, int m, const uint8_t *body, size_t n, uint8_t tok) {
   return true;
 }
 
-void fz_post(fz_hub *f, int m, const ProtobufCMessage *req) {
+dts_call *fz_post(fz_hub *f, int m, const ProtobufCMessage *req) {
   dts_buf b = dts_pb_pack(req);
   char err[512];
   ProtobufCMessage *copy = dts_pb_decode(req->descriptor, b.p, b.n, MAX_DEPTH, err, sizeof(err));
@@ -181,7 +198,7 @@ void fz_post(fz_hub *f, int m, const ProtobufCMessage *req) {
     abort();
   }
   if (m == DTS_M_DELETE_TASK_HUB) f->deleted = true;
-  post_decoded(f, m, copy);
+  return post_decoded(f, m, copy);
 }
 
 /* New stream items: remember their completion tokens. */
@@ -259,7 +276,12 @@ void fz_wipe(void) {
   snprintf(hub_name, sizeof(hub_name), "fz%lu", ++hub_seq);
 }
 
-void fz_hub_close(fz_hub *f) {
+static void hub_close(fz_hub *f, bool wipe);
+
+void fz_hub_close(fz_hub *f) { hub_close(f, true); }
+void fz_hub_close_keep(fz_hub *f) { hub_close(f, false); }
+
+static void hub_close(fz_hub *f, bool wipe) {
   fz_run(f, 0);
   dts_hub_shutdown(f->hub);
   fz_run(f, 0);
@@ -293,7 +315,7 @@ void fz_hub_close(fz_hub *f) {
   dts_free(f->closed);
   dts_free(f->seen);
   dts_free(f);
-  fz_wipe();
+  if (wipe) fz_wipe();
   dts_pool_thread_flush();
 }
 

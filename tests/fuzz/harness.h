@@ -26,7 +26,8 @@ typedef struct fz_options {
   bool storage_thread;   /* commit through the storage thread (fsync's path) */
   bool passivate;        /* drop idle instances at every purge tick */
   int entity_batch;      /* 0: the default */
-  int max_stream_items;  /* 0: the default */
+  dts_hub_limits limits; /* zeros: the defaults */
+  size_t max_payload;    /* 0: 4096 */
 } fz_options;
 
 /* Reads bytes from an input; past the end everything reads as 0. */
@@ -57,8 +58,11 @@ dts_hub *fz_hub_get(fz_hub *f);
  * the tok-th work item received so far.  Returns false when the bridge
  * would have answered itself (bad bytes, Hello, a deleted hub). */
 bool fz_post_raw(fz_hub *f, int m, const uint8_t *body, size_t n, uint8_t tok);
-/* Posts an already built request (packed and decoded again first). */
-void fz_post(fz_hub *f, int m, const ProtobufCMessage *req);
+/* Posts an already built request (packed and decoded again first).  The
+ * call is the harness's (freed at fz_hub_close): read it, do not unref. */
+dts_call *fz_post(fz_hub *f, int m, const ProtobufCMessage *req);
+/* The calls that have an owner (streams, waits), in the order posted. */
+dts_call *fz_owned(fz_hub *f, size_t i);
 /* Runs turns until nothing is left to do: queued messages, batches with the
  * storage thread, timers due by now.  `advance_ns` fires timers that far
  * ahead of now as well (durable timers are never fired early by the hub:
@@ -69,6 +73,9 @@ void fz_run(fz_hub *f, uint64_t advance_ns);
 void fz_close_one(fz_hub *f, uint8_t which);
 /* Shuts the hub down, checks the invariants, frees it and wipes its data. */
 void fz_hub_close(fz_hub *f);
+/* The same, but the data stays: the next fz_hub_open reads it back (a
+ * restart). */
+void fz_hub_close_keep(fz_hub *f);
 
 /* Runs the operations of an input until it ends or `max_ops` ran:
  *   op & 7 in 0..3  request: method byte, token byte (0xff: keep the
@@ -83,6 +90,10 @@ void fz_ops(fz_hub *f, fz_in *in, int max_ops);
 
 /* Deletes everything under the hub's prefix; the next hub gets a new name. */
 void fz_wipe(void);
+
+/* Closes and opens the shared store again (no hub may be open): what was
+ * in LevelDB's log is in a table file afterwards.  Returns its directory. */
+const char *fz_store_reopen(void);
 
 /* Writes one raw key/value under the hub's prefix ("<hub>\0" + key). */
 void fz_put_raw(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen);
