@@ -49,6 +49,10 @@
 #define FORMAT_VALUE "dtsd-store-1"
 #define GROUP_MAX 1024             /* batches merged into one write at most */
 #define MONITOR_NS 100000000ULL    /* free space looked at this often */
+/* A reopen writes the old log's contents as a table (up to the 16 MiB write
+ * buffer, compressed): with less free than this it would fail and leave the
+ * store closed, reads included, so it waits. */
+#define REOPEN_FREE (8ULL << 20)
 
 enum { ST_OK = 0, ST_SHORT, ST_FAILED, ST_CLOSED };
 
@@ -220,7 +224,7 @@ static void monitor(dts_store *s) {
   } else if (st == ST_SHORT && fr >= need) {
     atomic_store(&s->state, ST_OK);
     DTS_INFO("store", "data directory %s has %.1f MiB free again: writes accepted", s->dir, mib(fr));
-  } else if ((st == ST_FAILED || st == ST_CLOSED) && fr >= need && reopen(s)) {
+  } else if ((st == ST_FAILED || st == ST_CLOSED) && fr >= need && fr >= REOPEN_FREE && reopen(s)) {
     atomic_store(&s->state, ST_OK);
     DTS_INFO("store", "data directory %s reopened after a failed write: writes accepted", s->dir);
   }

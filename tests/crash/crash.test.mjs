@@ -209,3 +209,70 @@ test("SIGKILL during a signal storm: every acknowledged signal is applied exactl
   await Promise.allSettled([w.stop(), c.stop()]);
   assert.equal((await srv.stop()).code, 0, srv.stderr());
 });
+
+test("SIGKILL with scheduled signals, timers and 100-character ids pending: after the restart each fires, once", { timeout: 300000 }, async () => {
+  const { TaskEntity, EntityInstanceId } = dt;
+  class Log extends TaskEntity {
+    initializeState() { return []; }
+    append(x) { this.state.push(x); }
+  }
+  const key = (i) => `${"k".repeat(88)}${String(i).padStart(2, "0")}`; // "@schedlog@" + 90 = 100 characters
+  const ent = (i) => new EntityInstanceId("schedlog", key(i));
+  const longId = (tag) => `${tag}-`.padEnd(100, "x"); // 100-character instance ids
+  const sched = async function* crashSched(ctx, input) {
+    // a signal held for later, and a durable timer, both pending at the kill
+    const at = new Date(ctx.currentUtcDateTime.getTime() + 2500);
+    ctx.entities.signalEntity(ent(input.i), "append", input.tag, { signalTime: at });
+    yield ctx.createTimer(at);
+    return input.tag;
+  };
+  const port = await freePort();
+  const dataDir = path.join(tmpDir("sched"), "data");
+  const args = ["--address", `127.0.0.1:${port}`];
+  let srv = await startDtsd({ dataDir, args });
+  srv.endpoint = `127.0.0.1:${port}`;
+  const w = worker(srv, undefined, (x) => { x.addNamedEntity("schedlog", () => new Log()); x.addOrchestrator(sched); });
+  await w.start();
+  let c = client(srv);
+  const want = new Map(); // entity index -> tags it must hold, once each
+  const add = (i, tag) => want.set(i, [...(want.get(i) || []), tag]);
+  const inOneSecond = () => new Date(Date.now() + 2500);
+  const running = [], later = [];
+  try {
+    for (let i = 0; i < 10; i++) { // client signals for later
+      await c.signalEntity(ent(i), "append", `c${i}`, { signalTime: inOneSecond() });
+      add(i, `c${i}`);
+    }
+    for (let i = 0; i < 10; i++) { // orchestrations whose first turn holds a signal and a timer
+      running.push(await c.scheduleNewOrchestration(sched, { i, tag: `o${i}` }, longId(`o${i}`)));
+      add(i, `o${i}`);
+    }
+    for (let i = 0; i < 5; i++) { // orchestrations that start later
+      later.push(await c.scheduleNewOrchestration(sched, { i, tag: `s${i}` }, longId(`s${i}`), inOneSecond()));
+      add(i, `s${i}`);
+    }
+    for (const id of running) await c.waitForOrchestrationStart(id, false, 30); // first turns committed
+    await srv.kill();
+    srv = await startDtsd({ dataDir, args });
+    srv.endpoint = `127.0.0.1:${port}`;
+    for (const id of [...running, ...later]) {
+      const st = await c.waitForOrchestrationCompletion(id, true, 60);
+      assert.equal(st?.runtimeStatus, S.COMPLETED, `${id}: ${st?.failureDetails?.message}`);
+    }
+    await waitFor(async () => {
+      for (const [i, tags] of want) {
+        const got = (await c.getEntity(ent(i), true).catch(() => undefined))?.state || [];
+        if (got.length < tags.length) return false;
+      }
+      return true;
+    }, "every scheduled signal to be applied", 60000);
+    for (const [i, tags] of want) {
+      const got = (await c.getEntity(ent(i), true)).state;
+      assert.deepEqual([...got].sort(), [...tags].sort(), `entity ${i}: each signal once`);
+    }
+    console.log(`scheduled: ${[...want.values()].flat().length} signals and ${running.length + later.length} timers pending at the kill, all fired once`);
+  } finally {
+    await Promise.allSettled([w.stop(), c.stop()]);
+    assert.equal((await srv.stop()).code, 0, srv.stderr());
+  }
+});

@@ -32,8 +32,9 @@ export function tmpDir(tag = "e2e") {
   return fs.mkdtempSync(path.join(os.tmpdir(), `dtsd-${tag}-`));
 }
 
-// Starts dtsd; resolves once it serves.  opts: {dataDir, hubs, args, env}
-export async function startDtsd(opts = {}) {
+// Spawns dtsd without waiting for it: {child, dataDir, ready (a promise of
+// the port, or null when dtsd exits first), stderr(), exited()}.
+export function spawnDtsd(opts = {}) {
   const dataDir = opts.dataDir || path.join(tmpDir(), "data");
   const args = ["--address", "127.0.0.1:0", "--data-dir", dataDir, "--ready-fd", "3", "--log-level",
     process.env.DTSD_LOG_LEVEL || "warn", ...(opts.hubs ? ["--task-hubs", opts.hubs] : []), ...(opts.args || [])];
@@ -44,35 +45,50 @@ export async function startDtsd(opts = {}) {
   let exited = null;
   const exitP = new Promise((resolve) => child.on("exit", (code, sig) => { exited = { code, sig }; resolve(exited); }));
   const closedP = new Promise((resolve) => child.on("close", resolve)); // exited, stderr read to the end
-  let ready = "";
-  child.stdio[3].on("data", (d) => { ready += d; });
-  const readyP = new Promise((resolve) => child.stdio[3].on("close", resolve));
-  let timer;
-  const late = new Promise((resolve) => { timer = setTimeout(() => resolve("late"), 20000); });
-  const outcome = await Promise.race([readyP, late]);
-  clearTimeout(timer);
-  if (outcome === "late") {
-    child.kill("SIGKILL");
-    throw new Error(`timed out waiting for dtsd to start: ${stderr}`);
-  }
-  if (!/^\d+\n$/.test(ready)) { /* it closed the pipe without a port: it is exiting */
-    await closedP;
-    throw new Error(`dtsd exited at start (${JSON.stringify(exited)}): ${stderr}`);
-  }
-  const port = Number(ready.trim());
+  let readyText = "";
+  child.stdio[3].on("data", (d) => { readyText += d; });
+  const ready = new Promise((resolve) => child.stdio[3].on("close", async () => {
+    if (/^\d+\n$/.test(readyText)) resolve(Number(readyText.trim()));
+    else { await closedP; resolve(null); } // it closed the pipe without a port: it exited
+  }));
+  return { child, dataDir, ready, exitP, stderr: () => stderr, exited: () => exited };
+}
+
+// Wraps a spawned dtsd that serves on `port`.
+function served(sp, port) {
+  const { child, dataDir, exitP } = sp;
   return {
     port, dataDir, endpoint: `127.0.0.1:${port}`, child,
-    stderr: () => stderr,
+    stderr: sp.stderr,
     // Graceful stop; resolves with the exit status.  A stop that does not end
     // in exit code 0 prints dtsd's last words so the failure explains itself.
     async stop() {
-      if (!exited) child.kill("SIGTERM");
+      if (!sp.exited()) child.kill("SIGTERM");
       const st = await exitP;
-      if (st.code !== 0) process.stderr.write(`dtsd did not exit cleanly (${JSON.stringify(st)}); its stderr ends:\n${stderr.slice(-4000)}\n`);
+      if (st.code !== 0) process.stderr.write(`dtsd did not exit cleanly (${JSON.stringify(st)}); its stderr ends:\n${sp.stderr().slice(-4000)}\n`);
       return st;
     },
-    async kill() { if (!exited) child.kill("SIGKILL"); return exitP; },
+    async kill() { if (!sp.exited()) child.kill("SIGKILL"); return exitP; },
   };
+}
+
+// Waits for a spawned dtsd to serve (up to timeoutMs).
+export async function whenServing(sp, timeoutMs = 20000) {
+  let timer;
+  const late = new Promise((resolve) => { timer = setTimeout(() => resolve("late"), timeoutMs); });
+  const port = await Promise.race([sp.ready, late]);
+  clearTimeout(timer);
+  if (port === "late") {
+    sp.child.kill("SIGKILL");
+    throw new Error(`timed out waiting for dtsd to start: ${sp.stderr()}`);
+  }
+  if (port === null) throw new Error(`dtsd exited at start (${JSON.stringify(sp.exited())}): ${sp.stderr()}`);
+  return served(sp, port);
+}
+
+// Starts dtsd; resolves once it serves.  opts: {dataDir, hubs, args, env}
+export async function startDtsd(opts = {}) {
+  return whenServing(spawnDtsd(opts));
 }
 
 export function metadataFor(hub) {

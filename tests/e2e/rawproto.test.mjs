@@ -163,3 +163,65 @@ test("CreateTaskHub and DeleteTaskHub at runtime, persisted across restarts", as
     assert.equal((await own.stop()).code, 0, own.stderr());
   }
 });
+
+test("a NUL byte in an id, a name or a payload is INVALID_ARGUMENT naming the field, never cut short", async () => {
+  const cases = [
+    [msg(str(1, "nul\u0000id"), str(2, "orch")), /instance_id/],
+    [msg(str(1, "nul-name"), str(2, "or\u0000ch")), /name/],
+    [msg(str(1, "nul-input"), str(2, "orch"), sv(4, "{\"a\":\"\u0000\"}")), /input/],
+  ];
+  for (const [body, field] of cases) {
+    const r = await call(P("StartInstance"), body);
+    assert.equal(r.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(r));
+    assert.match(r.details, /NUL/);
+    assert.match(r.details, field);
+  }
+  const g = await call(P("GetInstance"), msg(str(1, "nul")));
+  assert.equal(g.code, 0);
+  assert.equal(g.res.length, 0, "nothing was created under a truncated id");
+  const ev = await call(P("RaiseEvent"), msg(str(1, "x"), str(2, "ev\u0000ent")));
+  assert.equal(ev.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(ev));
+  await stillServes();
+});
+
+test("DeleteTaskHub and CreateTaskHub of one name sent back to back: a fresh, empty hub, still served after a restart", async () => {
+  const { startDtsd: start } = await import("./harness.mjs");
+  let own = await start();
+  let cl = new grpc.Client(own.endpoint, grpc.credentials.createInsecure());
+  const rpc = (m, body, hub) => rawUnary(grpc, cl, P(m), body, hub);
+  const exists = async (hub, id) => {
+    const r = await rpc("GetInstance", msg(str(1, id)), hub);
+    return r.code === 0 ? r.res.length > 0 : r.code;
+  };
+  try {
+    assert.equal((await rpc("CreateTaskHub", Buffer.alloc(0), "reborn")).code, 0);
+    // enough data that the old hub's wipe takes a while
+    for (let i = 0; i < 4000; i += 200)
+      await Promise.all(Array.from({ length: 200 }, (_, j) => rpc("StartInstance", msg(str(1, `old-${i + j}`), str(2, "orch")), "reborn")));
+    const deleting = rpc("DeleteTaskHub", Buffer.alloc(0), "reborn");
+    await waitForNotServed(() => exists("reborn", "old-0"));
+    assert.equal((await rpc("CreateTaskHub", Buffer.alloc(0), "reborn")).code, 0);
+    assert.equal((await rpc("StartInstance", msg(str(1, "new"), str(2, "orch")), "reborn")).code, 0);
+    assert.equal((await deleting).code, 0);
+    assert.equal(await exists("reborn", "new"), true);
+    assert.equal(await exists("reborn", "old-1"), false, "the new hub is empty of the old one's data");
+    cl.close();
+    assert.equal((await own.stop()).code, 0, own.stderr());
+    own = await start({ dataDir: own.dataDir });
+    cl = new grpc.Client(own.endpoint, grpc.credentials.createInsecure());
+    assert.equal(await exists("reborn", "new"), true, "the new hub is served after a restart");
+    assert.equal(await exists("reborn", "old-2"), false);
+  } finally {
+    cl.close();
+    assert.equal((await own.stop()).code, 0, own.stderr());
+  }
+});
+
+// Waits until the hub stops being served (the bridge took the deletion).
+async function waitForNotServed(probe) {
+  for (let i = 0; i < 5000; i++) {
+    if ((await probe()) === grpc.status.NOT_FOUND) return;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error("the deleted hub is still served");
+}
