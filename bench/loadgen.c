@@ -32,7 +32,11 @@
  * instance, and checks the counts (--orchestrations finished, --parked
  * running).  Both name instances "<id-prefix><i>" (--id-prefix).
  *
- * Usage: loadgen --target HOST:PORT [--scenario signals|hello|fanout|timers|events|raw|park|query|mixed]
+ * Scenario cold: StartInstance of --orchestrations new ids, one at a time,
+ * and its latency: each start first looks the id up, which misses every
+ * table of a large store (bench/cold.sh compares bloom filters on and off).
+ *
+ * Usage: loadgen --target HOST:PORT [--scenario signals|hello|fanout|timers|events|raw|park|query|mixed|cold]
  *                [--signals S] [--orchestrations O] [--fanout N] [--concurrency C]
  *                [--entities E] [--taskhub NAME] [--pid DTSD_PID] [--id-prefix P] [--parked N]
  *                [--activities N] [--durability os|fsync] [--streams N (worker streams, 1-64)]
@@ -286,7 +290,7 @@ static void on_work_item(dts_buf b) {
 
 /* ---- scenario hello-5: five activities in sequence -------------------------- */
 
-enum { S_SIGNALS, S_HELLO, S_FANOUT, S_TIMER, S_EVENT, S_RAW, S_PARK, S_QUERY, S_MIXED };
+enum { S_SIGNALS, S_HELLO, S_FANOUT, S_TIMER, S_EVENT, S_RAW, S_PARK, S_QUERY, S_MIXED, S_COLD };
 static int scen;              /* the scenario in use */
 static bool hello;            /* an orchestration scenario */
 static long norch = 2000, started, finished, wrong, fan_n = 1000, parked_turns, nparked;
@@ -752,6 +756,30 @@ static double median_ms(double *v, int n) {
   return v[n / 2];
 }
 
+/* ---- scenario cold: starts of ids never seen -------------------------------- */
+
+static int run_cold(void) {
+  double *ms = calloc((size_t)norch, sizeof(double)), sum = 0;
+  char id[128];
+  for (long i = 0; i < norch; i++) {
+    CreateInstanceRequest r = CREATE_INSTANCE_REQUEST__INIT;
+    snprintf(id, sizeof(id), "%scold-%08x-%ld", id_prefix ? id_prefix : "", run_id, i);
+    r.instance_id = id;
+    r.name = "cold";
+    dts_buf b = call_sync("/TaskHubSidecarService/StartInstance", &r.base, &ms[i]);
+    dts_buf_free(&b);
+    sum += ms[i];
+  }
+  qsort(ms, (size_t)norch, sizeof(double), cmp_d);
+  double p50 = ms[norch / 2], p99 = ms[(size_t)((double)norch * 0.99)], mean = sum / (double)norch;
+  printf("loadgen cold: %ld starts of new ids, one at a time: p50 %.3f ms, p99 %.3f ms, mean %.3f ms\n", norch, p50,
+         p99, mean);
+  printf("{\"bench\":\"loadgen\",\"scenario\":\"cold\",\"starts\":%ld,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"mean_ms\":%.3f}\n",
+         norch, p50, p99, mean);
+  free(ms);
+  return 0;
+}
+
 static int run_queries(void) {
   enum { REPS = 21 };
   const int COMPLETED = ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED,
@@ -916,16 +944,16 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  static const char *names[] = {"signals", "hello", "fanout", "timers", "events", "raw", "park", "query", "mixed"};
+  static const char *names[] = {"signals", "hello", "fanout", "timers", "events", "raw", "park", "query", "mixed", "cold"};
   scen = -1;
-  for (int i = 0; i < 9; i++)
+  for (int i = 0; i < 10; i++)
     if (strcmp(scenario, names[i]) == 0) scen = i;
   hello = scen == S_HELLO || scen == S_FANOUT || scen == S_TIMER || scen == S_EVENT || scen == S_PARK || scen == S_MIXED;
   if (scen == S_MIXED && !signals_given) nsignals = norch * 2;
   if (scen == S_MIXED && !entities_given) nents = 100;
   if (scen < 0 || nsignals <= 0 || conc <= 0 || nents <= 0 || norch <= 0 || fan_n <= 0 || fan_n > 100000 || hello_n <= 0 ||
       nstreams < 1 || nstreams > MAX_STREAMS) {
-    fprintf(stderr, "loadgen: scenarios are signals, hello, fanout, timers, events, raw, park, query, mixed; counts "
+    fprintf(stderr, "loadgen: scenarios are signals, hello, fanout, timers, events, raw, park, query, mixed, cold; counts "
                     "must be positive\n");
     return 2;
   }
@@ -936,8 +964,8 @@ int main(int argc, char **argv) {
   grpc_channel_credentials_release(cr);
   cq = grpc_completion_queue_create_for_next(NULL);
   final_state = calloc((size_t)nents, sizeof(long));
-  if (scen == S_QUERY) {
-    int rc = run_queries();
+  if (scen == S_QUERY || scen == S_COLD) {
+    int rc = scen == S_QUERY ? run_queries() : run_cold();
     fflush(stdout);
     _exit(rc);
   }

@@ -22,6 +22,14 @@ runtests() { # runtests <dir> [ctest args]
 }
 
 status=0
+echo "== fuzz targets (clang, libFuzzer, ASan+UBSan)"
+FUZZ_SECS=${FUZZ_SECS:-60}
+if CC=clang CXX=clang++ cmake -S "$ROOT" -B "$ROOT/build-fuzz" -G Ninja -DDTS_SANITIZE=fuzz >/dev/null &&
+   cmake --build "$ROOT/build-fuzz" -j "$JOBS"; then
+    "$ROOT/tests/fuzz/run.sh" "$ROOT/build-fuzz" "$FUZZ_SECS" || status=1
+else
+    status=1
+fi
 echo "== normal build"
 build build "" && runtests build || status=1
 echo "== ASan+UBSan build"
