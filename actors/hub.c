@@ -5314,6 +5314,7 @@ static bool refused(dts_hub *h, dts_call *c, int method, ProtobufCMessage *req) 
   if (held != NULL && tok[0] == 'o' && ((inst *)held)->leased_to != NULL) orch_return(h, held);
   if (held != NULL && tok[0] == 'a' && ((act *)held)->leased_to != NULL) act_return(h, held);
   if (held != NULL && tok[0] == 'e' && ((ent *)held)->leased_to != NULL) ent_return(h, held);
+  if (method == DTS_M_DELETE_TASK_HUB) atomic_store(&h->delete_state, -1); /* the bridge serves it again */
   fail(h, c, status_of(e), "%s", why);
   return true;
 }
@@ -5997,6 +5998,8 @@ dts_err dts_hub_persist_marker(dts_hub *h) {
 bool dts_hub_quiesced(dts_hub *h) { return atomic_load(&h->quiesced); }
 
 int dts_hub_delete_state(dts_hub *h) { return atomic_load(&h->delete_state); }
+
+void dts_hub_undelete(dts_hub *h) { atomic_store(&h->delete_state, 0); }
 
 void dts_hub_release(dts_hub *h) { dts_actor_unref(&h->actor); }
 

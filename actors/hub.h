@@ -86,6 +86,9 @@ bool dts_hub_quiesced(dts_hub *h);
  * hub of the same name may then be created), -1 when it failed (the hub
  * still holds its data).  Any thread. */
 int dts_hub_delete_state(dts_hub *h);
+/* The bridge serves a hub whose deletion failed again: back to 0.  The
+ * hub's own `deleted` flag was already cleared when the deletion failed. */
+void dts_hub_undelete(dts_hub *h);
 /* Records in the store that this hub was created at runtime (CreateTaskHub),
  * so that it is served again after a restart.  Synchronous: call it from
  * the thread that creates the hub, before announcing it. */

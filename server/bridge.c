@@ -287,6 +287,23 @@ static void hub_names(dts_bridge *b, char *out, size_t n) {
     k += (size_t)snprintf(out + k, n - k, "%s%s", i ? ", " : "", dts_hub_name(hs->live[i]));
 }
 
+/* A DeleteTaskHub that failed (the store refused its wipe) leaves the hub
+ * with its data: it is served again (CQ thread, every tick). */
+static void revive_failed_deletions(dts_bridge *b) {
+  dts_hubset *hs = b->cfg.hubs;
+  for (int i = 0; i < hs->nretired; i++) {
+    dts_hub *h = hs->retired[i];
+    if (dts_hub_delete_state(h) >= 0 || hs->nlive == DTS_MAX_HUBS) continue;
+    bool taken = false;
+    for (int j = 0; j < hs->nlive; j++) taken |= strcmp(dts_hub_name(hs->live[j]), dts_hub_name(h)) == 0;
+    if (taken) continue;
+    dts_hub_undelete(h);
+    hs->live[hs->nlive++] = h;
+    hs->retired[i--] = hs->retired[--hs->nretired];
+    DTS_WARN("grpc", "task hub '%s': its deletion failed; it is served again with its data", dts_hub_name(h));
+  }
+}
+
 /* The hub of that name deleted last, if it is not yet gone from the store. */
 static dts_hub *being_deleted(dts_bridge *b, const char *name) {
   dts_hubset *hs = b->cfg.hubs;
@@ -314,18 +331,13 @@ static void create_hub(dts_bridge *b, dts_call *c, const char *name) {
     b->npending++;
     return;
   }
-  for (int i = hs->nretired - 1; i >= 0; i--) {
-    if (strcmp(dts_hub_name(hs->retired[i]), name) != 0) continue;
-    if (dts_hub_delete_state(hs->retired[i]) < 0 && hs->nlive < DTS_MAX_HUBS) { /* its deletion failed */
-      hs->live[hs->nlive++] = hs->retired[i];
-      hs->retired[i] = hs->retired[--hs->nretired];
-      DTS_WARN("grpc", "task hub '%s': its deletion had failed; it is served again with its data", name);
+  revive_failed_deletions(b);
+  for (int i = 0; i < hs->nlive; i++)
+    if (strcmp(dts_hub_name(hs->live[i]), name) == 0) { /* its deletion failed: it is back, data and all */
       CreateTaskHubResponse resp = CREATE_TASK_HUB_RESPONSE__INIT;
       dts_call_reply(c, dts_pb_pack(&resp.base));
       return;
     }
-    break;
-  }
   if (hs->nlive == DTS_MAX_HUBS || hs->nretired == DTS_MAX_HUBS) {
     dts_call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, "too many task hubs");
     return;
@@ -550,6 +562,7 @@ static void begin_shutdown(dts_bridge *b) {
 static void tick(dts_bridge *b) {
   if (atomic_load(&b->stop) && !b->shutting_down) begin_shutdown(b);
   if (b->npending > 0) create_pending(b);
+  if (!b->shutting_down) revive_failed_deletions(b);
   if (b->shutting_down && !b->cancelled_all && gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), b->cancel_at) >= 0) {
     grpc_server_cancel_all_calls(b->srv);
     b->cancelled_all = true;

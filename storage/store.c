@@ -463,7 +463,7 @@ dts_err dts_store_open_with(const char *dir, const dts_store_options *o, dts_sto
   leveldb_options_set_create_if_missing(s->opt, !has_current);
   leveldb_options_set_paranoid_checks(s->opt, 1);
   leveldb_options_set_compression(s->opt, leveldb_snappy_compression);
-  leveldb_options_set_write_buffer_size(s->opt, 16u << 20);
+  leveldb_options_set_write_buffer_size(s->opt, o->write_buffer > 0 ? o->write_buffer : 16u << 20);
   if (o->block_cache > 0) {
     s->cache = leveldb_cache_create_lru(o->block_cache);
     leveldb_options_set_cache(s->opt, s->cache);

@@ -30,6 +30,7 @@ typedef struct dts_store_options {
   size_t block_cache; /* bytes of LevelDB block cache (0: LevelDB's own 8 MiB) */
   int bloom_bits;     /* bloom filter bits per key (0: no filters) */
   uint64_t min_free;  /* writes are refused while the data directory has less free */
+  size_t write_buffer; /* LevelDB memtable bytes before a flush to a table (0: 16 MiB) */
 } dts_store_options;
 
 /* Defaults: os durability, 64 MiB cache, 10 bloom bits, 64 MiB min free. */

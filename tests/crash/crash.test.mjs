@@ -215,6 +215,8 @@ test("SIGKILL with scheduled signals, timers and 100-character ids pending: afte
   class Log extends TaskEntity {
     initializeState() { return []; }
     append(x) { this.state.push(x); }
+    // entity to entity: a signal held for later, sent from an operation
+    relay(x) { this.context.signalEntity(ent(x.i), "append", x.tag, { signalTime: new Date(Date.now() + 2500) }); }
   }
   const key = (i) => `${"k".repeat(88)}${String(i).padStart(2, "0")}`; // "@schedlog@" + 90 = 100 characters
   const ent = (i) => new EntityInstanceId("schedlog", key(i));
@@ -243,6 +245,14 @@ test("SIGKILL with scheduled signals, timers and 100-character ids pending: afte
       await c.signalEntity(ent(i), "append", `c${i}`, { signalTime: inOneSecond() });
       add(i, `c${i}`);
     }
+    for (let i = 0; i < 10; i++) { // entity operations that hold a signal to another entity for later
+      await c.signalEntity(new EntityInstanceId("schedlog", `relay${i}`), "relay", { i, tag: `e${i}` });
+      add(i, `e${i}`);
+    }
+    await waitFor(async () => { // the relays ran: their held signals are stored
+      for (let i = 0; i < 10; i++) if ((await c.getEntity(new EntityInstanceId("schedlog", `relay${i}`)))?.backlogQueueSize !== 0) return false;
+      return true;
+    }, "the relays to run");
     for (let i = 0; i < 10; i++) { // orchestrations whose first turn holds a signal and a timer
       running.push(await c.scheduleNewOrchestration(sched, { i, tag: `o${i}` }, longId(`o${i}`)));
       add(i, `o${i}`);

@@ -88,6 +88,7 @@ static void open_store(void) {
   dts_store_options so;
   dts_store_options_init(&so);
   so.block_cache = 1u << 20; /* a small heap keeps the per-input leak scans cheap */
+  so.write_buffer = 512u << 10;
   so.min_free = 0;
   if (dts_store_open_with(db, &so, &E.store, err, sizeof(err)) != DTS_OK) {
     fprintf(stderr, "fuzz: %s\n", err);
