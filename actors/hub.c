@@ -3188,6 +3188,14 @@ static bool after_cursor(const qscan *q, int64_t t, const char *id, size_t n) {
   return c > 0 || (c == 0 && n > an);
 }
 
+/* Counts a visited entry against the budget and keeps it as a row when it
+ * matched; false: the scan stops (budget spent or page full). */
+static bool qscan_take(qscan *q, int64_t t, const char *id, size_t n, bool keep) {
+  bool more = qscan_spend(q, t, id, n);
+  if (keep) qrow_push(q, t, id, n);
+  return more && q->got < q->want;
+}
+
 /* "<hub>\0S<st><created><id>" and "<hub>\0C<completed><id>" */
 static bool qscan_time_visit(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
   qscan *q = c;
@@ -3199,10 +3207,7 @@ static bool qscan_time_visit(void *c, const char *k, size_t klen, const char *v,
   size_t n = klen - off - 8;
   if (n > DTS_ID_MAX) return true; /* not an id of ours */
   if (!after_cursor(q, t, id, n) || id[0] == '@') return true;
-  bool more = qscan_spend(q, t, id, n);
-  if (q->nstatus > 0 && (vlen < 1 || !status_in((uint8_t)v[0], q->status, q->nstatus))) return more;
-  qrow_push(q, t, id, n);
-  return more && q->got < q->want;
+  return qscan_take(q, t, id, n, q->nstatus == 0 || (vlen >= 1 && status_in((uint8_t)v[0], q->status, q->nstatus)));
 }
 
 /* "<hub>\0U<id>" -> <status:1>: unfinished instances in id order */
@@ -3212,10 +3217,7 @@ static bool qscan_uidx_visit(void *c, const char *k, size_t klen, const char *v,
   const char *id = k + off;
   size_t n = klen - off;
   if (n == 0 || n > DTS_ID_MAX || !after_cursor(q, 0, id, n)) return true;
-  bool more = qscan_spend(q, 0, id, n);
-  if (vlen < 1 || !status_in((uint8_t)v[0], q->status, q->nstatus)) return more;
-  qrow_push(q, 0, id, n);
-  return more && q->got < q->want;
+  return qscan_take(q, 0, id, n, vlen >= 1 && status_in((uint8_t)v[0], q->status, q->nstatus));
 }
 
 /* "<hub>\0I<id>" -> record: the id plan filters on the record itself */
@@ -3226,14 +3228,11 @@ static bool qscan_id_visit(void *c, const char *k, size_t klen, const char *v, s
   size_t n = klen - off;
   if (n < q->plen || memcmp(id, q->prefix, q->plen) != 0) return false;
   if (n > DTS_ID_MAX || !after_cursor(q, 0, id, n) || id[0] == '@') return true;
-  bool more = qscan_spend(q, 0, id, n);
   Dtsd__Store__InstanceRecord *r = dtsd__store__instance_record__unpack(NULL, vlen, (const uint8_t *)v);
-  if (r == NULL) return more; /* a damaged record: GetInstance reports it */
-  bool keep = status_in(r->status, q->status, q->nstatus) && r->created_ns >= q->from_created &&
-              r->created_ns <= q->to_created;
-  dtsd__store__instance_record__free_unpacked(r, NULL);
-  if (keep) qrow_push(q, 0, id, n);
-  return more && q->got < q->want;
+  bool keep = r != NULL && status_in(r->status, q->status, q->nstatus) && r->created_ns >= q->from_created &&
+              r->created_ns <= q->to_created; /* a damaged record is left out: GetInstance reports it */
+  if (r != NULL) dtsd__store__instance_record__free_unpacked(r, NULL);
+  return qscan_take(q, 0, id, n, keep);
 }
 
 static int cmp_qrow(const void *x, const void *y) {

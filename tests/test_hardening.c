@@ -74,6 +74,15 @@ static WorkItem *item(dts_call *s, int i) {
   return w;
 }
 
+/* Starts `id`, opens a worker stream and returns its first work item (the
+ * instance's first turn); *s is the stream. */
+static WorkItem *first_turn(fz_hub *f, const char *id, dts_call **s) {
+  start(f, id);
+  *s = stream(f);
+  fz_run(f, 0);
+  return item(*s, 0);
+}
+
 static dts_call *complete(fz_hub *f, const char *token, OrchestratorAction **acts, size_t n) {
   OrchestratorResponse r = ORCHESTRATOR_RESPONSE__INIT;
   r.completion_token = (char *)token;
@@ -180,10 +189,8 @@ static void test_two_scheduled_signals_with_one_request_id_in_one_turn(void **st
 static void test_two_timers_with_one_id_in_one_completion(void **state) {
   (void)state;
   fz_hub *f = open_hub();
-  start(f, "t");
-  dts_call *s = stream(f);
-  fz_run(f, 0);
-  WorkItem *w = item(s, 0);
+  dts_call *s;
+  WorkItem *w = first_turn(f, "t", &s);
   OrchestratorAction a[3], *ap[3] = {&a[0], &a[1], &a[2]};
   CreateTimerAction ct[3];
   Google__Protobuf__Timestamp ts[3];
@@ -212,10 +219,8 @@ static void test_two_timers_with_one_id_in_one_completion(void **state) {
 static void test_purge_in_the_turn_that_finishes_it(void **state) {
   (void)state;
   fz_hub *f = open_hub();
-  start(f, "p");
-  dts_call *s = stream(f);
-  fz_run(f, 0);
-  WorkItem *w = item(s, 0);
+  dts_call *s;
+  WorkItem *w = first_turn(f, "p", &s);
   OrchestratorAction a[3], *ap[3] = {&a[0], &a[1], &a[2]};
   ScheduleTaskAction st;
   CreateTimerAction ct;
@@ -275,10 +280,8 @@ static void test_wipe_in_the_turn_of_a_completion(void **state) {
 static void test_duplicate_task_id_leaves_one_work_item(void **state) {
   (void)state;
   fz_hub *f = open_hub();
-  start(f, "d");
-  dts_call *s = stream(f);
-  fz_run(f, 0);
-  WorkItem *w = item(s, 0);
+  dts_call *s;
+  WorkItem *w = first_turn(f, "d", &s);
   OrchestratorAction a[2], *ap[2] = {&a[0], &a[1]};
   ScheduleTaskAction st[2];
   a_task(&a[0], &st[0], 1, "first");
@@ -320,10 +323,8 @@ static void test_ids_longer_than_a_key_are_refused_not_truncated(void **state) {
   want_status(qc, DTS_ST_INVALID_ARGUMENT);
 
   /* a lock set naming an entity id longer than a key fails the orchestration */
-  start(f, "L");
-  dts_call *s = stream(f);
-  fz_run(f, 0);
-  WorkItem *w = item(s, 0);
+  dts_call *s;
+  WorkItem *w = first_turn(f, "L", &s);
   OrchestratorAction act, *ap = &act;
   SendEntityMessageAction sm;
   EntityOperationSignaledEvent sig;
@@ -354,10 +355,8 @@ static void test_rewound_execution_id_is_validated(void **state) {
   memset(big, 'e', sizeof(big) - 1);
   big[sizeof(big) - 1] = '\0';
   fz_hub *f = open_hub();
-  start(f, "r");
-  dts_call *s = stream(f);
-  fz_run(f, 0);
-  WorkItem *w = item(s, 0);
+  dts_call *s;
+  WorkItem *w = first_turn(f, "r", &s);
   OrchestratorAction act, *ap = &act;
   CompleteOrchestrationAction co;
   Google__Protobuf__StringValue sv;
@@ -419,10 +418,8 @@ static void test_rewound_execution_id_is_validated(void **state) {
 static void test_rewind_action_without_a_pending_rewind_is_refused(void **state) {
   (void)state;
   fz_hub *f = open_hub();
-  start(f, "x");
-  dts_call *s = stream(f);
-  fz_run(f, 0);
-  WorkItem *w = item(s, 0);
+  dts_call *s;
+  WorkItem *w = first_turn(f, "x", &s);
   OrchestratorAction act, *ap = &act;
   RewindOrchestrationAction ra = REWIND_ORCHESTRATION_ACTION__INIT;
   orchestrator_action__init(&act);
@@ -674,10 +671,8 @@ static void test_partial_completions_are_capped(void **state) {
   (void)state;
   fz_options o = {.limits = {.max_chunks = 3}};
   fz_hub *f = fz_hub_open(&o);
-  start(f, "c");
-  dts_call *s = stream(f);
-  fz_run(f, 0);
-  WorkItem *w = item(s, 0);
+  dts_call *s;
+  WorkItem *w = first_turn(f, "c", &s);
   dts_call *last = NULL;
   for (int i = 0; i < 4; i++) {
     OrchestratorResponse r = ORCHESTRATOR_RESPONSE__INIT;
