@@ -6,6 +6,9 @@
 # defaults) against the baseline of neither (--bloom-bits 0 --block-cache 0),
 # in the same run on the same store, and printed with their ratio.
 #
+# With DROP_CACHES=1 (root) the kernel's page cache is dropped before each
+# run, so a lookup that visits a table really reads the disk.
+#
 # usage: bench/cold.sh BUILD_DIR [FINISHED] [STARTS]
 set -eu
 B=$1
@@ -26,8 +29,9 @@ stop_dtsd
 run() { # run <label> <dtsd flags...>: prints the JSON line's p50 and p99
   label=$1
   shift
+  if [ "${DROP_CACHES:-0}" = 1 ]; then sync; echo 3 >/proc/sys/vm/drop_caches; fi
   start_dtsd "$@"
-  "$B/bench/loadgen" --target "127.0.0.1:$P" --scenario cold --orchestrations "$STARTS" --id-prefix "$label-" |
+  "$B/bench/loadgen" --target "127.0.0.1:$P" --scenario cold --orchestrations "$STARTS" --id-prefix done- |
     tee "$T/$label" | head -1
   stop_dtsd
 }

@@ -11,6 +11,7 @@ mkdir -p "$T/storage"
 trap 'if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; fi; rm -rf "$T"' EXIT
 "$B/bench/bench_runtime" --scale 0.05
 "$B/bench/bench_storage" --actors 8 --batches 20 --dir "$T/storage"
+"$B/bench/bench_lookup" --records 20000 --lookups 2000
 # dtsd writes its port into the pipe once it serves; a dtsd that dies first
 # closes the pipe, and the read returns empty
 mkfifo "$T/ready"
@@ -28,6 +29,7 @@ $L --scenario timers --orchestrations 200 --concurrency 200
 $L --scenario events --orchestrations 300 --concurrency 32
 $L --scenario raw --signals 5000 --concurrency 32
 $L --scenario mixed --orchestrations 200 --concurrency 32
+$L --scenario cold --orchestrations 200 --id-prefix smoke-
 kill -TERM "$PID"
 wait "$PID"
 PID=""
