@@ -1,19 +1,24 @@
 /* call.h -- what actors may do with an RPC, without seeing gRPC.
  *
- * server/bridge.c implements these over gRPC C core; unit tests link their
- * own implementation.  A dts_call is refcounted: whoever holds a pointer
- * holds a reference.  For streams, exactly one actor owns the call's send
- * side: it starts at most one send at a time and learns of its completion
- * through a DTS_CALL_SENT message; the end of the call (client cancelled,
+ * The engine reaches calls only through a dts_call_ops table handed in when
+ * a hub is created: server/bridge.c implements it over gRPC C core, tests
+ * and fuzzers hand in a test double (tests/fakecall.h).  actors/ links
+ * nothing of server/.
+ *
+ * A dts_call is refcounted: whoever holds a pointer holds a reference.  For
+ * streams and long polls, exactly one actor owns the call (set_owner): it
+ * starts at most one send at a time and learns of its completion through a
+ * DTS_CALL_SENT message; the end of the call (client cancelled,
  * disconnected, deadline) arrives as DTS_CALL_CLOSED.
  */
 #ifndef DTS_ACTORS_CALL_H
 #define DTS_ACTORS_CALL_H
 
 #include "proto/pb.h"
-#include "runtime/mailbox.h"
+#include "runtime/actor.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct dts_call dts_call;
 
@@ -37,40 +42,42 @@ typedef enum {
   DTS_ST_UNAUTHENTICATED = 16,
 } dts_status;
 
-void dts_call_ref(dts_call *c);
-void dts_call_unref(dts_call *c);
+typedef struct dts_call_ops {
+  void (*ref)(dts_call *c);
+  void (*unref)(dts_call *c);
+  /* The actor that gets this call's DTS_CALL_* messages; the call holds a
+   * reference on it until the call is freed.  Set by the engine before the
+   * actor can see the call; when the call ended before, the owner gets its
+   * DTS_CALL_CLOSED now (exactly one CLOSED either way). */
+  void (*set_owner)(dts_call *c, dts_actor *owner);
+  /* Whether the call has ended on the client's side (its DTS_CALL_CLOSED
+   * is on its way, or came before the owner took the call): an owner that
+   * keeps a call checks this when it takes it, so the close is never
+   * missed (any thread). */
+  bool (*ended)(dts_call *c);
+  /* The owner's per-call pointer (owner thread only; NULL at first). */
+  void (*set_owner_data)(dts_call *c, void *p);
+  void *(*owner_data)(dts_call *c);
+  /* Unary: the one answer, `resp` consumed, or an error status. */
+  void (*reply)(dts_call *c, dts_buf resp);
+  void (*fail)(dts_call *c, dts_status st, const char *msg);
+  /* Streams (owner only): headers, one message (consumed), the final
+   * status; called without waiting, kept in order and sent one at a time.
+   * DTS_CALL_SENT comes once, when the final status went out (ok) or when
+   * a send failed (the call is dead; later sends are dropped). */
+  void (*stream_open)(dts_call *c);
+  void (*stream_send)(dts_call *c, dts_buf msg);
+  void (*stream_end)(dts_call *c, dts_status st, const char *msg);
+  /* Bytes queued on the stream and not yet sent (any thread; a snapshot);
+   * one DTS_CALL_DRAINED once they are `below` or less. */
+  size_t (*stream_queued)(dts_call *c);
+  void (*stream_watch)(dts_call *c, size_t below);
+} dts_call_ops;
 
-/* The owner's per-call pointer (owner thread only; NULL at first). */
-void dts_call_set_owner_data(dts_call *c, void *p);
-void *dts_call_owner_data(dts_call *c);
-
-/* Unary: answers with `resp` (consumed) and OK, or with an error status.
- * Exactly one answer per unary call. */
-void dts_call_reply(dts_call *c, dts_buf resp);
-void dts_call_fail(dts_call *c, dts_status st, const char *msg);
-
-/* Streams (owner only).  open sends the response headers; send sends one
- * message (consumed); end sends the final status.  Call them without
- * waiting: the bridge keeps them in order and sends one at a time.
- * DTS_CALL_SENT comes once, when the final status went out (ok) or when a
- * send failed (the call is dead; later sends are dropped). */
-void dts_call_stream_open(dts_call *c);
-void dts_call_stream_send(dts_call *c, dts_buf msg);
-void dts_call_stream_end(dts_call *c, dts_status st, const char *msg);
-
-/* Streams: bytes queued on the call and not yet sent (any thread; a
- * snapshot).  A reader that does not read makes this grow: the owner stops
- * adding (flow control) instead of buffering without end. */
-size_t dts_call_stream_queued(dts_call *c);
-/* Streams (owner): asks for one DTS_CALL_DRAINED once the queued bytes are
- * `below` or less -- at once if they already are.  Not sent if the call
- * dies first (DTS_CALL_SENT with ok false comes instead). */
-void dts_call_stream_watch(dts_call *c, size_t below);
-
-/* Message kinds the bridge posts to a call's owner actor. */
+/* Message kinds the call's side posts to its owner actor. */
 enum { DTS_CALL_SENT = 0x100, DTS_CALL_CLOSED = 0x101, DTS_CALL_DRAINED = 0x102 };
 typedef struct dts_call_event {
-  dts_msg hdr;    /* kind: DTS_CALL_SENT or DTS_CALL_CLOSED */
+  dts_msg hdr;    /* kind: DTS_CALL_SENT, DTS_CALL_CLOSED or DTS_CALL_DRAINED */
   dts_call *call; /* a reference, released by the message's drop */
   bool ok;        /* SENT: the send went out; false: the call is dead */
 } dts_call_event;

@@ -1,11 +1,14 @@
-/* hub.h -- the task hub actor: every orchestration instance, activity work
- * item, durable timer and worker stream of one task hub.
+/* hub.h -- a task hub: its orchestration instances, entities, work items,
+ * durable timers and worker streams, as a set of actors (docs/engine.md).
  *
- * One actor per hub, so the hub's state needs no locks.  Its state lives in
- * memory and in the store; each message it handles that changes state ends
- * in one atomic batch submitted to the storage thread, and everything the
- * outside world may see as a result (RPC answers, work items, timers) waits
- * until that batch comes back committed (docs/orchestrations.md).
+ * An actor per orchestration instance and per entity, each owning its state
+ * and writing it in one atomic batch per turn; a dispatch actor for the
+ * ready work and the worker streams; the hub's own actor for its lifecycle,
+ * the directory of live actors and management requests.  Requests enter
+ * through dts_hub_post on any thread and go straight to the actor they
+ * name.  Everything the outside world may see as a result of a change (an
+ * answer, a work item, a message to another actor) waits until the change
+ * is written (docs/orchestrations.md).
  */
 #ifndef DTS_ACTORS_HUB_H
 #define DTS_ACTORS_HUB_H
@@ -14,6 +17,7 @@
 #include "actors/methods.h"
 #include "runtime/sched.h"
 #include "runtime/timer.h"
+#include "storage/keys.h"
 #include "storage/store.h"
 
 typedef struct dts_hub dts_hub;
@@ -32,6 +36,7 @@ typedef struct dts_hub_limits {
 
 typedef struct dts_hub_config {
   const char *name;
+  const dts_call_ops *call_ops; /* how the engine reaches calls (call.h) */
   dts_sched *sched;
   dts_timers *timers;
   dts_store *store;
@@ -46,14 +51,16 @@ typedef struct dts_hub_config {
   int64_t retention_ns[5];
   uint64_t purge_interval_ns; /* how often the purger looks */
   int max_entity_batch;       /* operations per entity work item (default 100) */
-  /* Write each turn's batch from the hub's own thread (LevelDB merges
-   * concurrent writers itself) instead of handing it to the storage thread
-   * and waiting for it to come back: two thread hand-offs less per turn.
-   * For --durability=os; fsync keeps the storage thread's group commit. */
+  /* Write each actor turn's batch from the actor's own thread (LevelDB
+   * merges concurrent writers itself) instead of handing it to the storage
+   * thread and waiting for it to come back: two thread hand-offs less per
+   * turn.  For --durability=os; fsync keeps the storage thread's group
+   * commit. */
   bool inline_commit;
-  /* Unfinished instances with nothing to do (no events, no work item out,
-   * nothing pending) for this long are dropped from memory and read back
-   * on their next event; 0 = keep them.  Checked on the purger's tick. */
+  /* Unfinished instances and entities with nothing to do (no events, no
+   * work item out, nothing pending) for this long leave memory and are read
+   * back on their next message; 0 = keep them.  Finished instances leave as
+   * soon as they are idle.  Checked on the purger's tick. */
   uint64_t passivate_after_ns;
   dts_hub_limits limits;
 } dts_hub_config;
@@ -69,18 +76,19 @@ const char *dts_retention_parse(const char *spec, int64_t out[5]);
 dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out);
 const char *dts_hub_name(const dts_hub *h);
 
-/* Hands a decoded request to the hub.  Takes over `req` (freed with
- * protobuf_c_message_free_unpacked) and one reference to `call`. */
+/* Hands a decoded request to the actor it names (any thread: the caller's
+ * thread looks the actor up and sends).  Takes over `req` (freed with
+ * protobuf_c_message_free_unpacked) and one reference to `call`; sets the
+ * owner of calls that are streams or waits. */
 void dts_hub_post(dts_hub *h, dts_method m, dts_call *call, ProtobufCMessage *req);
-/* The actor to which call events (DTS_CALL_SENT/CLOSED) for calls the hub
- * owns are posted. */
+/* The hub's own actor (timers aimed at the hub target it). */
 dts_actor *dts_hub_actor(dts_hub *h);
 
-/* Asks the hub to end its streams (UNAVAILABLE) and waiters and to release
- * every call it holds.  Asynchronous. */
+/* Asks the hub's actors to end their streams (UNAVAILABLE) and waiters and
+ * to release every call they hold.  Asynchronous. */
 void dts_hub_shutdown(dts_hub *h);
-/* True once the hub has handled the shutdown: from then on it arms no
- * timers and submits nothing more to the store. */
+/* True once the hub has handled the shutdown and no actor of it is writing:
+ * from then on none arms a timer or submits anything to the store. */
 bool dts_hub_quiesced(dts_hub *h);
 /* After DeleteTaskHub: 0 while its wipe is not committed, 1 once it is (a
  * hub of the same name may then be created), -1 when it failed (the hub
@@ -95,29 +103,21 @@ void dts_hub_undelete(dts_hub *h);
 dts_err dts_hub_persist_marker(dts_hub *h);
 /* Scans the store for hubs created at runtime; calls fn for each name. */
 dts_err dts_hub_list_markers(dts_store *store, void (*fn)(void *ctx, const char *name), void *ctx);
-/* Drops the creator's reference; the hub is freed when its actor is idle. */
+/* After the shutdown: lets go of every actor and drops the creator's
+ * reference; the hub is freed once its last actor is. */
 void dts_hub_release(dts_hub *h);
 
 /* Figures for tests and logs (any thread; approximate while running). */
 typedef struct dts_hub_stats {
   long instances, ready_orch, ready_act, streams, dispatched, completions, stale_completions;
-  long unreadable; /* records start-up could not read (logged with their keys) */
-  long resets;     /* times memory was read back after a change did not reach the store */
+  long unreadable; /* records that could not be read (logged with their keys) */
+  long resets;     /* times an actor read itself back after a change did not reach the store */
+  long entities;   /* entities in memory */
+  long actors;     /* actors in the directory */
 } dts_hub_stats;
 void dts_hub_get_stats(dts_hub *h, dts_hub_stats *out);
 
-/* Every id that becomes part of a store key is at most this long. */
-#define DTS_ID_MAX 100
-
-/* Id rules shared with the bridge: 1..100 printable ASCII, no leading '@'.
- * Returns NULL when valid, else a static explanation. */
-const char *dts_instance_id_problem(const char *id);
-/* Task hub names: 1..64 of A-Z a-z 0-9 - _.  NULL when valid. */
-const char *dts_hub_name_problem(const char *name);
-/* Entity ids: "@name@key", at most 100 printable ASCII characters. */
-const char *dts_entity_id_problem(const char *id);
-/* Execution ids and request ids: 1..100 printable ASCII.  NULL when valid,
- * else the end of a sentence ("is longer than 100 characters"). */
-const char *dts_short_id_problem(const char *id);
+/* The id rules (dts_instance_id_problem and the others) are storage's:
+ * storage/keys.h, included above. */
 
 #endif

@@ -1,12 +1,8 @@
-/* methods.h -- the 29 methods of TaskHubSidecarService, their request
- * types, and who serves them.  Shared by the bridge (routing, decoding) and
- * the hub actor (dispatch). */
+/* methods.h -- the 29 methods of TaskHubSidecarService (and dtsd's admin
+ * service) as the engine knows them: a number per method.  Their paths and
+ * request types -- the wire side -- are server/'s (server/methods.h). */
 #ifndef DTS_ACTORS_METHODS_H
 #define DTS_ACTORS_METHODS_H
-
-#include "proto/pb.h"
-
-#include <stdbool.h>
 
 typedef enum {
   DTS_M_HELLO,
@@ -42,14 +38,5 @@ typedef enum {
   DTS_M_ADMIN_GET_RETENTION,
   DTS_M_COUNT
 } dts_method;
-
-typedef struct dts_method_info {
-  const char *path;                        /* "/TaskHubSidecarService/Hello" */
-  const char *name;                        /* "Hello", for logs */
-  const ProtobufCMessageDescriptor *req;   /* request type */
-  bool server_streaming;
-} dts_method_info;
-
-extern const dts_method_info dts_methods[DTS_M_COUNT];
 
 #endif

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* pthread_setname_np */
 /* sched.c -- work-stealing scheduler over ck_ring.  See sched.h and
  * docs/runtime.md.
  *
@@ -20,6 +21,7 @@
 
 #include <ck_ring.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +187,9 @@ static void *worker_main(void *arg) {
   worker *w = arg;
   dts_sched *s = w->sched;
   current = w;
+  char name[16]; /* `top -H` tells the threads apart */
+  snprintf(name, sizeof(name), "worker-%d", w->index);
+  pthread_setname_np(pthread_self(), name);
   int idle = 0;
   while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
     dts_actor *a = handed_over(find_work(w));

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* pthread_setname_np */
 /* timer.c -- see timer.h.
  *
  * Slots hold the timers; the heap holds slot indices and each slot knows its
@@ -111,6 +112,7 @@ static void slot_free(dts_timers *t, uint32_t s) {
 
 static void *timer_main(void *arg) {
   dts_timers *t = arg;
+  pthread_setname_np(pthread_self(), "timer");
   dts_actor *fa[FIRE_BATCH];
   dts_msg *fm[FIRE_BATCH];
   pthread_mutex_lock(&t->mu);

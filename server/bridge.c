@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* pthread_setname_np */
 /* bridge.c -- gRPC C-core server for TaskHubSidecarService.  See bridge.h.
  *
  * Ownership of a call record (struct dts_call): references are counted in
@@ -7,16 +8,23 @@
  * message that carries the call to an actor holds one.  The record is freed
  * when the count reaches zero, never elsewhere.
  *
- * Threads: the CQ thread starts RECV_CLOSE_ON_SERVER and answers what it
- * can alone (Hello, errors, UNIMPLEMENTED).  Everything else is answered by
- * the hub actor, which starts the send batches; for streams, the hub is the
- * only thread that starts sends (send and receive batches may be started
- * from different threads).
+ * Threads: several completion-queue threads, each with its own queue and
+ * its own armed calls; every event of a call arrives on the thread whose
+ * queue requested it.  A CQ thread starts RECV_CLOSE_ON_SERVER, answers
+ * what it can alone (Hello, errors, UNIMPLEMENTED), and hands the decoded
+ * request to dts_hub_post, which sends it straight to the actor it names.
+ * Actors answer through bridge_ops (the engine's dts_call_ops); for
+ * streams, the owner is the only thread that queues sends.  The call's
+ * owner and its end race (the engine may pick the owner after the client
+ * went away): one atomic word settles it, and DTS_CALL_CLOSED is posted
+ * exactly once.  The set of served hubs is shared by the CQ threads under
+ * a read-write lock (created and deleted hubs are rare).
  */
 #include "server/bridge.h"
 
 #include "runtime/alloc.h"
 #include "runtime/log.h"
+#include "server/methods.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -41,8 +49,18 @@ typedef struct btag {
   struct dts_call *call;
 } btag;
 
+/* One completion-queue thread. */
+typedef struct cqt {
+  dts_bridge *b;
+  grpc_completion_queue *cq;
+  pthread_t thread;
+  int idx;
+  bool cq_shut; /* its thread only */
+} cqt;
+
 struct dts_call {
   dts_bridge *b;
+  cqt *q;     /* the queue that requested it: all its events come there */
   int method; /* dts_method, or M_GENERIC */
   grpc_call *call;
   gpr_timespec deadline;
@@ -53,7 +71,10 @@ struct dts_call {
   int cancelled;
   atomic_int refs;
   bool md_sent;            /* the sending thread only */
-  dts_actor *owner;        /* set before hand-over; read by the CQ thread after */
+  /* the owner actor | 1 once the call ended (RECV_CLOSE completed): the
+   * engine sets the owner, the CQ thread the bit; whichever comes second
+   * posts DTS_CALL_CLOSED (any thread) */
+  _Atomic(uintptr_t) owner;
   void *owner_data;        /* owner only */
   btag t_request, t_send, t_close;
   /* Streams: the outbox.  The owner queues messages (and the final status)
@@ -76,16 +97,20 @@ struct dts_call {
 struct dts_bridge {
   dts_bridge_config cfg;
   grpc_server *srv;
-  grpc_completion_queue *cq;
+  cqt *cqs;
+  int ncq;
   void *mh[DTS_M_COUNT];
-  pthread_t thread;
   atomic_int stop;     /* any thread: stop requested */
   atomic_long live;    /* call records alive */
-  bool shutting_down, cancelled_all, notified, cq_shut; /* CQ thread only */
+  atomic_bool shutting_down, cancelled_all, notified; /* CQ threads */
+  pthread_mutex_t shut_mu; /* begins the shutdown once */
+  /* the served hubs (cfg.hubs) and the creations waiting for a deletion:
+   * read by every CQ thread, changed under the write lock */
+  pthread_rwlock_t hubs_lock;
   struct {
     dts_call *call;
     char name[80];
-  } pending[DTS_MAX_HUBS]; /* CreateTaskHub calls waiting for a deletion (CQ thread only) */
+  } pending[DTS_MAX_HUBS];
   int npending;
   gpr_timespec cancel_at;
   btag t_shutdown;
@@ -96,6 +121,8 @@ struct dts_bridge {
 
 static void call_free(dts_call *c) {
   dts_bridge *b = c->b;
+  dts_actor *owner = (dts_actor *)(atomic_load(&c->owner) & ~(uintptr_t)1);
+  if (owner != NULL) dts_actor_unref(owner); /* the call's reference (set_owner) */
   if (c->call != NULL) grpc_call_unref(c->call);
   if (c->req != NULL) grpc_byte_buffer_destroy(c->req);
   if (c->out != NULL) grpc_byte_buffer_destroy(c->out);
@@ -108,18 +135,20 @@ static void call_free(dts_call *c) {
   atomic_fetch_sub(&b->live, 1);
 }
 
-void dts_call_ref(dts_call *c) { atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); }
+static void call_ref(dts_call *c) { atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); }
 
-void dts_call_unref(dts_call *c) {
+static void call_unref(dts_call *c) {
   if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) call_free(c);
 }
 
-void dts_call_set_owner_data(dts_call *c, void *p) { c->owner_data = p; }
-void *dts_call_owner_data(dts_call *c) { return c->owner_data; }
+static void set_owner_data(dts_call *c, void *p) { c->owner_data = p; }
+static void *owner_data(dts_call *c) { return c->owner_data; }
 
-static void arm(dts_bridge *b, int m) {
+static void arm(cqt *q, int m) {
+  dts_bridge *b = q->b;
   dts_call *c = dts_calloc(1, sizeof(*c));
   c->b = b;
+  c->q = q;
   c->method = m;
   atomic_init(&c->refs, 1); /* the arrival's reference */
   c->t_request = (btag){TAG_REQUEST, c};
@@ -130,10 +159,10 @@ static void arm(dts_bridge *b, int m) {
   grpc_call_error e;
   if (m == M_GENERIC) {
     grpc_call_details_init(&c->details);
-    e = grpc_server_request_call(b->srv, &c->call, &c->details, &c->md, b->cq, b->cq, &c->t_request);
+    e = grpc_server_request_call(b->srv, &c->call, &c->details, &c->md, q->cq, q->cq, &c->t_request);
   } else {
-    e = grpc_server_request_registered_call(b->srv, b->mh[m], &c->call, &c->deadline, &c->md, &c->req, b->cq,
-                                            b->cq, &c->t_request);
+    e = grpc_server_request_registered_call(b->srv, b->mh[m], &c->call, &c->deadline, &c->md, &c->req, q->cq,
+                                            q->cq, &c->t_request);
   }
   atomic_fetch_add(&b->live, 1);
   if (e != GRPC_CALL_OK) {
@@ -145,11 +174,11 @@ static void arm(dts_bridge *b, int m) {
 /* A rejected batch means a bug on our side (two sends in flight...); no
  * completion will come, so give back the reference taken for it. */
 static void start(dts_call *c, const grpc_op *ops, size_t n, btag *t) {
-  dts_call_ref(c);
+  call_ref(c);
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, t, NULL);
   if (e != GRPC_CALL_OK) {
     DTS_ERROR("grpc", "grpc_call_start_batch failed: %d (method %d)", (int)e, c->method);
-    dts_call_unref(c);
+    call_unref(c);
   }
 }
 
@@ -199,8 +228,8 @@ static void send_batch(dts_call *c, dts_buf *body, bool end, grpc_status_code st
   grpc_slice_unref(details); /* not retained past start_batch */
 }
 
-void dts_call_reply(dts_call *c, dts_buf body) { send_batch(c, &body, true, GRPC_STATUS_OK, NULL); }
-void dts_call_fail(dts_call *c, dts_status st, const char *msg) { send_batch(c, NULL, true, (grpc_status_code)st, msg); }
+static void call_reply(dts_call *c, dts_buf body) { send_batch(c, &body, true, GRPC_STATUS_OK, NULL); }
+static void call_fail(dts_call *c, dts_status st, const char *msg) { send_batch(c, NULL, true, (grpc_status_code)st, msg); }
 /* Streams: starts the send at once when none is in flight, else queues it
  * (messages in order, the final status after them). */
 static void stream_push(dts_call *c, dts_buf *body, bool end, dts_status st, const char *msg) {
@@ -230,11 +259,11 @@ static void stream_push(dts_call *c, dts_buf *body, bool end, dts_status st, con
   send_batch(c, body, end, (grpc_status_code)st, end ? msg : NULL);
 }
 
-size_t dts_call_stream_queued(dts_call *c) { return atomic_load(&c->o_queued); }
+static size_t stream_queued(dts_call *c) { return atomic_load(&c->o_queued); }
 
 static void post_event(dts_call *c, unsigned kind, bool ok);
 
-void dts_call_stream_watch(dts_call *c, size_t below) {
+static void stream_watch(dts_call *c, size_t below) {
   pthread_mutex_lock(&c->omu);
   bool now = !c->o_dead && atomic_load(&c->o_queued) <= below;
   if (!now && !c->o_dead) {
@@ -243,14 +272,62 @@ void dts_call_stream_watch(dts_call *c, size_t below) {
   }
   pthread_mutex_unlock(&c->omu);
   if (now) {
-    dts_call_ref(c); /* the event's reference */
+    call_ref(c); /* the event's reference */
     post_event(c, DTS_CALL_DRAINED, true);
   }
 }
 
-void dts_call_stream_open(dts_call *c) { stream_push(c, NULL, false, DTS_ST_OK, NULL); }
-void dts_call_stream_send(dts_call *c, dts_buf msg) { stream_push(c, &msg, false, DTS_ST_OK, NULL); }
-void dts_call_stream_end(dts_call *c, dts_status st, const char *msg) { stream_push(c, NULL, true, st, msg); }
+static void stream_open(dts_call *c) { stream_push(c, NULL, false, DTS_ST_OK, NULL); }
+static void stream_send(dts_call *c, dts_buf msg) { stream_push(c, &msg, false, DTS_ST_OK, NULL); }
+static void stream_end(dts_call *c, dts_status st, const char *msg) { stream_push(c, NULL, true, st, msg); }
+
+static dts_actor *owner_of(dts_call *c) { return (dts_actor *)(atomic_load(&c->owner) & ~(uintptr_t)1); }
+
+static bool call_ended(dts_call *c) { return (atomic_load(&c->owner) & 1) != 0; }
+
+static void event_drop(dts_msg *m);
+
+static void post_to(dts_call *c, dts_actor *to, unsigned kind, bool ok) {
+  /* carries a reference the caller took (or the completed batch's) */
+  dts_call_event *e = (dts_call_event *)dts_msg_alloc(kind, sizeof(dts_call_event));
+  e->hdr.drop = event_drop;
+  e->call = c;
+  e->ok = ok;
+  dts_send(to, &e->hdr);
+}
+
+/* The engine chose the actor that owns the call.  When the call already
+ * ended, the owner hears it now (it would not otherwise).  The call holds
+ * a reference on its owner: an actor may leave memory before the client
+ * hangs up, and the event must not reach freed memory. */
+static void set_owner(dts_call *c, dts_actor *owner) {
+  dts_actor_ref(owner);
+  uintptr_t v = atomic_load(&c->owner);
+  while (!atomic_compare_exchange_weak(&c->owner, &v, (uintptr_t)owner | (v & 1))) {
+  }
+  dts_actor *old = (dts_actor *)(v & ~(uintptr_t)1);
+  if (old != NULL) dts_actor_unref(old);
+  if ((v & 1) && (v & ~(uintptr_t)1) == 0) {
+    call_ref(c);
+    post_to(c, owner, DTS_CALL_CLOSED, true);
+  }
+}
+
+const dts_call_ops dts_bridge_call_ops = {
+    .ref = call_ref,
+    .unref = call_unref,
+    .set_owner = set_owner,
+    .ended = call_ended,
+    .set_owner_data = set_owner_data,
+    .owner_data = owner_data,
+    .reply = call_reply,
+    .fail = call_fail,
+    .stream_open = stream_open,
+    .stream_send = stream_send,
+    .stream_end = stream_end,
+    .stream_queued = stream_queued,
+    .stream_watch = stream_watch,
+};
 
 /* ------------------------------------------------------------------------ */
 /* routing                                                                  */
@@ -260,6 +337,7 @@ static bool slice_eq(grpc_slice s, const char *z) {
   return GRPC_SLICE_LENGTH(s) == n && memcmp(GRPC_SLICE_START_PTR(s), z, n) == 0;
 }
 
+/* Under hubs_lock (read or write). */
 static dts_hub *find_hub(dts_bridge *b, dts_call *c, char *name, size_t namelen) {
   const char *want = b->cfg.default_hub;
   size_t wl = strlen(want);
@@ -288,7 +366,7 @@ static void hub_names(dts_bridge *b, char *out, size_t n) {
 }
 
 /* A DeleteTaskHub that failed (the store refused its wipe) leaves the hub
- * with its data: it is served again (CQ thread, every tick). */
+ * with its data: it is served again.  Under the write lock. */
 static void revive_failed_deletions(dts_bridge *b) {
   dts_hubset *hs = b->cfg.hubs;
   for (int i = 0; i < hs->nretired; i++) {
@@ -313,19 +391,19 @@ static dts_hub *being_deleted(dts_bridge *b, const char *name) {
   return NULL;
 }
 
-/* CreateTaskHub of a name not served.  While a hub of that name is still
- * being deleted (its wipe not committed), the creation waits (tick() looks
- * again): a new hub must not load the old one's data, nor have its marker
- * removed by the old one's wipe.  A deletion that failed brings the old hub
- * back instead. */
+/* CreateTaskHub of a name not served (under the write lock).  While a hub
+ * of that name is still being deleted (its wipe not committed), the
+ * creation waits (tick() looks again): a new hub must not load the old
+ * one's data, nor have its marker removed by the old one's wipe.  A
+ * deletion that failed brings the old hub back instead. */
 static void create_hub(dts_bridge *b, dts_call *c, const char *name) {
   dts_hubset *hs = b->cfg.hubs;
   if (being_deleted(b, name) != NULL) {
     if (b->npending == DTS_MAX_HUBS) {
-      dts_call_fail(c, DTS_ST_UNAVAILABLE, "task hub deletions still in progress; try again");
+      call_fail(c, DTS_ST_UNAVAILABLE, "task hub deletions still in progress; try again");
       return;
     }
-    dts_call_ref(c);
+    call_ref(c);
     b->pending[b->npending].call = c;
     snprintf(b->pending[b->npending].name, sizeof(b->pending[0].name), "%s", name);
     b->npending++;
@@ -335,11 +413,11 @@ static void create_hub(dts_bridge *b, dts_call *c, const char *name) {
   for (int i = 0; i < hs->nlive; i++)
     if (strcmp(dts_hub_name(hs->live[i]), name) == 0) { /* its deletion failed: it is back, data and all */
       CreateTaskHubResponse resp = CREATE_TASK_HUB_RESPONSE__INIT;
-      dts_call_reply(c, dts_pb_pack(&resp.base));
+      call_reply(c, dts_pb_pack(&resp.base));
       return;
     }
   if (hs->nlive == DTS_MAX_HUBS || hs->nretired == DTS_MAX_HUBS) {
-    dts_call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, "too many task hubs");
+    call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, "too many task hubs");
     return;
   }
   dts_hub_config hc = hs->tmpl;
@@ -347,7 +425,7 @@ static void create_hub(dts_bridge *b, dts_call *c, const char *name) {
   hc.retention_set = false;
   dts_hub *nh;
   if (dts_hub_create(&hc, &nh) != DTS_OK) {
-    dts_call_fail(c, DTS_ST_INTERNAL, "cannot create the task hub: its data cannot be read (see the log)");
+    call_fail(c, DTS_ST_INTERNAL, "cannot create the task hub: its data cannot be read (see the log)");
     return;
   }
   if (dts_hub_persist_marker(nh) != DTS_OK) {
@@ -355,20 +433,21 @@ static void create_hub(dts_bridge *b, dts_call *c, const char *name) {
     dts_err e = dts_store_writable(hs->tmpl.store, why, sizeof(why));
     dts_hub_shutdown(nh);
     hs->retired[hs->nretired++] = nh; /* released at stop, with the others */
-    dts_call_fail(c, e == DTS_ELIMIT ? DTS_ST_RESOURCE_EXHAUSTED : DTS_ST_INTERNAL,
-                  e != DTS_OK ? why : "cannot create the task hub: the store refused it");
+    call_fail(c, e == DTS_ELIMIT ? DTS_ST_RESOURCE_EXHAUSTED : DTS_ST_INTERNAL,
+              e != DTS_OK ? why : "cannot create the task hub: the store refused it");
     return;
   }
   hs->live[hs->nlive++] = nh;
   DTS_INFO("grpc", "task hub '%s' created", name);
   CreateTaskHubResponse resp = CREATE_TASK_HUB_RESPONSE__INIT;
-  dts_call_reply(c, dts_pb_pack(&resp.base));
+  call_reply(c, dts_pb_pack(&resp.base));
 }
 
-/* CQ thread, every tick: creations that waited for a deletion. */
+/* Creations that waited for a deletion (under the write lock). */
 static void create_pending(dts_bridge *b) {
   for (int i = 0; i < b->npending;) {
-    if (!b->shutting_down && being_deleted(b, b->pending[i].name) != NULL) {
+    bool shutting = atomic_load(&b->shutting_down);
+    if (!shutting && being_deleted(b, b->pending[i].name) != NULL) {
       i++;
       continue;
     }
@@ -376,10 +455,45 @@ static void create_pending(dts_bridge *b) {
     char name[80];
     snprintf(name, sizeof(name), "%s", b->pending[i].name);
     b->pending[i] = b->pending[--b->npending];
-    if (b->shutting_down) dts_call_fail(c, DTS_ST_UNAVAILABLE, "dtsd is shutting down");
+    if (shutting) call_fail(c, DTS_ST_UNAVAILABLE, "dtsd is shutting down");
     else create_hub(b, c, name);
-    dts_call_unref(c);
+    call_unref(c);
   }
+}
+
+/* CreateTaskHub and DeleteTaskHub change the set of hubs: true when the
+ * request was answered here (the write lock is held for it). */
+static bool route_hub_change(dts_bridge *b, dts_call *c, dts_hub **out) {
+  char name[256], msg[900];
+  pthread_rwlock_wrlock(&b->hubs_lock);
+  dts_hub *h = find_hub(b, c, name, sizeof(name));
+  bool done = false;
+  if (h == NULL && c->method == DTS_M_CREATE_TASK_HUB) { /* a new hub, created here */
+    const char *why = dts_hub_name_problem(name);
+    if (why != NULL) {
+      snprintf(msg, sizeof(msg), "cannot create task hub '%s': %s", name, why);
+      call_fail(c, DTS_ST_INVALID_ARGUMENT, msg);
+    } else {
+      create_hub(b, c, name);
+    }
+    done = true;
+  } else if (h != NULL && c->method == DTS_M_DELETE_TASK_HUB) { /* no new calls reach it from now on */
+    dts_hubset *hs = b->cfg.hubs;
+    if (hs->nretired == DTS_MAX_HUBS) {
+      call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, "too many task hubs deleted since start; restart dtsd");
+      done = true;
+    } else {
+      for (int i = 0; i < hs->nlive; i++)
+        if (hs->live[i] == h) {
+          hs->live[i] = hs->live[--hs->nlive];
+          break;
+        }
+      hs->retired[hs->nretired++] = h;
+    }
+  }
+  pthread_rwlock_unlock(&b->hubs_lock);
+  *out = h;
+  return done;
 }
 
 static void route(dts_bridge *b, dts_call *c) {
@@ -387,49 +501,39 @@ static void route(dts_bridge *b, dts_call *c) {
     char msg[300];
     snprintf(msg, sizeof(msg), "method %.*s is not served by dtsd", (int)GRPC_SLICE_LENGTH(c->details.method),
              (const char *)GRPC_SLICE_START_PTR(c->details.method));
-    dts_call_fail(c, DTS_ST_UNIMPLEMENTED, msg);
+    call_fail(c, DTS_ST_UNIMPLEMENTED, msg);
     return;
   }
   const dts_method_info *mi = &dts_methods[c->method];
   char name[256], names[512], msg[900];
-  dts_hub *h = find_hub(b, c, name, sizeof(name));
-  if (h == NULL && c->method == DTS_M_CREATE_TASK_HUB) { /* a new hub, created here */
-    const char *why = dts_hub_name_problem(name);
-    if (why != NULL) {
-      snprintf(msg, sizeof(msg), "cannot create task hub '%s': %s", name, why);
-      dts_call_fail(c, DTS_ST_INVALID_ARGUMENT, msg);
-      return;
-    }
-    create_hub(b, c, name);
-    return;
-  }
-  if (h != NULL && c->method == DTS_M_DELETE_TASK_HUB) { /* no new calls reach it from now on */
-    dts_hubset *hs = b->cfg.hubs;
-    if (hs->nretired == DTS_MAX_HUBS) {
-      dts_call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, "too many task hubs deleted since start; restart dtsd");
-      return;
-    }
-    for (int i = 0; i < hs->nlive; i++)
-      if (hs->live[i] == h) {
-        hs->live[i] = hs->live[--hs->nlive];
-        break;
-      }
-    hs->retired[hs->nretired++] = h;
+  dts_hub *h;
+  if (c->method == DTS_M_CREATE_TASK_HUB || c->method == DTS_M_DELETE_TASK_HUB) {
+    if (route_hub_change(b, c, &h)) return;
+    find_hub(b, c, name, sizeof(name)); /* its name, for the message below */
+  } else {
+    pthread_rwlock_rdlock(&b->hubs_lock);
+    h = find_hub(b, c, name, sizeof(name)); /* hubs are never freed while the bridge runs */
+    if (h == NULL) hub_names(b, names, sizeof(names));
+    pthread_rwlock_unlock(&b->hubs_lock);
   }
   if (h == NULL) {
-    hub_names(b, names, sizeof(names));
+    if (c->method == DTS_M_DELETE_TASK_HUB) {
+      pthread_rwlock_rdlock(&b->hubs_lock);
+      hub_names(b, names, sizeof(names));
+      pthread_rwlock_unlock(&b->hubs_lock);
+    }
     snprintf(msg, sizeof(msg), "task hub '%s' not found; this dtsd serves: %s (--task-hubs / DTS_TASK_HUB_NAMES)",
              name, names);
-    dts_call_fail(c, DTS_ST_NOT_FOUND, msg);
+    call_fail(c, DTS_ST_NOT_FOUND, msg);
     return;
   }
   if (c->req == NULL) {
-    dts_call_fail(c, DTS_ST_INVALID_ARGUMENT, "request message missing");
+    call_fail(c, DTS_ST_INVALID_ARGUMENT, "request message missing");
     return;
   }
   grpc_byte_buffer_reader rd;
   if (!grpc_byte_buffer_reader_init(&rd, c->req)) {
-    dts_call_fail(c, DTS_ST_INVALID_ARGUMENT, "cannot read the request message");
+    call_fail(c, DTS_ST_INVALID_ARGUMENT, "cannot read the request message");
     return;
   }
   grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
@@ -439,47 +543,40 @@ static void route(dts_bridge *b, dts_call *c) {
   ProtobufCMessage *req = dts_pb_decode(mi->req, p, n, b->cfg.max_depth, msg, sizeof(msg));
   grpc_slice_unref(all);
   if (req == NULL) {
-    dts_call_fail(c, DTS_ST_INVALID_ARGUMENT, msg);
+    call_fail(c, DTS_ST_INVALID_ARGUMENT, msg);
     return;
   }
   if (c->method == DTS_M_HELLO) {
     protobuf_c_message_free_unpacked(req, NULL);
-    dts_call_reply(c, (dts_buf){NULL, 0});
+    call_reply(c, (dts_buf){NULL, 0});
     return;
   }
-  if (mi->server_streaming || c->method == DTS_M_WAIT_START || c->method == DTS_M_WAIT_COMPLETION)
-    c->owner = dts_hub_actor(h);
-  dts_call_ref(c); /* the hub message's reference */
+  call_ref(c); /* the engine's reference */
   dts_hub_post(h, (dts_method)c->method, c, req);
 }
 
 /* ------------------------------------------------------------------------ */
 /* completions                                                              */
 
-static void event_drop(dts_msg *m) { dts_call_unref(((dts_call_event *)m)->call); }
+static void event_drop(dts_msg *m) { call_unref(((dts_call_event *)m)->call); }
 
-static void post_event(dts_call *c, unsigned kind, bool ok) {
-  /* carries the completed batch's reference */
-  dts_call_event *e = (dts_call_event *)dts_msg_alloc(kind, sizeof(dts_call_event));
-  e->hdr.drop = event_drop;
-  e->call = c;
-  e->ok = ok;
-  dts_send(c->owner, &e->hdr);
-}
+/* An event for the call's owner, carrying the completed batch's reference
+ * (or one the caller took). */
+static void post_event(dts_call *c, unsigned kind, bool ok) { post_to(c, owner_of(c), kind, ok); }
 
 static void on_request(dts_bridge *b, dts_call *c, bool ok) {
   if (!ok) { /* shutdown dropped this armed request */
     call_free(c);
     return;
   }
-  if (!b->shutting_down) arm(b, c->method);
+  if (!atomic_load(&b->shutting_down)) arm(c->q, c->method);
   grpc_op op;
   memset(&op, 0, sizeof(op));
   op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   op.data.recv_close_on_server.cancelled = &c->cancelled;
   start(c, &op, 1, &c->t_close);
   route(b, c);
-  dts_call_unref(c); /* the arrival's reference */
+  call_unref(c); /* the arrival's reference */
 }
 
 /* A stream's send completed: start the next one queued, or tell the owner
@@ -503,15 +600,15 @@ static void on_stream_sent(dts_call *c, bool ok) {
     c->o_inflight = b.n;
     pthread_mutex_unlock(&c->omu);
     if (drained) {
-      dts_call_ref(c);
+      call_ref(c);
       post_event(c, DTS_CALL_DRAINED, true);
     }
     send_batch(c, &b, false, GRPC_STATUS_OK, NULL);
-    dts_call_unref(c); /* the completed batch's reference; send_batch took its own */
+    call_unref(c); /* the completed batch's reference; send_batch took its own */
     return;
   }
   if (drained) {
-    dts_call_ref(c);
+    call_ref(c);
     post_event(c, DTS_CALL_DRAINED, true);
   }
   if (c->o_end && !c->o_end_sent) {
@@ -521,14 +618,14 @@ static void on_stream_sent(dts_call *c, bool ok) {
     pthread_mutex_unlock(&c->omu);
     send_batch(c, NULL, true, (grpc_status_code)c->o_end_st, msg);
     dts_free(msg);
-    dts_call_unref(c);
+    call_unref(c);
     return;
   }
   c->o_busy = false;
   bool finished = c->o_end_sent;
   pthread_mutex_unlock(&c->omu);
   if (finished) post_event(c, DTS_CALL_SENT, true);
-  else dts_call_unref(c);
+  else call_unref(c);
 }
 
 static void on_send(dts_call *c, bool ok) {
@@ -536,59 +633,78 @@ static void on_send(dts_call *c, bool ok) {
     grpc_byte_buffer_destroy(c->out);
     c->out = NULL;
   }
-  if (c->owner != NULL && dts_methods[c->method].server_streaming) {
+  if (owner_of(c) != NULL && dts_methods[c->method].server_streaming) {
     on_stream_sent(c, ok);
     return;
   }
-  dts_call_unref(c);
+  call_unref(c);
 }
 
+/* The call ended.  Its owner hears it -- now, or when the engine sets it. */
 static void on_close(dts_call *c) {
-  if (c->owner != NULL) {
-    post_event(c, DTS_CALL_CLOSED, true);
+  uintptr_t v = atomic_fetch_or(&c->owner, 1);
+  dts_actor *owner = (dts_actor *)(v & ~(uintptr_t)1);
+  if (owner != NULL && !(v & 1)) {
+    post_to(c, owner, DTS_CALL_CLOSED, true); /* carries the close batch's reference */
     return;
   }
-  dts_call_unref(c);
+  call_unref(c);
 }
 
 static void begin_shutdown(dts_bridge *b) {
-  b->shutting_down = true;
-  b->cancel_at = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(1000, GPR_TIMESPAN));
-  grpc_server_shutdown_and_notify(b->srv, b->cq, &b->t_shutdown);
-  for (int i = 0; i < b->cfg.hubs->nlive; i++) dts_hub_shutdown(b->cfg.hubs->live[i]);
-  for (int i = 0; i < b->cfg.hubs->nretired; i++) dts_hub_shutdown(b->cfg.hubs->retired[i]);
+  pthread_mutex_lock(&b->shut_mu);
+  bool first = !atomic_load(&b->shutting_down);
+  if (first) {
+    b->cancel_at = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(1000, GPR_TIMESPAN));
+    atomic_store(&b->shutting_down, true);
+    grpc_server_shutdown_and_notify(b->srv, b->cqs[0].cq, &b->t_shutdown);
+    pthread_rwlock_rdlock(&b->hubs_lock);
+    for (int i = 0; i < b->cfg.hubs->nlive; i++) dts_hub_shutdown(b->cfg.hubs->live[i]);
+    for (int i = 0; i < b->cfg.hubs->nretired; i++) dts_hub_shutdown(b->cfg.hubs->retired[i]);
+    pthread_rwlock_unlock(&b->hubs_lock);
+  }
+  pthread_mutex_unlock(&b->shut_mu);
 }
 
-static void tick(dts_bridge *b) {
-  if (atomic_load(&b->stop) && !b->shutting_down) begin_shutdown(b);
-  if (b->npending > 0) create_pending(b);
-  if (!b->shutting_down) revive_failed_deletions(b);
-  if (b->shutting_down && !b->cancelled_all && gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), b->cancel_at) >= 0) {
-    grpc_server_cancel_all_calls(b->srv);
-    b->cancelled_all = true;
+static void tick(cqt *q) {
+  dts_bridge *b = q->b;
+  if (atomic_load(&b->stop) && !atomic_load(&b->shutting_down)) begin_shutdown(b);
+  if (q->idx == 0 && (b->npending > 0 || b->cfg.hubs->nretired > 0)) {
+    pthread_rwlock_wrlock(&b->hubs_lock);
+    if (b->npending > 0) create_pending(b);
+    if (!atomic_load(&b->shutting_down)) revive_failed_deletions(b);
+    pthread_rwlock_unlock(&b->hubs_lock);
   }
-  if (b->notified && !b->cq_shut && atomic_load(&b->live) == 0) {
-    grpc_completion_queue_shutdown(b->cq);
-    b->cq_shut = true;
+  if (atomic_load(&b->shutting_down) && q->idx == 0 && !atomic_load(&b->cancelled_all) &&
+      gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), b->cancel_at) >= 0) {
+    grpc_server_cancel_all_calls(b->srv);
+    atomic_store(&b->cancelled_all, true);
+  }
+  if (atomic_load(&b->notified) && !q->cq_shut && atomic_load(&b->live) == 0) {
+    grpc_completion_queue_shutdown(q->cq);
+    q->cq_shut = true;
   }
 }
 
 static void *cq_main(void *arg) {
-  dts_bridge *b = arg;
+  cqt *q = arg;
+  char tname[16];
+  snprintf(tname, sizeof(tname), "cq-%d", q->idx);
+  pthread_setname_np(pthread_self(), tname);
   for (;;) {
     gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(100, GPR_TIMESPAN));
-    grpc_event ev = grpc_completion_queue_next(b->cq, dl, NULL);
+    grpc_event ev = grpc_completion_queue_next(q->cq, dl, NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
     if (ev.type == GRPC_OP_COMPLETE) {
       btag *t = ev.tag;
       switch (t->kind) {
-      case TAG_REQUEST: on_request(b, t->call, ev.success); break;
+      case TAG_REQUEST: on_request(q->b, t->call, ev.success); break;
       case TAG_SEND: on_send(t->call, ev.success); break;
       case TAG_CLOSE: on_close(t->call); break;
-      case TAG_SHUTDOWN: b->notified = true; break;
+      case TAG_SHUTDOWN: atomic_store(&q->b->notified, true); break;
       }
     }
-    tick(b); /* also on busy queues, which never time out */
+    tick(q); /* also on busy queues, which never time out */
   }
   return NULL;
 }
@@ -596,10 +712,25 @@ static void *cq_main(void *arg) {
 /* ------------------------------------------------------------------------ */
 /* start / stop                                                             */
 
+static void destroy_queues(dts_bridge *b) {
+  for (int i = 0; i < b->ncq; i++) {
+    if (b->cqs[i].cq == NULL) continue;
+    grpc_completion_queue_shutdown(b->cqs[i].cq);
+    while (grpc_completion_queue_next(b->cqs[i].cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(b->cqs[i].cq);
+  }
+}
+
 dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *port, char *err, size_t errlen) {
   dts_bridge *b = dts_calloc(1, sizeof(*b));
   b->cfg = *cfg;
   b->t_shutdown = (btag){TAG_SHUTDOWN, NULL};
+  pthread_rwlock_init(&b->hubs_lock, NULL);
+  pthread_mutex_init(&b->shut_mu, NULL);
+  b->ncq = cfg->cq_threads > 0 ? cfg->cq_threads : 1;
+  b->cqs = dts_calloc((size_t)b->ncq, sizeof(cqt));
   grpc_init();
   grpc_arg args[5];
   args[0].type = GRPC_ARG_INTEGER;
@@ -623,9 +754,11 @@ dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *po
   args[4].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
   args[4].value.integer = 20000;
   grpc_channel_args ca = {5, args};
-  b->cq = grpc_completion_queue_create_for_next(NULL);
   b->srv = grpc_server_create(&ca, NULL);
-  grpc_server_register_completion_queue(b->srv, b->cq, NULL);
+  for (int i = 0; i < b->ncq; i++) {
+    b->cqs[i] = (cqt){.b = b, .idx = i, .cq = grpc_completion_queue_create_for_next(NULL)};
+    grpc_server_register_completion_queue(b->srv, b->cqs[i].cq, NULL);
+  }
   for (int m = 0; m < DTS_M_COUNT; m++)
     b->mh[m] = grpc_server_register_method(b->srv, dts_methods[m].path, NULL,
                                            GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
@@ -635,18 +768,20 @@ dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *po
   if (p == 0) {
     snprintf(err, errlen, "cannot listen on %s (address in use or invalid?)", cfg->addr);
     grpc_server_destroy(b->srv);
-    grpc_completion_queue_shutdown(b->cq);
-    while (grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type != GRPC_QUEUE_SHUTDOWN) {
-    }
-    grpc_completion_queue_destroy(b->cq);
+    destroy_queues(b);
     grpc_shutdown();
+    pthread_rwlock_destroy(&b->hubs_lock);
+    pthread_mutex_destroy(&b->shut_mu);
+    dts_free(b->cqs);
     dts_free(b);
     return DTS_EIO;
   }
   grpc_server_start(b->srv);
-  for (int m = 0; m <= M_GENERIC; m++)
-    for (int k = 0; k < ARMED_PER_METHOD; k++) arm(b, m);
-  if (pthread_create(&b->thread, NULL, cq_main, b) != 0) abort();
+  for (int i = 0; i < b->ncq; i++)
+    for (int m = 0; m <= M_GENERIC; m++)
+      for (int k = 0; k < ARMED_PER_METHOD; k++) arm(&b->cqs[i], m);
+  for (int i = 0; i < b->ncq; i++)
+    if (pthread_create(&b->cqs[i].thread, NULL, cq_main, &b->cqs[i]) != 0) abort();
   *port = p;
   *out = b;
   return DTS_OK;
@@ -655,9 +790,12 @@ dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *po
 void dts_bridge_stop(dts_bridge *b) {
   if (b == NULL) return;
   atomic_store(&b->stop, 1);
-  pthread_join(b->thread, NULL);
+  for (int i = 0; i < b->ncq; i++) pthread_join(b->cqs[i].thread, NULL);
   grpc_server_destroy(b->srv);
-  grpc_completion_queue_destroy(b->cq);
+  for (int i = 0; i < b->ncq; i++) grpc_completion_queue_destroy(b->cqs[i].cq);
   grpc_shutdown();
+  pthread_rwlock_destroy(&b->hubs_lock);
+  pthread_mutex_destroy(&b->shut_mu);
+  dts_free(b->cqs);
   dts_free(b);
 }

@@ -1,7 +1,8 @@
-/* bridge.h -- the gRPC C-core edge: accepts calls, decodes requests, routes
- * them to task hub actors, and carries their answers back.  Decides nothing
- * about orchestrations.  One completion-queue thread.  See
- * docs/architecture.md and ../notes on gRPC core pitfalls.
+/* bridge.h -- the gRPC C-core edge: accepts calls, decodes requests, hands
+ * them to the task hub's engine (dts_hub_post) on the thread that received
+ * them, and carries the answers back.  Decides nothing about
+ * orchestrations.  Several completion-queue threads.  See docs/engine.md
+ * and ../notes on gRPC core pitfalls.
  */
 #ifndef DTS_SERVER_BRIDGE_H
 #define DTS_SERVER_BRIDGE_H
@@ -28,8 +29,11 @@ typedef struct dts_bridge_config {
   const char *default_hub; /* hub for calls without a `taskhub` header */
   long max_message;      /* bytes; larger requests get RESOURCE_EXHAUSTED */
   int max_depth;         /* message nesting bound checked before decoding */
-  int cq_threads;        /* reserved: one today */
+  int cq_threads;        /* completion-queue threads (>= 1) */
 } dts_bridge_config;
+
+/* How the engine reaches the bridge's calls (dts_hub_config.call_ops). */
+extern const dts_call_ops dts_bridge_call_ops;
 
 /* Binds and starts serving.  *port receives the bound port. */
 dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *port, char *err, size_t errlen);

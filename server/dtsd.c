@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 
 struct dtsd {
@@ -95,6 +96,11 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
   return remove(path);
 }
 
+static int online_cpus(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
 static void teardown(dtsd *d) {
   if (d->bridge) dts_bridge_stop(d->bridge);
   for (int r = 0; r < 2; r++) {
@@ -163,7 +169,8 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
       return -1;
     }
   }
-  d->hubs.tmpl = (dts_hub_config){.sched = d->sched,
+  d->hubs.tmpl = (dts_hub_config){.call_ops = &dts_bridge_call_ops,
+                                  .sched = d->sched,
                                   .timers = d->timers,
                                   .store = d->store,
                                   .max_payload = (size_t)o->max_payload,
@@ -228,7 +235,7 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                           .default_hub = "default",
                           .max_message = o->max_message,
                           .max_depth = o->max_nesting > 0 ? o->max_nesting : 64,
-                          .cq_threads = 1};
+                          .cq_threads = o->cq_threads > 0 ? o->cq_threads : online_cpus()};
   if (dts_bridge_start(&bc, &d->bridge, &d->port, err, errlen) != DTS_OK) {
     d->bridge = NULL;
     teardown(d);

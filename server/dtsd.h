@@ -30,6 +30,7 @@ typedef struct dtsd_options {
   bool ephemeral;        /* use a fresh temporary data dir, removed at stop */
   const char *task_hubs; /* comma-separated names (default "default") */
   int workers;           /* scheduler threads; 0 = number of cores */
+  int cq_threads;        /* gRPC completion-queue threads; 0 = number of cores */
   long max_message;      /* request size limit, bytes (default 64 MiB) */
   long max_payload;      /* per payload string, bytes (default 16 MiB) */
   int max_nesting;       /* message nesting bound (default 64) */
@@ -39,7 +40,7 @@ typedef struct dtsd_options {
   int purge_interval_ms; /* how often the purger runs (default 1000) */
   int entity_batch;      /* most operations per entity work item (default 100) */
   bool commit_thread;    /* os durability: commit on the storage thread too (the fsync path) */
-  long passivate_ms;     /* idle unfinished instances leave memory after this (default 30000; 0 = never) */
+  long passivate_ms;     /* idle unfinished instances and entities leave memory after this (default 30000; 0 = never) */
   /* the store */
   long min_free_space;   /* writes are refused below this many free bytes (default 64 MiB; 0 = never) */
   long block_cache;      /* LevelDB block cache, bytes (default 64 MiB) */

@@ -45,6 +45,8 @@ static const flag flags[] = {
     {"task-hubs", "DTSD_TASK_HUBS", F_STR, &o.task_hubs, 0, 0, "A,B",
      "task hubs served (default: default; DTS_TASK_HUB_NAMES works too)"},
     {"workers", "DTSD_WORKERS", F_INT, &o.workers, 0, 1024, "N", "scheduler threads (default: CPU count)"},
+    {"cq-threads", "DTSD_CQ_THREADS", F_INT, &o.cq_threads, 0, 1024, "N",
+     "gRPC completion-queue threads receiving requests (default: CPU count)"},
     {"durability", "DTSD_DURABILITY", F_STR, &dur, 0, 0, "MODE",
      "os (default: survives a process crash) | fsync (survives power loss)"},
     {"max-message", "DTSD_MAX_MESSAGE", F_LONG, &o.max_message, 1024, 2 * GIB - 1, "BYTES",
@@ -62,9 +64,10 @@ static const flag flags[] = {
     {"entity-batch", "DTSD_ENTITY_BATCH", F_INT, &o.entity_batch, 1, 10000, "N",
      "most operations in one entity work item (default 100)"},
     {"passivate-after", "DTSD_PASSIVATE_AFTER", F_LONG, &o.passivate_ms, 0, 86400000L * 365, "MS",
-     "unfinished instances idle this long leave memory; read back on their next event (default 30000; 0 = never)"},
+     "unfinished instances and entities idle this long leave memory; read back on their next message (default 30000; "
+     "0 = never)"},
     {"commit-thread", "DTSD_COMMIT_THREAD", F_BOOL, &o.commit_thread, 0, 0, NULL,
-     "with os durability, commit on the storage thread as fsync does (default: each hub writes its own batches)"},
+     "with os durability, commit on the storage thread as fsync does (default: each actor writes its own batches)"},
     {"min-free-space", "DTSD_MIN_FREE_SPACE", F_LONG, &o.min_free_space, 0, 1L << 50, "BYTES",
      "refuse writes (RESOURCE_EXHAUSTED) while the data directory has less free space; reads go on, writes "
      "resume by themselves (default 64 MiB; 0 = only when the disk is full)"},

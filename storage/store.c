@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* pthread_setname_np */
 /* store.c -- LevelDB store, the storage thread, and what happens when the
  * disk says no.  See store.h and docs/storage.md.
  *
@@ -301,6 +302,7 @@ static void ticket_drop(dts_msg *m) {
 
 static void *storage_main(void *arg) {
   dts_store *s = arg;
+  pthread_setname_np(pthread_self(), "store");
   static _Thread_local order group[GROUP_MAX]; /* 40 KiB: off the stack */
   for (;;) {
     monitor(s);

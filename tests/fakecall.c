@@ -10,19 +10,22 @@
 atomic_long fake_live_calls;
 
 dts_call *fake_call_new(dts_actor *owner) {
+  (void)owner;
   dts_call *c = dts_calloc(1, sizeof(*c));
   atomic_init(&c->refs, 1);
-  c->owner = owner;
+  atomic_init(&c->owner, 0);
   pthread_mutex_init(&c->mu, NULL);
   pthread_cond_init(&c->cv, NULL);
   atomic_fetch_add(&fake_live_calls, 1);
   return c;
 }
 
-void dts_call_ref(dts_call *c) { atomic_fetch_add(&c->refs, 1); }
+static void fc_ref(dts_call *c) { atomic_fetch_add(&c->refs, 1); }
 
-void dts_call_unref(dts_call *c) {
+static void fc_unref(dts_call *c) {
   if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+  dts_actor *owner = (dts_actor *)(atomic_load(&c->owner) & ~(uintptr_t)1);
+  if (owner != NULL) dts_actor_unref(owner); /* the call's reference (fc_set_owner) */
   dts_buf_free(&c->body);
   for (int i = 0; i < c->nitems; i++) dts_buf_free(&c->items[i]);
   dts_free(c->items);
@@ -32,8 +35,8 @@ void dts_call_unref(dts_call *c) {
   atomic_fetch_sub(&fake_live_calls, 1);
 }
 
-void dts_call_set_owner_data(dts_call *c, void *p) { c->owner_data = p; }
-void *dts_call_owner_data(dts_call *c) { return c->owner_data; }
+static void fc_set_owner_data(dts_call *c, void *p) { c->owner_data = p; }
+static void *fc_owner_data(dts_call *c) { return c->owner_data; }
 
 static void finish(dts_call *c, int st, const char *msg, dts_buf body) {
   pthread_mutex_lock(&c->mu);
@@ -48,24 +51,40 @@ static void finish(dts_call *c, int st, const char *msg, dts_buf body) {
   pthread_mutex_unlock(&c->mu);
 }
 
-void dts_call_reply(dts_call *c, dts_buf resp) { finish(c, 0, "", resp); }
-void dts_call_fail(dts_call *c, dts_status st, const char *msg) { finish(c, (int)st, msg, (dts_buf){NULL, 0}); }
+static void fc_reply(dts_call *c, dts_buf resp) { finish(c, 0, "", resp); }
+static void fc_fail(dts_call *c, dts_status st, const char *msg) { finish(c, (int)st, msg, (dts_buf){NULL, 0}); }
 
-static void ev_drop(dts_msg *m) { dts_call_unref(((dts_call_event *)m)->call); }
+static void ev_drop(dts_msg *m) { fc_unref(((dts_call_event *)m)->call); }
 
-static void post(dts_call *c, unsigned kind) {
-  DTS_ASSERT(c->owner != NULL);
+static void post_to(dts_call *c, dts_actor *owner, unsigned kind) {
+  DTS_ASSERT(owner != NULL && "an event for a call without an owner");
   dts_call_event *e = (dts_call_event *)dts_msg_alloc(kind, sizeof(*e));
   e->hdr.drop = ev_drop;
-  dts_call_ref(c);
+  fc_ref(c);
   e->call = c;
   e->ok = true;
-  dts_send(c->owner, &e->hdr);
+  dts_send(owner, &e->hdr);
 }
 
-void dts_call_stream_open(dts_call *c) { post(c, DTS_CALL_SENT); }
+static void post(dts_call *c, unsigned kind) { post_to(c, (dts_actor *)(atomic_load(&c->owner) & ~(uintptr_t)1), kind); }
 
-void dts_call_stream_send(dts_call *c, dts_buf msg) {
+/* The owner and the close race: whichever comes second posts CLOSED. */
+static void fc_set_owner(dts_call *c, dts_actor *owner) {
+  dts_actor_ref(owner); /* as the bridge: the call keeps its owner's memory */
+  uintptr_t v = atomic_load(&c->owner);
+  for (;;) {
+    uintptr_t nv = (uintptr_t)owner | (v & 1);
+    if (atomic_compare_exchange_weak(&c->owner, &v, nv)) break;
+  }
+  if ((v & ~(uintptr_t)1) != 0) dts_actor_unref((dts_actor *)(v & ~(uintptr_t)1));
+  if ((v & 1) && (v & ~(uintptr_t)1) == 0) post_to(c, owner, DTS_CALL_CLOSED);
+}
+
+static bool fc_ended(dts_call *c) { return (atomic_load(&c->owner) & 1) != 0; }
+
+static void fc_stream_open(dts_call *c) { post(c, DTS_CALL_SENT); }
+
+static void fc_stream_send(dts_call *c, dts_buf msg) {
   pthread_mutex_lock(&c->mu);
   if (c->nitems == c->capitems) {
     c->capitems = c->capitems ? c->capitems * 2 : 16;
@@ -78,14 +97,14 @@ void dts_call_stream_send(dts_call *c, dts_buf msg) {
   post(c, DTS_CALL_SENT);
 }
 
-size_t dts_call_stream_queued(dts_call *c) {
+static size_t fc_stream_queued(dts_call *c) {
   pthread_mutex_lock(&c->mu);
   size_t q = c->queued;
   pthread_mutex_unlock(&c->mu);
   return q;
 }
 
-void dts_call_stream_watch(dts_call *c, size_t below) {
+static void fc_stream_watch(dts_call *c, size_t below) {
   pthread_mutex_lock(&c->mu);
   bool now = c->queued <= below;
   if (!now) {
@@ -105,7 +124,7 @@ void fake_deliver(dts_call *c) {
   if (drained) post(c, DTS_CALL_DRAINED);
 }
 
-void dts_call_stream_end(dts_call *c, dts_status st, const char *msg) {
+static void fc_stream_end(dts_call *c, dts_status st, const char *msg) {
   pthread_mutex_lock(&c->mu);
   c->ended = true;
   c->status = (int)st;
@@ -136,4 +155,26 @@ bool fake_item(dts_call *c, int i, dts_buf *out) {
   return ok;
 }
 
-void fake_close(dts_call *c) { post(c, DTS_CALL_CLOSED); }
+void fake_close(dts_call *c) {
+  uintptr_t v = atomic_fetch_or(&c->owner, 1);
+  if ((v & ~(uintptr_t)1) != 0 && !(v & 1)) post_to(c, (dts_actor *)v, DTS_CALL_CLOSED);
+}
+
+void dts_call_ref(dts_call *c) { fc_ref(c); }
+void dts_call_unref(dts_call *c) { fc_unref(c); }
+
+const dts_call_ops fake_call_ops = {
+    .ref = fc_ref,
+    .unref = fc_unref,
+    .set_owner = fc_set_owner,
+    .ended = fc_ended,
+    .set_owner_data = fc_set_owner_data,
+    .owner_data = fc_owner_data,
+    .reply = fc_reply,
+    .fail = fc_fail,
+    .stream_open = fc_stream_open,
+    .stream_send = fc_stream_send,
+    .stream_end = fc_stream_end,
+    .stream_queued = fc_stream_queued,
+    .stream_watch = fc_stream_watch,
+};

@@ -56,7 +56,7 @@ static void open_all(fx *f) {
   f->sched = dts_sched_create(2);
   f->timers = dts_timers_create();
   assert_int_equal(dts_store_open(f->dir, DTS_DURABILITY_OS, &f->store, err, sizeof(err)), DTS_OK);
-  dts_hub_config hc = {.name = "default", .sched = f->sched, .timers = f->timers, .store = f->store,
+  dts_hub_config hc = {.name = "default", .call_ops = &fake_call_ops, .sched = f->sched, .timers = f->timers, .store = f->store,
                        .max_payload = 1 << 20, .default_max_orch = 10, .default_max_act = 10,
                        .abandon_delay_ns = 50000000ULL, .ping_interval_ns = 30000000000ULL,
                        .inline_commit = inline_commit, .passivate_after_ns = passivate_ns,

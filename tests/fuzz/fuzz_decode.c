@@ -7,7 +7,7 @@
  * a message that decodes packs again into bytes that decode and validate,
  * at the same size.
  */
-#include "actors/methods.h"
+#include "server/methods.h"
 #include "proto/pb.h"
 #include "runtime/alloc.h"
 

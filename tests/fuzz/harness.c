@@ -6,6 +6,7 @@
 #include "runtime/log.h"
 #include "runtime/sched.h"
 #include "runtime/timer.h"
+#include "server/methods.h"
 
 #include <sched.h>
 #include <stdio.h>
@@ -124,6 +125,7 @@ fz_hub *fz_hub_open(const fz_options *o) {
   fz_hub *f = dts_calloc(1, sizeof(*f));
   f->o = *o;
   dts_hub_config hc = {.name = hub_name,
+                       .call_ops = &fake_call_ops,
                        .sched = E.sched,
                        .timers = E.timers,
                        .store = E.store,

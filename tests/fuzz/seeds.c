@@ -10,7 +10,7 @@
  * locks, purges and wipes in the same turn as the changes they undo.
  * Token bytes count the work items a scenario has seen, in order.
  */
-#include "actors/methods.h"
+#include "server/methods.h"
 #include "tests/fuzz/builders.h"
 #include "proto/pb.h"
 #include "runtime/alloc.h"

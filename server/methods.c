@@ -1,5 +1,5 @@
 /* methods.c -- the method table.  See methods.h. */
-#include "actors/methods.h"
+#include "server/methods.h"
 
 #define P(m) "/TaskHubSidecarService/" m
 

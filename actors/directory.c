@@ -1,0 +1,184 @@
+/* directory.c -- see directory.h.
+ *
+ * One process-wide epoch: every thread that reads any directory registers
+ * one record with it, on its first read (thread-local; given back for reuse
+ * when the thread exits).  Each directory has its own record for its
+ * writer, through which removed entries and outgrown tables are deferred.
+ * ck_hs calls its allocator without context, so the writer's directory is
+ * named in a thread-local for the duration of each write call.
+ */
+#include "actors/directory.h"
+
+#include "runtime/alloc.h"
+#include "runtime/log.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct dts_dir {
+  ck_hs_t hs;
+  ck_epoch_record_t *rec; /* the writer's */
+};
+
+static ck_epoch_t g_epoch;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static pthread_key_t g_key;
+static _Thread_local ck_epoch_record_t *tl_rec;
+static _Thread_local dts_dir *tl_writer; /* the directory being written by this thread */
+
+static void thread_gone(void *p) { ck_epoch_unregister(p); }
+
+static void global_init(void) {
+  ck_epoch_init(&g_epoch);
+  if (pthread_key_create(&g_key, thread_gone) != 0) abort();
+}
+
+static ck_epoch_record_t *new_record(void) {
+  ck_epoch_record_t *r = ck_epoch_recycle(&g_epoch, NULL);
+  if (r != NULL) return r;
+  void *mem = NULL;
+  if (posix_memalign(&mem, 64, sizeof(*r)) != 0) abort();
+  r = mem;
+  memset(r, 0, sizeof(*r));
+  ck_epoch_register(&g_epoch, r, NULL); /* never freed: records are reused */
+  return r;
+}
+
+static ck_epoch_record_t *reader(void) {
+  if (tl_rec == NULL) {
+    pthread_once(&g_once, global_init);
+    tl_rec = new_record();
+    pthread_setspecific(g_key, tl_rec);
+  }
+  return tl_rec;
+}
+
+/* ---- the table allocator ------------------------------------------------- */
+
+typedef struct deferred_block {
+  ck_epoch_entry_t ep;
+  size_t size;
+  max_align_t data[]; /* what ck_hs sees */
+} deferred_block;
+
+static void block_free_now(ck_epoch_entry_t *ep) {
+  dts_free((char *)ep - offsetof(deferred_block, ep));
+}
+
+static void *hs_malloc(size_t n) {
+  deferred_block *b = dts_malloc(sizeof(*b) + n);
+  b->size = n;
+  return b->data;
+}
+
+static void hs_free(void *p, size_t n, bool defer) {
+  (void)n;
+  if (p == NULL) return;
+  deferred_block *b = (deferred_block *)(void *)((char *)p - offsetof(deferred_block, data));
+  if (defer && tl_writer != NULL) ck_epoch_call(tl_writer->rec, &b->ep, block_free_now);
+  else dts_free(b);
+}
+
+static struct ck_malloc hs_alloc = {.malloc = hs_malloc, .realloc = NULL, .free = hs_free};
+
+/* FNV-1a over the key, mixed with the seed. */
+static unsigned long hash_bytes(const char *k, size_t n, unsigned long seed) {
+  uint64_t h = 1469598103934665603ULL ^ seed;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (uint8_t)k[i];
+    h *= 1099511628211ULL;
+  }
+  h ^= h >> 29;
+  return (unsigned long)h;
+}
+
+static unsigned long hs_hash(const void *obj, unsigned long seed) {
+  const dts_dir_entry *e = obj;
+  return hash_bytes(e->key, e->klen, seed);
+}
+
+static bool hs_compare(const void *a, const void *b) {
+  const dts_dir_entry *x = a, *y = b;
+  return x->klen == y->klen && memcmp(x->key, y->key, x->klen) == 0;
+}
+
+#define SEED 0x9e3779b97f4a7c15UL
+
+dts_dir *dts_dir_create(void) {
+  pthread_once(&g_once, global_init);
+  dts_dir *d = dts_calloc(1, sizeof(*d));
+  d->rec = new_record();
+  if (!ck_hs_init(&d->hs, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT, hs_hash, hs_compare, &hs_alloc, 64, SEED)) abort();
+  return d;
+}
+
+void dts_dir_destroy(dts_dir *d) {
+  if (d == NULL) return;
+  dts_dir_barrier(d);
+  tl_writer = NULL; /* the last tables go at once: nobody reads them now */
+  ck_hs_destroy(&d->hs);
+  ck_epoch_unregister(d->rec);
+  dts_free(d);
+}
+
+void dts_dir_entry_init(dts_dir_entry *e, const char *key, size_t klen) {
+  e->key = key;
+  e->klen = klen;
+  e->hash = hash_bytes(key, klen, SEED);
+  atomic_init(&e->published, 0);
+}
+
+void dts_dir_read_begin(void) { ck_epoch_begin(reader(), NULL); }
+void dts_dir_read_end(void) { ck_epoch_end(reader(), NULL); }
+
+dts_dir_entry *dts_dir_get(dts_dir *d, const char *key, size_t klen) {
+  dts_dir_entry probe;
+  dts_dir_entry_init(&probe, key, klen);
+  dts_dir_entry *e = ck_hs_get(&d->hs, probe.hash, &probe);
+  if (e != NULL) (void)atomic_load_explicit(&e->published, memory_order_acquire);
+  return e;
+}
+
+dts_dir_entry *dts_dir_find(dts_dir *d, const char *key, size_t klen) {
+  dts_dir_entry probe;
+  dts_dir_entry_init(&probe, key, klen);
+  return ck_hs_get(&d->hs, probe.hash, &probe);
+}
+
+void dts_dir_put(dts_dir *d, dts_dir_entry *e) {
+  atomic_store_explicit(&e->published, 1, memory_order_release);
+  tl_writer = d;
+  bool ok = ck_hs_put_unique(&d->hs, e->hash, e);
+  tl_writer = NULL;
+  DTS_ASSERT(ok && "a key put twice into a directory");
+}
+
+dts_dir_entry *dts_dir_del(dts_dir *d, const char *key, size_t klen) {
+  dts_dir_entry probe;
+  dts_dir_entry_init(&probe, key, klen);
+  tl_writer = d;
+  dts_dir_entry *e = ck_hs_remove(&d->hs, probe.hash, &probe);
+  tl_writer = NULL;
+  return e;
+}
+
+size_t dts_dir_count(dts_dir *d) { return (size_t)ck_hs_count(&d->hs); }
+
+dts_dir_entry *dts_dir_next(dts_dir *d, dts_dir_iter *it) {
+  void *obj;
+  return ck_hs_next(&d->hs, &it->it, &obj) ? obj : NULL;
+}
+
+void dts_dir_defer(dts_dir *d, ck_epoch_entry_t *ep, ck_epoch_cb_t *fn) { ck_epoch_call(d->rec, ep, fn); }
+
+unsigned dts_dir_poll(dts_dir *d) {
+  if (d->rec->n_pending == 0) return 0;
+  ck_epoch_poll(d->rec);
+  return d->rec->n_pending;
+}
+
+void dts_dir_barrier(dts_dir *d) {
+  if (d->rec->n_pending > 0) ck_epoch_barrier(d->rec);
+}
