@@ -51,11 +51,11 @@ typedef struct stats {
   double p50, p99, mean;
 } stats;
 
-static stats time_lookups(dts_store *s, long n, bool absent) {
+static stats time_lookups(dts_store *s, long records, long n, bool absent) {
   double *t = malloc((size_t)n * sizeof(double)), sum = 0;
   char k[80];
   for (long i = 0; i < n; i++) {
-    size_t kl = key_of(k, (unsigned long)(i * 7919) % 1000000UL, absent);
+    size_t kl = key_of(k, (unsigned long)(i * 7919) % (unsigned long)records, absent);
     char *v;
     size_t vl;
     double t0 = now_us();
@@ -136,8 +136,8 @@ int main(int argc, char **argv) {
       fprintf(stderr, "bench_lookup: %s\n", err);
       return 1;
     }
-    absent[m] = time_lookups(s, lookups, true);
-    present[m] = time_lookups(s, lookups, false);
+    absent[m] = time_lookups(s, records, lookups, true);
+    present[m] = time_lookups(s, records, lookups, false);
     dts_store_close(s);
   }
   printf("bench_lookup: %ld records, %ld lookups each%s\n", records, lookups, drop ? ", page cache dropped" : "");
