@@ -71,6 +71,16 @@ void eng_msg_drop_job_done(dts_msg *m) {
   dts_free(d->children);
 }
 
+/* A copy of message `m` of `size` bytes in a fresh envelope: the mailbox's
+ * link in the header is its own (atomic) and is not copied. */
+static dts_msg *copy_msg(const dts_msg *m, size_t size) {
+  dts_msg *c = dts_msg_alloc(m->kind, size);
+  c->drop = m->drop;
+  c->flags = m->flags;
+  memcpy((char *)c + sizeof(dts_msg), (const char *)m + sizeof(dts_msg), size - sizeof(dts_msg));
+  return c;
+}
+
 dts_msg *eng_msg_move(dts_hub *h, dts_msg *m) {
   switch (m->kind) {
   case M_RPC:
@@ -91,26 +101,17 @@ dts_msg *eng_msg_move(dts_hub *h, dts_msg *m) {
   }
   case M_TIMER:
   case H_TIMER: {
-    m_timer *t = (m_timer *)m, *c = (m_timer *)dts_msg_alloc(m->kind, sizeof(m_timer));
-    *c = *t;
-    c->hdr.next = NULL;
+    m_timer *t = (m_timer *)m, *c = (m_timer *)copy_msg(m, sizeof(m_timer));
     t->id = NULL;
     t->key = (dts_buf){NULL, 0};
     return &c->hdr;
   }
   case M_JOB: {
-    m_job *j = (m_job *)m, *c = (m_job *)dts_msg_alloc(M_JOB, sizeof(m_job));
-    *c = *j;
-    c->hdr.next = NULL;
+    m_job *j = (m_job *)m, *c = (m_job *)copy_msg(m, sizeof(m_job));
     j->reason = NULL;
     return &c->hdr;
   }
-  case M_LEASED: {
-    m_leased *l = (m_leased *)m, *c = (m_leased *)dts_msg_alloc(M_LEASED, sizeof(m_leased));
-    *c = *l;
-    c->hdr.next = NULL;
-    return &c->hdr;
-  }
+  case M_LEASED: return copy_msg(m, sizeof(m_leased));
   case M_KICK: return dts_msg_alloc(M_KICK, sizeof(dts_msg));
   default: return NULL;
   }
