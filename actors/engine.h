@@ -142,6 +142,13 @@ struct dts_hub {
   atomic_bool deleted;          /* DeleteTaskHub committed or under way: nothing more is written */
   atomic_bool freezing;         /* a wipe is under way: actors hold their writes */
   atomic_int delete_state;
+  /* Whether a loading actor reads back the messages stored for it (M keys).
+   * Every message stored at run time is also delivered after its commit,
+   * so a load need not look -- a seek over a tombstone-dense range costs
+   * more than the rest of a turn -- except while the hub starts (what was
+   * stored before a restart) and, from then on, once a message may have
+   * been stored and not taken: a failed read-back or a failed commit. */
+  atomic_bool readback_msgs;
   /* statistics, any thread */
   atomic_long st_instances, st_entities, st_streams, st_dispatched, st_completions, st_stale, st_unreadable,
       st_resets, st_ready_orch, st_ready_act, st_actors;
@@ -355,6 +362,9 @@ bool eng_tx_deleting(const eng_tx *tx, uint64_t seq);
 void eng_tx_note_del(eng_actor *a, eng_tx *tx, uint64_t seq);
 /* A read failed: kept for the current handler's answer. */
 void eng_rd_fail(eng_tx *tx, dts_err code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A message may wait on disk with no delivery on its way: every load from
+ * now on reads messages back (engine.h, dts_hub.readback_msgs). */
+void eng_msgs_unsure(dts_hub *h);
 /* Answers c with the failed read, if there was one: true when so. */
 bool eng_rd_answer(eng_actor *a, eng_tx *tx, dts_call *c);
 dts_status eng_status_of(dts_err e);

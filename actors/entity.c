@@ -269,6 +269,7 @@ static bool load(ent *e) {
   size_t vlen;
   dts_err err = dts_store_read(h->cfg.store, k.b, k.n, &v, &vlen, msg, sizeof(msg));
   if (err != DTS_OK && err != DTS_ENOTFOUND) {
+    eng_msgs_unsure(h);
     eng_rd_fail(TX(e), err, "cannot read entity '%s' from the store: %s", e->base.id, msg);
     return false;
   }
@@ -279,6 +280,7 @@ static bool load(ent *e) {
     if (!ok) {
       dts_ent_rec_fini(&e->r);
       e->r.id = dts_strdup(e->base.id);
+      eng_msgs_unsure(h);
       eng_rd_fail(TX(e), DTS_ECORRUPT, "the stored record of entity '%s' is damaged", e->base.id);
       return false;
     }
@@ -286,24 +288,31 @@ static bool load(ent *e) {
   } else {
     e->r.id = dts_strdup(e->base.id);
   }
+  /* a queue is stored only with a record (put_record) */
+  bool readback = atomic_load(&h->readback_msgs);
   dts_key_id(&k, &h->ks, 'Q', e->base.id);
   dts_key_sep(&k);
   qctx qc = {e, k.n, 0};
-  err = dts_store_walk(h->cfg.store, k.b, k.n, k.b, k.n, load_q, &qc, msg, sizeof(msg));
+  err = DTS_OK;
+  if (e->has_record || readback) err = dts_store_walk(h->cfg.store, k.b, k.n, k.b, k.n, load_q, &qc, msg, sizeof(msg));
   if (qc.bad > 0) {
     DTS_ERROR("hub", "[%s] %s: %ld queued messages cannot be read; skipped", h->name, e->base.id, qc.bad);
     atomic_fetch_add(&h->st_unreadable, qc.bad);
   }
   if (err != DTS_OK) {
+    eng_msgs_unsure(h);
     eng_rd_fail(TX(e), err, "cannot read the queue of entity '%s' from the store: %s", e->base.id, msg);
     unload(e);
     return false;
   }
-  e->mark = atomic_load(&h->seq); /* not yet: messages are read below, and the mark after them */
+  e->mark = 0; /* nothing read back: every delivery is new */
   set_loaded(e, true);
+  if (!readback) return true;
+  e->mark = atomic_load(&h->seq); /* not yet: messages are read below, and the mark after them */
   err = take_messages(e);
   e->mark = atomic_load(&h->seq);
   if (err != DTS_OK) {
+    eng_msgs_unsure(h);
     eng_rd_fail(TX(e), err, "cannot read the messages of entity '%s' from the store", e->base.id);
     return false;
   }
@@ -925,6 +934,7 @@ static void freeze_now(ent *e) {
 
 static void reset(ent *e) {
   e->tx.reset_needed = false;
+  eng_msgs_unsure(e->base.h);
   atomic_fetch_add(&e->base.h->st_resets, 1);
   DTS_ERROR("hub", "[%s] %s: a change was not stored: reading the entity back from the store", e->base.h->name,
             e->base.id);

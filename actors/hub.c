@@ -723,6 +723,7 @@ static dts_err load(dts_hub *h, char *err, size_t errlen) {
   dts_err ie = ensure_indexes(h, err, errlen);
   if (ie != DTS_OK) return ie;
   long before = atomic_load(&h->st_unreadable);
+  atomic_store(&h->readback_msgs, true); /* what was stored before the restart */
   startup s = {.h = h};
   dts_map_init(&s.insts);
   dts_map_init(&s.ents);
@@ -742,6 +743,7 @@ static dts_err load(dts_hub *h, char *err, size_t errlen) {
   DTS_INFO("hub", "[%s] loaded %zu instances and %zu entities with work to do, %ld timers", h->name, ni, ne,
            s.timers);
   long bad = atomic_load(&h->st_unreadable) - before;
+  if (bad == 0) atomic_store(&h->readback_msgs, false); /* else a message may not have been taken */
   if (bad > 0)
     DTS_ERROR("hub", "[%s] %ld records could not be read and were skipped (each is logged above with its key)",
               h->name, bad);

@@ -203,6 +203,7 @@ static bool load_msg(void *c, const char *k, size_t klen, const char *v, size_t 
 static void accept(inst *in, uint64_t seq, const uint8_t *val, size_t n);
 
 static bool load_fail(inst *in, dts_err e, const char *what) {
+  eng_msgs_unsure(in->base.h);
   eng_rd_fail(&in->tx, e, "cannot read %s of orchestration instance '%s' from the store", what, in->base.id);
   unload(in);
   return false;
@@ -217,6 +218,7 @@ bool inst_load(inst *in) {
   size_t vlen;
   dts_err e = dts_store_read(h->cfg.store, k.b, k.n, &v, &vlen, msg, sizeof(msg));
   if (e != DTS_OK && e != DTS_ENOTFOUND) {
+    eng_msgs_unsure(h);
     eng_rd_fail(&in->tx, e, "cannot read orchestration instance '%s' from the store: %s", in->base.id, msg);
     return false;
   }
@@ -227,6 +229,7 @@ bool inst_load(inst *in) {
     if (!ok) {
       dts_inst_rec_fini(&in->r);
       dts_inst_rec_init(&in->r, in->base.id);
+      eng_msgs_unsure(h);
       eng_rd_fail(&in->tx, DTS_ECORRUPT, "the stored record of orchestration instance '%s' is damaged", in->base.id);
       return false;
     }
@@ -253,12 +256,16 @@ bool inst_load(inst *in) {
     atomic_fetch_add(&h->st_unreadable, ac.bad);
   }
   mctx mc = {0};
-  dts_key_id(&k, &h->ks, 'M', in->base.id);
-  dts_key_sep(&k);
-  mc.plen = k.n;
-  e = dts_store_walk(h->cfg.store, k.b, k.n, k.b, k.n, load_msg, &mc, msg, sizeof(msg));
-  /* deliveries below the mark may be among what was just read */
-  in->mark = atomic_load(&h->seq);
+  e = DTS_OK;
+  in->mark = 0; /* nothing read back: every delivery is new */
+  if (atomic_load(&h->readback_msgs)) {
+    dts_key_id(&k, &h->ks, 'M', in->base.id);
+    dts_key_sep(&k);
+    mc.plen = k.n;
+    e = dts_store_walk(h->cfg.store, k.b, k.n, k.b, k.n, load_msg, &mc, msg, sizeof(msg));
+    /* deliveries below the mark may be among what was just read */
+    in->mark = atomic_load(&h->seq);
+  }
   set_loaded(in, true);
   for (size_t i = 0; i < mc.n; i++) {
     if (e == DTS_OK) accept(in, mc.seqs[i], mc.vals[i].p, mc.vals[i].n);
@@ -944,6 +951,7 @@ static void on_freeze(inst *in) {
  * is read back.  What is out with workers is stale; waiters stay. */
 static void reset(inst *in) {
   in->tx.reset_needed = false;
+  eng_msgs_unsure(in->base.h);
   atomic_fetch_add(&in->base.h->st_resets, 1);
   DTS_ERROR("hub", "[%s] %s: a change was not stored: reading the instance back from the store", in->base.h->name,
             in->base.id);

@@ -152,6 +152,11 @@ bool eng_tx_deleting(const eng_tx *tx, uint64_t seq) {
   return false;
 }
 
+void eng_msgs_unsure(dts_hub *h) {
+  if (!atomic_exchange(&h->readback_msgs, true))
+    DTS_WARN("hub", "[%s] from now on actors read their stored messages back at every load", h->name);
+}
+
 void eng_rd_fail(eng_tx *tx, dts_err code, const char *fmt, ...) {
   if (tx->rd_code != DTS_OK) return;
   tx->rd_code = code;
