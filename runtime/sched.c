@@ -4,7 +4,8 @@
  *
  * Queues, by who may touch them:
  *   worker ring  (ck_ring SPMC)  enqueue: owner only; dequeue: anyone
- *   inject ring  (ck_ring MPMC)  any thread
+ *   inject ring  (ck_ring SPMC)  enqueue: any thread, under inject_mu;
+ *                                dequeue: any worker, lock-free
  *   overflow     (list + mutex)  any thread, under overflow_mu
  *
  * Parking without lost wake-ups (a Dekker handshake on `parked`): a worker
@@ -13,6 +14,15 @@
  * then reads `parked`.  Either the worker's re-check sees the new item or
  * the producer sees the parked worker and signals it under park_mu (which
  * the worker holds until it is inside pthread_cond_wait).
+ *
+ * Why the inject ring's producers take a mutex: ck's multi-producer enqueue
+ * makes each producer wait, spinning, for every earlier one to publish its
+ * slot.  A producer preempted between its claim and its publish then holds
+ * every other producer spinning for its whole time slice; with more
+ * threads than cores (completion-queue threads, workers, the timer) that
+ * became a convoy in which dtsd made almost no progress.  Under the mutex
+ * a waiting producer sleeps instead, and the one-producer enqueue does not
+ * wait at all.  Consumers stay lock-free.
  */
 #include "runtime/sched.h"
 
@@ -51,6 +61,7 @@ struct dts_sched {
   worker *workers;
   ck_ring_t inject;
   ck_ring_buffer_t *inject_buf;
+  pthread_mutex_t inject_mu; /* one producer at a time (the file comment) */
 
   pthread_mutex_t overflow_mu;
   dts_actor *overflow_head, *overflow_tail; /* under overflow_mu */
@@ -77,6 +88,13 @@ static void overflow_push(dts_sched *s, dts_actor *a) {
   atomic_fetch_add(&s->overflow_count, 1);
   pthread_mutex_unlock(&s->overflow_mu);
   atomic_fetch_add_explicit(&s->spills, 1, memory_order_relaxed);
+}
+
+static void inject_push(dts_sched *s, dts_actor *a) {
+  pthread_mutex_lock(&s->inject_mu);
+  bool ok = ck_ring_enqueue_spmc(&s->inject, s->inject_buf, a);
+  pthread_mutex_unlock(&s->inject_mu);
+  if (!ok) overflow_push(s, a);
 }
 
 static dts_actor *overflow_pop(dts_sched *s) {
@@ -129,11 +147,9 @@ void dts_sched_add(dts_sched *s, dts_actor *a) {
    * On x86 both are plain moves. */
   atomic_store_explicit(&a->handoff, 1, memory_order_release);
   if (w != NULL && w->sched == s) {
-    if (!ck_ring_enqueue_spmc(&w->ring, w->buf, a)) {
-      if (!ck_ring_enqueue_mpmc(&s->inject, s->inject_buf, a)) overflow_push(s, a);
-    }
-  } else if (!ck_ring_enqueue_mpmc(&s->inject, s->inject_buf, a)) {
-    overflow_push(s, a);
+    if (!ck_ring_enqueue_spmc(&w->ring, w->buf, a)) inject_push(s, a);
+  } else {
+    inject_push(s, a);
   }
   wake_one(s);
 }
@@ -220,6 +236,7 @@ static dts_sched *create(int workers) {
   s->inject_buf = dts_calloc(INJECT_RING, sizeof(ck_ring_buffer_t));
   ck_ring_init(&s->inject, INJECT_RING);
   pthread_mutex_init(&s->overflow_mu, NULL);
+  pthread_mutex_init(&s->inject_mu, NULL);
   pthread_mutex_init(&s->park_mu, NULL);
   pthread_cond_init(&s->park_cv, NULL);
   s->workers = dts_calloc((size_t)workers, sizeof(worker));
@@ -282,6 +299,7 @@ void dts_sched_destroy(dts_sched *s) {
   dts_free(s->workers);
   dts_free(s->inject_buf);
   pthread_mutex_destroy(&s->overflow_mu);
+  pthread_mutex_destroy(&s->inject_mu);
   pthread_mutex_destroy(&s->park_mu);
   pthread_cond_destroy(&s->park_cv);
   dts_free(s);

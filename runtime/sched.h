@@ -2,8 +2,9 @@
  *
  * N worker threads.  Each owns a bounded ck_ring run queue that only it
  * feeds (SPMC: it and thieves dequeue).  Threads that are not workers of
- * this scheduler push to one MPMC inject ring.  A full ring spills to an
- * overflow list under a mutex: nothing is dropped and nobody spins.  Idle
+ * this scheduler push to one inject ring, one at a time under a mutex
+ * (consumers do not lock).  A full ring spills to an overflow list under a
+ * mutex: nothing is dropped and nobody spins.  Idle
  * workers steal with trydequeue, then park on a condition variable; every
  * schedule that sees a parked worker wakes one.  See docs/runtime.md.
  */
