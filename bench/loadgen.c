@@ -18,7 +18,9 @@
  * worker, never early), "events" (an external event raised right after the
  * start) work the same way.  "raw" measures bare unary round trips (Hello)
  * at the same concurrency: the ceiling a call-per-step protocol has here.
- * --pid PID adds dtsd's CPU seconds per 1,000 orchestrations and peak RSS.
+ * --pid PID adds dtsd's CPU seconds per 1,000 orchestrations, peak RSS and
+ * the serial share: the busiest dtsd thread's CPU over all of dtsd's during
+ * the run (from /proc/PID/task/TID/stat).
  *
  * Scenario "mixed" runs orchestrations of three kinds at once (two hello-5
  * in four, one external event, one fan-out of 20) with entity signals to
@@ -40,6 +42,7 @@
  *                [--signals S] [--orchestrations O] [--fanout N] [--concurrency C]
  *                [--entities E] [--taskhub NAME] [--pid DTSD_PID] [--id-prefix P] [--parked N]
  *                [--activities N] [--durability os|fsync] [--streams N (worker streams, 1-64)]
+ *                [--channels N (client connections, 1-64; calls and streams go round them)]
  * Prints a table line and one JSON line; exit 1 when the check fails.
  */
 #include "proto/pb.h"
@@ -53,6 +56,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -65,7 +69,10 @@
 
 static const char *target = "127.0.0.1:8080", *hub = NULL;
 static long nsignals = 200000, conc = 512, nents = 1;
-static grpc_channel *ch;
+#define MAX_CHANNELS 64
+static grpc_channel *chs[MAX_CHANNELS]; /* each its own connection; calls go round them */
+static int nchannels = 1;
+static unsigned next_channel;
 static grpc_completion_queue *cq;
 static long sent, acked, failed_calls, applied, batches, inflight, unary_calls, write_calls;
 
@@ -93,6 +100,7 @@ typedef struct rec {
 static grpc_call *new_call(const char *method) {
   gpr_timespec dl = gpr_inf_future(GPR_CLOCK_REALTIME);
   grpc_slice m = grpc_slice_from_static_string(method);
+  grpc_channel *ch = chs[next_channel++ % (unsigned)nchannels];
   return grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL, dl, NULL);
 }
 
@@ -677,6 +685,82 @@ static proc_sample sample(int pid) {
   return ps;
 }
 
+/* ---- serial share: the busiest dtsd thread's CPU over all of dtsd's --- */
+
+#define MAX_THREADS 512
+
+typedef struct thread_sample {
+  int n;
+  int tid[MAX_THREADS];
+  unsigned long ticks[MAX_THREADS];
+  char name[MAX_THREADS][20];
+} thread_sample;
+
+/* Every thread's user+system ticks, from /proc/<pid>/task/<tid>/stat. */
+static void sample_threads(int pid, thread_sample *ts) {
+  ts->n = 0;
+  if (pid <= 0) return;
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/task", pid);
+  DIR *d = opendir(path);
+  if (d == NULL) return;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL && ts->n < MAX_THREADS) {
+    if (de->d_name[0] < '0' || de->d_name[0] > '9') continue;
+    char sp[300], buf[1024];
+    snprintf(sp, sizeof(sp), "/proc/%d/task/%s/stat", pid, de->d_name);
+    FILE *f = fopen(sp, "r");
+    if (f == NULL) continue;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (open == NULL || close == NULL ||
+        sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+      continue;
+    int i = ts->n++;
+    ts->tid[i] = atoi(de->d_name);
+    ts->ticks[i] = ut + st;
+    size_t nl = (size_t)(close - open - 1) < sizeof(ts->name[i]) - 1 ? (size_t)(close - open - 1) : sizeof(ts->name[i]) - 1;
+    memcpy(ts->name[i], open + 1, nl);
+    ts->name[i][nl] = '\0';
+  }
+  closedir(d);
+}
+
+typedef struct serial_share {
+  double share, busiest_s, total_s;
+  char busiest[20];
+} serial_share;
+
+/* The busiest thread's CPU between two samples over all threads' CPU. */
+static serial_share serial_of(const thread_sample *a, const thread_sample *b) {
+  serial_share r = {0, 0, 0, ""};
+  unsigned long total = 0, best = 0;
+  for (int i = 0; i < b->n; i++) {
+    unsigned long before = 0;
+    for (int j = 0; j < a->n; j++)
+      if (a->tid[j] == b->tid[i]) before = a->ticks[j];
+    unsigned long d = b->ticks[i] - before;
+    total += d;
+    if (d > best) {
+      best = d;
+      snprintf(r.busiest, sizeof(r.busiest), "%s", b->name[i]);
+    }
+  }
+  double hz = (double)sysconf(_SC_CLK_TCK);
+  r.busiest_s = (double)best / hz;
+  r.total_s = (double)total / hz;
+  r.share = total > 0 ? (double)best / (double)total : 0;
+  return r;
+}
+
+static void print_serial(const serial_share *s) {
+  printf("dtsd: serial share %.3f (busiest thread '%s' %.2f CPU-s of %.2f)\n", s->share, s->busiest, s->busiest_s,
+         s->total_s);
+}
+
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -939,6 +1023,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--parked") == 0 && i + 1 < argc) nparked = atol(argv[++i]);
     else if (strcmp(argv[i], "--activities") == 0 && i + 1 < argc) hello_n = atol(argv[++i]);
     else if (strcmp(argv[i], "--streams") == 0 && i + 1 < argc) nstreams = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--channels") == 0 && i + 1 < argc) nchannels = atoi(argv[++i]);
     else if (strcmp(argv[i], "--durability") == 0 && i + 1 < argc) durability_fsync = strcmp(argv[++i], "fsync") == 0;
     else {
       fprintf(stderr, "usage: loadgen --target HOST:PORT [--scenario signals] [--signals S] [--concurrency C] "
@@ -954,7 +1039,7 @@ int main(int argc, char **argv) {
   if (scen == S_MIXED && !signals_given) nsignals = norch * 2;
   if (scen == S_MIXED && !entities_given) nents = 100;
   if (scen < 0 || nsignals <= 0 || conc <= 0 || nents <= 0 || norch <= 0 || fan_n <= 0 || fan_n > 100000 || hello_n <= 0 ||
-      nstreams < 1 || nstreams > MAX_STREAMS) {
+      nstreams < 1 || nstreams > MAX_STREAMS || nchannels < 1 || nchannels > MAX_CHANNELS) {
     fprintf(stderr, "loadgen: scenarios are signals, hello, fanout, timers, events, raw, park, query, mixed, cold; counts "
                     "must be positive\n");
     return 2;
@@ -962,7 +1047,10 @@ int main(int argc, char **argv) {
   run_id = (unsigned)(time(NULL) ^ (getpid() << 8));
   grpc_init();
   grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-  ch = grpc_channel_create(target, cr, NULL);
+  /* a pool of its own per channel: separate connections, not one shared */
+  grpc_arg own_pool = {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1};
+  grpc_channel_args cargs = {1, &own_pool};
+  for (int i = 0; i < nchannels; i++) chs[i] = grpc_channel_create(target, cr, &cargs);
   grpc_channel_credentials_release(cr);
   cq = grpc_completion_queue_create_for_next(NULL);
   final_state = calloc((size_t)nents, sizeof(long));
@@ -998,6 +1086,8 @@ int main(int argc, char **argv) {
       ceil_store = store_ceiling(1.0);
     }
     proc_sample cpu0 = sample(dtsd_pid);
+    static thread_sample th0, th1;
+    sample_threads(dtsd_pid, &th0);
     long calls0 = unary_calls, writes0 = write_calls;
     double h0 = now_s();
     for (long i = 0; i < conc && started < norch; i++) start_orch();
@@ -1012,6 +1102,8 @@ int main(int argc, char **argv) {
       if (checked_bad > 0) wrong += checked_bad;
     }
     proc_sample cpu1 = sample(dtsd_pid);
+    sample_threads(dtsd_pid, &th1);
+    serial_share ser = serial_of(&th0, &th1);
     double call_rate = (double)(unary_calls - calls0) / hdt;
     qsort(lat_ms, (size_t)finished, sizeof(double), cmp_d);
     double rate = (double)norch / hdt;
@@ -1028,6 +1120,7 @@ int main(int argc, char **argv) {
     if (dtsd_pid > 0)
       printf("dtsd: %.3f CPU-s per 1,000 orchestrations, peak RSS %.1f MiB\n",
              (cpu1.cpu_s - cpu0.cpu_s) / (double)norch * 1000.0, cpu1.rss_mib);
+    if (dtsd_pid > 0) print_serial(&ser);
     double cpo = (double)(unary_calls - calls0) / (double)norch, wpo = (double)(write_calls - writes0) / (double)norch;
     double lim_unary = ceil_unary > 0 ? ceil_unary / cpo : 0, lim_store = ceil_store > 0 ? ceil_store / wpo : 0;
     if (ceil_unary > 0)
@@ -1042,19 +1135,23 @@ int main(int argc, char **argv) {
            "\"wrong\":%ld,\"calls_per_s\":%.0f,\"timer_late_p50_ms\":%.3f,\"timer_late_p99_ms\":%.3f,"
            "\"dtsd_cpu_s_per_1000\":%.3f,\"dtsd_peak_rss_mib\":%.1f,\"unary_ceiling_calls_per_s\":%.0f,"
            "\"unary_limit_orch_per_s\":%.0f,\"store_ceiling_batches_per_s\":%.0f,\"store_limit_orch_per_s\":%.0f,"
-           "\"durability\":\"%s\"}\n",
+           "\"durability\":\"%s\",\"serial_share\":%.3f}\n",
            scenario, norch, conc, rate, rate * (double)actions_per_orch(), p50, p99, p999, wrong, call_rate,
            nlate ? late_ms[nlate / 2] : 0.0, nlate ? late_ms[(size_t)((double)nlate * 0.99)] : 0.0,
            dtsd_pid > 0 ? (cpu1.cpu_s - cpu0.cpu_s) / (double)norch * 1000.0 : 0.0, cpu1.rss_mib, ceil_unary, lim_unary,
-           ceil_store, lim_store, durability_fsync ? "fsync" : "os");
+           ceil_store, lim_store, durability_fsync ? "fsync" : "os", ser.share);
     fflush(stdout);
     for (int i = 0; i < nstreams; i++) grpc_call_cancel(streams[i]->call, NULL);
     _exit(wrong == 0 && failed_calls == 0 && (scen != S_TIMER || late_ms[0] >= 0) ? 0 : 1);
   }
+  static thread_sample th0, th1;
+  sample_threads(dtsd_pid, &th0);
   double t0 = now_s();
   for (long i = 0; i < conc && sent < nsignals; i++) send_signal();
   drain_until(all_applied);
   double dt = now_s() - t0;
+  sample_threads(dtsd_pid, &th1);
+  serial_share ser = serial_of(&th0, &th1);
   check_entities();
 
   double rate = (double)nsignals / dt;
@@ -1062,9 +1159,11 @@ int main(int argc, char **argv) {
          "%ld failed calls, check %ld ok %ld bad\n",
          nsignals, nents, nents == 1 ? "y" : "ies", conc, rate, (double)applied / (double)(batches ? batches : 1),
          failed_calls, checked_ok, checked_bad);
+  if (dtsd_pid > 0) print_serial(&ser);
   printf("{\"bench\":\"loadgen\",\"scenario\":\"signals\",\"signals\":%ld,\"entities\":%ld,\"concurrency\":%ld,"
-         "\"signals_per_s\":%.0f,\"ops_per_batch\":%.1f,\"failed\":%ld,\"check_bad\":%ld}\n",
-         nsignals, nents, conc, rate, (double)applied / (double)(batches ? batches : 1), failed_calls, checked_bad);
+         "\"signals_per_s\":%.0f,\"ops_per_batch\":%.1f,\"failed\":%ld,\"check_bad\":%ld,\"serial_share\":%.3f}\n",
+         nsignals, nents, conc, rate, (double)applied / (double)(batches ? batches : 1), failed_calls, checked_bad,
+         ser.share);
   for (int i = 0; i < nstreams; i++) grpc_call_cancel(streams[i]->call, NULL);
   int rc = (checked_bad == 0 && failed_calls == 0) ? 0 : 1;
   fflush(stdout);
