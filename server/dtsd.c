@@ -101,6 +101,15 @@ static int online_cpus(void) {
   return n > 0 ? (int)n : 1;
 }
 
+/* One completion-queue thread for every two cores.  Measured on two cores
+ * (bench/compare.sh): a second one cost 20-30% of entity signal throughput
+ * and 0.1 ms of idle latency -- gRPC 1.51 wakes pollers of one completion
+ * queue in turn, and the workers need the cores more (docs/operations.md). */
+static int default_cq_threads(void) {
+  int n = online_cpus() / 2;
+  return n > 0 ? n : 1;
+}
+
 static void teardown(dtsd *d) {
   if (d->bridge) dts_bridge_stop(d->bridge);
   for (int r = 0; r < 2; r++) {
@@ -235,7 +244,7 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                           .default_hub = "default",
                           .max_message = o->max_message,
                           .max_depth = o->max_nesting > 0 ? o->max_nesting : 64,
-                          .cq_threads = o->cq_threads > 0 ? o->cq_threads : online_cpus()};
+                          .cq_threads = o->cq_threads > 0 ? o->cq_threads : default_cq_threads()};
   if (dts_bridge_start(&bc, &d->bridge, &d->port, err, errlen) != DTS_OK) {
     d->bridge = NULL;
     teardown(d);

@@ -30,7 +30,7 @@ typedef struct dtsd_options {
   bool ephemeral;        /* use a fresh temporary data dir, removed at stop */
   const char *task_hubs; /* comma-separated names (default "default") */
   int workers;           /* scheduler threads; 0 = number of cores */
-  int cq_threads;        /* gRPC completion-queue threads; 0 = number of cores */
+  int cq_threads;        /* gRPC completion-queue threads; 0 = one per two cores */
   long max_message;      /* request size limit, bytes (default 64 MiB) */
   long max_payload;      /* per payload string, bytes (default 16 MiB) */
   int max_nesting;       /* message nesting bound (default 64) */

@@ -46,7 +46,7 @@ static const flag flags[] = {
      "task hubs served (default: default; DTS_TASK_HUB_NAMES works too)"},
     {"workers", "DTSD_WORKERS", F_INT, &o.workers, 0, 1024, "N", "scheduler threads (default: CPU count)"},
     {"cq-threads", "DTSD_CQ_THREADS", F_INT, &o.cq_threads, 0, 1024, "N",
-     "gRPC completion-queue threads receiving requests (default: CPU count)"},
+     "gRPC completion-queue threads receiving requests (default: one per two CPUs)"},
     {"durability", "DTSD_DURABILITY", F_STR, &dur, 0, 0, "MODE",
      "os (default: survives a process crash) | fsync (survives power loss)"},
     {"max-message", "DTSD_MAX_MESSAGE", F_LONG, &o.max_message, 1024, 2 * GIB - 1, "BYTES",
