@@ -101,6 +101,11 @@ static unsigned long hs_hash(const void *obj, unsigned long seed) {
 
 static bool hs_compare(const void *a, const void *b) {
   const dts_dir_entry *x = a, *y = b;
+  /* the stored entry may have been published by another thread just now:
+   * its release store pairs with this acquire (dts_dir_put), which ck's
+   * own fences already give but the C11 model and TSan do not see */
+  (void)atomic_load_explicit(&x->published, memory_order_acquire);
+  (void)atomic_load_explicit(&y->published, memory_order_acquire);
   return x->klen == y->klen && memcmp(x->key, y->key, x->klen) == 0;
 }
 
