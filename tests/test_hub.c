@@ -917,6 +917,295 @@ static void test_clean_storage_releases_an_orphaned_lock(void **state) {
   dts_call_unref(c);
 }
 
+/* ======================================================================== */
+/* the engine's directory, read-back and passivation                       */
+
+typedef struct racer {
+  fx *f;
+  int index, rounds, bad;
+  const char *kind; /* "get": GetInstance of finished ones; "raise": events to one waiting */
+} racer;
+
+static void *race_main(void *arg) {
+  racer *r = arg;
+  for (int i = 0; i < r->rounds; i++) {
+    if (strcmp(r->kind, "get") == 0) {
+      char id[16];
+      snprintf(id, sizeof(id), "fin-%d", (r->index + i) % 10);
+      GetInstanceRequest g = GET_INSTANCE_REQUEST__INIT;
+      g.instance_id = id;
+      dts_call *c = post(r->f, DTS_M_GET_INSTANCE, &g.base);
+      if (!TU_WAIT_UNTIL(answered(c), 20) || c->status != 0) {
+        r->bad++;
+      } else {
+        GetInstanceResponse *resp = get_instance_response__unpack(NULL, c->body.n, c->body.p);
+        if (resp == NULL || !resp->exists ||
+            resp->orchestration_state->orchestration_status != ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED)
+          r->bad++;
+        if (resp) get_instance_response__free_unpacked(resp, NULL);
+      }
+      dts_call_unref(c);
+    } else {
+      char name[32];
+      snprintf(name, sizeof(name), "ev-%d-%d", r->index, i);
+      RaiseEventRequest re = RAISE_EVENT_REQUEST__INIT;
+      re.instance_id = "waiting";
+      re.name = name;
+      dts_call *c = post(r->f, DTS_M_RAISE_EVENT, &re.base);
+      if (!TU_WAIT_UNTIL(answered(c), 20) || c->status != 0) r->bad++;
+      dts_call_unref(c);
+    }
+  }
+  return NULL;
+}
+
+static int run_racers(fx *f, const char *kind, int threads, int rounds) {
+  pthread_t t[8];
+  racer r[8];
+  for (int i = 0; i < threads; i++) {
+    r[i] = (racer){f, i, rounds, 0, kind};
+    pthread_create(&t[i], NULL, race_main, &r[i]);
+  }
+  int bad = 0;
+  for (int i = 0; i < threads; i++) {
+    pthread_join(t[i], NULL);
+    bad += r[i].bad;
+  }
+  return bad;
+}
+
+/* Finished instances leave the directory after every turn that read them;
+ * requests from four threads keep arriving while they leave: every one is
+ * answered from the store, none is lost or answered twice. */
+static void test_messages_race_leaving_actors(void **state) {
+  fx *f = *state;
+  dts_call *s = open_wide_stream(f, 20);
+  int next = 0;
+  for (int i = 0; i < 10; i++) {
+    char id[16];
+    snprintf(id, sizeof(id), "fin-%d", i);
+    dts_free(start(f, id, "orch"));
+    run_one(f, s, &next, false, "\"ok\"");
+  }
+  assert_true(TU_WAIT_UNTIL(mem_instances(f) == 0, 10));
+  assert_int_equal(run_racers(f, "get", 4, 300), 0);
+  assert_true(TU_WAIT_UNTIL(mem_instances(f) == 0, 10)); /* and they all left again */
+  close_stream(f, s);
+  dts_call_unref(s);
+}
+
+/* Values of the history keys of `id` that contain `needle`. */
+typedef struct valcount {
+  const char *id, *needle;
+  long n;
+} valcount;
+
+static bool count_val(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  valcount *vc = c;
+  if (memmem(k, klen, vc->id, strlen(vc->id)) != NULL && memmem(v, vlen, vc->needle, strlen(vc->needle)) != NULL)
+    vc->n++;
+  return true;
+}
+
+static long history_with(fx *f, const char *id, const char *needle) {
+  valcount vc = {id, needle, 0};
+  assert_int_equal(dts_store_scan(f->store, "default\0H", 9, count_val, &vc), DTS_OK);
+  return vc.n;
+}
+
+/* A waiting instance out of memory gets events from eight threads at once:
+ * the hub creates its actor once, every event lands in its inbox once. */
+static void test_many_messages_race_an_actors_creation(void **state) {
+  fx *f = *state;
+  close_all(f);
+  passivate_ns = 1000000; /* 1 ms idle */
+  open_all(f);
+  dts_call *s = open_stream(f);
+  dts_free(start(f, "waiting", "orch"));
+  WorkItem *w = item(s, 0);
+  complete_orch(f, w, NULL, 0); /* it waits for events */
+  work_item__free_unpacked(w, NULL);
+  close_stream(f, s); /* no worker: the events stay in its inbox */
+  dts_call_unref(s);
+  assert_true(TU_WAIT_UNTIL(mem_instances(f) == 0, 10));
+  assert_int_equal(run_racers(f, "raise", 8, 25), 0);
+  assert_int_equal(store_keys(f, 'N', "waiting"), 200);
+  assert_true(mem_instances(f) <= 1);
+  /* a worker gets all 200 over its next turns (a turn takes a bounded
+   * number of new events), each once */
+  s = open_stream(f);
+  int raised = 0;
+  for (int turn = 0; raised < 200; turn++) {
+    w = item(s, turn);
+    for (size_t i = 0; i < w->orchestrator_request->n_new_events; i++)
+      if (w->orchestrator_request->new_events[i]->event_type_case == EV(EVENT_RAISED)) raised++;
+    complete_orch(f, w, NULL, 0);
+    work_item__free_unpacked(w, NULL);
+  }
+  assert_int_equal(raised, 200);
+  assert_true(TU_WAIT_UNTIL(store_keys(f, 'N', "waiting") == 0, 10));
+  assert_int_equal(history_with(f, "waiting", "ev-7-24"), 1);
+  close_stream(f, s);
+  dts_call_unref(s);
+  passivate_ns = 0;
+}
+
+/* A message stored by its sender whose delivery never happened (a crash
+ * between the commit and the delivery): the restart reads it back and
+ * applies it once; it is gone from the store after, and a second restart
+ * does not apply it again. */
+static void test_stored_message_applied_once_across_restarts(void **state) {
+  fx *f = *state;
+  dts_call *s = open_stream(f);
+  dts_free(start(f, "target", "orch"));
+  WorkItem *w = item(s, 0);
+  complete_orch(f, w, NULL, 0); /* waits for an event */
+  work_item__free_unpacked(w, NULL);
+  close_stream(f, s);
+  dts_call_unref(s);
+  close_all(f);
+
+  /* "default\0Mtarget\0<seq>" holding an EventRaised, as a sender writes it */
+  HistoryEvent ev = HISTORY_EVENT__INIT;
+  EventRaisedEvent er = EVENT_RAISED_EVENT__INIT;
+  er.name = "stored-once";
+  ev.event_id = -1;
+  ev.event_type_case = EV(EVENT_RAISED);
+  ev.event_raised = &er;
+  dts_buf eb = dts_pb_pack(&ev.base);
+  Dtsd__Store__Message m = DTSD__STORE__MESSAGE__INIT;
+  m.event.data = eb.p;
+  m.event.len = eb.n;
+  m.sender = "someone";
+  dts_buf mb = dts_pb_pack(&m.base);
+  char err[256], k[64];
+  dts_store *st;
+  assert_int_equal(dts_store_open(f->dir, DTS_DURABILITY_OS, &st, err, sizeof(err)), DTS_OK);
+  const char pre[] = "default\0Mtarget\0";
+  memcpy(k, pre, sizeof(pre) - 1);
+  size_t kn = sizeof(pre) - 1;
+  uint64_t seq = 1u << 20;
+  for (int i = 7; i >= 0; i--) k[kn++] = (char)(seq >> (i * 8));
+  dts_batch *b = dts_batch_create();
+  dts_batch_put(b, k, kn, mb.p, mb.n);
+  assert_int_equal(dts_store_write(st, b), DTS_OK);
+  dts_batch_destroy(b);
+  dts_store_close(st);
+  dts_buf_free(&eb);
+  dts_buf_free(&mb);
+
+  open_all(f);
+  s = open_stream(f);
+  w = item(s, 0);
+  assert_string_equal(w->orchestrator_request->instance_id, "target");
+  int raised = 0;
+  for (size_t i = 0; i < w->orchestrator_request->n_new_events; i++)
+    if (w->orchestrator_request->new_events[i]->event_type_case == EV(EVENT_RAISED)) raised++;
+  assert_int_equal(raised, 1);
+  assert_int_equal(store_keys(f, 'M', "target"), 0);
+  complete_orch(f, w, NULL, 0);
+  work_item__free_unpacked(w, NULL);
+  assert_true(TU_WAIT_UNTIL(history_with(f, "target", "stored-once") == 1, 10));
+  close_stream(f, s);
+  dts_call_unref(s);
+
+  close_all(f); /* again: nothing is read back twice */
+  open_all(f);
+  assert_int_equal(history_with(f, "target", "stored-once"), 1);
+  assert_int_equal(store_keys(f, 'N', "target"), 0);
+  OrchestrationState *os = get(f, "target");
+  assert_int_equal(os->orchestration_status, ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_RUNNING);
+  orchestration_state__free_unpacked(os, NULL);
+  s = open_stream(f);
+  dts_free(start(f, "probe", "orch")); /* the stream's first item is the probe's, not a redelivery */
+  w = item(s, 0);
+  assert_string_equal(w->orchestrator_request->instance_id, "probe");
+  work_item__free_unpacked(w, NULL);
+  close_stream(f, s);
+  dts_call_unref(s);
+}
+
+static void signal_ok(fx *f, const char *id) {
+  SignalEntityRequest r = SIGNAL_ENTITY_REQUEST__INIT;
+  r.instance_id = (char *)id;
+  r.name = "add";
+  dts_call_unref(rpc(f, DTS_M_SIGNAL_ENTITY, &r.base, 0));
+}
+
+/* Completes entity work item `w` with state `state`, one success per operation. */
+static void complete_entity(fx *f, WorkItem *w, const char *state_json) {
+  EntityRequest *er = w->entity_request_v2;
+  assert_non_null(er);
+  size_t n = er->n_operation_requests;
+  OperationResult *res = dts_calloc(n, sizeof(*res)), **rp = dts_calloc(n, sizeof(*rp));
+  OperationResultSuccess ok = OPERATION_RESULT_SUCCESS__INIT;
+  for (size_t i = 0; i < n; i++) {
+    operation_result__init(&res[i]);
+    res[i].result_type_case = OPERATION_RESULT__RESULT_TYPE_SUCCESS;
+    res[i].success = &ok;
+    rp[i] = &res[i];
+  }
+  EntityBatchResult br = ENTITY_BATCH_RESULT__INIT;
+  Google__Protobuf__StringValue sv;
+  br.results = rp;
+  br.n_results = n;
+  br.entity_state = dts_sv(&sv, state_json);
+  br.completion_token = w->completion_token;
+  dts_call_unref(rpc(f, DTS_M_COMPLETE_ENTITY, &br.base, 0));
+  dts_free(res);
+  dts_free(rp);
+}
+
+static long mem_entities(fx *f) {
+  dts_hub_stats st;
+  dts_hub_get_stats(f->hub, &st);
+  return st.entities;
+}
+
+/* Entities leave memory when idle (state on disk) and come back with it on
+ * the next signal or read. */
+static void test_entities_leave_memory_and_come_back(void **state) {
+  fx *f = *state;
+  close_all(f);
+  passivate_ns = 1000000; /* 1 ms idle */
+  open_all(f);
+  dts_call *s = open_wide_stream(f, 100);
+  for (int i = 0; i < 20; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "@counter@e%d", i);
+    signal_ok(f, id);
+  }
+  for (int i = 0; i < 20; i++) {
+    WorkItem *w = item(s, i);
+    char st[32];
+    snprintf(st, sizeof(st), "\"%s\"", w->entity_request_v2->instance_id);
+    complete_entity(f, w, st);
+    work_item__free_unpacked(w, NULL);
+  }
+  assert_true(TU_WAIT_UNTIL(mem_entities(f) == 0, 10)); /* all passivated */
+  GetEntityRequest g = GET_ENTITY_REQUEST__INIT;
+  g.instance_id = "@counter@e7";
+  g.include_state = true;
+  dts_call *c = rpc(f, DTS_M_GET_ENTITY, &g.base, 0);
+  GetEntityResponse *gr = get_entity_response__unpack(NULL, c->body.n, c->body.p);
+  assert_true(gr->exists);
+  assert_string_equal(gr->entity->serialized_state->value, "\"@counter@e7\"");
+  get_entity_response__free_unpacked(gr, NULL);
+  dts_call_unref(c);
+  /* a signal brings one back with its state, and it leaves again */
+  signal_ok(f, "@counter@e3");
+  WorkItem *w = item(s, 20);
+  assert_string_equal(w->entity_request_v2->instance_id, "@counter@e3");
+  assert_non_null(w->entity_request_v2->entity_state);
+  assert_string_equal(w->entity_request_v2->entity_state->value, "\"@counter@e3\"");
+  complete_entity(f, w, "\"again\"");
+  work_item__free_unpacked(w, NULL);
+  assert_true(TU_WAIT_UNTIL(mem_entities(f) == 0, 10));
+  close_stream(f, s);
+  dts_call_unref(s);
+  passivate_ns = 0;
+}
+
 static void test_bad_requests_get_clear_errors(void **state) {
   fx *f = *state;
   CreateInstanceRequest r = CREATE_INSTANCE_REQUEST__INIT;
@@ -953,6 +1242,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_filters_and_per_stream_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_clean_storage_releases_an_orphaned_lock, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_requests_get_clear_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_messages_race_leaving_actors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_many_messages_race_an_actors_creation, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stored_message_applied_once_across_restarts, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_entities_leave_memory_and_come_back, setup, teardown),
   };
   int failed = cmocka_run_group_tests_name("storage-thread commits", tests, NULL, NULL);
   inline_commit = true;
