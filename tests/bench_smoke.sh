@@ -34,4 +34,4 @@ kill -TERM "$PID"
 wait "$PID"
 PID=""
 # the store at a small scale: memory, query latency, restart (million.sh)
-"$(dirname "$0")/../bench/million.sh" "$B" 3000 300
+"$(dirname "$0")/../bench/million.sh" "$B" 3000 300 os 2000

@@ -1,0 +1,165 @@
+#!/bin/sh
+# compare.sh -- the engine against the engine as it was before the actor
+# reshape (one actor per hub), both built here, the same scenarios against
+# both binaries in one run, alternating old and new so the machine's drift
+# touches both alike.  Prints each figure, the ratio and the target, then
+# the serial share of the new engine (the busiest dtsd thread's CPU over all
+# of dtsd's) under hello-5 and signals to 10,000 entities.
+#
+#   old  the commit OLD_REV (default: the last commit before the reshape),
+#        checked out with `git worktree` and built Release (dtsd and loadgen
+#        only are used; loadgen is this tree's, for both)
+#   new  BUILD_DIR/server/dtsd (build it Release)
+#
+# usage: bench/compare.sh BUILD_DIR [REPEATS]
+#   REPEATS (default 2): runs of each scenario per binary; the best counts
+#   (the least disturbed run of each).  SCALE=0.1 shortens every scenario;
+#   NEW_FLAGS adds dtsd flags to the new engine's runs; OLD_BIN skips the
+#   build of the old one.
+set -eu
+B=$(cd "$1" && pwd)
+REPEATS=${2:-2}
+SCALE=${SCALE:-1}
+OLD_REV=${OLD_REV:-6601fe6e1ef6c36e75c58b4b58d4d6682e609522}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+T=$(mktemp -d)
+PID=""
+WT=""
+cleanup() {
+  if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; fi
+  if [ -n "$WT" ]; then git -C "$ROOT" worktree remove --force "$WT" 2>/dev/null || true; fi
+  rm -rf "$T"
+}
+trap cleanup EXIT
+L="$B/bench/loadgen"
+n() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s); if (v < 1) v = 1; print v }'; }
+
+# ---- the old engine, from git ----------------------------------------------
+OLD_BIN=${OLD_BIN:-}
+if [ -z "$OLD_BIN" ]; then
+  full=$(git -C "$ROOT" rev-parse --verify -q "$OLD_REV^{commit}" || true)
+  if [ -z "$full" ]; then
+    echo "compare.sh: commit $OLD_REV is not in this clone (a shallow clone? fetch its history)" >&2
+    exit 1
+  fi
+  WT="$T/old-src"
+  echo "== building the old engine ($(git -C "$ROOT" log -1 --format='%h %s' "$full" | cut -c1-70))"
+  git -C "$ROOT" worktree add --detach "$WT" "$full" >/dev/null 2>&1
+  cmake -S "$WT" -B "$T/old-build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$T/old-build" --target dtsd >/dev/null
+  OLD_BIN="$T/old-build/server/dtsd"
+fi
+NEW_BIN="$B/server/dtsd"
+NEW_FLAGS=${NEW_FLAGS:-} # extra dtsd flags for the new engine's runs (e.g. --cq-threads 1)
+
+start() { # start <binary> [flags]: sets PID and P
+  bin=$1
+  shift
+  rm -rf "$T/data" "$T/ready"
+  mkfifo "$T/ready"
+  "$bin" --address 127.0.0.1:0 --data-dir "$T/data" --ready-fd 3 --log-level warn "$@" >>"$T/dtsd.log" 2>&1 \
+    3>"$T/ready" &
+  PID=$!
+  P=""
+  read -r P <"$T/ready" || true
+  [ -n "$P" ] || { echo "dtsd did not start: $(tail -3 "$T/dtsd.log")" >&2; exit 1; }
+}
+stop() {
+  kill -TERM "$PID"
+  wait "$PID" || true
+  PID=""
+}
+
+# field <json-line> <key>
+field() { printf '%s\n' "$1" | sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p"; }
+
+# one <binary> <key> <dtsd flags> -- <loadgen args>: one run, prints the value of key
+one() {
+  bin=$1 key=$2
+  shift 2
+  flags=""
+  while [ "$1" != "--" ]; do flags="$flags $1"; shift; done
+  shift
+  # shellcheck disable=SC2086 # flags are words
+  start "$bin" $flags
+  out=$("$L" --target "127.0.0.1:$P" --pid "$PID" "$@" | grep '^{' | tail -1)
+  stop
+  field "$out" "$key"
+}
+
+# best <higher|lower> <binary> <key> <dtsd flags> -- <loadgen args>
+best() {
+  dir=$1
+  shift
+  b=""
+  i=0
+  while [ $i -lt "$REPEATS" ]; do
+    v=$(one "$@")
+    if [ -z "$b" ]; then b=$v
+    elif [ "$dir" = higher ]; then b=$(awk -v a="$b" -v c="$v" 'BEGIN { print (c > a) ? c : a }')
+    else b=$(awk -v a="$b" -v c="$v" 'BEGIN { print (c < a) ? c : a }')
+    fi
+    i=$((i + 1))
+  done
+  echo "$b"
+}
+
+FAILS=0
+printf '%-44s %12s %12s %8s  %s\n' "scenario (2 cores: nproc=$(nproc))" old new ratio target
+# row <label> <higher|lower> <key> <target op> <target value> <dtsd flags> -- <loadgen args>
+row() {
+  label=$1 dir=$2 key=$3 op=$4 want=$5
+  shift 5
+  o=$(best "$dir" "$OLD_BIN" "$key" "$@")
+  # shellcheck disable=SC2086 # NEW_FLAGS are words
+  nw=$(best "$dir" "$NEW_BIN" "$key" $NEW_FLAGS "$@")
+  if [ "$op" = le_abs ]; then
+    r=$(awk -v a="$o" -v b="$nw" 'BEGIN { printf "%.2f", (a > 0) ? b / a : 0 }')
+    ok=$(awk -v b="$nw" -v w="$want" 'BEGIN { print (b <= w) ? "ok" : "MISSED" }')
+    t="new <= $want"
+  else
+    r=$(awk -v a="$o" -v b="$nw" 'BEGIN { printf "%.2f", (a > 0) ? b / a : 0 }')
+    ok=$(awk -v r="$r" -v w="$want" 'BEGIN { print (r >= w) ? "ok" : "MISSED" }')
+    t=">= ${want}x"
+  fi
+  [ "$ok" = ok ] || FAILS=$((FAILS + 1))
+  printf '%-44s %12s %12s %7sx  %s %s\n' "$label" "$o" "$nw" "$r" "$t" "$ok"
+  printf '{"bench":"compare","scenario":"%s","old":%s,"new":%s,"ratio":%s,"met":%s}\n' "$label" "$o" "$nw" "$r" \
+    "$([ "$ok" = ok ] && echo true || echo false)" >>"$T/json"
+}
+
+row "hello-5, 256 in flight (orch/s)" higher orchestrations_per_s ratio 0.95 -- \
+  --scenario hello --orchestrations "$(n 20000)" --concurrency 256
+row "fan-out of 1,000 (orch/s)" higher orchestrations_per_s ratio 1.0 -- \
+  --scenario fanout --fanout 1000 --orchestrations "$(n 40)" --concurrency 8
+row "signals to 10,000 entities (signals/s)" higher signals_per_s ratio 1.5 -- \
+  --signals "$(n 100000)" --entities 10000 --concurrency 256
+row "one hot entity (signals/s)" higher signals_per_s ratio 1.0 -- \
+  --signals "$(n 100000)" --entities 1 --concurrency 256
+row "idle 1-activity latency p50 (ms)" lower p50_ms le_abs 1.0 -- \
+  --scenario hello --activities 1 --orchestrations "$(n 2000)" --concurrency 1
+row "hello-5 --durability=fsync (orch/s)" higher orchestrations_per_s ratio 0.95 --durability fsync -- \
+  --scenario hello --orchestrations "$(n 20000)" --concurrency 256 --durability fsync
+
+# ---- serial share (the new engine, spread over more threads than cores) ----
+echo "== serial share of the new engine: --workers 8 --cq-threads 8, loadgen over 8 connections and 8 streams"
+SER="--workers 8 --cq-threads 8"
+# shellcheck disable=SC2086
+start "$NEW_BIN" $SER
+"$L" --target "127.0.0.1:$P" --pid "$PID" --scenario hello --orchestrations "$(n 20000)" --concurrency 256 \
+  --channels 8 --streams 8 >"$T/ser1"
+"$L" --target "127.0.0.1:$P" --pid "$PID" --signals "$(n 100000)" --entities 10000 --concurrency 256 \
+  --channels 8 --streams 8 >"$T/ser2"
+stop
+for f in ser1 ser2; do
+  head -1 "$T/$f" | cut -c1-110
+  grep 'serial share' "$T/$f"
+  s=$(field "$(grep '^{' "$T/$f")" serial_share)
+  ok=$(awk -v s="$s" 'BEGIN { print (s <= 0.15) ? "ok" : "MISSED" }')
+  [ "$ok" = ok ] || FAILS=$((FAILS + 1))
+  echo "serial share $s: target <= 0.15 $ok"
+  printf '{"bench":"compare","scenario":"serial share %s","serial_share":%s,"met":%s}\n' "$f" "$s" \
+    "$([ "$ok" = ok ] && echo true || echo false)" >>"$T/json"
+done
+cat "$T/json"
+echo "compare.sh: $FAILS target(s) missed"
