@@ -619,6 +619,87 @@ static void on_get(ent *e, dts_call *c, GetEntityRequest *r) {
   eng_reply_msg(A(e), TX(e), c, &resp.base);
 }
 
+/* The results of calls in a completed batch go to their orchestrations. */
+static void post_results(ent *e, const EntityBatchResult *r, const size_t *idx, size_t n, int64_t now) {
+  for (size_t i = 0; i < n; i++) {
+    qmsg *m = &e->q[idx[i]];
+    if (m->kind != QM_CALL || m->parent == NULL) continue;
+    OperationResult *res = r->results[i];
+    HistoryEvent he = HISTORY_EVENT__INIT;
+    EntityOperationCompletedEvent oc = ENTITY_OPERATION_COMPLETED_EVENT__INIT;
+    EntityOperationFailedEvent of = ENTITY_OPERATION_FAILED_EVENT__INIT;
+    if (res->result_type_case == OPERATION_RESULT__RESULT_TYPE_FAILURE) {
+      of.request_id = m->request_id ? m->request_id : "";
+      of.failure_details = res->failure ? res->failure->failure_details : NULL;
+      he.event_type_case = EV(ENTITY_OPERATION_FAILED);
+      he.entity_operation_failed = &of;
+    } else {
+      oc.request_id = m->request_id ? m->request_id : "";
+      oc.output = res->success ? res->success->result : NULL;
+      he.event_type_case = EV(ENTITY_OPERATION_COMPLETED);
+      he.entity_operation_completed = &oc;
+    }
+    eng_post(A(e), TX(e), 'o', m->parent, eng_ev_pack(&he, -1, now), m->parent_exec);
+  }
+}
+
+/* The processed operations leave the queue, in one compaction pass. */
+static void drop_processed(ent *e, const size_t *idx, size_t n) {
+  dts_key k;
+  size_t out = 0, bi = 0;
+  for (size_t i = 0; i < e->qn; i++) {
+    if (bi < n && idx[bi] == i) {
+      dts_key_seq(&k, &e->base.h->ks, 'Q', e->base.id, e->q[i].seq);
+      dts_batch_del(batch(e), k.b, k.n);
+      qmsg_free(&e->q[i]);
+      bi++;
+      continue;
+    }
+    e->q[out++] = e->q[i];
+  }
+  e->qn = out;
+}
+
+/* One action of a completed batch: a signal to an entity, a new orchestration. */
+static void run_action(ent *e, const OperationAction *a, int64_t now) {
+  dts_hub *h = e->base.h;
+  if (a->operation_action_type_case == OPERATION_ACTION__OPERATION_ACTION_TYPE_SEND_SIGNAL) {
+    const SendSignalAction *s = a->send_signal;
+    if (dts_entity_id_problem(s->instance_id) == NULL)
+      route_signal(e, s->instance_id, s->name, dts_sv_get(s->input), NULL, dts_ts_to_ns(s->scheduled_time),
+                   strcmp(s->instance_id, e->base.id) == 0);
+  } else if (a->operation_action_type_case == OPERATION_ACTION__OPERATION_ACTION_TYPE_START_NEW_ORCHESTRATION) {
+    const StartNewOrchestrationAction *so = a->start_new_orchestration;
+    char gen[37];
+    const char *id = so->instance_id;
+    if (id[0] == '\0') {
+      dts_uuid(gen);
+      id = gen;
+    }
+    if (dts_instance_id_problem(id) != NULL) {
+      DTS_WARN("hub", "[%s] %s: cannot start orchestration '%.120s'", h->name, e->base.id, id);
+      return;
+    }
+    ExecutionStartedEvent es = EXECUTION_STARTED_EVENT__INIT;
+    OrchestrationInstance oi = ORCHESTRATION_INSTANCE__INIT;
+    Google__Protobuf__StringValue ex;
+    char exec[37];
+    dts_uuid(exec);
+    es.name = so->name;
+    es.version = so->version;
+    es.input = so->input;
+    oi.instance_id = (char *)id;
+    oi.execution_id = dts_sv(&ex, exec);
+    es.orchestration_instance = &oi;
+    es.scheduled_start_timestamp = so->scheduled_time;
+    es.parent_trace_context = so->parent_trace_context;
+    HistoryEvent he = HISTORY_EVENT__INIT;
+    he.event_type_case = EV(EXECUTION_STARTED);
+    he.execution_started = &es;
+    eng_post(A(e), TX(e), 'o', id, eng_ev_pack(&he, -1, now), NULL);
+  }
+}
+
 static void on_complete(ent *e, dts_call *c, EntityBatchResult *r) {
   dts_hub *h = e->base.h;
   if (e->serial == 0 || strcmp(r->completion_token, e->token) != 0) {
@@ -651,83 +732,13 @@ static void on_complete(ent *e, dts_call *c, EntityBatchResult *r) {
   }
   int64_t now = (int64_t)dts_wall_ns();
   size_t n = r->n_results < e->nb ? r->n_results : e->nb;
-  for (size_t i = 0; i < n; i++) { /* results of calls go to their orchestrations */
-    qmsg *m = &e->q[idx[i]];
-    if (m->kind != QM_CALL || m->parent == NULL) continue;
-    OperationResult *res = r->results[i];
-    HistoryEvent he = HISTORY_EVENT__INIT;
-    EntityOperationCompletedEvent oc = ENTITY_OPERATION_COMPLETED_EVENT__INIT;
-    EntityOperationFailedEvent of = ENTITY_OPERATION_FAILED_EVENT__INIT;
-    if (res->result_type_case == OPERATION_RESULT__RESULT_TYPE_FAILURE) {
-      of.request_id = m->request_id ? m->request_id : "";
-      of.failure_details = res->failure ? res->failure->failure_details : NULL;
-      he.event_type_case = EV(ENTITY_OPERATION_FAILED);
-      he.entity_operation_failed = &of;
-    } else {
-      oc.request_id = m->request_id ? m->request_id : "";
-      oc.output = res->success ? res->success->result : NULL;
-      he.event_type_case = EV(ENTITY_OPERATION_COMPLETED);
-      he.entity_operation_completed = &oc;
-    }
-    eng_post(A(e), TX(e), 'o', m->parent, eng_ev_pack(&he, -1, now), m->parent_exec);
-  }
-  if (n > 0) { /* the processed operations leave the queue in one compaction pass */
-    dts_key k;
-    size_t out = 0, bi = 0;
-    for (size_t i = 0; i < e->qn; i++) {
-      if (bi < n && idx[bi] == i) {
-        dts_key_seq(&k, &h->ks, 'Q', e->base.id, e->q[i].seq);
-        dts_batch_del(batch(e), k.b, k.n);
-        qmsg_free(&e->q[i]);
-        bi++;
-        continue;
-      }
-      e->q[out++] = e->q[i];
-    }
-    e->qn = out;
-  }
+  post_results(e, r, idx, n, now);
+  if (n > 0) drop_processed(e, idx, n);
   dts_free(idx);
   set_str(&e->r.state, dts_sv_get(r->entity_state));
   e->r.modified = now;
   touch(e);
-  for (size_t i = 0; i < r->n_actions; i++) { /* signals to entities, new orchestrations */
-    const OperationAction *a = r->actions[i];
-    if (a->operation_action_type_case == OPERATION_ACTION__OPERATION_ACTION_TYPE_SEND_SIGNAL) {
-      const SendSignalAction *s = a->send_signal;
-      if (dts_entity_id_problem(s->instance_id) == NULL)
-        route_signal(e, s->instance_id, s->name, dts_sv_get(s->input), NULL, dts_ts_to_ns(s->scheduled_time),
-                     strcmp(s->instance_id, e->base.id) == 0);
-    } else if (a->operation_action_type_case == OPERATION_ACTION__OPERATION_ACTION_TYPE_START_NEW_ORCHESTRATION) {
-      const StartNewOrchestrationAction *so = a->start_new_orchestration;
-      char gen[37];
-      const char *id = so->instance_id;
-      if (id[0] == '\0') {
-        dts_uuid(gen);
-        id = gen;
-      }
-      if (dts_instance_id_problem(id) != NULL) {
-        DTS_WARN("hub", "[%s] %s: cannot start orchestration '%.120s'", h->name, e->base.id, id);
-        continue;
-      }
-      ExecutionStartedEvent es = EXECUTION_STARTED_EVENT__INIT;
-      OrchestrationInstance oi = ORCHESTRATION_INSTANCE__INIT;
-      Google__Protobuf__StringValue ex;
-      char exec[37];
-      dts_uuid(exec);
-      es.name = so->name;
-      es.version = so->version;
-      es.input = so->input;
-      oi.instance_id = (char *)id;
-      oi.execution_id = dts_sv(&ex, exec);
-      es.orchestration_instance = &oi;
-      es.scheduled_start_timestamp = so->scheduled_time;
-      es.parent_trace_context = so->parent_trace_context;
-      HistoryEvent he = HISTORY_EVENT__INIT;
-      he.event_type_case = EV(EXECUTION_STARTED);
-      he.execution_started = &es;
-      eng_post(A(e), TX(e), 'o', id, eng_ev_pack(&he, -1, now), NULL);
-    }
-  }
+  for (size_t i = 0; i < r->n_actions; i++) run_action(e, r->actions[i], now);
   end_lease(e);
   atomic_fetch_add_explicit(&h->st_completions, 1, memory_order_relaxed);
   complete_ok(e, c);

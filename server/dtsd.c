@@ -134,6 +134,58 @@ static void teardown(dtsd *d) {
   dts_pool_thread_flush();
 }
 
+/* What every hub of this dtsd is created with. */
+static dts_hub_config hub_template(const dtsd *d, const dtsd_options *o) {
+  return (dts_hub_config){.call_ops = &dts_bridge_call_ops,
+                          .sched = d->sched,
+                          .timers = d->timers,
+                          .store = d->store,
+                          .max_payload = (size_t)o->max_payload,
+                          .default_max_orch = 1000,
+                          .default_max_act = 1000,
+                          .abandon_delay_ns = 1000000000ULL,
+                          .ping_interval_ns = (uint64_t)(o->health_ping_ms > 0 ? o->health_ping_ms : 30000) * 1000000ULL,
+                          .max_entity_batch = o->entity_batch > 0 ? o->entity_batch : 100,
+                          .inline_commit = !o->fsync && !o->commit_thread,
+                          .passivate_after_ns = (uint64_t)(o->passivate_ms > 0 ? o->passivate_ms : 0) * 1000000ULL,
+                          .limits = {.purge_chunk = o->purge_batch,
+                                     .max_page = o->max_page,
+                                     .max_list_page = o->max_list_page,
+                                     .scan_budget = o->scan_budget,
+                                     .max_chunks = o->max_chunks,
+                                     .max_chunk_bytes = o->max_chunk_bytes,
+                                     .max_stream_items = o->max_stream_items,
+                                     .max_outbox_bytes = o->max_outbox},
+                          .purge_interval_ns = (uint64_t)(o->purge_interval_ms > 0 ? o->purge_interval_ms : 1000) * 1000000ULL};
+}
+
+/* Serves the hubs of --task-hubs ("A,B"; none: "default"). */
+static bool add_listed_hubs(dtsd *d, const char *list, bool ret_set, const int64_t *ret, char *err, unsigned errlen) {
+  const char *p = list && list[0] ? list : "default";
+  while (*p) {
+    const char *e = strchr(p, ',');
+    size_t n = e ? (size_t)(e - p) : strlen(p);
+    while (n > 0 && *p == ' ') p++, n--;
+    while (n > 0 && p[n - 1] == ' ') n--;
+    if (n > 0) {
+      char *name = dts_strndup(p, n);
+      const char *why = dts_hub_name_problem(name);
+      if (why != NULL) {
+        snprintf(err, errlen, "invalid task hub name '%.80s': %s", name, why);
+        dts_free(name);
+        return false;
+      }
+      bool ok = add_hub(d, name, ret_set, ret);
+      if (!ok) snprintf(err, errlen, "cannot serve task hub '%s' (more than %d hubs, or its data in %s is damaged)", name, DTS_MAX_HUBS, d->dir);
+      dts_free(name);
+      if (!ok) return false;
+    }
+    if (!e) break;
+    p = e + 1;
+  }
+  return true;
+}
+
 int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
   dtsd *d = dts_calloc(1, sizeof(*d));
   *out = NULL;
@@ -178,52 +230,10 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
       return -1;
     }
   }
-  d->hubs.tmpl = (dts_hub_config){.call_ops = &dts_bridge_call_ops,
-                                  .sched = d->sched,
-                                  .timers = d->timers,
-                                  .store = d->store,
-                                  .max_payload = (size_t)o->max_payload,
-                                  .default_max_orch = 1000,
-                                  .default_max_act = 1000,
-                                  .abandon_delay_ns = 1000000000ULL,
-                                  .ping_interval_ns = (uint64_t)(o->health_ping_ms > 0 ? o->health_ping_ms : 30000) * 1000000ULL,
-                                  .max_entity_batch = o->entity_batch > 0 ? o->entity_batch : 100,
-                                  .inline_commit = !o->fsync && !o->commit_thread,
-                                  .passivate_after_ns = (uint64_t)(o->passivate_ms > 0 ? o->passivate_ms : 0) * 1000000ULL,
-                                  .limits = {.purge_chunk = o->purge_batch,
-                                             .max_page = o->max_page,
-                                             .max_list_page = o->max_list_page,
-                                             .scan_budget = o->scan_budget,
-                                             .max_chunks = o->max_chunks,
-                                             .max_chunk_bytes = o->max_chunk_bytes,
-                                             .max_stream_items = o->max_stream_items,
-                                             .max_outbox_bytes = o->max_outbox},
-                                  .purge_interval_ns = (uint64_t)(o->purge_interval_ms > 0 ? o->purge_interval_ms : 1000) * 1000000ULL};
-  const char *p = o->task_hubs && o->task_hubs[0] ? o->task_hubs : "default";
-  while (*p) {
-    const char *e = strchr(p, ',');
-    size_t n = e ? (size_t)(e - p) : strlen(p);
-    while (n > 0 && *p == ' ') p++, n--;
-    while (n > 0 && p[n - 1] == ' ') n--;
-    if (n > 0) {
-      char *name = dts_strndup(p, n);
-      const char *why = dts_hub_name_problem(name);
-      if (why != NULL) {
-        snprintf(err, errlen, "invalid task hub name '%.80s': %s", name, why);
-        dts_free(name);
-        teardown(d);
-        return -1;
-      }
-      bool ok = add_hub(d, name, ret_set, ret);
-      if (!ok) snprintf(err, errlen, "cannot serve task hub '%s' (more than %d hubs, or its data in %s is damaged)", name, DTS_MAX_HUBS, d->dir);
-      dts_free(name);
-      if (!ok) {
-        teardown(d);
-        return -1;
-      }
-    }
-    if (!e) break;
-    p = e + 1;
+  d->hubs.tmpl = hub_template(d, o);
+  if (!add_listed_hubs(d, o->task_hubs, ret_set, ret, err, errlen)) {
+    teardown(d);
+    return -1;
   }
   /* and the hubs created at runtime by CreateTaskHub */
   marker_load ml = {d, true, ""};
