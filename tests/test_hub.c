@@ -1156,6 +1156,13 @@ static void complete_entity(fx *f, WorkItem *w, const char *state_json) {
   dts_free(rp);
 }
 
+/* Instance and entity actors allocated (in the directory or on their way out). */
+static long actors_alive(fx *f) {
+  dts_hub_stats st;
+  dts_hub_get_stats(f->hub, &st);
+  return st.actors;
+}
+
 static long mem_entities(fx *f) {
   dts_hub_stats st;
   dts_hub_get_stats(f->hub, &st);
@@ -1183,6 +1190,7 @@ static void test_entities_leave_memory_and_come_back(void **state) {
     work_item__free_unpacked(w, NULL);
   }
   assert_true(TU_WAIT_UNTIL(mem_entities(f) == 0, 10)); /* all passivated */
+  assert_true(TU_WAIT_UNTIL(actors_alive(f) == 0, 10)); /* and their actors freed */
   GetEntityRequest g = GET_ENTITY_REQUEST__INIT;
   g.instance_id = "@counter@e7";
   g.include_state = true;
