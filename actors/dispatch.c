@@ -172,14 +172,19 @@ static char *okey_of(char kind, const char *owner, uint64_t serial) {
   return k;
 }
 
-static void offer_free(eng_dispatch *d, offer *o) {
-  token_withdraw(d, o);
+/* Frees an offer that is in none of dispatch's structures. */
+static void offer_free_bare(offer *o) {
   dts_free(o->okey);
   dts_free(o->owner);
   dts_free(o->name);
   dts_free(o->version);
   dts_buf_free(&o->body);
   dts_free(o);
+}
+
+static void offer_free(eng_dispatch *d, offer *o) {
+  token_withdraw(d, o);
+  offer_free_bare(o);
 }
 
 static void end_lease(offer *o) {
@@ -211,13 +216,7 @@ typedef struct m_done {
 
 static void drop_offer_msg(dts_msg *m) {
   offer *o = ((m_offer *)m)->o;
-  if (o == NULL) return;
-  dts_free(o->okey);
-  dts_free(o->owner);
-  dts_free(o->name);
-  dts_free(o->version);
-  dts_buf_free(&o->body);
-  dts_free(o);
+  if (o != NULL) offer_free_bare(o);
 }
 
 static void drop_done_msg(dts_msg *m) { dts_free(((m_done *)m)->okey); }

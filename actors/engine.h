@@ -362,6 +362,16 @@ bool eng_tx_deleting(const eng_tx *tx, uint64_t seq);
 void eng_tx_note_del(eng_actor *a, eng_tx *tx, uint64_t seq);
 /* A read failed: kept for the current handler's answer. */
 void eng_rd_fail(eng_tx *tx, dts_err code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The messages stored for an actor (its M keys), in sequence order
+ * (readback.c).  eng_stored_read fills `out` even when the walk fails part
+ * way: free it either way. */
+typedef struct eng_stored {
+  uint64_t *seqs;
+  dts_buf *vals;
+  size_t n, cap, plen;
+} eng_stored;
+dts_err eng_stored_read(eng_actor *a, eng_stored *out, char *msg, size_t msglen);
+void eng_stored_free(eng_stored *s);
 /* A message may wait on disk with no delivery on its way: every load from
  * now on reads messages back (engine.h, dts_hub.readback_msgs). */
 void eng_msgs_unsure(dts_hub *h);

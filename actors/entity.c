@@ -211,25 +211,6 @@ static bool load_q(void *c, const char *k, size_t klen, const char *v, size_t vl
   return true;
 }
 
-typedef struct mctx {
-  uint64_t *seqs;
-  dts_buf *vals;
-  size_t n, cap, plen;
-} mctx;
-
-static bool load_msg(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
-  mctx *m = c;
-  if (klen != m->plen + 8) return true;
-  if (m->n == m->cap) {
-    m->cap = m->cap ? m->cap * 2 : 8;
-    m->seqs = dts_realloc(m->seqs, m->cap * sizeof(*m->seqs));
-    m->vals = dts_realloc(m->vals, m->cap * sizeof(*m->vals));
-  }
-  m->seqs[m->n] = dts_key_be64(k + klen - 8);
-  m->vals[m->n++] = dts_buf_copy(v, vlen);
-  return true;
-}
-
 static void accept(ent *e, uint64_t seq, const uint8_t *val, size_t n);
 
 /* Takes the messages other actors stored for it (at the read-back, and
@@ -241,22 +222,16 @@ static dts_err take_messages(ent *e) {
     return DTS_OK;
   }
   e->mpending = false;
-  dts_key k;
-  dts_key_id(&k, &e->base.h->ks, 'M', e->base.id);
-  dts_key_sep(&k);
-  mctx mc = {.plen = k.n};
+  eng_stored mc;
   char msg[300];
-  dts_err err = dts_store_walk(e->base.h->cfg.store, k.b, k.n, k.b, k.n, load_msg, &mc, msg, sizeof(msg));
-  for (size_t i = 0; i < mc.n; i++) {
-    if (err == DTS_OK && !eng_tx_deleting(TX(e), mc.seqs[i])) {
-      bool known = false;
-      for (size_t j = 0; j < e->qn && !known; j++) known = e->q[j].seq == mc.seqs[i];
-      if (!known) accept(e, mc.seqs[i], mc.vals[i].p, mc.vals[i].n);
-    }
-    dts_buf_free(&mc.vals[i]);
+  dts_err err = eng_stored_read(A(e), &mc, msg, sizeof(msg));
+  for (size_t i = 0; i < mc.n && err == DTS_OK; i++) {
+    if (eng_tx_deleting(TX(e), mc.seqs[i])) continue;
+    bool known = false;
+    for (size_t j = 0; j < e->qn && !known; j++) known = e->q[j].seq == mc.seqs[i];
+    if (!known) accept(e, mc.seqs[i], mc.vals[i].p, mc.vals[i].n);
   }
-  dts_free(mc.seqs);
-  dts_free(mc.vals);
+  eng_stored_free(&mc);
   return err;
 }
 
@@ -781,9 +756,15 @@ static void on_rpc(ent *e, m_rpc *r) {
 
 /* ---- jobs ------------------------------------------------------------------------ */
 
-typedef struct delctx {
-  dts_batch *b;
-} delctx;
+/* Deletes the entity's record in this turn's batch (a purge, a clean). */
+static void drop_record(ent *e) {
+  dts_key k;
+  dts_key_id(&k, &e->base.h->ks, 'E', e->base.id);
+  dts_batch_del(batch(e), k.b, k.n);
+  e->has_record = false;
+  e->dirty = false;
+  e->tx.changes++;
+}
 
 /* PurgeInstances with an entity id: its state, queue and record go. */
 static void job_purge(ent *e, m_job_done *d) {
@@ -798,11 +779,7 @@ static void job_purge(ent *e, m_job_done *d) {
   set_str(&e->r.state, NULL);
   set_str(&e->r.locked_by, NULL);
   set_str(&e->r.lock_cs, NULL);
-  dts_key_id(&k, &e->base.h->ks, 'E', e->base.id);
-  dts_batch_del(batch(e), k.b, k.n);
-  e->has_record = false;
-  e->dirty = false;
-  e->tx.changes++;
+  drop_record(e);
   d->count = 1;
 }
 
@@ -817,12 +794,7 @@ static void job_clean(ent *e, m_job *j, m_job_done *d) {
     }
   }
   if (j->remove_empty && e->r.state == NULL && e->qn == 0 && !locked(e) && e->serial == 0 && e->has_record) {
-    dts_key k;
-    dts_key_id(&k, &e->base.h->ks, 'E', e->base.id);
-    dts_batch_del(batch(e), k.b, k.n);
-    e->has_record = false;
-    e->dirty = false;
-    e->tx.changes++;
+    drop_record(e);
     d->count = 1;
   }
 }

@@ -181,25 +181,6 @@ static bool load_act(void *c, const char *k, size_t klen, const char *v, size_t 
   return true;
 }
 
-typedef struct mctx {
-  uint64_t *seqs;
-  dts_buf *vals;
-  size_t n, cap, plen;
-} mctx;
-
-static bool load_msg(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
-  mctx *m = c;
-  if (klen != m->plen + 8) return true; /* not a message key of ours */
-  if (m->n == m->cap) {
-    m->cap = m->cap ? m->cap * 2 : 8;
-    m->seqs = dts_realloc(m->seqs, m->cap * sizeof(*m->seqs));
-    m->vals = dts_realloc(m->vals, m->cap * sizeof(*m->vals));
-  }
-  m->seqs[m->n] = dts_key_be64(k + klen - 8);
-  m->vals[m->n++] = dts_buf_copy(v, vlen);
-  return true;
-}
-
 static void accept(inst *in, uint64_t seq, const uint8_t *val, size_t n);
 
 static bool load_fail(inst *in, dts_err e, const char *what) {
@@ -255,24 +236,17 @@ bool inst_load(inst *in) {
     DTS_ERROR("hub", "[%s] %s: %ld activity work items cannot be read; skipped", h->name, in->base.id, ac.bad);
     atomic_fetch_add(&h->st_unreadable, ac.bad);
   }
-  mctx mc = {0};
+  eng_stored mc = {0};
   e = DTS_OK;
   in->mark = 0; /* nothing read back: every delivery is new */
   if (atomic_load(&h->readback_msgs)) {
-    dts_key_id(&k, &h->ks, 'M', in->base.id);
-    dts_key_sep(&k);
-    mc.plen = k.n;
-    e = dts_store_walk(h->cfg.store, k.b, k.n, k.b, k.n, load_msg, &mc, msg, sizeof(msg));
+    e = eng_stored_read(&in->base, &mc, msg, sizeof(msg));
     /* deliveries below the mark may be among what was just read */
     in->mark = atomic_load(&h->seq);
   }
   set_loaded(in, true);
-  for (size_t i = 0; i < mc.n; i++) {
-    if (e == DTS_OK) accept(in, mc.seqs[i], mc.vals[i].p, mc.vals[i].n);
-    dts_buf_free(&mc.vals[i]);
-  }
-  dts_free(mc.seqs);
-  dts_free(mc.vals);
+  for (size_t i = 0; i < mc.n && e == DTS_OK; i++) accept(in, mc.seqs[i], mc.vals[i].p, mc.vals[i].n);
+  eng_stored_free(&mc);
   if (e != DTS_OK) return load_fail(in, e, "the messages");
   return true;
 }

@@ -169,22 +169,34 @@ void inst_rewind(inst *in, const char *reason, const char *parent_exec) {
   inst_inbox_add(in, eng_ev_pack(&e, -1, now));
 }
 
+/* This instance as the parent of a sub-orchestration created by task `task_id`. */
+typedef struct parent_info {
+  ParentInstanceInfo pi;
+  OrchestrationInstance poi;
+  Google__Protobuf__StringValue name, version, exec;
+} parent_info;
+
+static ParentInstanceInfo *parent_of(inst *in, int32_t task_id, parent_info *p) {
+  parent_instance_info__init(&p->pi);
+  orchestration_instance__init(&p->poi);
+  p->pi.task_scheduled_id = task_id;
+  p->pi.name = dts_sv(&p->name, in->r.name);
+  p->pi.version = dts_sv(&p->version, in->r.version);
+  p->poi.instance_id = in->base.id;
+  p->poi.execution_id = dts_sv(&p->exec, in->r.exec_id);
+  p->pi.orchestration_instance = &p->poi;
+  return &p->pi;
+}
+
 /* A failed sub-orchestration of a rewound parent runs again: a message that
  * rewinds it, carrying its start should it have been purged. */
 static void rewind_child(inst *in, const HistoryEvent *created, const char *reason) {
   const SubOrchestrationInstanceCreatedEvent *sc = created->sub_orchestration_instance_created;
   if (dts_instance_id_problem(sc->instance_id) != NULL) return;
-  ParentInstanceInfo pi = PARENT_INSTANCE_INFO__INIT;
-  OrchestrationInstance poi = ORCHESTRATION_INSTANCE__INIT;
-  Google__Protobuf__StringValue n, v, ex;
-  pi.task_scheduled_id = created->event_id;
-  pi.name = dts_sv(&n, in->r.name);
-  pi.version = dts_sv(&v, in->r.version);
-  poi.instance_id = in->base.id;
-  poi.execution_id = dts_sv(&ex, in->r.exec_id);
-  pi.orchestration_instance = &poi;
+  parent_info p;
+  ParentInstanceInfo *pi = parent_of(in, created->event_id, &p);
   inst_spec s = {sc->name, dts_sv_get(sc->version), dts_sv_get(sc->input), NULL, 0, (void *const *)sc->tags,
-                 sc->n_tags, &pi, sc->parent_trace_context};
+                 sc->n_tags, pi, sc->parent_trace_context};
   dts_buf start = inst_started_event(sc->instance_id, &s, NULL);
   HistoryEvent e = HISTORY_EVENT__INIT;
   ExecutionRewoundEvent er = EXECUTION_REWOUND_EVENT__INIT;
@@ -357,17 +369,10 @@ static void create_sub(inst *in, const OrchestratorAction *a, int64_t now) {
   }
   /* the child starts from a message to it; one that runs already answers
    * with SubOrchestrationInstanceFailed */
-  ParentInstanceInfo pi = PARENT_INSTANCE_INFO__INIT;
-  OrchestrationInstance poi = ORCHESTRATION_INSTANCE__INIT;
-  Google__Protobuf__StringValue n, v, ex;
-  pi.task_scheduled_id = a->id;
-  pi.name = dts_sv(&n, in->r.name);
-  pi.version = dts_sv(&v, in->r.version);
-  poi.instance_id = in->base.id;
-  poi.execution_id = dts_sv(&ex, in->r.exec_id);
-  pi.orchestration_instance = &poi;
+  parent_info p;
+  ParentInstanceInfo *pi = parent_of(in, a->id, &p);
   inst_spec s = {c->name, dts_sv_get(c->version), dts_sv_get(c->input), NULL, 0, (void *const *)c->tags, c->n_tags,
-                 &pi, c->parent_trace_context};
+                 pi, c->parent_trace_context};
   eng_post(A(in), TX(in), 'o', c->instance_id, inst_started_event(c->instance_id, &s, NULL), NULL);
 }
 
