@@ -229,11 +229,20 @@ eng_ticket *eng_tx_flush(eng_actor *a, eng_tx *tx) {
     t->result = DTS_OK;
     return t;
   }
-  if (h->cfg.inline_commit) {
-    t->result = dts_batch_empty(b) ? DTS_OK : dts_store_commit(h->cfg.store, b, t->epoch);
+  if (h->cfg.inline_commit) { /* written now, or queued behind another thread's write */
+    dts_err r;
+    VEC_PUSH(tx->inq, tx->ninq, tx->capinq, t);
+    tx->inflight++;
+    if (dts_store_commit_or_queue(h->cfg.store, b, t->epoch, tx->inflight > 1, &a->a, &t->hdr, &t->result, &r)) {
+      tx->inflight--;
+      tx->ninq--;
+      t->result = r;
+      eng_write_end(h);
+      dts_batch_destroy(b);
+      return t;
+    }
     eng_write_end(h);
-    dts_batch_destroy(b);
-    return t;
+    return NULL;
   }
   tx->inflight++;
   VEC_PUSH(tx->inq, tx->ninq, tx->capinq, t);

@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <leveldb/c.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,11 @@ struct dts_store {
   bool stopping; /* under mu */
   atomic_uint_fast64_t writes, batches;
   atomic_long outstanding; /* any thread: submitted, answer not yet sent */
+  /* combining commits (dts_store_commit_or_queue): batches queued while
+   * another thread writes; only the thread holding `combining` pops cq */
+  dts_mailbox cq;
+  atomic_bool combining;
+  atomic_long queued; /* orders counted into cq and not yet popped */
   /* write state: `state` and `epoch` are read by any thread; changes and
    * `why` are under stmu */
   atomic_int state;
@@ -341,19 +347,78 @@ static void *storage_main(void *arg) {
   return NULL;
 }
 
-void dts_store_submit_at(dts_store *s, dts_batch *b, uint32_t epoch, dts_actor *to, dts_msg *m, dts_err *result) {
+static ticket *ticket_new(dts_store *s, dts_batch *b, uint32_t epoch, dts_actor *to, dts_msg *m, dts_err *result) {
   ticket *t = (ticket *)dts_msg_alloc(0, sizeof(ticket));
   t->hdr.drop = ticket_drop;
   t->o = (order){b, epoch, to, m, result};
   dts_actor_ref(to);
   atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
   atomic_fetch_add(&s->outstanding, 1);
+  return t;
+}
+
+void dts_store_submit_at(dts_store *s, dts_batch *b, uint32_t epoch, dts_actor *to, dts_msg *m, dts_err *result) {
+  ticket *t = ticket_new(s, b, epoch, to, m, result);
   if (dts_mailbox_push(&s->q, &t->hdr)) {
     pthread_mutex_lock(&s->mu);
     s->wake = true;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
   }
+}
+
+/* ---- combining commits ---------------------------------------------------- */
+
+/* Holding `combining`: writes what is queued, a group at a time.  Returns
+ * how many it wrote. */
+static long drain_queued(dts_store *s) {
+  static _Thread_local order group[GROUP_MAX];
+  long total = 0;
+  for (;;) {
+    int n = 0;
+    dts_msg *m;
+    while (n < GROUP_MAX && (m = dts_mailbox_pop(&s->cq)) != NULL) {
+      ticket *t = (ticket *)m;
+      group[n++] = t->o; /* the popped node stays as the sentinel: move the order out */
+      t->o = (order){NULL, 0, NULL, NULL, NULL};
+    }
+    if (n == 0) return total;
+    atomic_fetch_sub(&s->queued, n);
+    flush_group(s, group, n);
+    total += n;
+  }
+}
+
+/* Takes `combining` and drains, until nothing is queued after letting go.
+ * A pusher counts its order (`queued`, seq_cst) before it pushes and tries
+ * to take `combining` after: either it gets it and drains, or the holder
+ * it failed against lets go after that and sees the count.  A count whose
+ * order is not linked in yet (its pusher is between the two) yields the
+ * CPU to that pusher rather than spinning on it. */
+static void combine(dts_store *s) {
+  while (!atomic_exchange(&s->combining, true)) {
+    long got = drain_queued(s);
+    atomic_store(&s->combining, false);
+    if (atomic_load(&s->queued) == 0) return;
+    if (got == 0) sched_yield();
+  }
+}
+
+bool dts_store_commit_or_queue(dts_store *s, dts_batch *b, uint32_t epoch, bool queued_before, dts_actor *to,
+                               dts_msg *m, dts_err *result, dts_err *out) {
+  if (!queued_before && !atomic_exchange(&s->combining, true)) {
+    atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
+    *out = dts_batch_empty(b) ? DTS_OK : write_wb(s, b->wb, epoch, true);
+    drain_queued(s);
+    atomic_store(&s->combining, false);
+    if (atomic_load(&s->queued) > 0) combine(s);
+    return true;
+  }
+  ticket *t = ticket_new(s, b, epoch, to, m, result);
+  atomic_fetch_add(&s->queued, 1);
+  dts_mailbox_push(&s->cq, &t->hdr);
+  combine(s);
+  return false;
 }
 
 void dts_store_submit(dts_store *s, dts_batch *b, dts_actor *to, dts_msg *m) {
@@ -557,6 +622,9 @@ dts_err dts_store_open_with(const char *dir, const dts_store_options *o, dts_sto
   }
   s->last_monitor = dts_now_ns();
   dts_mailbox_init(&s->q);
+  dts_mailbox_init(&s->cq);
+  atomic_init(&s->combining, false);
+  atomic_init(&s->queued, 0);
   s->group_max = GROUP_MAX;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
@@ -576,6 +644,7 @@ void dts_store_close(dts_store *s) {
   pthread_mutex_unlock(&s->mu);
   pthread_join(s->thread, NULL);
   dts_mailbox_fini(&s->q);
+  dts_mailbox_fini(&s->cq);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   if (s->db != NULL) leveldb_close(s->db);

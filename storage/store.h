@@ -94,8 +94,21 @@ void dts_store_submit_at(dts_store *s, dts_batch *b, uint32_t epoch, dts_actor *
 void dts_store_submit(dts_store *s, dts_batch *b, dts_actor *to, dts_msg *m);
 
 /* Writes `b` from the calling thread unless `epoch` has passed or writes
- * are refused (the hub's inline commits). */
+ * are refused. */
 dts_err dts_store_commit(dts_store *s, dts_batch *b, uint32_t epoch);
+
+/* A combining commit (the actors' commits with --durability=os).  When no
+ * other thread is committing this way and `queued_before` is false (the
+ * caller has no earlier batch still queued), writes `b` from the calling
+ * thread and returns true with the outcome in *out (`b` stays the
+ * caller's).  Otherwise queues it and returns false: as with
+ * dts_store_submit_at, `b` is consumed and `m` comes back to `to` with
+ * *result set, in queue order.  Whoever holds the write also writes what
+ * was queued meanwhile, merged into one write, so a committing thread
+ * never sleeps waiting for another's write (LevelDB's own writer queue
+ * puts it to sleep on a condition variable). */
+bool dts_store_commit_or_queue(dts_store *s, dts_batch *b, uint32_t epoch, bool queued_before, dts_actor *to,
+                               dts_msg *m, dts_err *result, dts_err *out);
 
 /* Most batches merged into one write (default 1024).  1 turns group commit
  * off: one write (and with fsync durability one fsync) per batch.  Set it
