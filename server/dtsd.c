@@ -123,9 +123,16 @@ static void teardown(dtsd *d) {
       }
     }
   }
-  if (d->store) dts_store_close(d->store);
+  /* Quiesced: no write starts any more.  Once the last commits are answered,
+   * the timer thread and then the workers stop -- after that no actor runs,
+   * so none reads the store while it closes. */
+  while (d->store && dts_store_busy(d->store)) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
   if (d->timers) dts_timers_destroy(d->timers);
   if (d->sched) dts_sched_destroy(d->sched);
+  if (d->store) dts_store_close(d->store);
   for (int i = 0; i < d->hubs.nlive; i++) dts_hub_release(d->hubs.live[i]);
   for (int i = 0; i < d->hubs.nretired; i++) dts_hub_release(d->hubs.retired[i]);
   if (d->ephemeral && d->dir) nftw(d->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

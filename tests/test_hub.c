@@ -67,9 +67,12 @@ static void open_all(fx *f) {
 static void close_all(fx *f) {
   dts_hub_shutdown(f->hub);
   assert_true(TU_WAIT_UNTIL(dts_hub_quiesced(f->hub), 10));
-  dts_store_close(f->store);
+  /* as dtsd does: the last commits answered, then no actor runs while the
+   * store closes (server/dtsd.c, teardown) */
+  assert_true(TU_WAIT_UNTIL(!dts_store_busy(f->store), 10));
   dts_timers_destroy(f->timers);
   dts_sched_destroy(f->sched);
+  dts_store_close(f->store);
   dts_hub_release(f->hub);
 }
 
