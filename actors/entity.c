@@ -658,8 +658,8 @@ static void run_action(ent *e, const OperationAction *a, int64_t now) {
     ExecutionStartedEvent es = EXECUTION_STARTED_EVENT__INIT;
     OrchestrationInstance oi = ORCHESTRATION_INSTANCE__INIT;
     Google__Protobuf__StringValue ex;
-    char exec[37];
-    dts_uuid(exec);
+    char exec[33];
+    dts_exec_id(exec);
     es.name = so->name;
     es.version = so->version;
     es.input = so->input;

@@ -403,10 +403,10 @@ void inst_start_from(inst *in, dts_buf b, uint64_t seq) {
   int64_t now = (int64_t)dts_wall_ns();
   dts_inst_rec *r = &in->r;
   const char *exec = es->orchestration_instance ? dts_sv_get(es->orchestration_instance->execution_id) : NULL;
-  char uuid[37];
+  char gen[33];
   if (exec == NULL || dts_short_id_problem(exec) != NULL) {
-    dts_uuid(uuid);
-    exec = uuid;
+    dts_exec_id(gen);
+    exec = gen;
   }
   dts_free(r->exec_id);
   r->exec_id = dts_strdup(exec);

@@ -26,11 +26,11 @@ static void set_str(char **dst, const char *s) {
 
 dts_buf inst_started_event(const char *id, const inst_spec *s, const char *exec) {
   int64_t now = (int64_t)dts_wall_ns();
-  char uuid[37];
+  char gen[33];
   if (exec == NULL) exec = s->exec_id;
   if (exec == NULL || exec[0] == '\0') {
-    dts_uuid(uuid);
-    exec = uuid;
+    dts_exec_id(gen);
+    exec = gen;
   }
   ExecutionStartedEvent es = EXECUTION_STARTED_EVENT__INIT;
   OrchestrationInstance oi = ORCHESTRATION_INSTANCE__INIT;

@@ -378,15 +378,25 @@ Google__Protobuf__StringValue *dts_sv(Google__Protobuf__StringValue *sv, const c
   return sv;
 }
 
-void dts_uuid(char out[37]) {
-  uint8_t b[16];
-  if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+static void random16(uint8_t b[16]) {
+  if (getrandom(b, 16, 0) != 16) {
     /* No entropy source: fall back to a counter mixed with the clock.
      * Uniqueness within the process is what ids need. */
     static atomic_ulong ctr;
     uint64_t c = atomic_fetch_add(&ctr, 1) + 0x9e3779b97f4a7c15ULL;
     for (int i = 0; i < 16; i++) b[i] = (uint8_t)((c >> ((i % 8) * 8)) ^ (uint64_t)i * 131);
   }
+}
+
+void dts_exec_id(char out[33]) {
+  uint8_t b[16];
+  random16(b);
+  for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+void dts_uuid(char out[37]) {
+  uint8_t b[16];
+  random16(b);
   b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
   b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
   snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],

@@ -129,5 +129,8 @@ static inline const char *dts_sv_get(const Google__Protobuf__StringValue *sv) {
 
 /* A new random (v4) UUID in lower-case 8-4-4-4-12 form, written to out[37]. */
 void dts_uuid(char out[37]);
+/* A new execution id as DTS makes them: 32 lowercase hex digits, random,
+ * no dashes (SDKs derive sub-orchestration ids "<executionId>:<n>"). */
+void dts_exec_id(char out[33]);
 
 #endif

@@ -35,6 +35,8 @@ test("history: every step in order, event ids equal action ids", async () => {
   assert.equal(types[0], "OrchestratorStarted");
   assert.equal(types[1], "ExecutionStarted");
   assert.equal(types[types.length - 1], "ExecutionCompleted");
+  /* execution ids as DTS makes them: 32 lowercase hex digits, no dashes */
+  assert.match(h[1].orchestrationInstance.executionId, /^[0-9a-f]{32}$/);
   const scheduled = h.filter((e) => e.type === "TaskScheduled").map((e) => e.eventId);
   assert.deepEqual(scheduled, [1, 2, 3]);
   assert.equal(h.filter((e) => e.type === "TaskCompleted").length, 3);
