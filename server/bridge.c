@@ -391,6 +391,63 @@ static dts_hub *being_deleted(dts_bridge *b, const char *name) {
   return NULL;
 }
 
+/* Creates and serves hub `name`, which is not served and not being deleted,
+ * and records its marker so it is served after a restart (under the write
+ * lock).  NULL, with the status and why, when it cannot be. */
+static dts_hub *new_hub(dts_bridge *b, const char *name, dts_status *st, char *why, size_t whylen) {
+  dts_hubset *hs = b->cfg.hubs;
+  if (hs->nlive == DTS_MAX_HUBS || hs->nretired == DTS_MAX_HUBS) {
+    *st = DTS_ST_RESOURCE_EXHAUSTED;
+    snprintf(why, whylen, "too many task hubs");
+    return NULL;
+  }
+  dts_hub_config hc = hs->tmpl;
+  hc.name = name;
+  hc.retention_set = false;
+  dts_hub *nh;
+  if (dts_hub_create(&hc, &nh) != DTS_OK) {
+    *st = DTS_ST_INTERNAL;
+    snprintf(why, whylen, "cannot create the task hub: its data cannot be read (see the log)");
+    return NULL;
+  }
+  if (dts_hub_persist_marker(nh) != DTS_OK) {
+    dts_err e = dts_store_writable(hs->tmpl.store, why, whylen);
+    dts_hub_shutdown(nh);
+    hs->retired[hs->nretired++] = nh; /* released at stop, with the others */
+    *st = e == DTS_ELIMIT ? DTS_ST_RESOURCE_EXHAUSTED : DTS_ST_INTERNAL;
+    if (e == DTS_OK) snprintf(why, whylen, "cannot create the task hub: the store refused it");
+    return NULL;
+  }
+  hs->live[hs->nlive++] = nh;
+  DTS_INFO("grpc", "task hub '%s' created", name);
+  return nh;
+}
+
+/* A call naming a hub that is not served, with dynamic task hubs on (the
+ * emulator's DTS_USE_DYNAMIC_TASK_HUBS): the hub is created on first use.
+ * NULL (the call answered) when it cannot be. */
+static dts_hub *create_on_use(dts_bridge *b, dts_call *c) {
+  char name[256], why[400];
+  pthread_rwlock_wrlock(&b->hubs_lock);
+  dts_hub *h = find_hub(b, c, name, sizeof(name)); /* another call may have created it meanwhile */
+  dts_status st = DTS_ST_OK;
+  const char *problem = h == NULL ? dts_hub_name_problem(name) : NULL;
+  if (h == NULL && problem != NULL) {
+    st = DTS_ST_INVALID_ARGUMENT;
+    snprintf(why, sizeof(why), "cannot create task hub '%.80s': %s", name, problem);
+  } else if (h == NULL && being_deleted(b, name) != NULL) {
+    st = DTS_ST_UNAVAILABLE;
+    snprintf(why, sizeof(why), "task hub '%.80s' is being deleted; try again", name);
+  } else if (h == NULL) {
+    revive_failed_deletions(b);
+    h = find_hub(b, c, name, sizeof(name));
+    if (h == NULL) h = new_hub(b, name, &st, why, sizeof(why));
+  }
+  pthread_rwlock_unlock(&b->hubs_lock);
+  if (h == NULL) call_fail(c, st, why);
+  return h;
+}
+
 /* CreateTaskHub of a name not served (under the write lock).  While a hub
  * of that name is still being deleted (its wipe not committed), the
  * creation waits (tick() looks again): a new hub must not load the old
@@ -416,29 +473,12 @@ static void create_hub(dts_bridge *b, dts_call *c, const char *name) {
       call_reply(c, dts_pb_pack(&resp.base));
       return;
     }
-  if (hs->nlive == DTS_MAX_HUBS || hs->nretired == DTS_MAX_HUBS) {
-    call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, "too many task hubs");
+  char why[400];
+  dts_status st;
+  if (new_hub(b, name, &st, why, sizeof(why)) == NULL) {
+    call_fail(c, st, why);
     return;
   }
-  dts_hub_config hc = hs->tmpl;
-  hc.name = name;
-  hc.retention_set = false;
-  dts_hub *nh;
-  if (dts_hub_create(&hc, &nh) != DTS_OK) {
-    call_fail(c, DTS_ST_INTERNAL, "cannot create the task hub: its data cannot be read (see the log)");
-    return;
-  }
-  if (dts_hub_persist_marker(nh) != DTS_OK) {
-    char why[400];
-    dts_err e = dts_store_writable(hs->tmpl.store, why, sizeof(why));
-    dts_hub_shutdown(nh);
-    hs->retired[hs->nretired++] = nh; /* released at stop, with the others */
-    call_fail(c, e == DTS_ELIMIT ? DTS_ST_RESOURCE_EXHAUSTED : DTS_ST_INTERNAL,
-              e != DTS_OK ? why : "cannot create the task hub: the store refused it");
-    return;
-  }
-  hs->live[hs->nlive++] = nh;
-  DTS_INFO("grpc", "task hub '%s' created", name);
   CreateTaskHubResponse resp = CREATE_TASK_HUB_RESPONSE__INIT;
   call_reply(c, dts_pb_pack(&resp.base));
 }
@@ -515,6 +555,7 @@ static void route(dts_bridge *b, dts_call *c) {
     h = find_hub(b, c, name, sizeof(name)); /* hubs are never freed while the bridge runs */
     if (h == NULL) hub_names(b, names, sizeof(names));
     pthread_rwlock_unlock(&b->hubs_lock);
+    if (h == NULL && b->cfg.dynamic_hubs && (h = create_on_use(b, c)) == NULL) return;
   }
   if (h == NULL) {
     if (c->method == DTS_M_DELETE_TASK_HUB) {

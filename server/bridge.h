@@ -30,6 +30,7 @@ typedef struct dts_bridge_config {
   long max_message;      /* bytes; larger requests get RESOURCE_EXHAUSTED */
   int max_depth;         /* message nesting bound checked before decoding */
   int cq_threads;        /* completion-queue threads (>= 1) */
+  bool dynamic_hubs;     /* a hub named by a call and not served is created (DTS_USE_DYNAMIC_TASK_HUBS) */
 } dts_bridge_config;
 
 /* How the engine reaches the bridge's calls (dts_hub_config.call_ops). */

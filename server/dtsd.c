@@ -261,7 +261,8 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                           .default_hub = "default",
                           .max_message = o->max_message,
                           .max_depth = o->max_nesting > 0 ? o->max_nesting : 64,
-                          .cq_threads = o->cq_threads > 0 ? o->cq_threads : default_cq_threads()};
+                          .cq_threads = o->cq_threads > 0 ? o->cq_threads : default_cq_threads(),
+                          .dynamic_hubs = o->dynamic_hubs};
   if (dts_bridge_start(&bc, &d->bridge, &d->port, err, errlen) != DTS_OK) {
     d->bridge = NULL;
     teardown(d);

@@ -39,6 +39,7 @@ typedef struct dtsd_options {
   const char *retention; /* auto-purge, e.g. "default=30d,failed=90d" (NULL: as persisted) */
   int purge_interval_ms; /* how often the purger runs (default 1000) */
   int entity_batch;      /* most operations per entity work item (default 100) */
+  bool dynamic_hubs;     /* create a hub a call names on first use (DTS_USE_DYNAMIC_TASK_HUBS) */
   bool commit_thread;    /* os durability: commit on the storage thread too (the fsync path) */
   long passivate_ms;     /* idle unfinished instances and entities leave memory after this (default 30000; 0 = never) */
   /* the store */

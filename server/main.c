@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #ifdef DTS_WITH_JEMALLOC
@@ -54,6 +55,8 @@ static const flag flags[] = {
     {"ephemeral", "DTSD_EPHEMERAL", F_BOOL, &o.ephemeral, 0, 0, NULL, "use a temporary data directory, removed at exit"},
     {"task-hubs", "DTSD_TASK_HUBS", F_STR, &o.task_hubs, 0, 0, "A,B",
      "task hubs served (default: default; DTS_TASK_HUB_NAMES works too)"},
+    {"dynamic-task-hubs", "DTSD_DYNAMIC_TASK_HUBS", F_BOOL, &o.dynamic_hubs, 0, 0, NULL,
+     "a task hub a call names and that is not served is created on first use (DTS_USE_DYNAMIC_TASK_HUBS=true works too)"},
     {"workers", "DTSD_WORKERS", F_INT, &o.workers, 0, 1024, "N", "scheduler threads (default: CPU count)"},
     {"cq-threads", "DTSD_CQ_THREADS", F_INT, &o.cq_threads, 0, 1024, "N",
      "gRPC completion-queue threads receiving requests (default: one per two CPUs)"},
@@ -170,6 +173,8 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < NFLAGS; i++) {
     const char *v = flags[i].var ? getenv(flags[i].var) : NULL;
     if (v == NULL && strcmp(flags[i].name, "task-hubs") == 0) v = getenv("DTS_TASK_HUB_NAMES");
+    if (v == NULL && strcmp(flags[i].name, "dynamic-task-hubs") == 0 && getenv("DTS_USE_DYNAMIC_TASK_HUBS") != NULL)
+      v = strcasecmp(getenv("DTS_USE_DYNAMIC_TASK_HUBS"), "true") == 0 ? "1" : "0"; /* the emulator's: true|false */
     if (v != NULL && *v != '\0' && !set(&flags[i], v, flags[i].var)) return 2;
   }
   struct option opts[NFLAGS + 2];

@@ -113,6 +113,39 @@ test("two task hubs cannot see each other's instances; an unknown hub is NOT_FOU
   }
 });
 
+test("DTS_USE_DYNAMIC_TASK_HUBS=true: a hub a client names is created on first use and served after a restart", async () => {
+  const dataDir = tmpDir();
+  const echo = async function* dynEcho(ctx, x) { return x; };
+  let srv = await startDtsd({ dataDir, hubs: "alpha", env: { DTS_USE_DYNAMIC_TASK_HUBS: "true" } });
+  let w = worker(srv, "made-on-use", (x) => x.addOrchestrator(echo));
+  let c = client(srv, "made-on-use");
+  const bad = client(srv, "not a hub name!");
+  let id;
+  try {
+    await w.start();
+    id = await c.scheduleNewOrchestration(echo, "dyn");
+    assert.equal((await completed(c, id)).serializedOutput, JSON.stringify("dyn"));
+    await assert.rejects(bad.getOrchestrationState("x"), (e) => e.code === 3 && /task hub/.test(e.details || e.message));
+  } finally {
+    await Promise.allSettled([w.stop(), c.stop(), bad.stop()]);
+    assert.equal((await srv.stop()).code, 0);
+  }
+  // served again after a restart, its instance with it -- even with the flag off
+  srv = await startDtsd({ dataDir, hubs: "alpha", env: { DTS_USE_DYNAMIC_TASK_HUBS: "false" } });
+  c = client(srv, "made-on-use");
+  const other = client(srv, "never-named");
+  try {
+    const all = [];
+    for await (const st of c.getAllInstances({})) all.push(st.instanceId);
+    assert.deepEqual(all, [id]);
+    assert.equal((await c.getOrchestrationState(id, true)).serializedOutput, JSON.stringify("dyn"));
+    await assert.rejects(other.getOrchestrationState("x"), (e) => e.code === 5, "with the flag off an unknown hub is NOT_FOUND");
+  } finally {
+    await Promise.allSettled([c.stop(), other.stop()]);
+    assert.equal((await srv.stop()).code, 0);
+  }
+});
+
 test("dtsd killed (SIGKILL) and restarted mid-run: every orchestration still completes", async () => {
   const port = await freePort();
   const dataDir = path.join(tmpDir("restart"), "data");
