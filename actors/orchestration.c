@@ -55,27 +55,24 @@ static void on_start(inst *in, dts_call *c, CreateInstanceRequest *r) {
     eng_reply_fail(A(in), TX(in), c, DTS_ST_INVALID_ARGUMENT, "execution id %s", ewhy);
     return;
   }
+  /* the policy is checked whether the id exists or not, as DTS does, and
+   * refused with DTS's text (SDK users match on it) */
+  const OrchestrationIdReusePolicy *p = r->orchestration_id_reuse_policy;
+  bool running_ok = false, terminated_ok = false, here = false;
+  for (size_t i = 0; p != NULL && i < p->n_replaceable_status; i++) {
+    int s = p->replaceable_status[i];
+    if (running_like(s)) running_ok = true;
+    if (s == ST(TERMINATED)) terminated_ok = true;
+    if (s == in->r.status) here = true;
+  }
+  if (running_ok && !terminated_ok) {
+    eng_reply_fail(A(in), TX(in), c, DTS_ST_INVALID_ARGUMENT,
+                   "Invalid reusable statuses: cannot exclude 'Terminated' while also allowing reuse of running "
+                   "instances");
+    return;
+  }
   if (in->exists) {
-    const OrchestrationIdReusePolicy *p = r->orchestration_id_reuse_policy;
-    bool replace;
-    if (p != NULL && p->n_replaceable_status > 0) {
-      bool running_ok = false, terminated_ok = false, here = false;
-      for (size_t i = 0; i < p->n_replaceable_status; i++) {
-        int s = p->replaceable_status[i];
-        if (running_like(s)) running_ok = true;
-        if (s == ST(TERMINATED)) terminated_ok = true;
-        if (s == in->r.status) here = true;
-      }
-      if (running_ok && !terminated_ok) {
-        eng_reply_fail(A(in), TX(in), c, DTS_ST_INVALID_ARGUMENT,
-                       "invalid reusable statuses: cannot exclude TERMINATED while also allowing reuse of running "
-                       "instances");
-        return;
-      }
-      replace = here;
-    } else {
-      replace = terminal(in->r.status);
-    }
+    bool replace = p != NULL && p->n_replaceable_status > 0 ? here : terminal(in->r.status);
     if (!replace) {
       eng_reply_fail(A(in), TX(in), c, DTS_ST_ALREADY_EXISTS,
                      "an orchestration instance '%.120s' already exists with status %d", in->base.id, in->r.status);

@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startDtsd, grpc } from "./harness.mjs";
 
-import { varint, bytes, str, sv, msg, rawUnary } from "./pb.mjs";
+import { varint, bytes, str, sv, int, msg, rawUnary } from "./pb.mjs";
 
 let srv, raw;
 const P = (m) => `/TaskHubSidecarService/${m}`;
@@ -25,6 +25,16 @@ after(async () => {
   raw.close();
   const st = await srv.stop();
   assert.equal(st.code, 0, srv.stderr());
+});
+
+test("an id-reuse policy reusing running instances but not terminated ones: INVALID_ARGUMENT with DTS's text", async () => {
+  const policy = (...statuses) => bytes(6, msg(...statuses.map((st) => int(1, st)))); // RUNNING 0, COMPLETED 1, TERMINATED 5
+  const r = await call(P("StartInstance"), msg(str(1, `reuse-${Date.now()}`), str(2, "orch"), policy(0, 1)));
+  assert.equal(r.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(r));
+  assert.equal(r.details, "Invalid reusable statuses: cannot exclude 'Terminated' while also allowing reuse of running instances");
+  const ok = await call(P("StartInstance"), msg(str(1, `reuse-ok-${Date.now()}`), str(2, "orch"), policy(0, 5)));
+  assert.equal(ok.code, 0, JSON.stringify(ok));
+  await stillServes();
 });
 
 test("instance ids outside the rules are INVALID_ARGUMENT", async () => {
