@@ -98,6 +98,14 @@ static int teardown(void **state) {
   return 0;
 }
 
+/* Reopens the hub with idle instances and entities leaving memory after
+ * 1 ms (the test sets passivate_ns back to 0 at its end). */
+static void reopen_passivating(fx *f) {
+  close_all(f);
+  passivate_ns = 1000000;
+  open_all(f);
+}
+
 /* Packs and unpacks `m`, so the hub gets a heap message, as from the wire. */
 static dts_call *post(fx *f, dts_method meth, const ProtobufCMessage *m) {
   dts_buf b = dts_pb_pack(m);
@@ -658,9 +666,7 @@ static void test_finished_instances_leave_memory_and_come_back(void **state) {
  * their next event: an activity result, a raised event. */
 static void test_idle_running_instances_leave_memory_and_resume(void **state) {
   fx *f = *state;
-  close_all(f);
-  passivate_ns = 1000000; /* 1 ms idle */
-  open_all(f);
+  reopen_passivating(f);
   dts_call *s = open_wide_stream(f, 100);
   dts_free(start(f, "idle-1", "orch"));
   WorkItem *w = item(s, 0);
@@ -1021,9 +1027,7 @@ static long history_with(fx *f, const char *id, const char *needle) {
  * the hub creates its actor once, every event lands in its inbox once. */
 static void test_many_messages_race_an_actors_creation(void **state) {
   fx *f = *state;
-  close_all(f);
-  passivate_ns = 1000000; /* 1 ms idle */
-  open_all(f);
+  reopen_passivating(f);
   dts_call *s = open_stream(f);
   dts_free(start(f, "waiting", "orch"));
   WorkItem *w = item(s, 0);
@@ -1177,9 +1181,7 @@ static long mem_entities(fx *f) {
  * the next signal or read. */
 static void test_entities_leave_memory_and_come_back(void **state) {
   fx *f = *state;
-  close_all(f);
-  passivate_ns = 1000000; /* 1 ms idle */
-  open_all(f);
+  reopen_passivating(f);
   dts_call *s = open_wide_stream(f, 100);
   for (int i = 0; i < 20; i++) {
     char id[32];
