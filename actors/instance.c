@@ -704,7 +704,10 @@ static void offer_acts(inst *in) {
     dts_pbw w;
     dts_pbw_init(&w);
     dts_pbw_bytes_field(&w, 2, a->req.p, a->req.n);
-    eng_offer(in->base.h, 'a', in->base.id, a->serial, a->token, a->name, a->version, dts_pbw_take(&w));
+    /* an activity scheduled without a version is filtered as of its
+     * orchestration's version (docs/orchestrations.md, "Work-item filters") */
+    const char *v = a->version != NULL && a->version[0] != '\0' ? a->version : in->r.version;
+    eng_offer(in->base.h, 'a', in->base.id, a->serial, a->token, a->name, v, dts_pbw_take(&w));
   }
   in->nunoffered = keep;
   if (soonest != 0) arm_wake(in, soonest);

@@ -146,6 +146,24 @@ test("DTS_USE_DYNAMIC_TASK_HUBS=true: a hub a client names is created on first u
   }
 });
 
+test("work-item filters with versions: an activity scheduled without a version goes to a worker filtering on its orchestration's version", async () => {
+  const srv = await startDtsd();
+  const verAct = async (ctx, x) => `act:${x}`;
+  const verOrch = async function* verOrch(ctx, x) { return yield ctx.callActivity(verAct, x); };
+  const filters = { orchestrations: [{ name: "verOrch", versions: ["2.0"] }], activities: [{ name: "verAct", versions: ["2.0"] }] };
+  const w = worker(srv, undefined, (x) => { x.addOrchestrator(verOrch); x.addActivity(verAct); }, { workItemFilters: filters });
+  const c = client(srv);
+  try {
+    await w.start();
+    const id = await c.scheduleNewOrchestration(verOrch, "v", { version: "2.0" });
+    const st = await completed(c, id, 20);
+    assert.equal(st.serializedOutput, JSON.stringify("act:v"));
+  } finally {
+    await Promise.allSettled([w.stop(), c.stop()]);
+    assert.equal((await srv.stop()).code, 0);
+  }
+});
+
 test("dtsd killed (SIGKILL) and restarted mid-run: every orchestration still completes", async () => {
   const port = await freePort();
   const dataDir = path.join(tmpDir("restart"), "data");
