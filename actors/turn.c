@@ -661,11 +661,8 @@ void turn_apply(inst *in, const Google__Protobuf__StringValue *custom_status, co
       break;
     }
   }
-  HistoryEvent e = HISTORY_EVENT__INIT; /* the turn's end marker, then the completion */
-  OrchestratorCompletedEvent oc = ORCHESTRATOR_COMPLETED_EVENT__INIT;
-  e.event_type_case = EV(ORCHESTRATOR_COMPLETED);
-  e.orchestrator_completed = &oc;
-  inst_hist_add(in, eng_ev_pack(&e, -1, now));
+  /* no OrchestratorCompleted marker: DTS does not record one (histories
+   * stored before this keep theirs and stay readable) */
   if (done != NULL && done->orchestration_status == ST(CONTINUED_AS_NEW)) continue_as_new(in, done);
   else if (done != NULL) complete(in, done, now);
 }

@@ -256,10 +256,9 @@ static void test_activity_round_trip_builds_history(void **state) {
 
   w = item(s, 2);
   or = w->orchestrator_request;
-  assert_int_equal(or->n_past_events, 4); /* OS, ES, TaskScheduled, OC */
+  assert_int_equal(or->n_past_events, 3); /* OS, ES, TaskScheduled: no OrchestratorCompleted, as DTS */
   assert_int_equal(or->past_events[2]->event_type_case, EV(TASK_SCHEDULED));
   assert_int_equal(or->past_events[2]->event_id, 1);
-  assert_int_equal(or->past_events[3]->event_type_case, EV(ORCHESTRATOR_COMPLETED));
   assert_int_equal(or->n_new_events, 2);
   assert_int_equal(or->new_events[0]->event_type_case, EV(ORCHESTRATOR_STARTED));
   assert_int_equal(or->new_events[1]->event_type_case, EV(TASK_COMPLETED));
@@ -470,7 +469,7 @@ static void test_restart_resumes_activities_and_timers(void **state) {
       assert_int_equal(or->new_events[1]->event_type_case, EV(TIMER_FIRED));
       assert_int_equal(or->new_events[1]->timer_fired->timer_id, 2);
       assert_true((int64_t)dts_wall_ns() >= fire_ns); /* not early */
-      assert_int_equal(or->n_past_events, 5);        /* OS ES TS TC OC */
+      assert_int_equal(or->n_past_events, 4);        /* OS ES TS TC (no OrchestratorCompleted, as DTS) */
       saw_timer = true;
     }
     work_item__free_unpacked(w, NULL);
@@ -688,7 +687,7 @@ static void test_idle_running_instances_leave_memory_and_resume(void **state) {
   w = item(s, 2); /* read back: the whole history, then the result */
   OrchestratorRequest *or = w->orchestrator_request;
   assert_string_equal(or->instance_id, "idle-1");
-  assert_int_equal(or->n_past_events, 4); /* OS ES TaskScheduled OC */
+  assert_int_equal(or->n_past_events, 3); /* OS ES TaskScheduled */
   assert_int_equal(or->past_events[2]->event_type_case, EV(TASK_SCHEDULED));
   assert_int_equal(or->new_events[1]->event_type_case, EV(TASK_COMPLETED));
   CompleteOrchestrationAction ca;
@@ -720,7 +719,7 @@ static void test_idle_running_instances_leave_memory_and_resume(void **state) {
   w = item(s, 4);
   or = w->orchestrator_request;
   assert_string_equal(or->instance_id, "idle-2");
-  assert_int_equal(or->n_past_events, 3); /* OS ES OC */
+  assert_int_equal(or->n_past_events, 2); /* OS ES */
   assert_int_equal(or->new_events[1]->event_type_case, EV(EVENT_RAISED));
   OrchestratorAction a3, *fin2[1] = {act_complete("7", ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED, &ca, &sv, &a3)};
   complete_orch(f, w, fin2, 1);
@@ -833,7 +832,7 @@ static void test_chunked_completion_and_partial_processing(void **state) {
   OrchestratorRequest *or = w->orchestrator_request;
   assert_int_equal(or->n_new_events, 2);
   assert_string_equal(or->new_events[1]->event_raised->name, "b");
-  assert_string_equal(or->past_events[or->n_past_events - 2]->event_raised->name, "a");
+  assert_string_equal(or->past_events[or->n_past_events - 1]->event_raised->name, "a"); /* the last: no OrchestratorCompleted after it */
   work_item__free_unpacked(w, NULL);
   close_stream(f, s);
   dts_call_unref(s);

@@ -14,11 +14,16 @@ const seq = async function* mgmtSeq(ctx, n) {
 const kid = async function* mgmtKid(ctx) { return "kid"; };
 const parent = async function* mgmtParent(ctx) { return yield ctx.callSubOrchestrator(kid, null, { instanceId: `${ctx.instanceId}-kid` }); };
 const waiter = async function* mgmtWaiter(ctx) { return yield ctx.waitForExternalEvent("go"); };
+const threeSteps = async function* mgmtThreeSteps(ctx) {
+  yield ctx.callActivity(twice, 1);
+  yield ctx.createTimer(new Date(ctx.currentUtcDateTime.getTime() + 100));
+  return yield ctx.callSubOrchestrator(kid, null, { instanceId: `${ctx.instanceId}-kid` });
+};
 
 let srv, c, w;
 before(async () => {
   srv = await startDtsd();
-  w = worker(srv, undefined, (x) => { for (const o of [seq, kid, parent, waiter]) x.addOrchestrator(o); x.addActivity(twice); });
+  w = worker(srv, undefined, (x) => { for (const o of [seq, kid, parent, waiter, threeSteps]) x.addOrchestrator(o); x.addActivity(twice); });
   await w.start();
   c = client(srv);
 });
@@ -44,6 +49,18 @@ test("history: every step in order, event ids equal action ids", async () => {
   const ids = h.map((e) => e.eventId).filter((x) => x >= 0);
   assert.ok(ids.every((x, i) => i === 0 || x > ids[i - 1]), `event ids >= 0 strictly increase: ${ids}`);
   assert.deepEqual(await c.getOrchestrationHistory("no-such-instance"), []);
+});
+
+test("history as DTS returns it: activity, timer, sub-orchestration, no OrchestratorCompleted", async () => {
+  const id = await c.scheduleNewOrchestration(threeSteps);
+  assert.equal((await completed(c, id)).serializedOutput, JSON.stringify("kid"));
+  const types = (await c.getOrchestrationHistory(id)).map((e) => e.type);
+  assert.deepEqual(types, [
+    "OrchestratorStarted", "ExecutionStarted", "TaskScheduled",
+    "OrchestratorStarted", "TaskCompleted", "TimerCreated",
+    "OrchestratorStarted", "TimerFired", "SubOrchestrationInstanceCreated",
+    "OrchestratorStarted", "SubOrchestrationInstanceCompleted", "ExecutionCompleted",
+  ]);
 });
 
 test("query by status and prefix, in pages", async () => {
