@@ -229,24 +229,20 @@ eng_ticket *eng_tx_flush(eng_actor *a, eng_tx *tx) {
     t->result = DTS_OK;
     return t;
   }
-  if (h->cfg.inline_commit) { /* written now, or queued behind another thread's write */
-    dts_err r;
-    VEC_PUSH(tx->inq, tx->ninq, tx->capinq, t);
-    tx->inflight++;
-    if (dts_store_commit_or_queue(h->cfg.store, b, t->epoch, tx->inflight > 1, &a->a, &t->hdr, &t->result, &r)) {
-      tx->inflight--;
-      tx->ninq--;
-      t->result = r;
-      eng_write_end(h);
-      dts_batch_destroy(b);
-      return t;
-    }
+  /* written now (inline, no other thread writing and nothing of ours
+   * queued), or queued: its M_COMMITTED comes back to this actor, which
+   * reads its mailbox only after this turn, so the ticket is filed after */
+  dts_err r;
+  if (h->cfg.inline_commit &&
+      dts_store_commit_or_queue(h->cfg.store, b, t->epoch, tx->inflight > 0, &a->a, &t->hdr, &t->result, &r)) {
+    t->result = r;
     eng_write_end(h);
-    return NULL;
+    dts_batch_destroy(b);
+    return t;
   }
+  if (!h->cfg.inline_commit) dts_store_submit_at(h->cfg.store, b, t->epoch, &a->a, &t->hdr, &t->result);
   tx->inflight++;
   VEC_PUSH(tx->inq, tx->ninq, tx->capinq, t);
-  dts_store_submit_at(h->cfg.store, b, t->epoch, &a->a, &t->hdr, &t->result);
   eng_write_end(h);
   return NULL;
 }

@@ -425,11 +425,6 @@ void dts_store_submit(dts_store *s, dts_batch *b, dts_actor *to, dts_msg *m) {
   dts_store_submit_at(s, b, dts_store_epoch(s), to, m, NULL);
 }
 
-dts_err dts_store_commit(dts_store *s, dts_batch *b, uint32_t epoch) {
-  atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
-  return write_wb(s, b->wb, epoch, true);
-}
-
 dts_err dts_store_write(dts_store *s, dts_batch *b) { return write_wb(s, b->wb, 0, false); }
 
 /* ------------------------------------------------------------------------ */

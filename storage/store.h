@@ -93,10 +93,6 @@ void dts_store_submit_at(dts_store *s, dts_batch *b, uint32_t epoch, dts_actor *
 /* dts_store_submit_at in the current epoch, outcome not reported. */
 void dts_store_submit(dts_store *s, dts_batch *b, dts_actor *to, dts_msg *m);
 
-/* Writes `b` from the calling thread unless `epoch` has passed or writes
- * are refused. */
-dts_err dts_store_commit(dts_store *s, dts_batch *b, uint32_t epoch);
-
 /* A combining commit (the actors' commits with --durability=os).  When no
  * other thread is committing this way and `queued_before` is false (the
  * caller has no earlier batch still queued), writes `b` from the calling
