@@ -283,9 +283,8 @@ static bool load(ent *e) {
   e->mark = 0; /* nothing read back: every delivery is new */
   set_loaded(e, true);
   if (!readback) return true;
-  e->mark = atomic_load(&h->seq); /* not yet: messages are read below, and the mark after them */
   err = take_messages(e);
-  e->mark = atomic_load(&h->seq);
+  e->mark = atomic_load(&h->seq); /* deliveries below it may be among what was just read */
   if (err != DTS_OK) {
     eng_msgs_unsure(h);
     eng_rd_fail(TX(e), err, "cannot read the messages of entity '%s' from the store", e->base.id);
