@@ -440,6 +440,8 @@ void eng_job_done(dts_hub *h, uint64_t job, const char *id, int count, int relea
 
 /* Encodes e with event_id and timestamp set. */
 dts_buf eng_ev_pack(HistoryEvent *e, int32_t id, int64_t ts);
+/* An EventRaised event, packed (a client's RaiseEvent, an orchestration's SendEvent). */
+dts_buf eng_ev_raised(const char *name, Google__Protobuf__StringValue *input, int64_t ts);
 /* The dtsd.store.Message around an event. */
 dts_buf eng_msg_pack(dts_buf event, const char *expect_exec, const char *sender);
 /* eng_post with the Message's other fields. */

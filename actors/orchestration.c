@@ -116,13 +116,7 @@ static void on_wait(inst *in, dts_call *c, GetInstanceRequest *r, bool completio
 
 static void on_raise(inst *in, dts_call *c, RaiseEventRequest *r) {
   if (!inst_payload_ok(in, c, "event data", dts_sv_get(r->input)) || !must_exist(in, c)) return;
-  HistoryEvent e = HISTORY_EVENT__INIT;
-  EventRaisedEvent er = EVENT_RAISED_EVENT__INIT;
-  er.name = r->name;
-  er.input = r->input;
-  e.event_type_case = EV(EVENT_RAISED);
-  e.event_raised = &er;
-  inst_inbox_add(in, eng_ev_pack(&e, -1, (int64_t)dts_wall_ns()));
+  inst_inbox_add(in, eng_ev_raised(r->name, r->input, (int64_t)dts_wall_ns()));
   RaiseEventResponse resp = RAISE_EVENT_RESPONSE__INIT;
   reply_msg(in, c, &resp.base);
 }

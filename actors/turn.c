@@ -388,13 +388,7 @@ static void send_event(inst *in, const OrchestratorAction *a, int64_t now) {
   e.event_sent = &es;
   inst_hist_add(in, eng_ev_pack(&e, a->id, now));
   if (dts_instance_id_problem(target) != NULL) return; /* no such instance can exist */
-  HistoryEvent re = HISTORY_EVENT__INIT;
-  EventRaisedEvent er = EVENT_RAISED_EVENT__INIT;
-  er.name = se->name;
-  er.input = se->data;
-  re.event_type_case = EV(EVENT_RAISED);
-  re.event_raised = &er;
-  dts_buf b = eng_ev_pack(&re, -1, now);
+  dts_buf b = eng_ev_raised(se->name, se->data, now);
   if (strcmp(target, in->base.id) == 0) inst_inbox_add(in, b); /* to ourselves: the next turn's news */
   else eng_post(A(in), TX(in), 'o', target, b, NULL);
 }

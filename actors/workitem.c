@@ -18,6 +18,16 @@ dts_buf eng_ev_pack(HistoryEvent *e, int32_t id, int64_t ts) {
   return dts_pb_pack(&e->base);
 }
 
+dts_buf eng_ev_raised(const char *name, Google__Protobuf__StringValue *input, int64_t ts) {
+  HistoryEvent e = HISTORY_EVENT__INIT;
+  EventRaisedEvent er = EVENT_RAISED_EVENT__INIT;
+  er.name = (char *)name;
+  er.input = input;
+  e.event_type_case = HISTORY_EVENT__EVENT_TYPE_EVENT_RAISED;
+  e.event_raised = &er;
+  return eng_ev_pack(&e, -1, ts);
+}
+
 static dts_buf msg_pack(dts_buf event, const char *expect_exec, const char *sender, bool from_parent, dts_buf start) {
   Dtsd__Store__Message m = DTSD__STORE__MESSAGE__INIT;
   m.event.data = event.p;
