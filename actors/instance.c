@@ -872,7 +872,7 @@ static void settle_idle(inst *in) {
     return;
   }
   /* loaded and running: the hub's sweep asks it to leave when it has
-   * been idle long enough (0: a stub, nothing to drop) */
+   * been idle long enough (0: not loaded, nothing to drop) */
   if (!in->loaded) atomic_store_explicit(&a->idle_since, 0, memory_order_relaxed);
   else if (atomic_load_explicit(&a->idle_since, memory_order_relaxed) == 0)
     atomic_store_explicit(&a->idle_since, dts_now_ns(), memory_order_relaxed);

@@ -4,7 +4,7 @@
  *
  * An instance is loaded (its record, history and inbox in memory) or not;
  * one that is not may still hold activity work items that are out with
- * workers (a stub), so that their tokens stay known.  The actor leaves the
+ * workers (unloaded, state on disk), so that their tokens stay known.  The actor leaves the
  * directory once it is idle with nothing out.
  */
 #ifndef DTS_ACTORS_INSTANCE_H
