@@ -151,7 +151,7 @@ struct dts_hub {
   atomic_bool readback_msgs;
   /* statistics, any thread */
   atomic_long st_instances, st_entities, st_streams, st_dispatched, st_completions, st_stale, st_unreadable,
-      st_resets, st_ready_orch, st_ready_act, st_actors;
+      st_resets, st_ready_orch, st_ready_act, st_actors, st_passivated;
 };
 
 /* ======================================================================== */

@@ -889,6 +889,7 @@ static void on_passivate(ent *e) {
   atomic_store(&e->base.asked, false);
   if (busy(e) || e->stopped || e->base.gone) return;
   unload(e);
+  atomic_fetch_add_explicit(&e->base.h->st_passivated, 1, memory_order_relaxed);
   atomic_store_explicit(&e->base.idle_since, 0, memory_order_relaxed);
   if (!e->left) {
     e->left = true;

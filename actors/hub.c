@@ -881,6 +881,7 @@ void dts_hub_get_stats(dts_hub *h, dts_hub_stats *o) {
   o->resets = atomic_load(&h->st_resets);
   o->entities = atomic_load(&h->st_entities);
   o->actors = atomic_load(&h->st_actors);
+  o->passivated = atomic_load(&h->st_passivated);
 }
 
 typedef struct marker_ctx {

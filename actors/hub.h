@@ -114,6 +114,7 @@ typedef struct dts_hub_stats {
   long resets;     /* times an actor read itself back after a change did not reach the store */
   long entities;   /* entities in memory */
   long actors;     /* actors in the directory */
+  long passivated; /* idle unfinished instances and entities that dropped their state so far */
 } dts_hub_stats;
 void dts_hub_get_stats(dts_hub *h, dts_hub_stats *out);
 

@@ -882,6 +882,7 @@ static void on_passivate(inst *in) {
   atomic_store(&in->base.asked, false);
   if (busy(in) || in->stopped || in->base.gone) return;
   unload(in);
+  atomic_fetch_add_explicit(&in->base.h->st_passivated, 1, memory_order_relaxed);
   atomic_store_explicit(&in->base.idle_since, 0, memory_order_relaxed);
 }
 
