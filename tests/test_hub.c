@@ -932,15 +932,17 @@ static void test_clean_storage_releases_an_orphaned_lock(void **state) {
 typedef struct racer {
   fx *f;
   int index, rounds, bad;
-  const char *kind; /* "get": GetInstance of finished ones; "raise": events to one waiting */
+  const char *kind; /* "get": GetInstance of finished ones; "getw": of the waiting one; "raise": events to it */
 } racer;
 
 static void *race_main(void *arg) {
   racer *r = arg;
   for (int i = 0; i < r->rounds; i++) {
-    if (strcmp(r->kind, "get") == 0) {
+    if (strcmp(r->kind, "get") == 0 || strcmp(r->kind, "getw") == 0) {
+      bool fin = strcmp(r->kind, "get") == 0;
       char id[16];
-      snprintf(id, sizeof(id), "fin-%d", (r->index + i) % 10);
+      if (fin) snprintf(id, sizeof(id), "fin-%d", (r->index + i) % 10);
+      else snprintf(id, sizeof(id), "waiting");
       GetInstanceRequest g = GET_INSTANCE_REQUEST__INIT;
       g.instance_id = id;
       dts_call *c = post(r->f, DTS_M_GET_INSTANCE, &g.base);
@@ -948,9 +950,9 @@ static void *race_main(void *arg) {
         r->bad++;
       } else {
         GetInstanceResponse *resp = get_instance_response__unpack(NULL, c->body.n, c->body.p);
-        if (resp == NULL || !resp->exists ||
-            resp->orchestration_state->orchestration_status != ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED)
-          r->bad++;
+        int want = fin ? ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED
+                       : ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_RUNNING;
+        if (resp == NULL || !resp->exists || (int)resp->orchestration_state->orchestration_status != want) r->bad++;
         if (resp) get_instance_response__free_unpacked(resp, NULL);
       }
       dts_call_unref(c);
@@ -1022,8 +1024,9 @@ static long history_with(fx *f, const char *id, const char *needle) {
   return vc.n;
 }
 
-/* A waiting instance out of memory gets events from eight threads at once:
- * the hub creates its actor once, every event lands in its inbox once. */
+/* A waiting instance is read from four threads while it is passivated
+ * again and again; then, out of memory, it gets events from eight threads
+ * at once: the hub creates its actor once, every event lands once. */
 static void test_many_messages_race_an_actors_creation(void **state) {
   fx *f = *state;
   reopen_passivating(f);
@@ -1034,6 +1037,18 @@ static void test_many_messages_race_an_actors_creation(void **state) {
   work_item__free_unpacked(w, NULL);
   close_stream(f, s); /* no worker: the events stay in its inbox */
   dts_call_unref(s);
+  assert_true(TU_WAIT_UNTIL(mem_instances(f) == 0, 10));
+  /* reads bring it back and it is passivated again (idle 1 ms, swept every
+   * 20 ms) while the next reads arrive: each is answered from a live actor */
+  dts_hub_stats st0, st1;
+  dts_hub_get_stats(f->hub, &st0);
+  st1 = st0;
+  double until = tu_now() + 20;
+  while (st1.passivated - st0.passivated < 3 && tu_now() < until) { /* reads until it has left 3 times */
+    assert_int_equal(run_racers(f, "getw", 4, 50), 0);
+    dts_hub_get_stats(f->hub, &st1);
+  }
+  assert_true(st1.passivated - st0.passivated >= 3); /* it did leave between reads */
   assert_true(TU_WAIT_UNTIL(mem_instances(f) == 0, 10));
   assert_int_equal(run_racers(f, "raise", 8, 25), 0);
   assert_int_equal(store_keys(f, 'N', "waiting"), 200);
