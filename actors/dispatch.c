@@ -64,6 +64,8 @@ struct stream {
   int max_orch, max_act, max_ent, n_orch, n_act, n_ent;
   bool ended, closed, congested;
   uint64_t last_send;
+  uint64_t number;        /* in connection order (ListWorkers) */
+  int64_t connected_wall; /* wall-clock ns */
   stream *prev, *next;
 };
 
@@ -73,6 +75,7 @@ struct eng_dispatch {
   dts_map offers;    /* okey -> offer */
   readyq rq, aq, eq; /* orchestrations, activities, entity batches */
   stream *streams, *rr;
+  uint64_t streams_seen;
   bool shutting_down, deleted;
   atomic_bool paused; /* the store refused writes: nothing is leased (the hub's tick looks) */
   bool poll_armed;
@@ -471,6 +474,8 @@ static void on_get_work_items(eng_dispatch *d, m_rpc *r) {
   if (d->streams) d->streams->prev = s;
   d->streams = s;
   s->last_send = dts_now_ns();
+  s->number = ++d->streams_seen;
+  s->connected_wall = (int64_t)dts_wall_ns();
   h->ops->set_owner_data(s->call, s);
   h->ops->stream_open(s->call);
   atomic_fetch_add_explicit(&h->st_streams, 1, memory_order_relaxed);
@@ -541,13 +546,53 @@ static void on_done(eng_dispatch *d, m_done *m, bool keep) {
   rq_push(queue_of(d, o->kind), &o->rl);
 }
 
+/* ListWorkers: the connected streams, newest first. */
+static void list_workers(eng_dispatch *d, m_rpc *r) {
+  dts_hub *h = d->base.h;
+  size_t n = 0;
+  for (stream *s = d->streams; s != NULL; s = s->next) n += !(s->ended || s->closed);
+  Dtsd__Admin__WorkerInfo *w = dts_calloc(n ? n : 1, sizeof(*w));
+  Dtsd__Admin__WorkerInfo **pw = dts_calloc(n ? n : 1, sizeof(*pw));
+  Google__Protobuf__Timestamp *ts = dts_calloc(n ? 2 * n : 1, sizeof(*ts));
+  char(*ids)[32] = dts_calloc(n ? n : 1, sizeof(*ids));
+  size_t i = 0;
+  int64_t wall = (int64_t)dts_wall_ns(), mono = (int64_t)dts_now_ns();
+  for (stream *s = d->streams; s != NULL; s = s->next) {
+    if (s->ended || s->closed) continue;
+    w[i] = (Dtsd__Admin__WorkerInfo)DTSD__ADMIN__WORKER_INFO__INIT;
+    snprintf(ids[i], sizeof(ids[i]), "stream-%llu", (unsigned long long)s->number);
+    w[i].worker_id = ids[i];
+    w[i].active_orchestrations = s->n_orch;
+    w[i].max_orchestrations = s->max_orch;
+    w[i].active_activities = s->n_act;
+    w[i].max_activities = s->max_act;
+    w[i].active_entities = s->n_ent;
+    w[i].max_entities = s->max_ent;
+    w[i].connected_at = dts_ts_from_ns(&ts[2 * i], s->connected_wall);
+    w[i].last_send = dts_ts_from_ns(&ts[2 * i + 1], wall - (mono - (int64_t)s->last_send));
+    pw[i] = &w[i];
+    i++;
+  }
+  Dtsd__Admin__ListWorkersResponse resp = DTSD__ADMIN__LIST_WORKERS_RESPONSE__INIT;
+  resp.n_workers = i;
+  resp.workers = pw;
+  h->ops->reply(r->call, dts_pb_pack(&resp.base));
+  dts_free(w);
+  dts_free(pw);
+  dts_free(ts);
+  dts_free(ids);
+}
+
 static void behaviour(dts_actor *self, dts_msg *m) {
   eng_dispatch *d = (eng_dispatch *)self;
   switch (m->kind) {
   case D_OFFER: on_offer(d, (m_offer *)m); break;
   case D_DONE: on_done(d, (m_done *)m, false); break;
   case D_RETURN: on_done(d, (m_done *)m, true); break;
-  case D_RPC: on_get_work_items(d, (m_rpc *)m); break;
+  case D_RPC:
+    if (((m_rpc *)m)->method == DTS_M_ADMIN_LIST_WORKERS) list_workers(d, (m_rpc *)m);
+    else on_get_work_items(d, (m_rpc *)m);
+    break;
   case D_TICK: on_tick(d); break;
   case D_RESUME: atomic_store(&d->paused, false); break;
   case D_SHUTDOWN:

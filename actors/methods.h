@@ -36,6 +36,7 @@ typedef enum {
   DTS_M_SKIP_GRACEFUL_TERMINATIONS,
   DTS_M_ADMIN_SET_RETENTION, /* dtsd.admin.Admin, ours */
   DTS_M_ADMIN_GET_RETENTION,
+  DTS_M_ADMIN_LIST_WORKERS,
   DTS_M_COUNT
 } dts_method;
 

@@ -300,6 +300,9 @@ void dts_hub_post(dts_hub *h, dts_method m, dts_call *call, ProtobufCMessage *re
     else to_hub(h, m, call, req);
     return;
   }
+  case DTS_M_ADMIN_LIST_WORKERS:
+    dts_send(eng_dispatch_actor(h), &rpc_new(h, D_RPC, (int)m, call, req)->hdr);
+    return;
   case DTS_M_GET_WORK_ITEMS:
     h->ops->set_owner(call, eng_dispatch_actor(h));
     dts_send(eng_dispatch_actor(h), &rpc_new(h, D_RPC, (int)m, call, req)->hdr);
