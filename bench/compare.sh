@@ -16,6 +16,9 @@
 #   (the least disturbed run of each).  SCALE=0.1 shortens every scenario;
 #   NEW_FLAGS adds dtsd flags to the new engine's runs; OLD_BIN skips the
 #   build of the old one.
+# HTTP listeners on free ports (the defaults, 8081 and 8082, may be taken;
+# an older dtsd ignores these variables).
+export DTSD_HTTP_ADDRESS=127.0.0.1:0 DTSD_HEALTH_ADDRESS=127.0.0.1:0
 set -eu
 B=$(cd "$1" && pwd)
 REPEATS=${2:-2}

@@ -1,6 +1,9 @@
 # lib.sh -- shell helpers the bench scripts source: start and stop a dtsd on
 # a data directory, clocks, RSS.  Expects B (build dir), T (scratch dir) and
 # DUR (durability) to be set; start_dtsd takes extra dtsd flags.
+# HTTP listeners on free ports (the defaults, 8081 and 8082, may be taken;
+# an older dtsd ignores these variables).
+export DTSD_HTTP_ADDRESS=127.0.0.1:0 DTSD_HEALTH_ADDRESS=127.0.0.1:0
 now_ms() { date +%s%3N; }
 rss_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 

@@ -18,6 +18,8 @@ dts_need_pkg(CMOCKA cmocka libcmocka-dev)
 dts_need_pkg(JEMALLOC jemalloc libjemalloc-dev)
 dts_need_pkg(GRPC grpc libgrpc-dev)
 dts_need_pkg(PROTOBUFC libprotobuf-c libprotobuf-c-dev)
+dts_need_pkg(MHD libmicrohttpd libmicrohttpd-dev)
+dts_need_pkg(JANSSON jansson libjansson-dev)
 
 find_path(LEVELDB_INCLUDE_DIR leveldb/c.h)
 find_library(LEVELDB_LIBRARY leveldb)

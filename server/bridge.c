@@ -24,6 +24,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/log.h"
+#include "server/callvt.h"
 #include "server/methods.h"
 
 #include <grpc/byte_buffer.h>
@@ -59,6 +60,7 @@ typedef struct cqt {
 } cqt;
 
 struct dts_call {
+  const dts_call_ops *vt; /* first: dts_bridge_call_ops (callvt.h) */
   dts_bridge *b;
   cqt *q;     /* the queue that requested it: all its events come there */
   int method; /* dts_method, or M_GENERIC */
@@ -147,6 +149,7 @@ static void *owner_data(dts_call *c) { return c->owner_data; }
 static void arm(cqt *q, int m) {
   dts_bridge *b = q->b;
   dts_call *c = dts_calloc(1, sizeof(*c));
+  c->vt = &dts_bridge_call_ops;
   c->b = b;
   c->q = q;
   c->method = m;
@@ -338,6 +341,16 @@ static bool slice_eq(grpc_slice s, const char *z) {
 }
 
 /* Under hubs_lock (read or write). */
+static dts_hub *find_named(dts_bridge *b, const char *want, size_t wl) {
+  dts_hubset *hs = b->cfg.hubs;
+  for (int i = 0; i < hs->nlive; i++) {
+    const char *hn = dts_hub_name(hs->live[i]);
+    if (strlen(hn) == wl && memcmp(hn, want, wl) == 0) return hs->live[i];
+  }
+  return NULL;
+}
+
+/* The hub the call's `taskhub` header names (under hubs_lock). */
 static dts_hub *find_hub(dts_bridge *b, dts_call *c, char *name, size_t namelen) {
   const char *want = b->cfg.default_hub;
   size_t wl = strlen(want);
@@ -349,12 +362,7 @@ static dts_hub *find_hub(dts_bridge *b, dts_call *c, char *name, size_t namelen)
     }
   }
   snprintf(name, namelen, "%.*s", (int)(wl < 200 ? wl : 200), want);
-  dts_hubset *hs = b->cfg.hubs;
-  for (int i = 0; i < hs->nlive; i++) {
-    const char *hn = dts_hub_name(hs->live[i]);
-    if (strlen(hn) == wl && memcmp(hn, want, wl) == 0) return hs->live[i];
-  }
-  return NULL;
+  return find_named(b, want, wl);
 }
 
 static void hub_names(dts_bridge *b, char *out, size_t n) {
@@ -423,29 +431,58 @@ static dts_hub *new_hub(dts_bridge *b, const char *name, dts_status *st, char *w
   return nh;
 }
 
-/* A call naming a hub that is not served, with dynamic task hubs on (the
+/* A hub named by a call and not served, with dynamic task hubs on (the
  * emulator's DTS_USE_DYNAMIC_TASK_HUBS): the hub is created on first use.
- * NULL (the call answered) when it cannot be. */
-static dts_hub *create_on_use(dts_bridge *b, dts_call *c) {
-  char name[256], why[400];
+ * NULL, with the status and why, when it cannot be. */
+static dts_hub *create_named(dts_bridge *b, const char *name, dts_status *st, char *why, size_t whylen) {
   pthread_rwlock_wrlock(&b->hubs_lock);
-  dts_hub *h = find_hub(b, c, name, sizeof(name)); /* another call may have created it meanwhile */
-  dts_status st = DTS_ST_OK;
+  dts_hub *h = find_named(b, name, strlen(name)); /* another call may have created it meanwhile */
+  *st = DTS_ST_OK;
   const char *problem = h == NULL ? dts_hub_name_problem(name) : NULL;
   if (h == NULL && problem != NULL) {
-    st = DTS_ST_INVALID_ARGUMENT;
-    snprintf(why, sizeof(why), "cannot create task hub '%.80s': %s", name, problem);
+    *st = DTS_ST_INVALID_ARGUMENT;
+    snprintf(why, whylen, "cannot create task hub '%.80s': %s", name, problem);
   } else if (h == NULL && being_deleted(b, name) != NULL) {
-    st = DTS_ST_UNAVAILABLE;
-    snprintf(why, sizeof(why), "task hub '%.80s' is being deleted; try again", name);
+    *st = DTS_ST_UNAVAILABLE;
+    snprintf(why, whylen, "task hub '%.80s' is being deleted; try again", name);
   } else if (h == NULL) {
     revive_failed_deletions(b);
-    h = find_hub(b, c, name, sizeof(name));
-    if (h == NULL) h = new_hub(b, name, &st, why, sizeof(why));
+    h = find_named(b, name, strlen(name));
+    if (h == NULL) h = new_hub(b, name, st, why, whylen);
   }
   pthread_rwlock_unlock(&b->hubs_lock);
+  return h;
+}
+
+static dts_hub *create_on_use(dts_bridge *b, dts_call *c) {
+  char name[256], why[400];
+  pthread_rwlock_rdlock(&b->hubs_lock);
+  find_hub(b, c, name, sizeof(name));
+  pthread_rwlock_unlock(&b->hubs_lock);
+  dts_status st;
+  dts_hub *h = create_named(b, name, &st, why, sizeof(why));
   if (h == NULL) call_fail(c, st, why);
   return h;
+}
+
+dts_hub *dts_bridge_hub(dts_bridge *b, const char *name, dts_status *st, char *why, size_t whylen) {
+  pthread_rwlock_rdlock(&b->hubs_lock);
+  dts_hub *h = find_named(b, name, strlen(name));
+  pthread_rwlock_unlock(&b->hubs_lock);
+  if (h != NULL) return h;
+  if (b->cfg.dynamic_hubs) return create_named(b, name, st, why, whylen);
+  *st = DTS_ST_NOT_FOUND;
+  snprintf(why, whylen, "task hub '%.80s' is not served", name);
+  return NULL;
+}
+
+int dts_bridge_hubs(dts_bridge *b, dts_hub **out, int max) {
+  pthread_rwlock_rdlock(&b->hubs_lock);
+  dts_hubset *hs = b->cfg.hubs;
+  int n = hs->nlive < max ? hs->nlive : max;
+  for (int i = 0; i < n; i++) out[i] = hs->live[i];
+  pthread_rwlock_unlock(&b->hubs_lock);
+  return n;
 }
 
 /* CreateTaskHub of a name not served (under the write lock).  While a hub

@@ -36,6 +36,14 @@ typedef struct dts_bridge_config {
 /* How the engine reaches the bridge's calls (dts_hub_config.call_ops). */
 extern const dts_call_ops dts_bridge_call_ops;
 
+/* The served hub `name`; with dynamic hubs on, created when it is not
+ * served.  NULL with a status and why when there is none.  Any thread;
+ * the hub stays valid until dts_bridge_stop (deleted hubs are released at
+ * stop), but may have been deleted meanwhile: its calls then fail. */
+dts_hub *dts_bridge_hub(dts_bridge *b, const char *name, dts_status *st, char *why, size_t whylen);
+/* The served hubs (at most max), as dts_bridge_hub. */
+int dts_bridge_hubs(dts_bridge *b, dts_hub **out, int max);
+
 /* Binds and starts serving.  *port receives the bound port. */
 dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *port, char *err, size_t errlen);
 /* Graceful stop: no new calls, streams end with UNAVAILABLE, calls still

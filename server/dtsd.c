@@ -14,6 +14,8 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 #include "server/bridge.h"
+#include "server/callvt.h"
+#include "server/http.h"
 #include "storage/store.h"
 
 #include <ftw.h>
@@ -30,7 +32,8 @@ struct dtsd {
   dts_store *store;
   dts_hubset hubs;
   dts_bridge *bridge;
-  int port;
+  dts_http *http;
+  int port, http_port, health_port;
   char *dir;
   bool ephemeral;
 };
@@ -38,6 +41,10 @@ struct dtsd {
 void dtsd_options_init(dtsd_options *o) {
   memset(o, 0, sizeof(*o));
   o->address = "0.0.0.0:8080";
+  o->http_address = "0.0.0.0:8082";
+  o->health_address = "0.0.0.0:8081";
+  o->http_max_conns = 256;
+  o->http_max_scan = 100000;
   o->data_dir = "./dtsd-data";
   o->task_hubs = "default";
   o->max_message = 64L << 20;
@@ -111,6 +118,7 @@ static int default_cq_threads(void) {
 }
 
 static void teardown(dtsd *d) {
+  if (d->http) dts_http_stop(d->http); /* its handlers wait on hubs: first */
   if (d->bridge) dts_bridge_stop(d->bridge);
   for (int r = 0; r < 2; r++) {
     dts_hub **v = r ? d->hubs.retired : d->hubs.live;
@@ -143,7 +151,7 @@ static void teardown(dtsd *d) {
 
 /* What every hub of this dtsd is created with. */
 static dts_hub_config hub_template(const dtsd *d, const dtsd_options *o) {
-  return (dts_hub_config){.call_ops = &dts_bridge_call_ops,
+  return (dts_hub_config){.call_ops = &dts_server_call_ops,
                           .sched = d->sched,
                           .timers = d->timers,
                           .store = d->store,
@@ -227,6 +235,19 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
     return se == DTS_ELIMIT ? -2 : -1;
   }
 
+  /* health answers while the hubs are read back (/readyz: 503 until served) */
+  dts_http_config hc = {.api_addr = o->http_address,
+                        .health_addr = o->health_address,
+                        .data_dir = d->dir,
+                        .store = d->store,
+                        .max_conns = o->http_max_conns,
+                        .max_scan = o->http_max_scan};
+  if (dts_http_start(&hc, &d->http, &d->http_port, &d->health_port, err, errlen) != DTS_OK) {
+    d->http = NULL;
+    teardown(d);
+    return -1;
+  }
+
   int64_t ret[5];
   bool ret_set = o->retention != NULL && o->retention[0] != '\0';
   if (ret_set) {
@@ -268,11 +289,14 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
     teardown(d);
     return -1;
   }
+  dts_http_serve(d->http, d->bridge);
   *out = d;
   return 0;
 }
 
 int dtsd_port(const dtsd *d) { return d->port; }
+int dtsd_http_port(const dtsd *d) { return d->http_port; }
+int dtsd_health_port(const dtsd *d) { return d->health_port; }
 const char *dtsd_data_dir(const dtsd *d) { return d->dir; }
 void dtsd_stop(dtsd *d) {
   if (d != NULL) teardown(d);

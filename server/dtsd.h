@@ -26,6 +26,10 @@ typedef struct dtsd dtsd;
 
 typedef struct dtsd_options {
   const char *address;   /* gRPC "host:port" (default "0.0.0.0:8080") */
+  const char *http_address;   /* data API, metrics, dashboard (default "0.0.0.0:8082"; "off": none) */
+  const char *health_address; /* /healthz, /readyz, /metrics (default "0.0.0.0:8081"; "off": none) */
+  int http_max_conns;    /* HTTP connections per listener (default 256) */
+  int http_max_scan;     /* instances one HTTP query looks at (default 100000) */
   const char *data_dir;  /* default "./dtsd-data" */
   bool ephemeral;        /* use a fresh temporary data dir, removed at stop */
   const char *task_hubs; /* comma-separated names (default "default") */
@@ -63,6 +67,9 @@ void dtsd_options_init(dtsd_options *o);
  * for space and try again). */
 int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen);
 int dtsd_port(const dtsd *d);
+/* The bound HTTP ports (0: that listener is off). */
+int dtsd_http_port(const dtsd *d);
+int dtsd_health_port(const dtsd *d);
 const char *dtsd_data_dir(const dtsd *d);
 /* Graceful stop (streams end with UNAVAILABLE), then frees everything. */
 void dtsd_stop(dtsd *d);

@@ -41,13 +41,23 @@ typedef struct flag {
 
 static dtsd_options o;
 static const char *lvl, *fmt, *port_file, *dur;
-static long ready_fd = -1;
+static long ready_fd = -1, ports_fd = -1;
 
 #define MIB (1024L * 1024L)
 #define GIB (1024L * MIB)
 
 static const flag flags[] = {
     {"address", "DTSD_ADDRESS", F_STR, &o.address, 0, 0, "HOST:PORT", "gRPC listen address (default 0.0.0.0:8080; port 0 = any)"},
+    {"http-address", "DTSD_HTTP_ADDRESS", F_STR, &o.http_address, 0, 0, "HOST:PORT",
+     "HTTP data API, metrics and dashboard (default 0.0.0.0:8082; off = none)"},
+    {"health-address", "DTSD_HEALTH_ADDRESS", F_STR, &o.health_address, 0, 0, "HOST:PORT",
+     "HTTP health: /healthz, /readyz, /metrics (default 0.0.0.0:8081; off = none)"},
+    {"http-max-connections", "DTSD_HTTP_MAX_CONNECTIONS", F_INT, &o.http_max_conns, 1, 100000, "N",
+     "open HTTP connections per listener (default 256)"},
+    {"http-max-scan", "DTSD_HTTP_MAX_SCAN", F_INT, &o.http_max_scan, 100, 100000000, "N",
+     "instances or entities one HTTP query looks at; beyond, the answer says truncated (default 100000)"},
+    {"ports-fd", NULL, F_LONG, &ports_fd, 0, 65535, "N",
+     "write \"GRPC HTTP HEALTH\" ports to file descriptor N once serving, then close it"},
     {"port-file", "DTSD_PORT_FILE", F_STR, &port_file, 0, 0, "PATH", "write the bound port to PATH once serving"},
     {"ready-fd", NULL, F_LONG, &ready_fd, 0, 65535, "N",
      "write the bound port to file descriptor N once serving, then close it"},
@@ -235,8 +245,8 @@ int main(int argc, char **argv) {
     DTS_ERROR("main", "cannot start: %s", err);
     return 1;
   }
-  DTS_INFO("main", "dtsd serving gRPC on port %d (task hubs: %s; data: %s; durability: %s)", dtsd_port(d),
-           o.task_hubs, dtsd_data_dir(d), o.fsync ? "fsync" : "os");
+  DTS_INFO("main", "dtsd serving gRPC on port %d, HTTP API on %d, health on %d (task hubs: %s; data: %s; durability: %s)",
+           dtsd_port(d), dtsd_http_port(d), dtsd_health_port(d), o.task_hubs, dtsd_data_dir(d), o.fsync ? "fsync" : "os");
   if (port_file != NULL) {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
@@ -247,6 +257,11 @@ int main(int argc, char **argv) {
   if (ready_fd >= 0) {
     if (dprintf((int)ready_fd, "%d\n", dtsd_port(d)) < 0) DTS_ERROR("main", "cannot write to --ready-fd %ld", ready_fd);
     close((int)ready_fd);
+  }
+  if (ports_fd >= 0) {
+    if (dprintf((int)ports_fd, "%d %d %d\n", dtsd_port(d), dtsd_http_port(d), dtsd_health_port(d)) < 0)
+      DTS_ERROR("main", "cannot write to --ports-fd %ld", ports_fd);
+    close((int)ports_fd);
   }
   int sig = 0;
   sigwait(&set_, &sig);

@@ -3,6 +3,9 @@
 # working; their figures are printed, not gated.  Fails only when a
 # benchmark fails (e.g. the load generator's output check).
 # usage: bench_smoke.sh BUILD_DIR
+# HTTP listeners on free ports (the defaults, 8081 and 8082, may be taken;
+# an older dtsd ignores these variables).
+export DTSD_HTTP_ADDRESS=127.0.0.1:0 DTSD_HEALTH_ADDRESS=127.0.0.1:0
 set -eu
 B=$1
 T=$(mktemp -d)

@@ -1,7 +1,9 @@
 /* test_dtsd.c -- libdtsd as an embedding program uses it: start on port 0
- * with an ephemeral data dir, talk to it over real gRPC (a C-core client),
- * stop; and the start-up refusals. */
+ * with an ephemeral data dir, talk to it over real gRPC (a C-core client)
+ * and over HTTP (a plain socket), stop; and the start-up refusals. */
 #include "server/dtsd.h"
+
+#include "server/localcall.h"
 
 #include "proto/pb.h"
 #include "runtime/alloc.h"
@@ -23,7 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct reply {
   grpc_status_code status;
@@ -98,11 +104,30 @@ static reply unary(grpc_channel *ch, const char *method, const char *hub, const 
   return r;
 }
 
+/* One HTTP/1.0 exchange with 127.0.0.1:port: the whole answer (status
+ * line, headers, body), NUL-terminated, in out. */
+static void http_exchange(int port, const char *request, char *out, size_t cap) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  size_t n = strlen(request);
+  assert_int_equal(write(fd, request, n), (ssize_t)n);
+  size_t k = 0;
+  ssize_t r;
+  while (k + 1 < cap && (r = read(fd, out + k, cap - 1 - k)) > 0) k += (size_t)r;
+  out[k] = '\0';
+  close(fd);
+}
+
 static void test_start_on_port_zero_serve_and_stop(void **state) {
   (void)state;
   dtsd_options o;
   dtsd_options_init(&o);
   o.address = "127.0.0.1:0";
+  o.http_address = "127.0.0.1:0";
+  o.health_address = "127.0.0.1:0";
   o.ephemeral = true;
   o.task_hubs = "default,other";
   o.workers = 2;
@@ -155,9 +180,23 @@ static void test_start_on_port_zero_serve_and_stop(void **state) {
   assert_non_null(strstr(r.details, "default, other"));
   dts_buf_free(&r.body);
 
+  /* the same instance through the HTTP API: an in-process call to the hub */
+  char ans[8192];
+  http_exchange(dtsd_http_port(d), "GET /api/v1/taskhubs/orchestrations/lib-1 HTTP/1.0\r\nx-taskhub: other\r\n\r\n",
+                ans, sizeof(ans));
+  assert_non_null(strstr(ans, "200 OK"));
+  assert_non_null(strstr(ans, "\"orchestrationStatus\":\"ORCHESTRATION_STATUS_PENDING\""));
+  http_exchange(dtsd_http_port(d), "GET /api/v1/taskhubs/orchestrations/lib-1 HTTP/1.0\r\n\r\n", ans, sizeof(ans));
+  assert_non_null(strstr(ans, "404 Not Found")); /* no header: the default hub, which does not have it */
+  http_exchange(dtsd_health_port(d), "GET /healthz HTTP/1.0\r\n\r\n", ans, sizeof(ans));
+  assert_non_null(strstr(ans, "204 No Content"));
+  http_exchange(dtsd_health_port(d), "GET /readyz HTTP/1.0\r\n\r\n", ans, sizeof(ans));
+  assert_non_null(strstr(ans, "200 OK"));
+
   grpc_channel_destroy(ch);
   grpc_shutdown();
   dtsd_stop(d);
+  assert_int_equal(dts_local_live(), 0); /* every in-process call was let go */
   assert_int_not_equal(stat(dir, &sb), 0); /* the ephemeral directory is gone */
   dts_free(dir);
 }
@@ -167,6 +206,8 @@ static void test_refusals(void **state) {
   dtsd_options o;
   dtsd_options_init(&o);
   o.address = "127.0.0.1:0";
+  o.http_address = "127.0.0.1:0";
+  o.health_address = "off";
   o.ephemeral = true;
   dtsd *d, *d2;
   char err[512];
@@ -186,6 +227,14 @@ static void test_refusals(void **state) {
   o2.address = addr; /* port taken */
   assert_int_equal(dtsd_start(&o2, &d2, err, sizeof(err)), -1);
   assert_non_null(strstr(err, "cannot listen"));
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", dtsd_http_port(d));
+  o2 = o;
+  o2.http_address = addr; /* the HTTP port taken */
+  assert_int_equal(dtsd_start(&o2, &d2, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "cannot listen on 127.0.0.1:"));
+  o2.http_address = "nonsense";
+  assert_int_equal(dtsd_start(&o2, &d2, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "is not HOST:PORT"));
   dtsd_stop(d);
 }
 

@@ -7,6 +7,7 @@ PKGS="build-essential cmake ninja-build pkg-config \
 libgrpc-dev libprotobuf-dev protobuf-compiler \
 libprotobuf-c-dev protobuf-c-compiler \
 libleveldb-dev libck-dev libjemalloc-dev libcmocka-dev \
+libmicrohttpd-dev libjansson-dev \
 clang libclang-rt-14-dev llvm \
 nodejs npm"
 

@@ -33,12 +33,13 @@ export function tmpDir(tag = "e2e") {
 }
 
 // Spawns dtsd without waiting for it: {child, dataDir, ready (a promise of
-// the port, or null when dtsd exits first), stderr(), exited()}.
+// {grpc, http, health} ports, or null when dtsd exits first), stderr(), exited()}.
 export function spawnDtsd(opts = {}) {
   const dataDir = opts.dataDir || path.join(tmpDir(), "data");
-  const args = ["--address", "127.0.0.1:0", "--data-dir", dataDir, "--ready-fd", "3", "--log-level",
+  const args = ["--address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--health-address", "127.0.0.1:0",
+    "--data-dir", dataDir, "--ports-fd", "3", "--log-level",
     process.env.DTSD_LOG_LEVEL || "warn", ...(opts.hubs ? ["--task-hubs", opts.hubs] : []), ...(opts.args || [])];
-  // fd 3 is a pipe: dtsd writes its port there once it serves, then closes it
+  // fd 3 is a pipe: dtsd writes "GRPC HTTP HEALTH" ports there once it serves, then closes it
   const child = spawn(DTSD_BIN, args, { stdio: ["ignore", "inherit", "pipe", "pipe"], env: { ...process.env, ...(opts.env || {}) } });
   let stderr = "";
   child.stderr.on("data", (d) => { stderr += d; if (process.env.DTSD_VERBOSE) process.stderr.write(d); });
@@ -48,17 +49,21 @@ export function spawnDtsd(opts = {}) {
   let readyText = "";
   child.stdio[3].on("data", (d) => { readyText += d; });
   const ready = new Promise((resolve) => child.stdio[3].on("close", async () => {
-    if (/^\d+\n$/.test(readyText)) resolve(Number(readyText.trim()));
+    const m = /^(\d+) (\d+) (\d+)\n$/.exec(readyText);
+    if (m) resolve({ grpc: Number(m[1]), http: Number(m[2]), health: Number(m[3]) });
     else { await closedP; resolve(null); } // it closed the pipe without a port: it exited
   }));
   return { child, dataDir, ready, exitP, stderr: () => stderr, exited: () => exited };
 }
 
 // Wraps a spawned dtsd that serves on `port`.
-function served(sp, port) {
+function served(sp, ports) {
   const { child, dataDir, exitP } = sp;
+  const port = ports.grpc;
   return {
     port, dataDir, endpoint: `127.0.0.1:${port}`, child,
+    httpPort: ports.http, healthPort: ports.health,
+    http: `http://127.0.0.1:${ports.http}`, health: `http://127.0.0.1:${ports.health}`,
     stderr: sp.stderr,
     // Graceful stop; resolves with the exit status.  A stop that does not end
     // in exit code 0 prints dtsd's last words so the failure explains itself.

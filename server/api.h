@@ -1,0 +1,48 @@
+/* api.h -- private to the HTTP data API (api.c, api_orch.c, api_ent.c):
+ * one request being answered, and the helpers its routes share.  See
+ * docs/http-api.md for the routes. */
+#ifndef DTS_SERVER_API_H
+#define DTS_SERVER_API_H
+
+#include "actors/hub.h"
+#include "server/http.h"
+#include "server/localcall.h"
+
+#include <jansson.h>
+
+typedef struct api {
+  const http_req *r;
+  http_resp *out;
+  dts_hub *h; /* the hub x-taskhub names */
+  char hub[128];
+  char err[600]; /* the last failed engine call's message (api_call) */
+} api;
+
+/* Sends req to the hub as method m and waits for the answer: the call
+ * (dts_local_release it) when it came with status OK, else NULL with the
+ * error answer set (gRPC status mapped to HTTP).  req is packed and
+ * decoded again, as the bridge decodes a gRPC request. */
+dts_call *api_call(api *a, dts_method m, const ProtobufCMessage *req);
+/* The unary answer of a call from api_call, decoded (NULL: the error
+ * answer is set); free with protobuf_c_message_free_unpacked. */
+ProtobufCMessage *api_unpack(api *a, dts_call *c, const ProtobufCMessageDescriptor *d);
+/* Answers j (taken over) with status. */
+void api_json(api *a, int status, json_t *j);
+/* The request body as a JSON object or array (NULL: 400 answered). */
+json_t *api_body(api *a, bool want_array);
+/* gRPC status -> HTTP status. */
+int api_http_status(int grpc_status);
+/* A string member (NULL when absent or not a string); `alt` is another
+ * spelling accepted (e.g. "InstanceIds" beside "instanceIds"). */
+const char *api_str(json_t *o, const char *key, const char *alt);
+/* A time member: an RFC 3339 string; false with 400 answered when it is
+ * there and is not one; *ns 0 when absent. */
+bool api_time(api *a, json_t *o, const char *key, int64_t *ns);
+
+/* routes: each returns false when the path is not one of its own */
+bool api_orch_route(api *a, char **seg, int nseg);
+bool api_ent_route(api *a, char **seg, int nseg);
+/* the orchestrations query (api_query.c) */
+void api_orch_query(api *a);
+
+#endif

@@ -1,0 +1,365 @@
+/* api_query.c -- POST /orchestrations/query: the emulator's filter, sort
+ * and paging over QueryInstances.
+ *
+ * The engine's query filters by status, creation time and id prefix and
+ * pages by continuation token; the rest of the API's filter (name,
+ * version, tags, id substring, the other time ranges, text search in
+ * custom status, input and output) is applied here, to at most max_scan
+ * instances the engine returns (--http-max-scan).  Matches are kept as
+ * small rows, sorted, counted (totalCount and trivia follow the filter)
+ * and one page of them answered.  When the scan stops at its bound the
+ * answer says so ("truncated": true) and the counts cover what was seen.
+ */
+#define _GNU_SOURCE /* strcasestr */
+#include "server/api.h"
+
+#include "runtime/alloc.h"
+#include "server/pbjson.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define ENGINE_PAGE 1000
+#define MAX_COUNT 1000
+#define MAX_SEARCH 64 * 1024 /* payload bytes looked at per field by the text search */
+
+json_t *api_state_json(const OrchestrationState *s, bool hide_reserved);
+
+typedef struct row {
+  json_t *j; /* the orchestration as answered */
+  char *id, *name, *version, *tags;
+  int status;
+  int64_t created, updated, started, completed;
+} row;
+
+typedef struct qfilter {
+  int status[16];
+  size_t nstatus;
+  const char *id, *name, *version, *tags, *search, *prefix;
+  int64_t from[4], to[4]; /* createdAt, lastUpdatedAt, startAt, completedAt */
+  bool hide_subs;
+} qfilter;
+
+typedef struct qsort_key {
+  int col;
+  bool desc;
+} qsort_key;
+
+enum { C_ID, C_NAME, C_VERSION, C_CREATED, C_UPDATED, C_START, C_COMPLETED, C_STATUS, C_TAGS, NCOLS };
+static const char *const COLS[NCOLS] = {
+    "ORCHESTRATION_ID",     "NAME", "VERSION", "CREATED_AT", "LAST_UPDATED_AT", "START_AT", "COMPLETED_AT",
+    "ORCHESTRATION_STATUS", "TAGS"};
+static const char *const RANGES[4] = {"createdAt", "lastUpdatedAt", "startAt", "completedAt"};
+
+/* {value: "..."} or a bare string. */
+static const char *valued(json_t *f, const char *key) {
+  json_t *v = json_object_get(f, key);
+  if (json_is_object(v)) v = json_object_get(v, "value");
+  return json_is_string(v) && json_string_length(v) > 0 ? json_string_value(v) : NULL;
+}
+
+static bool parse_status(api *a, json_t *f, qfilter *q) {
+  json_t *s = json_object_get(f, "orchestrationStatus");
+  if (json_is_object(s)) s = json_object_get(s, "status");
+  if (s == NULL || json_is_null(s)) return true;
+  if (!json_is_array(s) || json_array_size(s) > 16) {
+    http_error(a->out, 400, "orchestrationStatus.status must be an array of statuses");
+    return false;
+  }
+  for (size_t i = 0; i < json_array_size(s); i++) {
+    const char *n = json_string_value(json_array_get(s, i));
+    const ProtobufCEnumValue *v =
+        n ? protobuf_c_enum_descriptor_get_value_by_name(&orchestration_status__descriptor, n) : NULL;
+    if (v == NULL) {
+      http_error(a->out, 400, "unknown status '%s' (statuses are spelled ORCHESTRATION_STATUS_RUNNING, ...)",
+                 n ? n : "?");
+      return false;
+    }
+    q->status[q->nstatus++] = v->value;
+  }
+  return true;
+}
+
+static bool parse_filter(api *a, json_t *f, qfilter *q) {
+  memset(q, 0, sizeof(*q));
+  q->hide_subs = false;
+  if (f == NULL || json_is_null(f)) return true;
+  if (!json_is_object(f)) {
+    http_error(a->out, 400, "'filter' must be an object");
+    return false;
+  }
+  q->id = valued(f, "orchestrationId");
+  q->prefix = valued(f, "orchestrationIdPrefix");
+  q->name = valued(f, "name");
+  q->version = valued(f, "version");
+  q->tags = valued(f, "tags");
+  q->search = valued(f, "search");
+  q->hide_subs = json_is_true(json_object_get(f, "hideSubOrchestrations"));
+  if (q->search && strlen(q->search) > 256) {
+    http_error(a->out, 400, "search text is longer than 256 bytes");
+    return false;
+  }
+  for (int i = 0; i < 4; i++) {
+    json_t *r = json_object_get(f, RANGES[i]);
+    if (r == NULL || json_is_null(r)) continue;
+    if (!json_is_object(r) || !api_time(a, r, "start", &q->from[i]) || !api_time(a, r, "end", &q->to[i])) {
+      if (!json_is_object(r)) http_error(a->out, 400, "'%s' must be {start, end}", RANGES[i]);
+      return false;
+    }
+  }
+  return parse_status(a, f, q);
+}
+
+static bool in_range(int64_t t, int64_t from, int64_t to) {
+  if (from > 0 && t < from) return false;
+  if (to > 0 && (t == 0 || t > to)) return false;
+  return true;
+}
+
+static bool contains(const char *hay, const char *needle) {
+  if (hay == NULL) return false;
+  size_t n = strnlen(hay, MAX_SEARCH);
+  if (n == MAX_SEARCH) { /* a bounded look at a large payload */
+    char *cut = dts_strndup(hay, MAX_SEARCH);
+    bool m = strcasestr(cut, needle) != NULL;
+    dts_free(cut);
+    return m;
+  }
+  return strcasestr(hay, needle) != NULL;
+}
+
+static char *tags_text(const OrchestrationState *s) {
+  size_t n = 1;
+  for (size_t i = 0; i < s->n_tags; i++)
+    n += strlen(s->tags[i]->key) + strlen(s->tags[i]->value) + 2;
+  char *t = dts_malloc(n);
+  size_t k = 0;
+  for (size_t i = 0; i < s->n_tags; i++)
+    k += (size_t)snprintf(t + k, n - k, "%s=%s;", s->tags[i]->key, s->tags[i]->value);
+  t[k] = '\0';
+  return t;
+}
+
+static bool matches(const qfilter *q, const OrchestrationState *s, const char *tags) {
+  const char *ver = dts_sv_get(s->version) ? dts_sv_get(s->version) : "";
+  const char *pid = dts_sv_get(s->parent_instance_id);
+  if (q->hide_subs && pid && pid[0]) return false;
+  if (q->id && !contains(s->instance_id, q->id)) return false;
+  if (q->name && !contains(s->name, q->name)) return false;
+  if (q->version && !contains(ver, q->version)) return false;
+  if (q->tags && !contains(tags, q->tags)) return false;
+  int64_t t[4] = {dts_ts_to_ns(s->created_timestamp), dts_ts_to_ns(s->last_updated_timestamp),
+                  dts_ts_to_ns(s->scheduled_start_timestamp), dts_ts_to_ns(s->completed_timestamp)};
+  for (int i = 0; i < 4; i++)
+    if (!in_range(t[i], q->from[i], q->to[i])) return false;
+  if (q->search && !contains(dts_sv_get(s->custom_status), q->search) && !contains(dts_sv_get(s->input), q->search) &&
+      !contains(dts_sv_get(s->output), q->search))
+    return false;
+  return true;
+}
+
+typedef struct sort_by {
+  const qsort_key *keys;
+  int n;
+} sort_by;
+
+static int cmp_i64(int64_t x, int64_t y) { return x < y ? -1 : x > y; }
+
+static int cmp_rows(const void *x, const void *y, void *ctx) {
+  const row *p = x, *r = y;
+  const sort_by *sb = ctx;
+  for (int i = 0; i < sb->n; i++) {
+    int c = 0;
+    switch (sb->keys[i].col) {
+    case C_ID:
+      c = strcmp(p->id, r->id);
+      break;
+    case C_NAME:
+      c = strcmp(p->name, r->name);
+      break;
+    case C_VERSION:
+      c = strcmp(p->version, r->version);
+      break;
+    case C_CREATED:
+      c = cmp_i64(p->created, r->created);
+      break;
+    case C_UPDATED:
+      c = cmp_i64(p->updated, r->updated);
+      break;
+    case C_START:
+      c = cmp_i64(p->started, r->started);
+      break;
+    case C_COMPLETED:
+      c = cmp_i64(p->completed, r->completed);
+      break;
+    case C_STATUS:
+      c = p->status - r->status;
+      break;
+    case C_TAGS:
+      c = strcmp(p->tags, r->tags);
+      break;
+    }
+    if (c != 0) return sb->keys[i].desc ? -c : c;
+  }
+  return strcmp(p->id, r->id);
+}
+
+static bool parse_sort(api *a, json_t *s, qsort_key *keys, int *n) {
+  *n = 0;
+  if (s == NULL || json_is_null(s)) {
+    keys[(*n)++] = (qsort_key){C_CREATED, true};
+    return true;
+  }
+  if (!json_is_array(s) || json_array_size(s) > 4) {
+    http_error(a->out, 400, "'sort' must be an array of at most 4 {column, direction}");
+    return false;
+  }
+  for (size_t i = 0; i < json_array_size(s); i++) {
+    json_t *k = json_array_get(s, i);
+    const char *col = api_str(k, "column", NULL), *dir = api_str(k, "direction", NULL);
+    int c = -1;
+    for (int j = 0; col && j < NCOLS; j++)
+      if (strcmp(col, COLS[j]) == 0) c = j;
+    if (c < 0 || (dir && strcmp(dir, "ASCENDING_SORT") != 0 && strcmp(dir, "DESCENDING_SORT") != 0)) {
+      http_error(a->out, 400, "unknown sort column '%s' or direction '%s'", col ? col : "?", dir ? dir : "?");
+      return false;
+    }
+    keys[(*n)++] = (qsort_key){c, dir && strcmp(dir, "DESCENDING_SORT") == 0};
+  }
+  return true;
+}
+
+typedef struct scan {
+  row *rows;
+  size_t n, cap, seen;
+  bool truncated;
+  long counts[8]; /* by status */
+  int64_t earliest, latest;
+} scan;
+
+static void keep(scan *sc, const OrchestrationState *s, char *tags) {
+  if (sc->n == sc->cap) {
+    sc->cap = sc->cap ? sc->cap * 2 : 256;
+    sc->rows = dts_realloc(sc->rows, sc->cap * sizeof(*sc->rows));
+  }
+  row *r = &sc->rows[sc->n++];
+  r->j = api_state_json(s, true);
+  r->id = dts_strdup(s->instance_id);
+  r->name = dts_strdup(s->name);
+  r->version = dts_strdup(dts_sv_get(s->version) ? dts_sv_get(s->version) : "");
+  r->tags = tags;
+  r->status = (int)s->orchestration_status;
+  r->created = dts_ts_to_ns(s->created_timestamp);
+  r->updated = dts_ts_to_ns(s->last_updated_timestamp);
+  r->started = dts_ts_to_ns(s->scheduled_start_timestamp);
+  r->completed = dts_ts_to_ns(s->completed_timestamp);
+  if (r->status >= 0 && r->status < 8) sc->counts[r->status]++;
+  if (r->created > 0 && (sc->earliest == 0 || r->created < sc->earliest)) sc->earliest = r->created;
+  if (r->created > sc->latest) sc->latest = r->created;
+}
+
+/* Pages through the engine's QueryInstances; false: the error answered. */
+static bool run_scan(api *a, const qfilter *q, scan *sc) {
+  char cont[512] = "";
+  long limit = a->r->cfg->max_scan;
+  for (;;) {
+    QueryInstancesRequest req = QUERY_INSTANCES_REQUEST__INIT;
+    InstanceQuery iq = INSTANCE_QUERY__INIT;
+    Google__Protobuf__Timestamp cf, ct;
+    Google__Protobuf__StringValue cv, pv;
+    req.query = &iq;
+    iq.runtime_status = (OrchestrationStatus *)q->status;
+    iq.n_runtime_status = q->nstatus;
+    if (q->from[0] > 0) iq.created_time_from = dts_ts_from_ns(&cf, q->from[0]);
+    if (q->to[0] > 0) iq.created_time_to = dts_ts_from_ns(&ct, q->to[0]);
+    if (q->prefix) iq.instance_id_prefix = dts_sv(&pv, q->prefix);
+    if (cont[0]) iq.continuation_token = dts_sv(&cv, cont);
+    iq.max_instance_count = ENGINE_PAGE;
+    iq.fetch_inputs_and_outputs = q->search != NULL;
+    dts_call *c = api_call(a, DTS_M_QUERY_INSTANCES, &req.base);
+    if (c == NULL) return false;
+    QueryInstancesResponse *r = (QueryInstancesResponse *)api_unpack(a, c, &query_instances_response__descriptor);
+    dts_local_release(c);
+    if (r == NULL) return false;
+    for (size_t i = 0; i < r->n_orchestration_state; i++) {
+      const OrchestrationState *s = r->orchestration_state[i];
+      char *tags = tags_text(s);
+      sc->seen++;
+      if (matches(q, s, tags))
+        keep(sc, s, tags);
+      else
+        dts_free(tags);
+    }
+    const char *next = dts_sv_get(r->continuation_token);
+    bool more = next != NULL && next[0] != '\0' && strlen(next) < sizeof(cont);
+    if (more) snprintf(cont, sizeof(cont), "%s", next);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    if (!more) return true;
+    if ((long)sc->seen >= limit) {
+      sc->truncated = true;
+      return true;
+    }
+  }
+}
+
+static void scan_free(scan *sc) {
+  for (size_t i = 0; i < sc->n; i++) {
+    json_decref(sc->rows[i].j);
+    dts_free(sc->rows[i].id);
+    dts_free(sc->rows[i].name);
+    dts_free(sc->rows[i].version);
+    dts_free(sc->rows[i].tags);
+  }
+  dts_free(sc->rows);
+}
+
+static void answer(api *a, scan *sc, const qsort_key *keys, int nkeys, long start, long count) {
+  sort_by sb = {keys, nkeys};
+  if (sc->n > 1) qsort_r(sc->rows, sc->n, sizeof(*sc->rows), cmp_rows, &sb);
+  json_t *list = json_array();
+  for (long i = start; i < (long)sc->n && i < start + count; i++)
+    json_array_append(list, sc->rows[i].j);
+  json_t *trivia = json_object();
+  json_object_set_new(trivia, "earliestTimestamp", pbjson_time_value(sc->earliest));
+  json_object_set_new(trivia, "latestTimestamp", pbjson_time_value(sc->latest));
+  json_object_set_new(trivia, "totalCount", json_integer((json_int_t)sc->n));
+  json_object_set_new(trivia, "completedCount", json_integer(sc->counts[1]));
+  json_object_set_new(trivia, "runningCount", json_integer(sc->counts[0]));
+  json_object_set_new(trivia, "failedCount", json_integer(sc->counts[3]));
+  json_object_set_new(trivia, "pendingCount", json_integer(sc->counts[6]));
+  json_object_set_new(trivia, "suspendedCount", json_integer(sc->counts[7]));
+  json_object_set_new(trivia, "terminatedCount", json_integer(sc->counts[5]));
+  json_t *j = json_object();
+  json_object_set_new(j, "orchestrations", list);
+  json_object_set_new(j, "totalCount", json_integer((json_int_t)sc->n));
+  json_object_set_new(j, "trivia", trivia);
+  json_object_set_new(j, "truncated", json_boolean(sc->truncated));
+  json_object_set_new(j, "scanned", json_integer((json_int_t)sc->seen));
+  api_json(a, 200, j);
+}
+
+void api_orch_query(api *a) {
+  json_t *b = a->r->blen ? api_body(a, false) : json_object();
+  if (b == NULL) return;
+  qfilter q;
+  qsort_key keys[4];
+  int nkeys;
+  long start = 0, count = 100;
+  json_t *pg = json_object_get(b, "pagination");
+  if (json_is_object(pg)) {
+    json_t *s = json_object_get(pg, "startIndex"), *c = json_object_get(pg, "count");
+    if (json_is_integer(s)) start = (long)json_integer_value(s);
+    if (json_is_integer(c)) count = (long)json_integer_value(c);
+  }
+  if (start < 0 || count < 1 || count > MAX_COUNT) {
+    http_error(a->out, 400, "pagination: startIndex >= 0 and count from 1 to %d", MAX_COUNT);
+  } else if (parse_filter(a, json_object_get(b, "filter"), &q) &&
+             parse_sort(a, json_object_get(b, "sort"), keys, &nkeys)) {
+    scan sc = {0};
+    if (run_scan(a, &q, &sc)) answer(a, &sc, keys, nkeys, start, count);
+    scan_free(&sc);
+  }
+  json_decref(b);
+}

@@ -1,0 +1,79 @@
+/* http.h -- dtsd's HTTP listeners on libmicrohttpd: the data API, metrics
+ * and (later) the dashboard on one address (default 0.0.0.0:8082), health
+ * on another (default 0.0.0.0:8081).  One thread per connection, with a
+ * bound on connections, header memory, body size and idle time; every
+ * answer the API gives is JSON (errors too).  The handlers (api.c) talk
+ * to the engine with the messages gRPC calls use (localcall.h). */
+#ifndef DTS_SERVER_HTTP_H
+#define DTS_SERVER_HTTP_H
+
+#include "runtime/err.h"
+#include "server/bridge.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct dts_http dts_http;
+
+typedef struct dts_http_config {
+  const char *api_addr;    /* "host:port" (port 0: any); NULL or "" or "off": none */
+  const char *health_addr; /* the same */
+  const char *data_dir;    /* for the store-size figure */
+  dts_store *store;        /* for its figures (borrowed) */
+  int max_conns;           /* connections per listener (default 256) */
+  long max_body;           /* request body bytes (default 16 MiB) */
+  int idle_timeout_s;      /* a connection idle this long is closed (default 60) */
+  long call_timeout_ms;    /* longest wait for the engine's answer (default 60000) */
+  int max_scan;            /* instances one query or bulk action looks at (default 100000) */
+} dts_http_config;
+
+/* Binds and starts both listeners; their bound ports in *api_port and
+ * *health_port (0 when off). */
+dts_err dts_http_start(const dts_http_config *cfg, dts_http **out, int *api_port, int *health_port, char *err,
+                       size_t errlen);
+/* Start-up recovery is complete and the hubs are served through b
+ * (borrowed; it outlives the listeners): /readyz answers 200 from now on
+ * and the API serves (before, it answers 503). */
+void dts_http_serve(dts_http *h, dts_bridge *b);
+/* Stops both: no new connections, open ones closed; returns once every
+ * handler returned. */
+void dts_http_stop(dts_http *h);
+
+/* ---- what the listeners hand to the handlers (api.c, metrics.c) ---- */
+
+typedef struct http_req {
+  const char *method; /* "GET", ... */
+  const char *path;   /* without the query string */
+  const char *body;   /* NUL-terminated */
+  size_t blen;
+  void *conn;         /* struct MHD_Connection */
+  dts_bridge *bridge; /* NULL while dtsd starts */
+  const dts_http_config *cfg;
+} http_req;
+
+typedef struct http_resp {
+  int status;
+  const char *ctype; /* static */
+  char *body;        /* dts_malloc'ed (NULL: empty) */
+  size_t len;
+  char location[600]; /* a Location header when not empty */
+  const char *cache;  /* a Cache-Control header, static (NULL: no-store) */
+  bool gzip;          /* body is gzip-compressed (Content-Encoding) */
+} http_resp;
+
+/* A request header or URL query argument (NULL when absent). */
+const char *http_header(const http_req *r, const char *name);
+const char *http_arg(const http_req *r, const char *name);
+
+/* Sets a JSON error answer: {"error": {"code": status, "message": ...}}. */
+void http_error(http_resp *out, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Sets a text answer (body copied). */
+void http_text(http_resp *out, int status, const char *ctype, const char *text, size_t len);
+
+/* The data API, the dashboard's files and metrics (api.c): fills out. */
+void api_handle(const http_req *r, http_resp *out);
+/* Prometheus text for every served hub and the process (metrics.c). */
+void metrics_render(const http_req *r, http_resp *out);
+
+#endif

@@ -1,0 +1,153 @@
+/* metrics.c -- GET /metrics in Prometheus text format (version 0.0.4):
+ * per hub the engine's counters (dts_hub_get_stats), the store's, and the
+ * process's memory and CPU.  Reads counters only: a scrape costs no store
+ * scan. */
+#include "actors/hub.h"
+#include "runtime/alloc.h"
+#include "server/http.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct out {
+  char *p;
+  size_t n, cap;
+} out;
+
+static void put(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(out *o, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(o->p + o->n, o->cap - o->n, fmt, ap);
+    va_end(ap);
+    if (k >= 0 && (size_t)k < o->cap - o->n) {
+      o->n += (size_t)k;
+      return;
+    }
+    o->cap = o->cap * 2 + (size_t)(k > 0 ? k : 0);
+    o->p = dts_realloc(o->p, o->cap);
+  }
+}
+
+static void head(out *o, const char *name, const char *type, const char *help) {
+  put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+typedef struct hub_fig {
+  const char *name;
+  dts_hub_stats st;
+} hub_fig;
+
+#define PER_HUB(o, figs, n, metric, type, help, field)                                                                 \
+  do {                                                                                                                 \
+    head(o, metric, type, help);                                                                                       \
+    for (int i_ = 0; i_ < (n); i_++)                                                                                   \
+      put(o, "%s{hub=\"%s\"} %ld\n", metric, (figs)[i_].name, (figs)[i_].st.field);                                    \
+  } while (0)
+
+static void hub_metrics(out *o, dts_bridge *b) {
+  dts_hub *hubs[DTS_MAX_HUBS];
+  int n = b ? dts_bridge_hubs(b, hubs, DTS_MAX_HUBS) : 0;
+  hub_fig figs[DTS_MAX_HUBS];
+  for (int i = 0; i < n; i++) {
+    figs[i].name = dts_hub_name(hubs[i]); /* hub names are letters, digits, '-' and '_': no escaping */
+    dts_hub_get_stats(hubs[i], &figs[i].st);
+  }
+  PER_HUB(o, figs, n, "dtsd_instances_in_memory", "gauge", "Orchestration instances in memory.", instances);
+  PER_HUB(o, figs, n, "dtsd_entities_in_memory", "gauge", "Entities in memory.", entities);
+  PER_HUB(o, figs, n, "dtsd_actors", "gauge", "Actors in the hub's directory.", actors);
+  head(o, "dtsd_ready_work_items", "gauge", "Work items waiting for a worker.");
+  for (int i = 0; i < n; i++) {
+    put(o, "dtsd_ready_work_items{hub=\"%s\",kind=\"orchestration\"} %ld\n", figs[i].name, figs[i].st.ready_orch);
+    put(o, "dtsd_ready_work_items{hub=\"%s\",kind=\"activity\"} %ld\n", figs[i].name, figs[i].st.ready_act);
+  }
+  PER_HUB(o, figs, n, "dtsd_worker_streams", "gauge", "Connected GetWorkItems streams.", streams);
+  PER_HUB(o, figs, n, "dtsd_work_items_dispatched_total", "counter", "Work items sent to workers.", dispatched);
+  PER_HUB(o, figs, n, "dtsd_completions_total", "counter", "Work item completions accepted.", completions);
+  PER_HUB(o, figs, n, "dtsd_stale_completions_total", "counter", "Completions refused as stale.", stale_completions);
+  PER_HUB(o, figs, n, "dtsd_passivated_total", "counter", "Idle actors that left memory.", passivated);
+  PER_HUB(o, figs, n, "dtsd_unreadable_records_total", "counter", "Stored records that could not be read.", unreadable);
+  PER_HUB(o, figs, n, "dtsd_actor_resets_total", "counter", "Actors that read themselves back after a failed write.",
+          resets);
+}
+
+static unsigned long long dir_bytes(const char *dir) {
+  DIR *d = dir ? opendir(dir) : NULL;
+  if (d == NULL) return 0;
+  unsigned long long sum = 0;
+  struct dirent *e;
+  char path[4096];
+  while ((e = readdir(d)) != NULL) {
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) sum += (unsigned long long)st.st_size;
+  }
+  closedir(d);
+  return sum;
+}
+
+static void store_metrics(out *o, const dts_http_config *cfg) {
+  if (cfg->store == NULL) return;
+  dts_store_stats st;
+  dts_store_get_stats(cfg->store, &st);
+  head(o, "dtsd_store_writes_total", "counter", "LevelDB writes (group commits).");
+  put(o, "dtsd_store_writes_total %llu\n", (unsigned long long)st.writes);
+  head(o, "dtsd_store_batches_total", "counter", "Batches submitted to the store.");
+  put(o, "dtsd_store_batches_total %llu\n", (unsigned long long)st.batches);
+  head(o, "dtsd_store_write_failures_total", "counter", "Store writes that failed.");
+  put(o, "dtsd_store_write_failures_total %llu\n", (unsigned long long)st.failures);
+  head(o, "dtsd_store_writable", "gauge", "1 while the store takes writes.");
+  put(o, "dtsd_store_writable %d\n", st.writable ? 1 : 0);
+  head(o, "dtsd_store_free_bytes", "gauge", "Free space in the data directory.");
+  put(o, "dtsd_store_free_bytes %llu\n", (unsigned long long)st.free_bytes);
+  head(o, "dtsd_store_size_bytes", "gauge", "Bytes of the data directory's files.");
+  put(o, "dtsd_store_size_bytes %llu\n", dir_bytes(cfg->data_dir));
+}
+
+static void process_metrics(out *o) {
+  long page = sysconf(_SC_PAGESIZE), tck = sysconf(_SC_CLK_TCK);
+  unsigned long long vsz = 0, rss = 0, ut = 0, st = 0, start = 0;
+  FILE *f = fopen("/proc/self/stat", "r");
+  if (f != NULL) {
+    char buf[2048];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    const char *p = strrchr(buf, ')'); /* after the command name, which may hold spaces */
+    /* fields 3.. : state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime
+     * priority nice threads itrealvalue starttime vsize rss */
+    if (p != NULL)
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %llu", &ut,
+             &st, &start, &vsz, &rss);
+  }
+  head(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+  put(o, "process_resident_memory_bytes %llu\n", rss * (unsigned long long)page);
+  head(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+  put(o, "process_virtual_memory_bytes %llu\n", vsz);
+  head(o, "process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
+  put(o, "process_cpu_seconds_total %.2f\n", (double)(ut + st) / (double)(tck > 0 ? tck : 100));
+}
+
+void metrics_render(const http_req *r, http_resp *resp) {
+  if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
+    http_error(resp, 405, "metrics answer GET");
+    return;
+  }
+  out o = {dts_malloc(8192), 0, 8192};
+  head(&o, "dtsd_ready", "gauge", "1 once start-up recovery is complete and dtsd serves.");
+  put(&o, "dtsd_ready %d\n", r->bridge != NULL);
+  hub_metrics(&o, r->bridge);
+  store_metrics(&o, r->cfg);
+  process_metrics(&o);
+  dts_free(resp->body);
+  resp->status = 200;
+  resp->ctype = "text/plain; version=0.0.4; charset=utf-8";
+  resp->body = o.p;
+  resp->len = o.n;
+}

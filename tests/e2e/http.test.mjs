@@ -1,0 +1,296 @@
+// http.test.mjs -- the HTTP data API (docs/http-api.md), health and
+// metrics, driven with the request shapes the emulator's tools send, while
+// a real JS SDK worker runs the orchestrations and entities.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { dt, startDtsd, client, worker, completed, waitFor, OrchestrationStatus as S } from "./harness.mjs";
+
+const { TaskEntity, EntityInstanceId } = dt;
+
+class Counter extends TaskEntity {
+  initializeState() { return 0; }
+  add(n) { this.state += n; return this.state; }
+  get() { return this.state; }
+}
+
+const shout = async (_ctx, s) => `${s}!`;
+const hello = async function* httpHello(ctx, who) {
+  ctx.setCustomStatus({ stage: "greeting", who });
+  return yield ctx.callActivity(shout, `hello ${who}`);
+};
+const waiter = async function* httpWaiter(ctx) { return yield ctx.waitForExternalEvent("go"); };
+const failing = async function* httpFailing() { throw new Error("boom on purpose"); };
+
+let srv, c, w;
+const H = { "x-taskhub": "default", "content-type": "application/json" };
+const api = (path) => `${srv.http}/api/v1/taskhubs${path}`;
+async function call(method, path, body, headers = H) {
+  const res = await fetch(api(path), { method, headers, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body) });
+  const text = await res.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch { /* not JSON: left null */ }
+  return { status: res.status, json, text, headers: res.headers };
+}
+const status = async (id) => (await call("GET", `/orchestrations/${id}`)).json?.orchestrationStatus;
+
+before(async () => {
+  srv = await startDtsd({ hubs: "default,other" });
+  w = worker(srv, undefined, (x) => {
+    for (const o of [hello, waiter, failing]) x.addOrchestrator(o);
+    x.addActivity(shout);
+    x.addNamedEntity("counter", () => new Counter());
+  });
+  await w.start();
+  c = client(srv);
+});
+after(async () => {
+  await Promise.allSettled([w.stop(), c.stop()]);
+  assert.equal((await srv.stop()).code, 0, srv.stderr());
+});
+
+test("health: /healthz 204, /readyz 200, metrics in Prometheus text", async () => {
+  assert.equal((await fetch(`${srv.health}/healthz`)).status, 204);
+  const ready = await fetch(`${srv.health}/readyz`);
+  assert.equal(ready.status, 200);
+  assert.equal((await fetch(`${srv.health}/nope`)).status, 404);
+  const m = await fetch(`${srv.health}/metrics`);
+  assert.match(m.headers.get("content-type"), /^text\/plain; version=0\.0\.4/);
+  await m.text();
+  // the worker's stream reaches dispatch a moment after w.start() returned
+  const text = await waitFor(async () => {
+    const t = await (await fetch(`${srv.health}/metrics`)).text();
+    return /^dtsd_worker_streams\{hub="default"\} 1$/m.test(t) && t;
+  }, "the worker's stream in the metrics");
+  assert.match(text, /^dtsd_ready 1$/m);
+  assert.match(text, /^# TYPE dtsd_work_items_dispatched_total counter$/m);
+  assert.match(text, /^process_resident_memory_bytes \d+$/m);
+  assert.match(text, /^dtsd_store_size_bytes \d+$/m);
+  assert.equal((await fetch(`${srv.http}/metrics`)).status, 200, "metrics are on the API port too");
+});
+
+test("ping, hub list, workers", async () => {
+  assert.equal((await call("GET", "/ping")).status, 204);
+  const lower = await call("GET", "/ping", undefined, { "X-TaskHub": "other" });
+  assert.equal(lower.status, 204);
+  const missing = await call("GET", "/ping", undefined, { "x-taskhub": "nope" });
+  assert.equal(missing.status, 404);
+  assert.match(missing.json.error.message, /task hub 'nope' is not served/);
+  const hubs = (await fetch(api(""))).status === 200 ? await (await fetch(api(""))).json() : null;
+  assert.deepEqual(hubs.taskHubs.map((h) => h.name).sort(), ["default", "other"]);
+  const ws = await waitFor(async () => { const r = await call("GET", "/workers"); return r.json.workers.length > 0 && r; }, "the worker");
+  assert.equal(ws.status, 200);
+  assert.equal(ws.json.workers.length, 1);
+  const wk = ws.json.workers[0];
+  assert.match(wk.workerId, /^stream-\d+$/);
+  assert.equal(wk.maxActivitiesCount, 1000, "dtsd's default for a worker that asks for 0");
+  for (const k of ["activeOrchestrationsCount", "maxOrchestrationsCount", "activeActivitiesCount", "activeEntitiesCount", "maxEntitiesCount"])
+    assert.equal(typeof wk[k], "number", k);
+  assert.deepEqual((await call("GET", "/workers", undefined, { "x-taskhub": "other" })).json.workers, []);
+});
+
+test("start over HTTP, the SDK worker runs it; one orchestration, payloads, history", async () => {
+  const st = await call("POST", "/orchestrations", { name: "httpHello", instanceId: "h-1", input: JSON.stringify("web"), tags: { team: "a" } });
+  assert.equal(st.status, 201);
+  assert.equal(st.json.instanceId, "h-1");
+  assert.equal(st.headers.get("location"), "orchestrations/h-1");
+  assert.equal((await completed(c, "h-1")).serializedOutput, JSON.stringify("hello web!"));
+  const one = await call("GET", "/orchestrations/h-1");
+  assert.equal(one.status, 200);
+  assert.equal(one.json.orchestrationStatus, "ORCHESTRATION_STATUS_COMPLETED");
+  assert.equal(one.json.name, "httpHello");
+  assert.match(one.json.executionId, /^[0-9a-f]{32}$/);
+  assert.deepEqual(one.json.tags, { team: "a" });
+  for (const k of ["createdAt", "lastUpdatedAt", "completedAt"]) assert.ok(!Number.isNaN(Date.parse(one.json[k])), k);
+  const pl = (await call("GET", "/orchestrations/h-1/payloads")).json;
+  assert.equal(pl.input, JSON.stringify("web"));
+  assert.equal(pl.output, JSON.stringify("hello web!"));
+  assert.deepEqual(JSON.parse(pl.customStatus), { stage: "greeting", who: "web" });
+  assert.equal(pl.failureDetails, null);
+  const h = await call("GET", `/orchestrations/h-1/executions/${one.json.executionId}/history`);
+  assert.equal(h.status, 200);
+  const kinds = h.json.history.map((e) => Object.keys(e).find((k) => !["eventId", "timestamp"].includes(k)));
+  assert.deepEqual(kinds, ["orchestratorStarted", "executionStarted", "taskScheduled", "orchestratorStarted", "taskCompleted", "executionCompleted"]);
+  assert.equal(h.json.history[1].executionStarted.name, "httpHello");
+  for (const e of h.json.history) {
+    assert.equal(typeof e.eventId, "number", "eventId is there even when 0");
+    assert.ok(!Number.isNaN(Date.parse(e.timestamp)));
+  }
+  assert.equal(h.json.history[4].taskCompleted.taskScheduledId, h.json.history[2].eventId);
+  assert.equal(h.json.history[5].executionCompleted.orchestrationStatus, "ORCHESTRATION_STATUS_COMPLETED");
+  assert.equal(h.json.totalCount, 6);
+  const arr = await call("GET", `/orchestrations/h-1/executions/${one.json.executionId}/history?format=array`);
+  assert.ok(Array.isArray(arr.json));
+  assert.equal(arr.json.length, 6);
+  const page = await call("GET", `/orchestrations/h-1/executions/latest/history?startIndex=2&count=2`);
+  assert.equal(page.json.history.length, 2);
+  assert.ok(page.json.history[0].taskScheduled);
+  assert.equal(page.json.nextStartIndex, 4);
+  assert.equal((await call("GET", "/orchestrations/h-1/executions/latest/history?count=0")).status, 400);
+  assert.equal((await call("GET", "/orchestrations/none-such/executions/latest/history")).status, 404);
+  const failed = await c.scheduleNewOrchestration(failing);
+  await completed(c, failed);
+  const fd = (await call("GET", `/orchestrations/${failed}/payloads`)).json.failureDetails;
+  assert.match(fd.errorMessage, /boom on purpose/);
+  assert.equal(typeof fd.errorType, "string");
+  assert.equal(fd.isNonRetriable, false);
+});
+
+test("actions as history events: suspend, resume, raise, terminate; restart; force-terminate", async () => {
+  await call("POST", "/orchestrations", { name: "httpWaiter", instanceId: "h-wait" });
+  await waitFor(async () => (await status("h-wait")) === "ORCHESTRATION_STATUS_RUNNING", "the waiter to run");
+  assert.equal((await call("POST", "/orchestrations/h-wait/history", { executionSuspended: { reason: "hold" } })).status, 200);
+  await waitFor(async () => (await status("h-wait")) === "ORCHESTRATION_STATUS_SUSPENDED", "suspended");
+  assert.equal((await call("POST", "/orchestrations/h-wait/history", { executionResumed: { reason: "go on" } })).status, 200);
+  await waitFor(async () => (await status("h-wait")) === "ORCHESTRATION_STATUS_RUNNING", "resumed");
+  assert.equal((await call("POST", "/orchestrations/h-wait/history", { eventRaised: { name: "go", input: "42" } })).status, 200);
+  assert.equal((await completed(c, "h-wait")).serializedOutput, "42");
+
+  const rs = await call("POST", "/orchestrations/h-wait/restart", { restartWithNewInstanceId: true });
+  assert.equal(rs.status, 200);
+  assert.notEqual(rs.json.instanceId, "h-wait");
+  await waitFor(async () => (await status(rs.json.instanceId)) === "ORCHESTRATION_STATUS_RUNNING", "the restarted waiter");
+  assert.equal((await call("POST", `/orchestrations/${rs.json.instanceId}/history`, { executionTerminated: { reason: "enough" } })).status, 200);
+  const t = await completed(c, rs.json.instanceId);
+  assert.equal(t.runtimeStatus, S.TERMINATED);
+
+  await call("POST", "/orchestrations", { name: "httpWaiter", instanceId: "h-ft-1" });
+  await call("POST", "/orchestrations", { name: "httpWaiter", instanceId: "h-ft-2" });
+  const ft = await call("POST", "/orchestrations/forceterminate", { InstanceIds: ["h-ft-1", "h-ft-2", "h-nope"], Reason: "cleanup" });
+  assert.equal(ft.status, 200);
+  assert.equal(ft.json.succeededCount, 2);
+  assert.deepEqual(ft.json.failedInstanceIds.map((f) => f.instanceId), ["h-nope"]);
+  assert.equal(ft.json.failedInstanceIds[0].status, 404);
+  for (const id of ["h-ft-1", "h-ft-2"]) assert.equal((await completed(c, id)).runtimeStatus, S.TERMINATED);
+
+  await call("POST", "/orchestrations", { name: "httpWaiter", instanceId: "h-add" });
+  const add = await call("POST", "/orchestrations/addhistoryevents", { events: { "h-add": { eventRaised: { name: "go", input: "\"x\"" } }, "h-zz": { executionSuspended: {} } } });
+  assert.equal(add.json.succeededCount, 1);
+  assert.deepEqual(add.json.failedInstanceIds.map((f) => f.instanceId), ["h-zz"]);
+  assert.equal((await completed(c, "h-add")).serializedOutput, "\"x\"");
+
+  const bad = await call("POST", "/orchestrations/h-add/history", { somethingElse: {} });
+  assert.equal(bad.status, 400);
+  assert.match(bad.json.error.message, /executionSuspended/);
+});
+
+test("query: filters, sort, paging, counts that follow the filter, text search", async () => {
+  const ids = [];
+  for (let i = 0; i < 6; i++) ids.push(await c.scheduleNewOrchestration(hello, `q${i}`, { instanceId: `qry-${i}`, tags: { batch: i % 2 ? "odd" : "even" } }));
+  for (const id of ids) await completed(c, id);
+  await call("POST", "/orchestrations", { name: "httpWaiter", instanceId: "qry-wait" });
+  await waitFor(async () => (await status("qry-wait")) === "ORCHESTRATION_STATUS_RUNNING", "qry-wait to run");
+  const q = async (body) => (await call("POST", "/orchestrations/query", body)).json;
+
+  let r = await q({ filter: { orchestrationId: { value: "QRY-" } }, pagination: { startIndex: 0, count: 100 } });
+  assert.equal(r.totalCount, 7);
+  assert.equal(r.trivia.completedCount, 6);
+  assert.equal(r.trivia.runningCount, 1);
+  r = await q({ filter: { orchestrationId: { value: "qry-" }, orchestrationStatus: { status: ["ORCHESTRATION_STATUS_COMPLETED"] } },
+    sort: [{ column: "ORCHESTRATION_ID", direction: "DESCENDING_SORT" }], pagination: { startIndex: 1, count: 2 } });
+  assert.equal(r.totalCount, 6, "counts follow the filter, not the page");
+  assert.deepEqual(r.orchestrations.map((o) => o.instanceId), ["qry-4", "qry-3"]);
+  r = await q({ filter: { orchestrationId: { value: "qry-" }, tags: { value: "batch=odd" } }, sort: [{ column: "ORCHESTRATION_ID", direction: "ASCENDING_SORT" }] });
+  assert.deepEqual(r.orchestrations.map((o) => o.instanceId), ["qry-1", "qry-3", "qry-5"]);
+  r = await q({ filter: { name: { value: "httpwaiter" }, orchestrationId: { value: "qry" } } });
+  assert.deepEqual(r.orchestrations.map((o) => o.instanceId), ["qry-wait"]);
+  r = await q({ filter: { orchestrationId: { value: "qry-" }, search: { value: "hello q4!" } } });
+  assert.deepEqual(r.orchestrations.map((o) => o.instanceId), ["qry-4"], "text search finds the output");
+  r = await q({ filter: { orchestrationId: { value: "qry-" }, search: { value: "\"who\":\"q2\"" } } });
+  assert.deepEqual(r.orchestrations.map((o) => o.instanceId), ["qry-2"], "text search finds the custom status");
+  const future = new Date(Date.now() + 3600e3).toISOString();
+  r = await q({ filter: { orchestrationId: { value: "qry-" }, createdAt: { start: future } } });
+  assert.equal(r.totalCount, 0);
+  r = await q({ filter: { orchestrationId: { value: "qry-" }, completedAt: { start: "2000-01-01T00:00:00Z", end: future } } });
+  assert.equal(r.totalCount, 6, "the running one has no completion time");
+  for (const bad of [{ filter: { orchestrationStatus: { status: ["RUNNING"] } } }, { sort: [{ column: "COLOR" }] },
+    { pagination: { startIndex: -1, count: 5 } }, { filter: { createdAt: { start: "yesterday" } } }]) {
+    const res = await call("POST", "/orchestrations/query", bad);
+    assert.equal(res.status, 400, JSON.stringify(bad));
+    assert.equal(typeof res.json.error.message, "string");
+  }
+  await call("POST", "/orchestrations/qry-wait/history", { eventRaised: { name: "go" } });
+  await completed(c, "qry-wait");
+});
+
+test("purge one and many", async () => {
+  const ids = [];
+  for (let i = 0; i < 3; i++) ids.push(await c.scheduleNewOrchestration(hello, "p", { instanceId: `prg-${i}` }));
+  for (const id of ids) await completed(c, id);
+  assert.equal((await call("DELETE", "/orchestrations/prg-0")).status, 200);
+  assert.equal((await call("GET", "/orchestrations/prg-0")).status, 404);
+  assert.equal((await call("DELETE", "/orchestrations/prg-0")).status, 404);
+  const many = await call("DELETE", "/orchestrations/purge", ["prg-1", "prg-2", "prg-0"]);
+  assert.equal(many.status, 200);
+  assert.equal(many.json.deletedInstanceCount, 2);
+  assert.deepEqual(many.json.failedInstanceIds.map((f) => f.instanceId), ["prg-0"]);
+  assert.equal(await c.getOrchestrationState("prg-1"), undefined);
+});
+
+test("entities: query, one, state, delete", async () => {
+  for (const k of ["a", "b", "c"]) await c.signalEntity(new EntityInstanceId("counter", `http-${k}`), "add", k.charCodeAt(0) - 96);
+  const q = async (body) => (await call("POST", "/entities/query", body)).json;
+  await waitFor(async () => (await q({ filter: { name: "counter" } })).totalCount === 3, "three counters");
+  await waitFor(async () => (await call("GET", "/entities/@counter@http-c/state")).json?.state === "3", "http-c's state");
+  let r = await q({ filter: { name: "counter", key: "http-" }, sort: [{ column: "KEY", direction: "DESCENDING_SORT" }], pagination: { startIndex: 0, count: 2 } });
+  assert.equal(r.totalCount, 3);
+  assert.deepEqual(r.entities.map((e) => e.instanceId), ["@counter@http-c", "@counter@http-b"]);
+  assert.equal(r.entities[0].backlogQueueSize, 0);
+  assert.equal(r.entities[0].lockedBy, null);
+  assert.ok(!Number.isNaN(Date.parse(r.entities[0].lastModifiedTime)));
+  r = await q({ filter: { excludeNameStartsWith: ["count"] } });
+  assert.equal(r.totalCount, 0);
+  const one = await call("GET", "/entities/@counter@http-b");
+  assert.equal(one.status, 200);
+  assert.equal(one.json.name, "counter");
+  assert.equal(one.json.key, "http-b");
+  assert.equal((await call("GET", "/entities/@counter@nope")).status, 404);
+  const del = await call("DELETE", "/entities/@counter@http-a");
+  assert.equal(del.status, 202);
+  await waitFor(async () => (await call("GET", "/entities/@counter@http-a")).status === 404, "http-a deleted by the worker");
+  const many = await call("DELETE", "/entities/delete", ["@counter@http-b", "@counter@http-c"]);
+  assert.equal(many.json.signalledCount, 2);
+  await waitFor(async () => (await q({ filter: { name: "counter" } })).totalCount === 0, "all counters deleted");
+});
+
+test("bad requests get a 4xx with a JSON error; schedules 501; the dashboard's routes answer", async () => {
+  const cases = [
+    ["POST", "/orchestrations", "{not json", 400],
+    ["POST", "/orchestrations", [], 400],
+    ["POST", "/orchestrations", { name: "" }, 400],
+    ["POST", "/orchestrations", { name: "x", input: 5 }, 400],
+    ["POST", "/orchestrations", { name: "x", tags: { big: "y".repeat(1001) } }, 400],
+    ["POST", "/orchestrations", { name: "x", instanceId: "bad id with spaces\u0001" }, 400],
+    ["GET", "/orchestrations/none-such", undefined, 404],
+    ["PUT", "/orchestrations", {}, 404],
+    ["POST", "/orchestrations/forceterminate", { InstanceIds: "x" }, 400],
+    ["GET", "/schedules", undefined, 501],
+    ["POST", "/schedules", {}, 501],
+  ];
+  for (const [m, p, b, want] of cases) {
+    const r = await call(m, p, b);
+    assert.equal(r.status, want, `${m} ${p} ${JSON.stringify(b)}: ${r.text}`);
+    assert.equal(typeof r.json.error.message, "string", `${m} ${p}`);
+    assert.equal(r.headers.get("content-type"), "application/json");
+  }
+  const big = await fetch(api("/orchestrations"), { method: "POST", headers: H, body: "x".repeat(17 << 20) });
+  assert.equal(big.status, 413);
+  for (const p of ["/", "/subscriptions/local/schedulers/emulator/taskhubs/default/orchestrations", "/subscriptions/default/schedulers/default/taskhubs/default"]) {
+    const r = await fetch(`${srv.http}${p}`);
+    assert.equal(r.status, 200, p);
+    assert.match(r.headers.get("content-type"), /^text\/html/);
+  }
+});
+
+test("dynamic task hubs: a hub named by the HTTP API is created on first use", async () => {
+  const dyn = await startDtsd({ args: ["--dynamic-task-hubs"] });
+  try {
+    const r = await fetch(`${dyn.http}/api/v1/taskhubs/ping`, { headers: { "x-taskhub": "made-by-http" } });
+    assert.equal(r.status, 204);
+    const hubs = await (await fetch(`${dyn.http}/api/v1/taskhubs`)).json();
+    assert.ok(hubs.taskHubs.some((h) => h.name === "made-by-http"));
+    const bad = await fetch(`${dyn.http}/api/v1/taskhubs/ping`, { headers: { "x-taskhub": "bad name!" } });
+    assert.equal(bad.status, 400);
+  } finally {
+    assert.equal((await dyn.stop()).code, 0, dyn.stderr());
+  }
+});
