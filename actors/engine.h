@@ -120,6 +120,7 @@ typedef struct eng_actor {
 enum { W_LIVE = 1, W_LEAVING, W_FINAL, W_OUT };
 
 typedef struct eng_dispatch eng_dispatch;
+typedef struct eng_watch eng_watch;
 
 /* A task hub.  The hub actor's own state is in hub.c's struct hub_state;
  * what all of a hub's actors read is here. */
@@ -149,6 +150,7 @@ struct dts_hub {
    * stored before a restart) and, from then on, once a message may have
    * been stored and not taken: a failed read-back or a failed commit. */
   atomic_bool readback_msgs;
+  eng_watch *watch;             /* the change feed of live views (watch.c); immutable pointer */
   /* statistics, any thread */
   atomic_long st_instances, st_entities, st_streams, st_dispatched, st_completions, st_stale, st_unreadable,
       st_resets, st_ready_orch, st_ready_act, st_actors, st_passivated;
@@ -309,6 +311,7 @@ typedef struct eng_ticket {
   uint64_t *dels;          /* M keys of this actor the batch deletes (by seq) */
   size_t ndels, capdels;
   bool opens;              /* history streams may send once this commits */
+  bool changed;            /* the actor's record changed: noted for live views once this commits */
   m_job_done **jobs;       /* answers to job parts, sent to the hub once this commits */
   size_t njobs, capjobs;
   dts_buf *tdels;          /* timer keys this batch deletes */
@@ -400,6 +403,15 @@ void eng_post_timer(dts_hub *h, uint64_t at, int what, char kind, const char *id
                     int64_t fire_at);
 /* The monotonic deadline for a wall-clock time (at most a day ahead). */
 uint64_t eng_mono_for(int64_t wall);
+
+/* ======================================================================== */
+/* the change feed (watch.c)                                                */
+
+eng_watch *eng_watch_new(void);
+void eng_watch_free(eng_watch *w);
+/* A committed turn changed the record of instance or entity `id` (any
+ * thread; nothing happens while nobody watches). */
+void eng_note_change(dts_hub *h, const char *id);
 
 /* ======================================================================== */
 /* dispatch (dispatch.c)                                                    */

@@ -98,6 +98,7 @@ static bool locked(const ent *e) { return e->r.locked_by != NULL; }
 static void put_record(ent *e) {
   dts_key k;
   dts_key_id(&k, &e->base.h->ks, 'E', e->base.id);
+  eng_ticket_cur(&e->base, &e->tx)->changed = true;
   if (e->r.state == NULL && e->qn == 0 && !locked(e)) {
     if (e->has_record) dts_batch_del(batch(e), k.b, k.n);
     e->has_record = false;
@@ -760,6 +761,7 @@ static void drop_record(ent *e) {
   dts_key k;
   dts_key_id(&k, &e->base.h->ks, 'E', e->base.id);
   dts_batch_del(batch(e), k.b, k.n);
+  eng_ticket_cur(&e->base, &e->tx)->changed = true;
   e->has_record = false;
   e->dirty = false;
   e->tx.changes++;

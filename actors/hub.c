@@ -764,6 +764,7 @@ static void hub_fini(dts_actor *self) {
   if (hs->wipe_call != NULL) h->ops->unref(hs->wipe_call);
   eng_tx_fini(&hs->tx);
   dts_dir_destroy(h->dir);
+  eng_watch_free(h->watch);
   dts_free(hs);
   eng_actor_fini(&h->base);
   dts_free(h->name);
@@ -788,6 +789,7 @@ dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out) {
   dts_map_init(&h->hs->leaving);
   dts_map_init(&h->hs->jobs);
   h->dir = dts_dir_create();
+  h->watch = eng_watch_new();
   atomic_init(&h->seq, 1);
   if (h->cfg.max_entity_batch <= 0) h->cfg.max_entity_batch = 100;
   if (h->cfg.purge_interval_ns == 0) h->cfg.purge_interval_ns = 1000000000ULL;

@@ -107,6 +107,19 @@ dts_err dts_hub_list_markers(dts_store *store, void (*fn)(void *ctx, const char 
  * reference; the hub is freed once its last actor is. */
 void dts_hub_release(dts_hub *h);
 
+/* The change feed of live views (the HTTP API's event streams): while at
+ * least one watcher is registered, the ids of instances and entities whose
+ * records a committed turn changed (started, progressed, finished, purged;
+ * an entity's state or lock) are kept, the last 4096.  Any thread; reads
+ * no store. */
+void dts_hub_watch(dts_hub *h, bool on);
+/* The number of the last change noted: a new watcher starts from it. */
+uint64_t dts_hub_change_seq(dts_hub *h);
+/* Copies the ids noted after *seq (at most max; dts_free each) and moves
+ * *seq past them.  *lost: some were not kept (the ring wrapped, or nobody
+ * watched then): look at everything again. */
+size_t dts_hub_changes(dts_hub *h, uint64_t *seq, char **ids, size_t max, bool *lost);
+
 /* Figures for tests and logs (any thread; approximate while running). */
 typedef struct dts_hub_stats {
   long instances, ready_orch, ready_act, streams, dispatched, completions, stale_completions;

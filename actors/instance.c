@@ -99,6 +99,7 @@ static void put_record(inst *in) {
   in->r.inbox_count = (uint32_t)keys + 1;
   in->r.activity_count = (uint32_t)dts_map_len(&in->acts) + 1;
   dts_inst_rec_put(b, &in->base.h->ks, &in->r);
+  eng_ticket_cur(&in->base, &in->tx)->changed = true;
   dts_key k;
   dts_key_id(&k, &in->base.h->ks, 'W', in->base.id);
   if (in->r.force_turn && !in->wkey) dts_batch_put(b, k.b, k.n, "", 0);

@@ -579,6 +579,7 @@ static void job_purge(inst *in, m_job *j, m_job_done *d) {
   dts_key k;
   dts_key_id(&k, &in->base.h->ks, 'I', in->base.id);
   dts_batch_del(b, k.b, k.n);
+  eng_ticket_cur(A(in), TX(in))->changed = true;
   dts_key_id(&k, &in->base.h->ks, 'W', in->base.id);
   dts_batch_del(b, k.b, k.n);
   dts_index_drop(b, &in->base.h->ks, &in->r);

@@ -276,6 +276,7 @@ void eng_tx_done(eng_actor *a, eng_tx *tx, eng_ticket *t) {
     tx->ninq--;
   }
   if (t->result == DTS_OK) {
+    if (t->changed) eng_note_change(h, a->id);
     for (size_t i = 0; i < t->nreplies; i++) send_reply(h, &t->replies[i]);
     for (size_t i = 0; i < t->nouts; i++) deliver(h, &t->outs[i]);
     for (size_t i = 0; i < t->narms; i++) {
