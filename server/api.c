@@ -127,7 +127,7 @@ ProtobufCMessage *api_unpack(api *a, dts_call *c, const ProtobufCMessageDescript
 
 static void list_hubs(api *a) {
   dts_hub *hubs[DTS_MAX_HUBS];
-  int n = dts_bridge_hubs(a->r->bridge, hubs, DTS_MAX_HUBS);
+  int n = a->r->hubs->list(a->r->hubs->ctx, hubs, DTS_MAX_HUBS);
   json_t *arr = json_array();
   for (int i = 0; i < n; i++) {
     json_t *o = json_object();
@@ -137,16 +137,6 @@ static void list_hubs(api *a) {
   json_t *j = json_object();
   json_object_set_new(j, "taskHubs", arr);
   api_json(a, 200, j);
-}
-
-static const char PLACEHOLDER[] =
-    "<!doctype html><html><head><meta charset=\"utf-8\"><title>dtsd</title></head><body>"
-    "<h1>dtsd</h1><p>The dashboard is not built into this dtsd yet. The data API is served under "
-    "<code>/api/v1/taskhubs</code> (see docs/http-api.md); metrics under <code>/metrics</code>.</p>"
-    "</body></html>";
-
-static void dashboard(api *a) {
-  http_text(a->out, 200, "text/html; charset=utf-8", PLACEHOLDER, sizeof(PLACEHOLDER) - 1);
 }
 
 /* ---- the front ------------------------------------------------------------- */
@@ -161,6 +151,7 @@ static int split(char *path, char **seg) {
 
 static bool find_hub(api *a) {
   const char *name = http_header(a->r, "x-taskhub");
+  if (name == NULL || name[0] == '\0') name = http_arg(a->r, "taskhub"); /* EventSource sends no headers */
   if (name == NULL || name[0] == '\0') name = "default";
   snprintf(a->hub, sizeof(a->hub), "%s", name);
   if (strlen(name) >= sizeof(a->hub)) {
@@ -169,7 +160,7 @@ static bool find_hub(api *a) {
   }
   dts_status st;
   char why[400];
-  a->h = dts_bridge_hub(a->r->bridge, a->hub, &st, why, sizeof(why));
+  a->h = a->r->hubs->find(a->r->hubs->ctx, a->hub, &st, why, sizeof(why));
   if (a->h == NULL) http_error(a->out, api_http_status(st), "%s", why);
   return a->h != NULL;
 }
@@ -181,6 +172,10 @@ static void hub_route(api *a, char **seg, int nseg) {
       http_error(a->out, 405, "ping answers GET");
     else
       a->out->status = 204;
+    return;
+  }
+  if (nseg == 1 && strcmp(seg[0], "live") == 0) {
+    api_live(a->r, a->out, a->h, a->hub);
     return;
   }
   if (nseg >= 1 && strcmp(seg[0], "schedules") == 0) {
@@ -208,7 +203,7 @@ void api_handle(const http_req *r, http_resp *out) {
     skip = 3;
   else if (nseg >= 2 && strcmp(seg[0], "v1") == 0 && strcmp(seg[1], "taskhubs") == 0)
     skip = 2;
-  if (skip > 0 && r->bridge == NULL) {
+  if (skip > 0 && r->hubs == NULL) {
     http_error(out, 503, "dtsd is starting: its task hubs are being read back from the store");
   } else if (skip > 0 && nseg == skip) {
     if (strcmp(r->method, "GET") == 0)
@@ -224,7 +219,7 @@ void api_handle(const http_req *r, http_resp *out) {
   } else if (nseg >= 1 && strcmp(seg[0], "api") == 0) {
     http_error(out, 404, "no such route: %s (the data API is under /api/v1/taskhubs)", r->path);
   } else if (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0) {
-    dashboard(&a);
+    dashboard_serve(r, out);
   } else {
     http_error(out, 405, "%s is not allowed on %s", r->method, r->path);
   }

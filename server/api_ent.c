@@ -110,6 +110,72 @@ static void delete_many(api *a) {
   api_json(a, 202, j);
 }
 
+/* POST /entities/{id}/signal {name, input}: one operation, queued. */
+static void signal_entity(api *a, const char *id) {
+  json_t *b = api_body(a, false);
+  if (b == NULL) return;
+  const char *name = api_str(b, "name", "operation");
+  json_t *input = json_object_get(b, "input");
+  if (name == NULL || name[0] == '\0') {
+    http_error(a->out, 400, "'name' (the operation) is required");
+  } else if (input != NULL && !json_is_string(input) && !json_is_null(input)) {
+    http_error(a->out, 400, "'input' must be a string (the serialized input) or null");
+  } else {
+    SignalEntityRequest req = SIGNAL_ENTITY_REQUEST__INIT;
+    Google__Protobuf__StringValue in;
+    char rid[37];
+    dts_uuid(rid);
+    req.instance_id = (char *)id;
+    req.name = (char *)name;
+    req.request_id = rid;
+    if (json_is_string(input)) req.input = dts_sv(&in, json_string_value(input));
+    dts_call *c = api_call(a, DTS_M_SIGNAL_ENTITY, &req.base);
+    if (c != NULL) {
+      dts_local_release(c);
+      json_t *j = json_object();
+      json_object_set_new(j, "instanceId", json_string(id));
+      json_object_set_new(j, "requestId", json_string(rid));
+      api_json(a, 202, j);
+    }
+  }
+  json_decref(b);
+}
+
+/* POST /entities/clean: CleanEntityStorage, every page of it. */
+static void clean(api *a) {
+  json_t *b = a->r->blen ? api_body(a, false) : json_object();
+  if (b == NULL) return;
+  bool empty = !json_is_false(json_object_get(b, "removeEmptyEntities"));
+  bool orphans = !json_is_false(json_object_get(b, "releaseOrphanedLocks"));
+  json_decref(b);
+  char cont[512] = "";
+  long removed = 0, released = 0;
+  for (int pages = 0; pages < 100000; pages++) {
+    CleanEntityStorageRequest req = CLEAN_ENTITY_STORAGE_REQUEST__INIT;
+    Google__Protobuf__StringValue cv;
+    req.remove_empty_entities = empty;
+    req.release_orphaned_locks = orphans;
+    if (cont[0]) req.continuation_token = dts_sv(&cv, cont);
+    dts_call *c = api_call(a, DTS_M_CLEAN_ENTITY_STORAGE, &req.base);
+    if (c == NULL) return;
+    CleanEntityStorageResponse *r =
+        (CleanEntityStorageResponse *)api_unpack(a, c, &clean_entity_storage_response__descriptor);
+    dts_local_release(c);
+    if (r == NULL) return;
+    removed += r->empty_entities_removed;
+    released += r->orphaned_locks_released;
+    const char *next = dts_sv_get(r->continuation_token);
+    bool more = next && next[0] && strlen(next) < sizeof(cont);
+    if (more) snprintf(cont, sizeof(cont), "%s", next);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    if (!more) break;
+  }
+  json_t *j = json_object();
+  json_object_set_new(j, "emptyEntitiesRemoved", json_integer(removed));
+  json_object_set_new(j, "orphanedLocksReleased", json_integer(released));
+  api_json(a, 200, j);
+}
+
 /* ---- query ---------------------------------------------------------------- */
 
 typedef struct efilter {
@@ -300,6 +366,10 @@ bool api_ent_route(api *a, char **seg, int nseg) {
     query(a);
   else if (nseg == 1 && strcmp(seg[0], "delete") == 0 && method_is(a, "DELETE"))
     delete_many(a);
+  else if (nseg == 1 && strcmp(seg[0], "clean") == 0 && method_is(a, "POST"))
+    clean(a);
+  else if (nseg == 2 && strcmp(seg[1], "signal") == 0 && method_is(a, "POST"))
+    signal_entity(a, seg[0]);
   else if (nseg == 1 && method_is(a, "GET"))
     get_entity(a, seg[0], false);
   else if (nseg == 1 && method_is(a, "DELETE"))

@@ -27,7 +27,9 @@
 
 struct dts_http {
   dts_http_config cfg;
-  _Atomic(dts_bridge *) bridge; /* set once serving */
+  atomic_bool stopping;
+  http_hubs hubs;                  /* over the bridge, once serving */
+  _Atomic(const http_hubs *) live; /* &hubs once serving, NULL before */
   struct MHD_Daemon *api, *health;
 };
 
@@ -37,64 +39,51 @@ typedef struct hreq {
   bool too_big;
 } hreq;
 
-const char *http_header(const http_req *r, const char *name) {
-  return MHD_lookup_connection_value((struct MHD_Connection *)r->conn, MHD_HEADER_KIND, name);
+static const char *mhd_lookup(const http_req *r, bool header, const char *name) {
+  return MHD_lookup_connection_value((struct MHD_Connection *)r->conn, header ? MHD_HEADER_KIND : MHD_GET_ARGUMENT_KIND,
+                                     name);
 }
 
-const char *http_arg(const http_req *r, const char *name) {
-  return MHD_lookup_connection_value((struct MHD_Connection *)r->conn, MHD_GET_ARGUMENT_KIND, name);
+static dts_hub *bridge_find(void *ctx, const char *name, dts_status *st, char *why, size_t whylen) {
+  return dts_bridge_hub(ctx, name, st, why, whylen);
 }
 
-void http_text(http_resp *out, int status, const char *ctype, const char *text, size_t len) {
-  dts_free(out->body);
-  out->status = status;
-  out->ctype = ctype;
-  out->body = dts_malloc(len + 1);
-  memcpy(out->body, text, len);
-  out->body[len] = '\0';
-  out->len = len;
+static int bridge_list(void *ctx, dts_hub **out, int max) { return dts_bridge_hubs(ctx, out, max); }
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  (void)pos;
+  http_stream *st = cls;
+  long n = st->next(st->ctx, buf, max);
+  return n > 0 ? (ssize_t)n : MHD_CONTENT_READER_END_OF_STREAM;
 }
 
-/* The message as a JSON string (quotes, backslashes and control bytes
- * escaped; other bytes as they are). */
-static size_t json_quote(char *dst, size_t cap, const char *s) {
-  size_t k = 0;
-  for (; *s && k + 8 < cap; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') {
-      dst[k++] = '\\';
-      dst[k++] = (char)ch;
-    } else if (ch < 0x20) {
-      k += (size_t)snprintf(dst + k, cap - k, "\\u%04x", ch);
-    } else {
-      dst[k++] = (char)ch;
-    }
-  }
-  dst[k] = '\0';
-  return k;
-}
-
-void http_error(http_resp *out, int status, const char *fmt, ...) {
-  char msg[1024], q[2200], body[2400];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  json_quote(q, sizeof(q), msg);
-  int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":%d,\"message\":\"%s\"}}", status, q);
-  http_text(out, status, "application/json", body, (size_t)n);
+static void stream_free(void *cls) {
+  http_stream *st = cls;
+  st->free(st->ctx);
+  dts_free(st);
 }
 
 static enum MHD_Result send_resp(struct MHD_Connection *conn, http_resp *r) {
-  struct MHD_Response *resp = MHD_create_response_from_buffer(r->len, r->body ? r->body : (void *)"",
-                                                              r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-  /* MHD frees with free(): our allocator is the process's malloc (alloc.h) */
+  struct MHD_Response *resp;
+  if (r->stream.next != NULL) {
+    http_stream *st = dts_malloc(sizeof(*st));
+    *st = r->stream;
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
+    if (resp == NULL) stream_free(st);
+  } else if (r->persistent || r->body == NULL) {
+    resp = MHD_create_response_from_buffer(r->len, r->body ? r->body : (void *)"", MHD_RESPMEM_PERSISTENT);
+  } else {
+    /* MHD frees with free(): our allocator is the process's malloc (alloc.h) */
+    resp = MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_FREE);
+  }
   r->body = NULL;
   if (resp == NULL) return MHD_NO;
   if (r->ctype) MHD_add_response_header(resp, "Content-Type", r->ctype);
   MHD_add_response_header(resp, "Cache-Control", r->cache ? r->cache : "no-store");
   MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
   if (r->gzip) MHD_add_response_header(resp, "Content-Encoding", "gzip");
+  if (r->vary) MHD_add_response_header(resp, "Vary", "Accept-Encoding");
+  if (r->etag) MHD_add_response_header(resp, "ETag", r->etag);
   if (r->location[0]) MHD_add_response_header(resp, "Location", r->location);
   enum MHD_Result ok = MHD_queue_response(conn, (unsigned)r->status, resp);
   MHD_destroy_response(resp);
@@ -107,7 +96,7 @@ static void health_handle(const http_req *r, http_resp *out) {
   } else if (strcmp(r->path, "/healthz") == 0) {
     out->status = 204;
   } else if (strcmp(r->path, "/readyz") == 0) {
-    if (r->bridge != NULL)
+    if (r->hubs != NULL)
       http_text(out, 200, "application/json", "{\"status\":\"ready\"}", 18);
     else
       http_error(out, 503, "start-up recovery is not complete");
@@ -155,8 +144,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 .body = q->body ? q->body : "",
                 .blen = q->len,
                 .conn = conn,
-                .cfg = &l->h->cfg,
-                .bridge = atomic_load(&l->h->bridge)};
+                .cfg = &l->h->cfg, .lookup = mhd_lookup, .hubs = atomic_load(&l->h->live),
+                .stopping = &l->h->stopping};
   if (q->body) q->body[q->len] = '\0';
   http_resp out = {.status = 200};
   if (q->too_big)
@@ -266,10 +255,14 @@ dts_err dts_http_start(const dts_http_config *cfg, dts_http **out, int *api_port
   return DTS_OK;
 }
 
-void dts_http_serve(dts_http *h, dts_bridge *b) { atomic_store(&h->bridge, b); }
+void dts_http_serve(dts_http *h, dts_bridge *b) {
+  h->hubs = (http_hubs){bridge_find, bridge_list, b};
+  atomic_store(&h->live, &h->hubs);
+}
 
 void dts_http_stop(dts_http *h) {
   if (h == NULL) return;
+  atomic_store(&h->stopping, true); /* event streams end within their next tick */
   if (h->api) MHD_stop_daemon(h->api);
   if (h->health) MHD_stop_daemon(h->health);
   dts_free(h);

@@ -42,15 +42,36 @@ void dts_http_stop(dts_http *h);
 
 /* ---- what the listeners hand to the handlers (api.c, metrics.c) ---- */
 
+/* Where the handlers find hubs: the bridge's served set (http.c), or a
+ * fuzzer's. */
+typedef struct http_hubs {
+  /* The hub `name` (created when dynamic hubs are on), or NULL with why. */
+  dts_hub *(*find)(void *ctx, const char *name, dts_status *st, char *why, size_t whylen);
+  int (*list)(void *ctx, dts_hub **out, int max);
+  void *ctx;
+} http_hubs;
+
 typedef struct http_req {
   const char *method; /* "GET", ... */
   const char *path;   /* without the query string */
   const char *body;   /* NUL-terminated */
   size_t blen;
-  void *conn;         /* struct MHD_Connection */
-  dts_bridge *bridge; /* NULL while dtsd starts */
+  /* a request header (header) or URL query argument, NULL when absent */
+  const char *(*lookup)(const struct http_req *r, bool header, const char *name);
+  void *conn;            /* lookup's: the MHD connection */
+  const http_hubs *hubs; /* NULL while dtsd starts */
+  const atomic_bool *stopping; /* set when the listeners stop: streams end */
   const dts_http_config *cfg;
 } http_req;
+
+/* An answer written as it comes (server-sent events).  next() writes up to
+ * max bytes into buf and returns how many (> 0), or -1 at the end; it may
+ * wait, a second or so at most, but never returns 0.  free() once done. */
+typedef struct http_stream {
+  long (*next)(void *ctx, char *buf, size_t max);
+  void (*free)(void *ctx);
+  void *ctx;
+} http_stream;
 
 typedef struct http_resp {
   int status;
@@ -60,6 +81,10 @@ typedef struct http_resp {
   char location[600]; /* a Location header when not empty */
   const char *cache;  /* a Cache-Control header, static (NULL: no-store) */
   bool gzip;          /* body is gzip-compressed (Content-Encoding) */
+  bool persistent;    /* body is static memory: not freed */
+  const char *etag;   /* an ETag header, static (NULL: none) */
+  bool vary;          /* Vary: Accept-Encoding */
+  http_stream stream; /* next != NULL: the body comes from it (body unused) */
 } http_resp;
 
 /* A request header or URL query argument (NULL when absent). */
@@ -73,6 +98,11 @@ void http_text(http_resp *out, int status, const char *ctype, const char *text, 
 
 /* The data API, the dashboard's files and metrics (api.c): fills out. */
 void api_handle(const http_req *r, http_resp *out);
+/* The dashboard's files (dashboard.c): GET of any path that is not the
+ * API's; unknown paths answer the app, which routes them itself. */
+void dashboard_serve(const http_req *r, http_resp *out);
+/* GET /api/v1/taskhubs/live: server-sent events of one hub (api_live.c). */
+void api_live(const http_req *r, http_resp *out, dts_hub *h, const char *hub);
 /* Prometheus text for every served hub and the process (metrics.c). */
 void metrics_render(const http_req *r, http_resp *out);
 

@@ -51,9 +51,9 @@ typedef struct hub_fig {
       put(o, "%s{hub=\"%s\"} %ld\n", metric, (figs)[i_].name, (figs)[i_].st.field);                                    \
   } while (0)
 
-static void hub_metrics(out *o, dts_bridge *b) {
+static void hub_metrics(out *o, const http_hubs *hs) {
   dts_hub *hubs[DTS_MAX_HUBS];
-  int n = b ? dts_bridge_hubs(b, hubs, DTS_MAX_HUBS) : 0;
+  int n = hs ? hs->list(hs->ctx, hubs, DTS_MAX_HUBS) : 0;
   hub_fig figs[DTS_MAX_HUBS];
   for (int i = 0; i < n; i++) {
     figs[i].name = dts_hub_name(hubs[i]); /* hub names are letters, digits, '-' and '_': no escaping */
@@ -141,8 +141,8 @@ void metrics_render(const http_req *r, http_resp *resp) {
   }
   out o = {dts_malloc(8192), 0, 8192};
   head(&o, "dtsd_ready", "gauge", "1 once start-up recovery is complete and dtsd serves.");
-  put(&o, "dtsd_ready %d\n", r->bridge != NULL);
-  hub_metrics(&o, r->bridge);
+  put(&o, "dtsd_ready %d\n", r->hubs != NULL);
+  hub_metrics(&o, r->hubs);
   store_metrics(&o, r->cfg);
   process_metrics(&o);
   dts_free(resp->body);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,12 +184,72 @@ static void test_callers_give_up(void **state) {
   assert_true(TU_WAIT_UNTIL(dts_local_live() == 0, 10));
 }
 
+typedef struct reader_arg {
+  dts_hub *h;
+  atomic_bool stop;
+  int seen[4][64]; /* changes seen per instance "lc-<t>-<i>" */
+  bool lost;
+} reader_arg;
+
+static void *reader(void *p) {
+  reader_arg *r = p;
+  uint64_t seq = dts_hub_change_seq(r->h);
+  for (;;) {
+    bool stop = atomic_load(&r->stop), lost;
+    char *ids[64];
+    size_t n = dts_hub_changes(r->h, &seq, ids, 64, &lost);
+    r->lost |= lost;
+    for (size_t i = 0; i < n; i++) {
+      int t, k;
+      if (sscanf(ids[i], "lc-%d-%d", &t, &k) == 2 && t >= 0 && t < 4 && k >= 0 && k < 64) r->seen[t][k]++;
+      dts_free(ids[i]);
+    }
+    if (stop && n == 0) return NULL;
+  }
+}
+
+/* The change feed of live views: every committed start is noted, once the
+ * watcher is registered, while readers copy concurrently. */
+static void test_change_feed(void **state) {
+  fx *f = *state;
+  dts_hub_watch(f->hub, true);
+  reader_arg ra = {.h = f->hub};
+  atomic_init(&ra.stop, false);
+  pthread_t rt;
+  assert_int_equal(pthread_create(&rt, NULL, reader, &ra), 0);
+  enum { T = 4, N = 40 };
+  pthread_t th[T];
+  worker_arg wa[T];
+  for (int t = 0; t < T; t++) {
+    wa[t] = (worker_arg){f->hub, t, N, 0};
+    assert_int_equal(pthread_create(&th[t], NULL, starter, &wa[t]), 0);
+  }
+  for (int t = 0; t < T; t++) pthread_join(th[t], NULL);
+  atomic_store(&ra.stop, true);
+  pthread_join(rt, NULL);
+  dts_hub_watch(f->hub, false);
+  assert_false(ra.lost); /* 160 changes fit the ring */
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < N; i++)
+      if (ra.seen[t][i] < 1) fail_msg("no change noted for lc-%d-%d", t, i);
+  /* nobody watches: nothing is kept, and a late reader learns it lost some */
+  CreateInstanceRequest cr = CREATE_INSTANCE_REQUEST__INIT;
+  cr.instance_id = "lc-unwatched";
+  cr.name = "orch";
+  uint64_t seq = dts_hub_change_seq(f->hub);
+  dts_call *c = post(f->hub, DTS_M_START_INSTANCE, &cr.base);
+  assert_true(dts_local_wait(c, 10000));
+  dts_local_release(c);
+  assert_int_equal(dts_hub_change_seq(f->hub), seq);
+}
+
 int main(void) {
   dts_log_set_level(DTS_LOG_WARN);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_many_threads_unary, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stream_and_not_found, setup, teardown),
       cmocka_unit_test_setup_teardown(test_callers_give_up, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_change_feed, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

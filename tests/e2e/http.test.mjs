@@ -244,12 +244,55 @@ test("entities: query, one, state, delete", async () => {
   assert.equal(one.json.name, "counter");
   assert.equal(one.json.key, "http-b");
   assert.equal((await call("GET", "/entities/@counter@nope")).status, 404);
+  const sig = await call("POST", "/entities/@counter@http-a/signal", { name: "add", input: "10" });
+  assert.equal(sig.status, 202);
+  assert.match(sig.json.requestId, /^[0-9a-f-]{36}$/);
+  await waitFor(async () => (await call("GET", "/entities/@counter@http-a/state")).json?.state === "11", "the signal applied");
+  const cl = await call("POST", "/entities/clean", {});
+  assert.equal(cl.status, 200);
+  assert.equal(typeof cl.json.emptyEntitiesRemoved, "number");
+  assert.equal(typeof cl.json.orphanedLocksReleased, "number");
   const del = await call("DELETE", "/entities/@counter@http-a");
   assert.equal(del.status, 202);
   await waitFor(async () => (await call("GET", "/entities/@counter@http-a")).status === 404, "http-a deleted by the worker");
   const many = await call("DELETE", "/entities/delete", ["@counter@http-b", "@counter@http-c"]);
   assert.equal(many.json.signalledCount, 2);
   await waitFor(async () => (await q({ filter: { name: "counter" } })).totalCount === 0, "all counters deleted");
+});
+
+test("live updates: server-sent events of changes (coalesced) and stats", async () => {
+  const ctl = new AbortController();
+  const res = await fetch(`${srv.http}/api/v1/taskhubs/live?taskhub=default`, { signal: ctl.signal });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type"), /^text\/event-stream/);
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let text = "";
+  const events = () => text.split("\n\n").filter((b) => b.includes("event: ")).map((b) => ({
+    kind: /event: (\w+)/.exec(b)[1], data: JSON.parse(/data: (.*)/.exec(b)[1]) }));
+  const until = async (pred, what) => {
+    const end = Date.now() + 15000;
+    while (!pred(events())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; got ${text.slice(-500)}`);
+      const { value, done } = await reader.read();
+      if (done) throw new Error("the stream ended");
+      text += dec.decode(value);
+    }
+  };
+  await until((ev) => ev.some((e) => e.kind === "stats"), "the first stats");
+  const st = events().find((e) => e.kind === "stats").data;
+  for (const k of ["t", "instances", "streams", "dispatched", "completions", "readyOrchestrations"]) assert.equal(typeof st[k], "number", k);
+  const ids = [];
+  for (let i = 0; i < 5; i++) ids.push(await c.scheduleNewOrchestration(hello, "live", { instanceId: `live-${i}` }));
+  for (const id of ids) await completed(c, id);
+  await until((ev) => ids.every((id) => ev.some((e) => e.kind === "changes" && e.data.ids.includes(id))), "changes naming every instance");
+  const changes = events().filter((e) => e.kind === "changes");
+  assert.ok(changes.length < 5 * 4, `coalesced: ${changes.length} events for 5 instances of several steps each`);
+  for (const e of changes) assert.equal(new Set(e.data.ids).size, e.data.ids.length, "each id once per event");
+  await c.signalEntity(new EntityInstanceId("counter", "live-e"), "add", 1);
+  await until((ev) => ev.some((e) => e.kind === "changes" && e.data.ids.includes("@counter@live-e")), "the entity's change");
+  ctl.abort();
+  await reader.cancel().catch(() => {});
 });
 
 test("bad requests get a 4xx with a JSON error; schedules 501; the dashboard's routes answer", async () => {
@@ -265,6 +308,8 @@ test("bad requests get a 4xx with a JSON error; schedules 501; the dashboard's r
     ["POST", "/orchestrations/forceterminate", { InstanceIds: "x" }, 400],
     ["GET", "/schedules", undefined, 501],
     ["POST", "/schedules", {}, 501],
+    ["POST", "/entities/@counter@x/signal", { input: "1" }, 400],
+    ["POST", "/live", undefined, 405],
   ];
   for (const [m, p, b, want] of cases) {
     const r = await call(m, p, b);

@@ -16,7 +16,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/dtsd-fuzz-run-XXXXXX")
 export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=16:detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 status=0
-for t in fuzz_decode fuzz_hub fuzz_store; do
+for t in fuzz_decode fuzz_hub fuzz_store fuzz_http; do
     mkdir -p "$WORK/$t"
     secs=$SECS
     [ "$t" = fuzz_decode ] && secs=$(( SECS / 2 ))
