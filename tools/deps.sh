@@ -8,7 +8,7 @@ libgrpc-dev libprotobuf-dev protobuf-compiler \
 libprotobuf-c-dev protobuf-c-compiler \
 libleveldb-dev libck-dev libjemalloc-dev libcmocka-dev \
 libmicrohttpd-dev libjansson-dev \
-clang libclang-rt-14-dev llvm \
+clang libclang-rt-14-dev llvm chromium \
 nodejs npm"
 
 missing=""

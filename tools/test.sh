@@ -1,15 +1,16 @@
 #!/bin/sh
 # Build dtsd and run every test: the normal build, ASan+UBSan over everything,
 # and TSan over the concurrency code (label "tsan").  Installs what is missing
-# first (tools/deps.sh: apt-get, needs root or sudo; npm ci from the lockfile).
+# first (tools/deps.sh: apt-get, needs root or sudo; npm ci from the lockfiles).
 # Exits non-zero when any build or test fails.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 "$ROOT/tools/deps.sh"
-if [ -f "$ROOT/tests/e2e/package-lock.json" ]; then
-    (cd "$ROOT/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+# the dashboard's build packages (esbuild, preact) and the tests' (the SDK, playwright-core)
+for d in dashboard tests/e2e; do
+    (cd "$ROOT/$d" && npm ci --no-audit --no-fund --loglevel=error)
+done
 
 JOBS=${JOBS:-$(nproc)}
 build() { # build <dir> <sanitize>

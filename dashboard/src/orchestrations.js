@@ -1,0 +1,203 @@
+// orchestrations.js -- the list: filters and sort in the URL, a virtual
+// list over the whole result (pages fetched as they scroll into view),
+// counts that follow the filter, start, bulk actions over the whole query
+// and export.
+import { html, useState, useEffect, useRef, useMemo, api, useRoute, setQuery, link, navigate, fmtTime, Status, STATUSES, useLive, Dialog, download } from "./util.js";
+
+const PAGE = 100;
+const ROW = 30;
+const COLS = [["ORCHESTRATION_ID", "instance id", "2fr"], ["NAME", "name", "1.2fr"], ["ORCHESTRATION_STATUS", "status", "110px"],
+  ["CREATED_AT", "created", "190px"], ["LAST_UPDATED_AT", "updated", "190px"], ["COMPLETED_AT", "completed", "190px"]];
+const PRESETS = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3 };
+
+// The query body of the URL's filters.
+export function queryBody(q) {
+  const f = {};
+  if (q.status) f.orchestrationStatus = { status: q.status.split(",").map((s) => `ORCHESTRATION_STATUS_${s}`) };
+  if (q.id) f.orchestrationId = { value: q.id };
+  if (q.name) f.name = { value: q.name };
+  if (q.tags) f.tags = { value: q.tags };
+  if (q.q) f.search = { value: q.q };
+  if (q.subs !== "show") f.hideSubOrchestrations = true;
+  if (q.created && PRESETS[q.created]) f.createdAt = { start: new Date(Date.now() - PRESETS[q.created]).toISOString() };
+  else if (q.from || q.to) f.createdAt = { start: q.from ? new Date(q.from).toISOString() : undefined, end: q.to ? new Date(q.to).toISOString() : undefined };
+  const [col, dir] = (q.sort || "CREATED_AT:desc").split(":");
+  return { filter: f, sort: [{ column: col, direction: dir === "asc" ? "ASCENDING_SORT" : "DESCENDING_SORT" }] };
+}
+
+function Filters({ q }) {
+  const statuses = q.status ? q.status.split(",") : [];
+  const toggle = (s) => {
+    const next = statuses.includes(s) ? statuses.filter((x) => x !== s) : [...statuses, s];
+    setQuery({ status: next.join(",") });
+  };
+  const text = (key, label, type = "search") => html`<input type=${type} placeholder=${label} aria-label=${label} value=${q[key] || ""}
+    onChange=${(e) => setQuery({ [key]: e.target.value })} />`;
+  return html`<div class="filters">
+    ${STATUSES.slice(0, 6).map((s) => html`<span class=${`chip${statuses.includes(s) ? " on" : ""}`} role="checkbox" aria-checked=${statuses.includes(s)}
+      tabindex="0" data-status=${s} onClick=${() => toggle(s)} onKeyDown=${(e) => e.key === " " && toggle(s)}>${s.toLowerCase()}</span>`)}
+    ${text("id", "instance id contains")} ${text("name", "name contains")} ${text("tags", "tags (key=value)")} ${text("q", "search input, output, status")}
+    <select aria-label="created" value=${q.created || ""} onChange=${(e) => setQuery({ created: e.target.value, from: "", to: "" })}>
+      <option value="">created: any time</option>${Object.keys(PRESETS).map((p) => html`<option value=${p}>last ${p}</option>`)}
+      <option value="custom">custom range…</option>
+    </select>
+    ${q.created === "custom" && html`${text("from", "from", "datetime-local")} ${text("to", "to", "datetime-local")}`}
+    <label><input type="checkbox" checked=${q.subs === "show"} onChange=${(e) => setQuery({ subs: e.target.checked ? "show" : "" })} /> sub-orchestrations</label>
+  </div>`;
+}
+
+function StartDialog({ hub, onClose }) {
+  const [err, setErr] = useState(null);
+  const submit = async (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target), tags = {};
+    for (const line of String(f.get("tags")).split("\n")) { const i = line.indexOf("="); if (i > 0) tags[line.slice(0, i).trim()] = line.slice(i + 1).trim(); }
+    const body = { name: f.get("name"), instanceId: f.get("id") || undefined, version: f.get("version") || undefined,
+      input: f.get("input") === "" ? undefined : f.get("input"), tags };
+    if (f.get("at")) body.scheduledStartTimestamp = new Date(f.get("at")).toISOString();
+    try { const r = await api(hub, "POST", "/orchestrations", body); onClose(); navigate(`/taskhubs/${hub}/orchestrations/${encodeURIComponent(r.instanceId)}`); } catch (x) { setErr(x.message); }
+  };
+  return html`<${Dialog} title="Start an orchestration" onClose=${onClose}><form onSubmit=${submit}>
+    <label>name</label><input name="name" required />
+    <label>instance id (empty: a new one)</label><input name="id" />
+    <label>version</label><input name="version" />
+    <label>input (JSON)</label><textarea name="input" rows="4"></textarea>
+    <label>scheduled start</label><input name="at" type="datetime-local" />
+    <label>tags (key=value per line)</label><textarea name="tags" rows="2"></textarea>
+    ${err && html`<p class="err">${err}</p>`}
+    <p class="row"><button class="primary" type="submit">Start</button><button type="button" onClick=${onClose}>Cancel</button></p>
+  </form></${Dialog}>`;
+}
+
+// A bulk action over every instance the query matches: a dry-run count,
+// then the ids are gathered and acted on in batches, with progress, cancel
+// and the ids that failed.
+function BulkDialog({ hub, body, total, action, onClose }) {
+  const [state, setState] = useState({ phase: "confirm", done: 0, failed: [], all: total });
+  const cancel = useRef(false);
+  const run = async (reason) => {
+    setState((s) => ({ ...s, phase: "gathering" }));
+    const ids = [];
+    for (let start = 0; !cancel.current; start += 1000) {
+      const r = await api(hub, "POST", "/orchestrations/query", { ...body, pagination: { startIndex: start, count: 1000 } });
+      ids.push(...r.orchestrations.map((o) => o.instanceId));
+      if (r.orchestrations.length < 1000) break;
+    }
+    setState((s) => ({ ...s, phase: "running", all: ids.length }));
+    let done = 0; const failed = [];
+    for (let i = 0; i < ids.length && !cancel.current; i += 100) {
+      const batch = ids.slice(i, i + 100);
+      try {
+        const r = action === "purge" ? await api(hub, "DELETE", "/orchestrations/purge", batch)
+          : await api(hub, "POST", "/orchestrations/forceterminate", { InstanceIds: batch, Reason: reason });
+        failed.push(...r.failedInstanceIds);
+        done += batch.length;
+      } catch (e) { failed.push(...batch.map((id) => ({ instanceId: id, error: e.message }))); done += batch.length; }
+      setState((s) => ({ ...s, done, failed: [...failed] }));
+    }
+    setState((s) => ({ ...s, phase: cancel.current ? "cancelled" : "done" }));
+  };
+  const reasonRef = useRef();
+  return html`<${Dialog} title=${`${action === "purge" ? "Purge" : "Terminate"} every matching orchestration`} onClose=${() => { cancel.current = true; onClose(); }}>
+    ${state.phase === "confirm" && html`<p>The query matches <b data-testid="dry-run">${total}</b> orchestration${total === 1 ? "" : "s"}
+      ${action === "purge" ? " (only finished ones can be purged)" : ""}.</p>
+      ${action !== "purge" && html`<label>reason</label><input ref=${reasonRef} />`}
+      <p class="row"><button class="danger" onClick=${() => run(reasonRef.current?.value || "")}>${action === "purge" ? "Purge" : "Terminate"} ${total}</button>
+        <button onClick=${onClose}>Cancel</button></p>`}
+    ${state.phase !== "confirm" && html`<p>${state.phase}: ${state.done} of ${state.all}</p>
+      <div class="progress"><div style=${`width:${state.all ? (100 * state.done) / state.all : 0}%`}></div></div>
+      ${state.failed.length > 0 && html`<p class="err">${state.failed.length} failed:</p><pre>${state.failed.slice(0, 200).map((f) => `${f.instanceId}: ${f.error}`).join("\n")}</pre>`}
+      <p class="row">${(state.phase === "running" || state.phase === "gathering") && html`<button onClick=${() => { cancel.current = true; }}>Cancel</button>`}
+        <button onClick=${onClose}>Close</button></p>`}
+  </${Dialog}>`;
+}
+
+async function exportQuery(hub, body, format) {
+  const chunks = [];
+  const cols = ["instanceId", "name", "orchestrationStatus", "createdAt", "lastUpdatedAt", "completedAt", "executionId", "version", "parentInstanceId"];
+  if (format === "csv") chunks.push(cols.join(",") + "\n");
+  for (let start = 0; ; start += 1000) {
+    const r = await api(hub, "POST", "/orchestrations/query", { ...body, pagination: { startIndex: start, count: 1000 } });
+    for (const o of r.orchestrations) {
+      chunks.push(format === "csv" ? cols.map((c) => `"${String(o[c] ?? "").replaceAll('"', '""')}"`).join(",") + "\n" : JSON.stringify(o) + "\n");
+    }
+    if (r.orchestrations.length < 1000) break;
+  }
+  download(`${hub}-orchestrations.${format === "csv" ? "csv" : "jsonl"}`, format === "csv" ? "text/csv" : "application/x-ndjson", chunks);
+}
+
+export function Orchestrations({ hub }) {
+  const { q } = useRoute();
+  const body = useMemo(() => queryBody(q), [JSON.stringify(q), hub]);
+  const key = JSON.stringify(body) + hub;
+  const [meta, setMeta] = useState(null);
+  const [pages, setPages] = useState(new Map());
+  const [err, setErr] = useState(null);
+  const [range, setRange] = useState([0, 40]);
+  const [dialog, setDialog] = useState(null);
+  const [sel, setSel] = useState(0);
+  const [gen, setGen] = useState(0);
+  const box = useRef();
+  const loading = useRef(new Set());
+
+  useEffect(() => { setPages(new Map()); loading.current = new Set(); setMeta(null); setErr(null); if (box.current) box.current.scrollTop = 0; }, [key]);
+  useLive(hub, (kind) => { if (kind === "changes") setGen((g) => g + 1); });
+  useEffect(() => { // a change: the pages in view are fetched again
+    if (gen === 0) return;
+    loading.current = new Set();
+    setPages(new Map());
+  }, [gen]);
+  useEffect(() => {
+    const first = Math.floor(range[0] / PAGE), last = Math.floor(range[1] / PAGE);
+    for (let p = first; p <= last; p++) {
+      if (pages.has(p) || loading.current.has(p) || (meta && p * PAGE >= meta.totalCount && p > 0)) continue;
+      loading.current.add(p);
+      api(hub, "POST", "/orchestrations/query", { ...body, pagination: { startIndex: p * PAGE, count: PAGE } }).then((r) => {
+        setMeta({ totalCount: r.totalCount, trivia: r.trivia, truncated: r.truncated });
+        setPages((m) => new Map(m).set(p, r.orchestrations));
+      }, (e) => setErr(e.message));
+    }
+  }, [range, pages, key, meta]);
+
+  const total = meta?.totalCount ?? 0;
+  const row = (i) => pages.get(Math.floor(i / PAGE))?.[i % PAGE];
+  const onScroll = () => { const el = box.current; setRange([Math.floor(el.scrollTop / ROW), Math.ceil((el.scrollTop + el.clientHeight) / ROW) + 10]); };
+  const [sortCol, sortDir] = (q.sort || "CREATED_AT:desc").split(":");
+  const sortBy = (c) => setQuery({ sort: `${c}:${c === sortCol && sortDir === "desc" ? "asc" : "desc"}` });
+  const open = (o) => navigate(`/taskhubs/${hub}/orchestrations/${encodeURIComponent(o.instanceId)}`);
+  const onKey = (e) => {
+    if (e.key === "j" || e.key === "ArrowDown") { setSel((s) => Math.min(total - 1, s + 1)); e.preventDefault(); }
+    if (e.key === "k" || e.key === "ArrowUp") { setSel((s) => Math.max(0, s - 1)); e.preventDefault(); }
+    if (e.key === "Enter" && row(sel)) open(row(sel));
+  };
+  const rows = [];
+  for (let i = range[0]; i < Math.min(total, range[1]); i++) {
+    const o = row(i);
+    rows.push(html`<div class=${`vrow${i === sel ? " sel" : ""}`} key=${i} style=${`top:${(i + 1) * ROW}px`} data-row=${i}
+      onClick=${() => o && open(o)}>
+      ${o ? html`<a href=${`/taskhubs/${hub}/orchestrations/${encodeURIComponent(o.instanceId)}`} onClick=${(e) => link(e, `/taskhubs/${hub}/orchestrations/${encodeURIComponent(o.instanceId)}`)}>${o.instanceId}</a>
+        <span>${o.name}</span><${Status} s=${o.orchestrationStatus} /><span>${fmtTime(o.createdAt)}</span><span>${fmtTime(o.lastUpdatedAt)}</span><span>${fmtTime(o.completedAt)}</span>`
+        : html`<span class="muted">…</span>`}</div>`);
+  }
+  const t = meta?.trivia;
+  return html`<div class="row"><h2>Orchestrations</h2>
+      <span class="muted" data-testid="total">${meta ? `${total}${meta.truncated ? "+" : ""} matching` : "loading…"}</span>
+      ${t && html`<span class="muted">· ${t.runningCount} running · ${t.completedCount} completed · ${t.failedCount} failed · ${t.pendingCount} pending</span>`}
+      <span style="margin-left:auto" class="row">
+        <button class="primary" onClick=${() => setDialog("start")}>Start…</button>
+        <button disabled=${!total} onClick=${() => setDialog("terminate")}>Terminate all…</button>
+        <button disabled=${!total} onClick=${() => setDialog("purge")}>Purge all…</button>
+        <button disabled=${!total} onClick=${() => exportQuery(hub, body, "csv")}>CSV</button>
+        <button disabled=${!total} onClick=${() => exportQuery(hub, body, "jsonl")}>JSON lines</button>
+      </span></div>
+    <${Filters} q=${q} />
+    ${err && html`<p class="err">${err}</p>`}
+    <div class="vlist" ref=${box} onScroll=${onScroll} tabindex="0" onKeyDown=${onKey} style=${`--cols:${COLS.map((c) => c[2]).join(" ")}`} aria-label="orchestrations">
+      <div class="vhead">${COLS.map(([c, label]) => html`<span onClick=${() => sortBy(c)} data-sort=${c}>${label}${c === sortCol ? (sortDir === "asc" ? " ▲" : " ▼") : ""}</span>`)}</div>
+      <div style=${`height:${total * ROW}px`}></div>
+      ${rows}
+    </div>
+    ${dialog === "start" && html`<${StartDialog} hub=${hub} onClose=${() => setDialog(null)} />`}
+    ${(dialog === "terminate" || dialog === "purge") && html`<${BulkDialog} hub=${hub} body=${body} total=${total} action=${dialog}
+      onClose=${() => { setDialog(null); setGen((g) => g + 1); }} />`}`;
+}
