@@ -40,6 +40,7 @@ typedef struct qscan {
   const int *status; /* filter on the row's status (ListInstanceIds, id plan) */
   size_t nstatus;
   int64_t from_created, to_created; /* id plan only */
+  int64_t span;                     /* newest_first: the time the previous page covered (its token) */
   const char *prefix;
   size_t plen;
   /* Entries a page may look at: a filter that matches little must not walk
@@ -165,6 +166,107 @@ static bool scan_status_index(dts_hub *h, qscan *q, const int *st, size_t nst, i
   return ok;
 }
 
+/* newest_first: the status index read newest first -- without walking it
+ * backwards.  LevelDB hides deleted entries from an iterator by skipping
+ * them, and every instance leaves one in PENDING and RUNNING as it moves
+ * on (until a compaction drops them): stepping backwards over 100,000 of
+ * them took 0.3 s, forwards a tenth of that.  So the index is read in time
+ * windows, newest first, each 8 times wider than the one before (1 s, 8 s,
+ * ...), every window forwards from its start, until the windows hold the
+ * page: only the entries (and tombstones) of the windows the page needs
+ * are read.  Within a window each status keeps its newest `want` rows (a
+ * ring).  Rows come out sorted (created, id) descending. */
+typedef struct rwin {
+  qscan *q;
+  const char *upper; /* keys at or above this stop the walk (NULL: none) */
+  size_t ulen;
+  qrow *ring;        /* the newest `want` rows of this status in the window */
+  size_t n, head;
+} rwin;
+
+static bool rwin_visit(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  (void)v;
+  (void)vlen;
+  rwin *w = c;
+  qscan *q = w->q;
+  if (w->upper != NULL) {
+    size_t m = klen < w->ulen ? klen : w->ulen;
+    int cmp = memcmp(k, w->upper, m);
+    if (cmp > 0 || (cmp == 0 && klen >= w->ulen)) return false;
+  }
+  size_t off = q->h->ks.len + 3;
+  if (klen <= off + 8) return true;
+  const char *id = k + off + 8;
+  size_t n = klen - off - 8;
+  if (n > DTS_ID_MAX || id[0] == '@') return true;
+  qrow *slot = &w->ring[(w->head + w->n) % q->want];
+  if (w->n == q->want) { /* full: the oldest goes */
+    dts_free(w->ring[w->head].id);
+    slot = &w->ring[w->head];
+    w->head = (w->head + 1) % q->want;
+  } else {
+    w->n++;
+  }
+  *slot = (qrow){(int64_t)dts_key_be64(k + off), dts_strndup(id, n)};
+  return true;
+}
+
+static int cmp_qrow_desc(const void *x, const void *y) { return cmp_qrow(y, x); }
+
+/* One window [lo, upper) of one status: its newest rows into q->rows. */
+static bool rwin_walk(dts_hub *h, qscan *q, int status, int64_t lo, const dts_key *upper, char *why, size_t wl) {
+  dts_key pre, from;
+  dts_key_start(&pre, &h->ks, 'S');
+  dts_key_byte(&pre, (char)status);
+  from = pre;
+  dts_key_u64(&from, (uint64_t)lo);
+  rwin w = {.q = q, .upper = upper ? upper->b : NULL, .ulen = upper ? upper->n : 0};
+  w.ring = dts_calloc(q->want, sizeof(qrow));
+  bool ok = scan(h, pre.b, pre.n, from.b, from.n, rwin_visit, &w, why, wl);
+  for (size_t i = 0; i < w.n; i++) {
+    qrow *r = &w.ring[(w.head + i) % q->want];
+    qrow_push(q, r->t, r->id, strlen(r->id));
+    dts_free(r->id);
+  }
+  dts_free(w.ring);
+  return ok;
+}
+
+static bool scan_status_rev(dts_hub *h, qscan *q, const int *st, size_t nst, int64_t from, char *why, size_t wl) {
+  int64_t top = q->has_after ? q->after_t : q->to < INT64_MAX ? q->to : (int64_t)dts_wall_ns();
+  /* the first window: a quarter more than the previous page spanned, or a second */
+  int64_t width = q->span > 0 ? q->span + q->span / 4 + 1000000 : 1000000000LL, lo;
+  bool ok = true, first = true;
+  for (;; first = false) {
+    lo = top - width < from ? from : top - width;
+    if (lo < 0) lo = 0;
+    for (int s = 0; s < 16 && ok; s++) {
+      if (nst > 0 && !status_in(s, st, nst)) continue;
+      dts_key up;
+      dts_key_start(&up, &h->ks, 'S');
+      dts_key_byte(&up, (char)s);
+      bool bounded = true;
+      if (!first) {
+        dts_key_u64(&up, (uint64_t)top); /* the previous window began at top */
+      } else if (q->has_after) {
+        dts_key_u64(&up, (uint64_t)q->after_t);
+        dts_key_str(&up, q->after_id);
+      } else if (q->to < INT64_MAX) {
+        dts_key_u64(&up, (uint64_t)q->to + 1);
+      } else {
+        bounded = false; /* the newest window reaches the end of the index */
+      }
+      ok = rwin_walk(h, q, s, lo, bounded ? &up : NULL, why, wl);
+    }
+    if (!ok || q->n >= q->want || lo <= from || lo == 0) break;
+    top = lo;
+    width = width > INT64_MAX / 8 ? INT64_MAX : width * 8;
+  }
+  if (q->n > 1) qsort(q->rows, q->n, sizeof(*q->rows), cmp_qrow_desc);
+  while (q->n > q->want) dts_free(q->rows[--q->n].id); /* past what the page needs */
+  return ok;
+}
+
 /* An instance's stored record: 1 found, 0 absent, -1 unreadable (why). */
 static int record_read(dts_hub *h, const char *id, dts_inst_rec *out, char *why, size_t wl, dts_err *code) {
   dts_key k;
@@ -217,10 +319,25 @@ void query_instances(dts_hub *h, dts_call *c, QueryInstancesRequest *r) {
   int64_t from = q->created_time_from ? dts_ts_to_ns(q->created_time_from) : 0;
   int64_t to = q->created_time_to ? dts_ts_to_ns(q->created_time_to) : INT64_MAX;
   bool by_status = prefix[0] == '\0' && (q->n_runtime_status > 0 || q->created_time_from || q->created_time_to);
+  bool rev = prefix[0] == '\0' && q->newest_first;
   qscan s = {.h = h, .want = page + 1, .to = to};
   char why[400] = "";
   bool ok;
-  if (by_status) {
+  if (rev) {
+    if (after != NULL) {
+      /* "r:<created>:<span>:<id>": span, the time the previous page covered, sizes the first window */
+      char *colon = NULL, *colon2 = NULL;
+      if (strncmp(after, "r:", 2) == 0) s.after_t = strtoll(after + 2, &colon, 10);
+      if (colon != NULL && *colon == ':') s.span = strtoll(colon + 1, &colon2, 10);
+      if (colon2 == NULL || *colon2 != ':' || s.span < 0) {
+        hub_answer_fail(h, c, DTS_ST_INVALID_ARGUMENT, "continuationToken '%.80s' does not belong to this query", after);
+        return;
+      }
+      s.has_after = true;
+      s.after_id = colon2 + 1;
+    }
+    ok = scan_status_rev(h, &s, (const int *)q->runtime_status, q->n_runtime_status, from, why, sizeof(why));
+  } else if (by_status) {
     if (after != NULL) {
       char *colon;
       if (strncmp(after, "t:", 2) != 0 || (s.after_t = strtoll(after + 2, &colon, 10), *colon != ':')) {
@@ -273,7 +390,10 @@ void query_instances(dts_hub *h, dts_call *c, QueryInstancesRequest *r) {
   resp.orchestration_state = sp;
   resp.n_orchestration_state = m;
   if (s.n > k) {
-    if (by_status) snprintf(tokbuf, sizeof(tokbuf), "t:%" PRId64 ":%s", s.rows[k - 1].t, s.rows[k - 1].id);
+    if (rev)
+      snprintf(tokbuf, sizeof(tokbuf), "r:%" PRId64 ":%" PRId64 ":%s", s.rows[k - 1].t, s.rows[0].t - s.rows[k - 1].t,
+               s.rows[k - 1].id);
+    else if (by_status) snprintf(tokbuf, sizeof(tokbuf), "t:%" PRId64 ":%s", s.rows[k - 1].t, s.rows[k - 1].id);
     else snprintf(tokbuf, sizeof(tokbuf), "%s", s.rows[k - 1].id);
     resp.continuation_token = dts_sv(&tok, tokbuf);
   } else if (s.cut) { /* out of budget (id plan): go on from the last record looked at */

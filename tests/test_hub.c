@@ -1252,10 +1252,60 @@ static void test_bad_requests_get_clear_errors(void **state) {
   dts_call_unref(rpc(f, DTS_M_RAISE_EVENT, &re.base, DTS_ST_NOT_FOUND));
 }
 
+/* newest_first (dtsd's extension): the status index walked backwards,
+ * page after page by continuation token, every instance once, newest first;
+ * with a status filter and an upper creation bound too. */
+static void test_query_newest_first(void **state) {
+  fx *f = *state;
+  char id[16];
+  for (int i = 0; i < 23; i++) {
+    snprintf(id, sizeof(id), "nf-%02d", i);
+    dts_free(start(f, id, "orch"));
+  }
+  OrchestrationStatus pending = ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_PENDING;
+  for (int variant = 0; variant < 3; variant++) {
+    QueryInstancesRequest qr = QUERY_INSTANCES_REQUEST__INIT;
+    InstanceQuery q = INSTANCE_QUERY__INIT;
+    Google__Protobuf__StringValue tok;
+    Google__Protobuf__Timestamp to;
+    char tokbuf[200];
+    qr.query = &q;
+    q.newest_first = true;
+    q.max_instance_count = 5;
+    int expect = 22;
+    if (variant == 1) {
+      q.runtime_status = &pending;
+      q.n_runtime_status = 1;
+    }
+    if (variant == 2) { /* created at or before nf-10 */
+      OrchestrationState *st = get(f, "nf-10");
+      q.created_time_to = dts_ts_from_ns(&to, dts_ts_to_ns(st->created_timestamp));
+      orchestration_state__free_unpacked(st, NULL);
+      expect = 10;
+    }
+    for (int pages = 0; pages < 10; pages++) {
+      dts_call *c = rpc(f, DTS_M_QUERY_INSTANCES, &qr.base, 0);
+      QueryInstancesResponse *r = query_instances_response__unpack(NULL, c->body.n, c->body.p);
+      for (size_t k = 0; k < r->n_orchestration_state; k++, expect--) {
+        snprintf(id, sizeof(id), "nf-%02d", expect);
+        assert_string_equal(r->orchestration_state[k]->instance_id, id);
+      }
+      bool more = r->continuation_token != NULL;
+      if (more) snprintf(tokbuf, sizeof(tokbuf), "%s", r->continuation_token->value);
+      query_instances_response__free_unpacked(r, NULL);
+      dts_call_unref(c);
+      if (!more) break;
+      q.continuation_token = dts_sv(&tok, tokbuf);
+    }
+    assert_int_equal(expect, -1); /* every one, once */
+  }
+}
+
 int main(void) {
   dts_log_set_level(DTS_LOG_WARN);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_activity_round_trip_builds_history, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_query_newest_first, setup, teardown),
       cmocka_unit_test_setup_teardown(test_one_outstanding_item_per_instance, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stream_end_returns_leased_items, setup, teardown),
       cmocka_unit_test_setup_teardown(test_abandon_redelivers_after_delay, setup, teardown),
