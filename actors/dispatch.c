@@ -55,6 +55,7 @@ typedef struct offer {
   dts_buf body;       /* the WorkItem without its token */
   stream *leased_to;
   bool returned;      /* back in its queue, its token still valid */
+  uint64_t ready_ns, sent_ns; /* when it was queued, when it was last sent (metrics) */
   rlink rl;
 } offer;
 
@@ -197,6 +198,15 @@ static void end_lease(offer *o) {
   else if (o->kind == 'a') s->n_act--;
   else s->n_ent--;
   o->leased_to = NULL;
+}
+
+#define KIND_IX(k) ((k) == 'o' ? 0 : (k) == 'a' ? 1 : 2)
+
+/* A leased item goes back to its queue (abandoned, its stream gone). */
+static void requeue(eng_dispatch *d, offer *o) {
+  atomic_fetch_add_explicit(&d->base.h->st_back[KIND_IX(o->kind)], 1, memory_order_relaxed);
+  o->ready_ns = dts_now_ns();
+  rq_push(queue_of(d, o->kind), &o->rl);
 }
 
 /* Takes the offer out of everything and frees it. */
@@ -352,6 +362,11 @@ static void lease(eng_dispatch *d, offer *o, stream *s) {
   w.p[o->body.n + 1] = TOKEN_LEN;
   memcpy(w.p + o->body.n + 2, o->token, TOKEN_LEN);
   atomic_fetch_add_explicit(&h->st_dispatched, 1, memory_order_relaxed);
+  uint64_t now = dts_now_ns();
+  int kind = KIND_IX(o->kind);
+  atomic_fetch_add_explicit(&h->st_sent[kind], 1, memory_order_relaxed);
+  dts_hist_add(&h->h_dispatch, now - o->ready_ns);
+  o->sent_ns = now;
   stream_send(d, s, w);
 }
 
@@ -405,7 +420,7 @@ static void stream_release(eng_dispatch *d, stream *s) {
     if (o->leased_to != s) continue;
     end_lease(o);
     o->returned = true;
-    rq_push(queue_of(d, o->kind), &o->rl);
+    requeue(d, o);
   }
   if (s->prev) s->prev->next = s->next;
   else d->streams = s->next;
@@ -530,6 +545,7 @@ static void on_offer(eng_dispatch *d, m_offer *m) {
     rq_unlink(queue_of(d, old->kind), &old->rl);
     offer_free(d, old);
   }
+  o->ready_ns = dts_now_ns();
   rq_push(queue_of(d, o->kind), &o->rl);
 }
 
@@ -537,13 +553,18 @@ static void on_done(eng_dispatch *d, m_done *m, bool keep) {
   offer *o = dts_map_get(&d->offers, m->okey);
   if (o == NULL) return;
   if (!keep) {
+    if (o->leased_to != NULL) { /* completed (or withdrawn) while leased */
+      dts_hub *h = d->base.h;
+      atomic_fetch_add_explicit(&h->st_done[KIND_IX(o->kind)], 1, memory_order_relaxed);
+      dts_hist_add(&h->h_work[KIND_IX(o->kind)], dts_now_ns() - o->sent_ns);
+    }
     offer_drop(d, o);
     return;
   }
   if (o->leased_to == NULL) return; /* already back */
   end_lease(o);
   o->returned = true;
-  rq_push(queue_of(d, o->kind), &o->rl);
+  requeue(d, o);
 }
 
 /* ListWorkers: the connected streams, newest first. */

@@ -20,6 +20,7 @@
 #include "actors/directory.h"
 #include "actors/hub.h"
 #include "runtime/alloc.h"
+#include "runtime/hist.h"
 #include "runtime/log.h"
 #include "runtime/map.h"
 #include "storage/keys.h"
@@ -154,6 +155,11 @@ struct dts_hub {
   /* statistics, any thread */
   atomic_long st_instances, st_entities, st_streams, st_dispatched, st_completions, st_stale, st_unreadable,
       st_resets, st_ready_orch, st_ready_act, st_actors, st_passivated;
+  /* work items by kind (0 orchestrator, 1 activity, 2 entity): sent to a
+   * worker, completed, returned to their queue (abandoned, stream gone) */
+  atomic_long st_sent[3], st_done[3], st_back[3];
+  dts_hist h_dispatch;  /* ready -> sent to a worker */
+  dts_hist h_work[3];   /* sent -> completed, by kind */
 };
 
 /* ======================================================================== */

@@ -871,6 +871,16 @@ void dts_hub_release(dts_hub *h) {
   dts_actor_unref(&h->base.a);
 }
 
+void dts_hub_get_figures(dts_hub *h, dts_hub_figures *out) {
+  for (int k = 0; k < 3; k++) {
+    out->sent[k] = atomic_load(&h->st_sent[k]);
+    out->done[k] = atomic_load(&h->st_done[k]);
+    out->back[k] = atomic_load(&h->st_back[k]);
+    dts_hist_read(&h->h_work[k], &out->work[k]);
+  }
+  dts_hist_read(&h->h_dispatch, &out->dispatch);
+}
+
 void dts_hub_get_stats(dts_hub *h, dts_hub_stats *o) {
   o->instances = atomic_load(&h->st_instances);
   o->ready_orch = atomic_load(&h->st_ready_orch);

@@ -15,6 +15,7 @@
 
 #include "actors/call.h"
 #include "actors/methods.h"
+#include "runtime/hist.h"
 #include "runtime/sched.h"
 #include "runtime/timer.h"
 #include "storage/keys.h"
@@ -116,7 +117,7 @@ void dts_hub_watch(dts_hub *h, bool on);
 /* The number of the last change noted: a new watcher starts from it. */
 uint64_t dts_hub_change_seq(dts_hub *h);
 /* Copies the ids noted after *seq (at most max; dts_free each) and moves
- * *seq past them.  *lost: some were not kept (the ring wrapped, or nobody
+ * *seq past them (max 0: past every one, copying none).  *lost: some were not kept (the ring wrapped, or nobody
  * watched then): look at everything again. */
 size_t dts_hub_changes(dts_hub *h, uint64_t *seq, char **ids, size_t max, bool *lost);
 
@@ -130,6 +131,14 @@ typedef struct dts_hub_stats {
   long passivated; /* idle unfinished instances and entities that dropped their state so far */
 } dts_hub_stats;
 void dts_hub_get_stats(dts_hub *h, dts_hub_stats *out);
+/* Work items by kind (0 orchestrator, 1 activity, 2 entity) and latency
+ * histograms, for metrics (any thread). */
+typedef struct dts_hub_figures {
+  long sent[3], done[3], back[3];
+  dts_hist_snap dispatch; /* ready -> sent to a worker */
+  dts_hist_snap work[3];  /* sent -> completed */
+} dts_hub_figures;
+void dts_hub_get_figures(dts_hub *h, dts_hub_figures *out);
 
 /* The id rules (dts_instance_id_problem and the others) are storage's:
  * storage/keys.h, included above. */

@@ -51,6 +51,8 @@ typedef struct hub_fig {
       put(o, "%s{hub=\"%s\"} %ld\n", metric, (figs)[i_].name, (figs)[i_].st.field);                                    \
   } while (0)
 
+static void work_metrics(out *o, dts_hub **hubs, int n);
+
 static void hub_metrics(out *o, const http_hubs *hs) {
   dts_hub *hubs[DTS_MAX_HUBS];
   int n = hs ? hs->list(hs->ctx, hubs, DTS_MAX_HUBS) : 0;
@@ -75,6 +77,52 @@ static void hub_metrics(out *o, const http_hubs *hs) {
   PER_HUB(o, figs, n, "dtsd_unreadable_records_total", "counter", "Stored records that could not be read.", unreadable);
   PER_HUB(o, figs, n, "dtsd_actor_resets_total", "counter", "Actors that read themselves back after a failed write.",
           resets);
+  work_metrics(o, hubs, n);
+}
+
+/* One histogram series: cumulative buckets, sum and count. `labels` is
+ * "hub=\"x\"" or the like (may be empty). */
+static void hist_series(out *o, const char *name, const char *labels, const dts_hist_snap *h) {
+  uint64_t cum = 0;
+  const char *sep = labels[0] ? "," : "";
+  for (int i = 0; i < DTS_HIST_BOUNDS; i++) {
+    cum += h->bucket[i];
+    put(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, dts_hist_bound_s(i), (unsigned long long)cum);
+  }
+  put(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long)h->count);
+  const char *lb = labels[0] ? "{" : "", *rb = labels[0] ? "}" : "";
+  put(o, "%s_sum%s%s%s %.9f\n", name, lb, labels, rb, (double)h->sum_ns / 1e9);
+  put(o, "%s_count%s%s%s %llu\n", name, lb, labels, rb, (unsigned long long)h->count);
+}
+
+static const char *const KINDS[3] = {"orchestrator", "activity", "entity"};
+
+static void work_metrics(out *o, dts_hub **hubs, int n) {
+  dts_hub_figures *f = dts_calloc(n ? (size_t)n : 1, sizeof(*f));
+  for (int i = 0; i < n; i++) dts_hub_get_figures(hubs[i], &f[i]);
+  head(o, "dtsd_work_items_total", "counter",
+       "Work items by kind and outcome: sent to a worker, completed, returned to their queue (abandoned or stream gone).");
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < 3; k++) {
+      const char *hn = dts_hub_name(hubs[i]);
+      put(o, "dtsd_work_items_total{hub=\"%s\",kind=\"%s\",outcome=\"dispatched\"} %ld\n", hn, KINDS[k], f[i].sent[k]);
+      put(o, "dtsd_work_items_total{hub=\"%s\",kind=\"%s\",outcome=\"completed\"} %ld\n", hn, KINDS[k], f[i].done[k]);
+      put(o, "dtsd_work_items_total{hub=\"%s\",kind=\"%s\",outcome=\"returned\"} %ld\n", hn, KINDS[k], f[i].back[k]);
+    }
+  char labels[200];
+  head(o, "dtsd_dispatch_latency_seconds", "histogram", "From a work item being ready to its sending to a worker.");
+  for (int i = 0; i < n; i++) {
+    snprintf(labels, sizeof(labels), "hub=\"%s\"", dts_hub_name(hubs[i]));
+    hist_series(o, "dtsd_dispatch_latency_seconds", labels, &f[i].dispatch);
+  }
+  head(o, "dtsd_work_item_seconds", "histogram",
+       "From a work item's sending to its completion: the worker's turn, activity or entity batch and the network.");
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < 3; k++) {
+      snprintf(labels, sizeof(labels), "hub=\"%s\",kind=\"%s\"", dts_hub_name(hubs[i]), KINDS[k]);
+      hist_series(o, "dtsd_work_item_seconds", labels, &f[i].work[k]);
+    }
+  dts_free(f);
 }
 
 static unsigned long long dir_bytes(const char *dir) {
@@ -106,6 +154,11 @@ static void store_metrics(out *o, const dts_http_config *cfg) {
   put(o, "dtsd_store_writable %d\n", st.writable ? 1 : 0);
   head(o, "dtsd_store_free_bytes", "gauge", "Free space in the data directory.");
   put(o, "dtsd_store_free_bytes %llu\n", (unsigned long long)st.free_bytes);
+  dts_hist_snap ch;
+  dts_store_commit_hist(cfg->store, &ch);
+  head(o, "dtsd_store_commit_seconds", "histogram",
+       "LevelDB writes (each a group of batches; mean batches per write = batches_total / writes_total).");
+  hist_series(o, "dtsd_store_commit_seconds", "", &ch);
   head(o, "dtsd_store_size_bytes", "gauge", "Bytes of the data directory's files.");
   put(o, "dtsd_store_size_bytes %llu\n", dir_bytes(cfg->data_dir));
 }

@@ -95,6 +95,7 @@ struct dts_store {
   bool wake;     /* under mu */
   bool stopping; /* under mu */
   atomic_uint_fast64_t writes, batches;
+  dts_hist commit_hist; /* LevelDB write latency (dts_store_commit_hist) */
   atomic_long outstanding; /* any thread: submitted, answer not yet sent */
   /* combining commits (dts_store_commit_or_queue): batches queued while
    * another thread writes; only the thread holding `combining` pops cq */
@@ -251,7 +252,9 @@ static dts_err write_wb(dts_store *s, leveldb_writebatch_t *wb, uint32_t epoch, 
     pthread_rwlock_unlock(&s->dblock);
     return DTS_EIO;
   }
+  uint64_t t0 = dts_now_ns();
   leveldb_write(s->db, s->wopt, wb, &err);
+  dts_hist_add(&s->commit_hist, dts_now_ns() - t0);
   pthread_rwlock_unlock(&s->dblock);
   if (err != NULL) {
     dts_err e = write_failed(s, err);
@@ -735,6 +738,8 @@ void dts_store_set_group_max(dts_store *s, int n) { s->group_max = n < 1 ? 1 : n
 bool dts_store_busy(dts_store *s) { return atomic_load(&s->outstanding) > 0; }
 
 const char *dts_store_dir(const dts_store *s) { return s->dir; }
+
+void dts_store_commit_hist(dts_store *s, dts_hist_snap *out) { dts_hist_read(&s->commit_hist, out); }
 
 void dts_store_get_stats(dts_store *s, dts_store_stats *out) {
   out->writes = atomic_load(&s->writes);

@@ -15,6 +15,7 @@
 
 #include "runtime/actor.h"
 #include "runtime/err.h"
+#include "runtime/hist.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -153,5 +154,7 @@ typedef struct dts_store_stats {
   bool writable;
 } dts_store_stats;
 void dts_store_get_stats(dts_store *s, dts_store_stats *out);
+/* How long LevelDB writes took (each a group of batches). */
+void dts_store_commit_hist(dts_store *s, dts_hist_snap *out);
 
 #endif
