@@ -72,7 +72,7 @@ size_t dts_hub_changes(dts_hub *h, uint64_t *seq, char **ids, size_t max, bool *
   uint64_t from = *seq + 1;
   if (w->seq >= RING && from <= w->seq - RING) *lost = true; /* overwritten */
   if (from < w->since) *lost = true;                         /* not kept */
-  if (*lost) {
+  if (*lost || max == 0) { /* max 0: only move past what is there */
     *seq = w->seq;
   } else {
     for (uint64_t s = from; s <= w->seq && n < max; s++) ids[n++] = dts_strdup(w->ids[s % RING]);

@@ -7,15 +7,15 @@ export DTSD_HTTP_ADDRESS=127.0.0.1:0 DTSD_HEALTH_ADDRESS=127.0.0.1:0
 now_ms() { date +%s%3N; }
 rss_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
-start_dtsd() { # sets PID, P and START_MS (how long it took to serve)
+start_dtsd() { # sets PID, P (gRPC port), HP (HTTP port) and START_MS (how long it took to serve)
   rm -f "$T/ready"
   mkfifo "$T/ready"
   t0=$(now_ms)
-  "$B/server/dtsd" --address 127.0.0.1:0 --data-dir "$T/data" --durability "$DUR" --ready-fd 3 \
+  "$B/server/dtsd" --address 127.0.0.1:0 --data-dir "$T/data" --durability "$DUR" --ports-fd 3 \
     --log-level warn "$@" >>"$T/dtsd.log" 2>&1 3>"$T/ready" &
   PID=$!
-  P=""
-  read -r P <"$T/ready" || true # the port once serving; empty if dtsd died first
+  P="" HP="" HLP=""
+  read -r P HP HLP <"$T/ready" || true # the ports once serving (gRPC, HTTP, health); empty if dtsd died first
   [ -n "$P" ] || { echo "dtsd did not start: $(tail -3 "$T/dtsd.log")" >&2; exit 1; }
   START_MS=$(($(now_ms) - t0))
 }

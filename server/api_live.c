@@ -65,6 +65,11 @@ static void out_id(live *l, const char *id) {
 
 static void take_changes(live *l) {
   char *got[256];
+  if (l->lost) { /* the next event says "look at everything" anyway: skip the ids */
+    bool lost;
+    dts_hub_changes(l->h, &l->seq, NULL, 0, &lost);
+    return;
+  }
   for (;;) {
     bool lost;
     size_t n = dts_hub_changes(l->h, &l->seq, got, 256, &lost);

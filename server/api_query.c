@@ -5,10 +5,14 @@
  * pages by continuation token; the rest of the API's filter (name,
  * version, tags, id substring, the other time ranges, text search in
  * custom status, input and output) is applied here, to at most max_scan
- * instances the engine returns (--http-max-scan).  Matches are kept as
- * small rows, sorted, counted (totalCount and trivia follow the filter)
- * and one page of them answered.  When the scan stops at its bound the
- * answer says so ("truncated": true) and the counts cover what was seen.
+ * instances the engine returns (--http-max-scan).  Sorted by creation time
+ * alone (the default, newest first), the engine walks its time index in
+ * that order (newest_first, dtsd's extension of InstanceQuery), so the
+ * rows are right however many instances there are, and with
+ * "fetchTotalCount": false the scan stops once the page is full.  Any other
+ * sort gathers the matches, sorts them here and answers a page.  Counts
+ * (totalCount, trivia) follow the filter over what was looked at; when
+ * the scan stopped early the answer says "truncated": true.
  */
 #define _GNU_SOURCE /* strcasestr */
 #include "server/api.h"
@@ -25,11 +29,9 @@
 #define MAX_COUNT 1000
 #define MAX_SEARCH 64 * 1024 /* payload bytes looked at per field by the text search */
 
-json_t *api_state_json(const OrchestrationState *s, bool hide_reserved);
-
 typedef struct row {
-  json_t *j; /* the orchestration as answered */
-  char *id, *name, *version, *tags;
+  char *id, *name, *version, *tags, *exec, *parent;
+  json_t *tagmap; /* the tags as answered (NULL: none) */
   int status;
   int64_t created, updated, started, completed;
 } row;
@@ -234,34 +236,77 @@ static bool parse_sort(api *a, json_t *s, qsort_key *keys, int *n) {
 typedef struct scan {
   row *rows;
   size_t n, cap, seen;
+  bool count_only; /* matches are counted, not kept */
+  long matched;
   bool truncated;
   long counts[8]; /* by status */
   int64_t earliest, latest;
 } scan;
 
+static char *dup_sv(const Google__Protobuf__StringValue *v) { return dts_strdup(dts_sv_get(v) ? dts_sv_get(v) : ""); }
+
+/* A match, kept small: its JSON is built only if it lands on the page. */
 static void keep(scan *sc, const OrchestrationState *s, char *tags) {
+  int st = (int)s->orchestration_status;
+  int64_t created = dts_ts_to_ns(s->created_timestamp);
+  sc->matched++;
+  if (st >= 0 && st < 8) sc->counts[st]++;
+  if (created > 0 && (sc->earliest == 0 || created < sc->earliest)) sc->earliest = created;
+  if (created > sc->latest) sc->latest = created;
+  if (sc->count_only) {
+    dts_free(tags);
+    return;
+  }
   if (sc->n == sc->cap) {
     sc->cap = sc->cap ? sc->cap * 2 : 256;
     sc->rows = dts_realloc(sc->rows, sc->cap * sizeof(*sc->rows));
   }
   row *r = &sc->rows[sc->n++];
-  r->j = api_state_json(s, true);
   r->id = dts_strdup(s->instance_id);
   r->name = dts_strdup(s->name);
-  r->version = dts_strdup(dts_sv_get(s->version) ? dts_sv_get(s->version) : "");
+  r->version = dup_sv(s->version);
+  r->exec = dup_sv(s->execution_id);
+  r->parent = dup_sv(s->parent_instance_id);
   r->tags = tags;
+  r->tagmap = NULL;
+  for (size_t i = 0; i < s->n_tags; i++) {
+    if (strncmp(s->tags[i]->key, "durabletask.", 12) == 0) continue; /* reserved: hidden from lists */
+    if (r->tagmap == NULL) r->tagmap = json_object();
+    json_object_set_new(r->tagmap, s->tags[i]->key, json_string(s->tags[i]->value ? s->tags[i]->value : ""));
+  }
   r->status = (int)s->orchestration_status;
   r->created = dts_ts_to_ns(s->created_timestamp);
   r->updated = dts_ts_to_ns(s->last_updated_timestamp);
   r->started = dts_ts_to_ns(s->scheduled_start_timestamp);
   r->completed = dts_ts_to_ns(s->completed_timestamp);
-  if (r->status >= 0 && r->status < 8) sc->counts[r->status]++;
-  if (r->created > 0 && (sc->earliest == 0 || r->created < sc->earliest)) sc->earliest = r->created;
-  if (r->created > sc->latest) sc->latest = r->created;
 }
 
-/* Pages through the engine's QueryInstances; false: the error answered. */
-static bool run_scan(api *a, const qfilter *q, scan *sc) {
+/* The row as api_state_json answers an orchestration. */
+static json_t *row_json(const row *r) {
+  json_t *o = json_object();
+  json_object_set_new(o, "instanceId", json_string(r->id));
+  json_object_set_new(o, "executionId", json_string(r->exec));
+  json_object_set_new(o, "name", json_string(r->name));
+  json_object_set_new(o, "version", json_string(r->version));
+  json_object_set_new(o, "createdAt", pbjson_time_value(r->created));
+  json_object_set_new(o, "lastUpdatedAt", pbjson_time_value(r->updated));
+  json_object_set_new(o, "completedAt", pbjson_time_value(r->completed));
+  json_object_set_new(o, "scheduledStartAt", pbjson_time_value(r->started));
+  const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(&orchestration_status__descriptor, r->status);
+  json_object_set_new(o, "orchestrationStatus", json_string(ev ? ev->name : "ORCHESTRATION_STATUS_UNKNOWN"));
+  json_object_set_new(o, "parentInstanceId", r->parent[0] ? json_string(r->parent) : json_null());
+  json_object_set_new(o, "tags", r->tagmap ? json_incref(r->tagmap) : json_object());
+  return o;
+}
+
+/* How the engine is asked to walk: newest first or oldest first (rows
+ * come in the order a creation-time sort wants, so a page can be answered
+ * before the end), or in its own order (everything is sorted here). */
+enum { PLAN_ANY, PLAN_NEWEST, PLAN_OLDEST };
+
+/* Pages through the engine's QueryInstances; false: the error answered.
+ * `enough` (> 0, ordered plans only): stop once that many matched. */
+static bool run_scan(api *a, const qfilter *q, int plan, size_t enough, scan *sc) {
   char cont[512] = "";
   long limit = a->r->cfg->max_scan;
   for (;;) {
@@ -272,12 +317,16 @@ static bool run_scan(api *a, const qfilter *q, scan *sc) {
     req.query = &iq;
     iq.runtime_status = (OrchestrationStatus *)q->status;
     iq.n_runtime_status = q->nstatus;
-    if (q->from[0] > 0) iq.created_time_from = dts_ts_from_ns(&cf, q->from[0]);
+    int64_t from = q->from[0] > 0 ? q->from[0] : plan == PLAN_OLDEST ? 1 : 0; /* a range: the time-ordered index */
+    if (from > 0) iq.created_time_from = dts_ts_from_ns(&cf, from);
     if (q->to[0] > 0) iq.created_time_to = dts_ts_from_ns(&ct, q->to[0]);
     if (q->prefix) iq.instance_id_prefix = dts_sv(&pv, q->prefix);
     if (cont[0]) iq.continuation_token = dts_sv(&cv, cont);
-    iq.max_instance_count = ENGINE_PAGE;
+    /* a page that stops early asks about what it still needs (filters here may drop some) */
+    size_t need = enough > sc->n ? enough - sc->n + 16 : ENGINE_PAGE;
+    iq.max_instance_count = (int32_t)(need < ENGINE_PAGE ? need : ENGINE_PAGE);
     iq.fetch_inputs_and_outputs = q->search != NULL;
+    iq.newest_first = plan == PLAN_NEWEST;
     dts_call *c = api_call(a, DTS_M_QUERY_INSTANCES, &req.base);
     if (c == NULL) return false;
     QueryInstancesResponse *r = (QueryInstancesResponse *)api_unpack(a, c, &query_instances_response__descriptor);
@@ -297,7 +346,7 @@ static bool run_scan(api *a, const qfilter *q, scan *sc) {
     if (more) snprintf(cont, sizeof(cont), "%s", next);
     protobuf_c_message_free_unpacked(&r->base, NULL);
     if (!more) return true;
-    if ((long)sc->seen >= limit) {
+    if ((long)sc->seen >= limit || (enough > 0 && (size_t)sc->matched >= enough)) {
       sc->truncated = true;
       return true;
     }
@@ -306,7 +355,9 @@ static bool run_scan(api *a, const qfilter *q, scan *sc) {
 
 static void scan_free(scan *sc) {
   for (size_t i = 0; i < sc->n; i++) {
-    json_decref(sc->rows[i].j);
+    if (sc->rows[i].tagmap) json_decref(sc->rows[i].tagmap);
+    dts_free(sc->rows[i].exec);
+    dts_free(sc->rows[i].parent);
     dts_free(sc->rows[i].id);
     dts_free(sc->rows[i].name);
     dts_free(sc->rows[i].version);
@@ -315,28 +366,31 @@ static void scan_free(scan *sc) {
   dts_free(sc->rows);
 }
 
-static void answer(api *a, scan *sc, const qsort_key *keys, int nkeys, long start, long count) {
+/* The page from `sc`'s rows, the counts from `cnt` (the same scan, or a
+ * counting scan of its own). */
+static void answer(api *a, scan *sc, const scan *cnt, const qsort_key *keys, int nkeys, bool ordered, long start,
+                   long count) {
   sort_by sb = {keys, nkeys};
-  if (sc->n > 1) qsort_r(sc->rows, sc->n, sizeof(*sc->rows), cmp_rows, &sb);
+  if (!ordered && sc->n > 1) qsort_r(sc->rows, sc->n, sizeof(*sc->rows), cmp_rows, &sb);
   json_t *list = json_array();
   for (long i = start; i < (long)sc->n && i < start + count; i++)
-    json_array_append(list, sc->rows[i].j);
+    json_array_append_new(list, row_json(&sc->rows[i]));
   json_t *trivia = json_object();
-  json_object_set_new(trivia, "earliestTimestamp", pbjson_time_value(sc->earliest));
-  json_object_set_new(trivia, "latestTimestamp", pbjson_time_value(sc->latest));
-  json_object_set_new(trivia, "totalCount", json_integer((json_int_t)sc->n));
-  json_object_set_new(trivia, "completedCount", json_integer(sc->counts[1]));
-  json_object_set_new(trivia, "runningCount", json_integer(sc->counts[0]));
-  json_object_set_new(trivia, "failedCount", json_integer(sc->counts[3]));
-  json_object_set_new(trivia, "pendingCount", json_integer(sc->counts[6]));
-  json_object_set_new(trivia, "suspendedCount", json_integer(sc->counts[7]));
-  json_object_set_new(trivia, "terminatedCount", json_integer(sc->counts[5]));
+  json_object_set_new(trivia, "earliestTimestamp", pbjson_time_value(cnt->earliest));
+  json_object_set_new(trivia, "latestTimestamp", pbjson_time_value(cnt->latest));
+  json_object_set_new(trivia, "totalCount", json_integer(cnt->matched));
+  json_object_set_new(trivia, "completedCount", json_integer(cnt->counts[1]));
+  json_object_set_new(trivia, "runningCount", json_integer(cnt->counts[0]));
+  json_object_set_new(trivia, "failedCount", json_integer(cnt->counts[3]));
+  json_object_set_new(trivia, "pendingCount", json_integer(cnt->counts[6]));
+  json_object_set_new(trivia, "suspendedCount", json_integer(cnt->counts[7]));
+  json_object_set_new(trivia, "terminatedCount", json_integer(cnt->counts[5]));
   json_t *j = json_object();
   json_object_set_new(j, "orchestrations", list);
-  json_object_set_new(j, "totalCount", json_integer((json_int_t)sc->n));
+  json_object_set_new(j, "totalCount", json_integer(cnt->matched));
   json_object_set_new(j, "trivia", trivia);
-  json_object_set_new(j, "truncated", json_boolean(sc->truncated));
-  json_object_set_new(j, "scanned", json_integer((json_int_t)sc->seen));
+  json_object_set_new(j, "truncated", json_boolean(cnt->truncated));
+  json_object_set_new(j, "scanned", json_integer((json_int_t)(cnt->seen > sc->seen ? cnt->seen : sc->seen)));
   api_json(a, 200, j);
 }
 
@@ -357,9 +411,23 @@ void api_orch_query(api *a) {
     http_error(a->out, 400, "pagination: startIndex >= 0 and count from 1 to %d", MAX_COUNT);
   } else if (parse_filter(a, json_object_get(b, "filter"), &q) &&
              parse_sort(a, json_object_get(b, "sort"), keys, &nkeys)) {
-    scan sc = {0};
-    if (run_scan(a, &q, &sc)) answer(a, &sc, keys, nkeys, start, count);
+    /* one sort key on the creation time: the engine walks in that order */
+    int plan = nkeys == 1 && keys[0].col == C_CREATED && q.prefix == NULL ? (keys[0].desc ? PLAN_NEWEST : PLAN_OLDEST)
+                                                                         : PLAN_ANY;
+    bool counts = !json_is_false(json_object_get(b, "fetchTotalCount"));
+    scan sc = {0}, cnt = {.count_only = true};
+    if (plan == PLAN_ANY) { /* one scan: gather, count, sort */
+      if (run_scan(a, &q, plan, 0, &sc)) answer(a, &sc, &sc, keys, nkeys, false, start, count);
+    } else if (run_scan(a, &q, plan, (size_t)(start + count + 1), &sc)) {
+      /* the rows in order, stopping when the page is full; the counts (when
+       * asked) from a scan of the engine's cheapest order -- an ordered walk
+       * backwards in time rereads the deleted index entries of every status
+       * an instance passed through for each page (docs/http-api.md) */
+      if (!counts) answer(a, &sc, &sc, keys, nkeys, true, start, count);
+      else if (run_scan(a, &q, PLAN_ANY, 0, &cnt)) answer(a, &sc, &cnt, keys, nkeys, true, start, count);
+    }
     scan_free(&sc);
+    scan_free(&cnt);
   }
   json_decref(b);
 }

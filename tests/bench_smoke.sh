@@ -38,3 +38,5 @@ wait "$PID"
 PID=""
 # the store at a small scale: memory, query latency, restart (million.sh)
 "$(dirname "$0")/../bench/million.sh" "$B" 3000 300 os 2000
+# the HTTP side at a small scale: first rows, a history page, live dashboards' cost (http.sh)
+"$(dirname "$0")/../bench/http.sh" "$B" 2000 300 500

@@ -140,27 +140,35 @@ export function Orchestrations({ hub }) {
   const box = useRef();
   const loading = useRef(new Set());
 
-  useEffect(() => { setPages(new Map()); loading.current = new Set(); setMeta(null); setErr(null); if (box.current) box.current.scrollTop = 0; }, [key]);
+  // The counts (a bounded scan) come apart from the rows: a page of rows
+  // asks no counts, so the newest rows show at once however large the hub.
+  const loadCounts = () => api(hub, "POST", "/orchestrations/query", { ...body, pagination: { startIndex: 0, count: 1 } })
+    .then((r) => setMeta({ totalCount: r.totalCount, trivia: r.trivia, truncated: r.truncated }), (e) => setErr(e.message));
+  useEffect(() => { setPages(new Map()); loading.current = new Set(); setMeta(null); setErr(null); if (box.current) box.current.scrollTop = 0; loadCounts(); }, [key]);
   useLive(hub, (kind) => { if (kind === "changes") setGen((g) => g + 1); });
   useEffect(() => { // a change: the pages in view are fetched again
     if (gen === 0) return;
     loading.current = new Set();
     setPages(new Map());
+    loadCounts();
   }, [gen]);
   useEffect(() => {
     const first = Math.floor(range[0] / PAGE), last = Math.floor(range[1] / PAGE);
     for (let p = first; p <= last; p++) {
-      if (pages.has(p) || loading.current.has(p) || (meta && p * PAGE >= meta.totalCount && p > 0)) continue;
+      if (pages.has(p) || loading.current.has(p) || (p > 0 && p * PAGE >= total)) continue;
       loading.current.add(p);
-      api(hub, "POST", "/orchestrations/query", { ...body, pagination: { startIndex: p * PAGE, count: PAGE } }).then((r) => {
-        setMeta({ totalCount: r.totalCount, trivia: r.trivia, truncated: r.truncated });
-        setPages((m) => new Map(m).set(p, r.orchestrations));
-      }, (e) => setErr(e.message));
+      api(hub, "POST", "/orchestrations/query", { ...body, pagination: { startIndex: p * PAGE, count: PAGE }, fetchTotalCount: false })
+        .then((r) => setPages((m) => new Map(m).set(p, { rows: r.orchestrations, more: r.truncated || r.totalCount > (p + 1) * PAGE })),
+          (e) => setErr(e.message));
     }
   }, [range, pages, key, meta]);
 
-  const total = meta?.totalCount ?? 0;
-  const row = (i) => pages.get(Math.floor(i / PAGE))?.[i % PAGE];
+  // How many rows the list holds: the count when it is exact, else what is
+  // loaded and one more page while pages say more follow.
+  let extent = 0, more = pages.size === 0;
+  for (const [p, pg] of pages) { if (pg.rows.length) extent = Math.max(extent, p * PAGE + pg.rows.length); if (pg.more) more = true; }
+  const total = meta && !meta.truncated ? meta.totalCount : Math.max(meta?.totalCount ?? 0, extent + (more ? PAGE : 0));
+  const row = (i) => pages.get(Math.floor(i / PAGE))?.rows[i % PAGE];
   const onScroll = () => { const el = box.current; setRange([Math.floor(el.scrollTop / ROW), Math.ceil((el.scrollTop + el.clientHeight) / ROW) + 10]); };
   const [sortCol, sortDir] = (q.sort || "CREATED_AT:desc").split(":");
   const sortBy = (c) => setQuery({ sort: `${c}:${c === sortCol && sortDir === "desc" ? "asc" : "desc"}` });
@@ -177,11 +185,11 @@ export function Orchestrations({ hub }) {
       onClick=${() => o && open(o)}>
       ${o ? html`<a href=${`/taskhubs/${hub}/orchestrations/${encodeURIComponent(o.instanceId)}`} onClick=${(e) => link(e, `/taskhubs/${hub}/orchestrations/${encodeURIComponent(o.instanceId)}`)}>${o.instanceId}</a>
         <span>${o.name}</span><${Status} s=${o.orchestrationStatus} /><span>${fmtTime(o.createdAt)}</span><span>${fmtTime(o.lastUpdatedAt)}</span><span>${fmtTime(o.completedAt)}</span>`
-        : html`<span class="muted">…</span>`}</div>`);
+        : html`<span class="muted">${pages.has(Math.floor(i / PAGE)) ? "" : "…"}</span>`}</div>`);
   }
   const t = meta?.trivia;
   return html`<div class="row"><h2>Orchestrations</h2>
-      <span class="muted" data-testid="total">${meta ? `${total}${meta.truncated ? "+" : ""} matching` : "loading…"}</span>
+      <span class="muted" data-testid="total">${meta ? `${meta.totalCount}${meta.truncated ? "+" : ""} matching` : "counting…"}</span>
       ${t && html`<span class="muted">· ${t.runningCount} running · ${t.completedCount} completed · ${t.failedCount} failed · ${t.pendingCount} pending</span>`}
       <span style="margin-left:auto" class="row">
         <button class="primary" onClick=${() => setDialog("start")}>Start…</button>

@@ -212,6 +212,20 @@ test("query: filters, sort, paging, counts that follow the filter, text search",
   await completed(c, "qry-wait");
 });
 
+test("metrics: work items by kind and outcome, latency histograms", async () => {
+  const text = await (await fetch(`${srv.http}/metrics`)).text();
+  const val = (re) => { const m = re.exec(text); assert.ok(m, `no ${re}`); return Number(m[1]); };
+  assert.ok(val(/^dtsd_work_items_total\{hub="default",kind="activity",outcome="completed"\} (\d+)$/m) >= 6);
+  assert.ok(val(/^dtsd_work_items_total\{hub="default",kind="orchestrator",outcome="dispatched"\} (\d+)$/m) >= 12);
+  assert.ok(val(/^dtsd_dispatch_latency_seconds_count\{hub="default"\} (\d+)$/m) >= 18);
+  const inf = val(/^dtsd_work_item_seconds_bucket\{hub="default",kind="activity",le="\+Inf"\} (\d+)$/m);
+  assert.equal(inf, val(/^dtsd_work_item_seconds_count\{hub="default",kind="activity"\} (\d+)$/m));
+  const buckets = [...text.matchAll(/^dtsd_work_item_seconds_bucket\{hub="default",kind="activity",le="[^"]+"\} (\d+)$/gm)].map((m) => Number(m[1]));
+  for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i] >= buckets[i - 1], "cumulative buckets");
+  assert.ok(val(/^dtsd_store_commit_seconds_count (\d+)$/m) > 0);
+  assert.match(text, /^# TYPE dtsd_store_commit_seconds histogram$/m);
+});
+
 test("purge one and many", async () => {
   const ids = [];
   for (let i = 0; i < 3; i++) ids.push(await c.scheduleNewOrchestration(hello, "p", { instanceId: `prg-${i}` }));
@@ -323,6 +337,29 @@ test("bad requests get a 4xx with a JSON error; schedules 501; the dashboard's r
     const r = await fetch(`${srv.http}${p}`);
     assert.equal(r.status, 200, p);
     assert.match(r.headers.get("content-type"), /^text\/html/);
+  }
+});
+
+test("newest first at scale: right rows past the scan bound, early stop without counts", async () => {
+  const small = await startDtsd({ args: ["--http-max-scan", "100", "--max-page", "50"] });
+  const sc = client(small);
+  try {
+    for (let i = 0; i < 160; i++) await sc.scheduleNewOrchestration("nobody-runs-this", undefined, { instanceId: `nf-${String(i).padStart(3, "0")}` });
+    const q = async (body) => (await fetch(`${small.http}/api/v1/taskhubs/orchestrations/query`, { method: "POST", body: JSON.stringify(body) })).json();
+    let r = await q({ pagination: { startIndex: 0, count: 5 } });
+    assert.deepEqual(r.orchestrations.map((o) => o.instanceId), ["nf-159", "nf-158", "nf-157", "nf-156", "nf-155"], "the newest, though only 100 were looked at");
+    assert.equal(r.truncated, true);
+    assert.equal(r.scanned, 100);
+    r = await q({ pagination: { startIndex: 5, count: 3 }, fetchTotalCount: false });
+    assert.deepEqual(r.orchestrations.map((o) => o.instanceId), ["nf-154", "nf-153", "nf-152"]);
+    assert.ok(r.scanned <= 50, `stopped once the page was full: ${r.scanned} looked at`);
+    r = await q({ pagination: { startIndex: 0, count: 3 }, sort: [{ column: "CREATED_AT", direction: "ASCENDING_SORT" }], fetchTotalCount: false });
+    assert.deepEqual(r.orchestrations.map((o) => o.instanceId), ["nf-000", "nf-001", "nf-002"]);
+    r = await q({ pagination: { startIndex: 0, count: 2 }, filter: { orchestrationStatus: { status: ["ORCHESTRATION_STATUS_PENDING"] } } });
+    assert.deepEqual(r.orchestrations.map((o) => o.instanceId), ["nf-159", "nf-158"], "newest first within a status too");
+  } finally {
+    await sc.stop();
+    assert.equal((await small.stop()).code, 0, small.stderr());
   }
 });
 
