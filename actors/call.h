@@ -72,6 +72,10 @@ typedef struct dts_call_ops {
    * one DTS_CALL_DRAINED once they are `below` or less. */
   size_t (*stream_queued)(dts_call *c);
   void (*stream_watch)(dts_call *c, size_t below);
+  /* Who the client says it is: its `workerid` and `x-user-agent` headers
+   * (empty strings when absent), NUL-terminated and cut to fit (any
+   * thread). */
+  void (*describe)(dts_call *c, char *workerid, size_t wn, char *agent, size_t an);
 } dts_call_ops;
 
 /* Message kinds the call's side posts to its owner actor. */

@@ -66,6 +66,8 @@ struct stream {
   bool ended, closed, congested;
   uint64_t last_send;
   uint64_t number;        /* in connection order (ListWorkers) */
+  char workerid[128];     /* the client's workerid header ("" when none) */
+  char agent[160];        /* its x-user-agent */
   int64_t connected_wall; /* wall-clock ns */
   stream *prev, *next;
 };
@@ -490,6 +492,7 @@ static void on_get_work_items(eng_dispatch *d, m_rpc *r) {
   d->streams = s;
   s->last_send = dts_now_ns();
   s->number = ++d->streams_seen;
+  h->ops->describe(s->call, s->workerid, sizeof(s->workerid), s->agent, sizeof(s->agent));
   s->connected_wall = (int64_t)dts_wall_ns();
   h->ops->set_owner_data(s->call, s);
   h->ops->stream_open(s->call);
@@ -582,7 +585,9 @@ static void list_workers(eng_dispatch *d, m_rpc *r) {
     if (s->ended || s->closed) continue;
     w[i] = (Dtsd__Admin__WorkerInfo)DTSD__ADMIN__WORKER_INFO__INIT;
     snprintf(ids[i], sizeof(ids[i]), "stream-%llu", (unsigned long long)s->number);
-    w[i].worker_id = ids[i];
+    w[i].stream_id = ids[i];
+    w[i].worker_id = s->workerid[0] ? s->workerid : ids[i];
+    w[i].user_agent = s->agent;
     w[i].active_orchestrations = s->n_orch;
     w[i].max_orchestrations = s->max_orch;
     w[i].active_activities = s->n_act;

@@ -338,6 +338,8 @@ static void workers(api *a) {
     const Dtsd__Admin__WorkerInfo *w = r->workers[i];
     json_t *o = json_object();
     json_object_set_new(o, "workerId", json_string(w->worker_id));
+    json_object_set_new(o, "streamId", json_string(w->stream_id));
+    json_object_set_new(o, "userAgent", json_string(w->user_agent));
     json_object_set_new(o, "activeOrchestrationsCount", json_integer(w->active_orchestrations));
     json_object_set_new(o, "maxOrchestrationsCount", json_integer(w->max_orchestrations));
     json_object_set_new(o, "activeActivitiesCount", json_integer(w->active_activities));

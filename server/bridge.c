@@ -284,6 +284,32 @@ static void stream_open(dts_call *c) { stream_push(c, NULL, false, DTS_ST_OK, NU
 static void stream_send(dts_call *c, dts_buf msg) { stream_push(c, &msg, false, DTS_ST_OK, NULL); }
 static void stream_end(dts_call *c, dts_status st, const char *msg) { stream_push(c, NULL, true, st, msg); }
 
+/* A metadata value copied out (empty when the key is absent). */
+static void md_value(const grpc_metadata_array *md, const char *key, char *out, size_t n) {
+  if (n == 0) return;
+  out[0] = '\0';
+  size_t kl = strlen(key);
+  for (size_t i = 0; i < md->count; i++) {
+    grpc_slice k = md->metadata[i].key, v = md->metadata[i].value;
+    if (GRPC_SLICE_LENGTH(k) != kl || memcmp(GRPC_SLICE_START_PTR(k), key, kl) != 0) continue;
+    size_t m = GRPC_SLICE_LENGTH(v) < n - 1 ? GRPC_SLICE_LENGTH(v) : n - 1;
+    for (size_t j = 0; j < m; j++) { /* printable ASCII only: it is shown and logged */
+      char ch = (char)GRPC_SLICE_START_PTR(v)[j];
+      out[j] = ch >= 0x20 && ch < 0x7f ? ch : '?';
+    }
+    out[m] = '\0';
+    return;
+  }
+}
+
+/* The metadata arrived with the call, before any actor saw it, and does
+ * not change: any thread may read it. */
+static void call_describe(dts_call *c, char *w, size_t wn, char *a, size_t an) {
+  md_value(&c->md, "workerid", w, wn);
+  md_value(&c->md, "x-user-agent", a, an);
+  if (an > 0 && a[0] == '\0') md_value(&c->md, "user-agent", a, an);
+}
+
 static dts_actor *owner_of(dts_call *c) { return (dts_actor *)(atomic_load(&c->owner) & ~(uintptr_t)1); }
 
 static bool call_ended(dts_call *c) { return (atomic_load(&c->owner) & 1) != 0; }
@@ -330,6 +356,7 @@ const dts_call_ops dts_bridge_call_ops = {
     .stream_end = stream_end,
     .stream_queued = stream_queued,
     .stream_watch = stream_watch,
+    .describe = call_describe,
 };
 
 /* ------------------------------------------------------------------------ */

@@ -144,6 +144,12 @@ static void lc_stream_watch(dts_call *c, size_t below) {
   post_to(c, owner_of(c), DTS_CALL_DRAINED);
 }
 
+static void lc_describe(dts_call *c, char *w, size_t wn, char *a, size_t an) {
+  (void)c;
+  if (wn) w[0] = '\0';
+  if (an) a[0] = '\0';
+}
+
 bool dts_local_wait(dts_call *c, long timeout_ms) {
   struct timespec end;
   clock_gettime(CLOCK_REALTIME, &end);
@@ -183,4 +189,5 @@ static const dts_call_ops local_ops = {
     .stream_end = lc_stream_end,
     .stream_queued = lc_stream_queued,
     .stream_watch = lc_stream_watch,
+    .describe = lc_describe,
 };

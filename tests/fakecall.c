@@ -160,6 +160,12 @@ void fake_close(dts_call *c) {
   if ((v & ~(uintptr_t)1) != 0 && !(v & 1)) post_to(c, (dts_actor *)v, DTS_CALL_CLOSED);
 }
 
+static void fc_describe(dts_call *c, char *w, size_t wn, char *a, size_t an) {
+  (void)c;
+  snprintf(w, wn, "fake-worker");
+  snprintf(a, an, "fakecall");
+}
+
 void dts_call_ref(dts_call *c) { fc_ref(c); }
 void dts_call_unref(dts_call *c) { fc_unref(c); }
 
@@ -177,4 +183,5 @@ const dts_call_ops fake_call_ops = {
     .stream_end = fc_stream_end,
     .stream_queued = fc_stream_queued,
     .stream_watch = fc_stream_watch,
+    .describe = fc_describe,
 };

@@ -10,7 +10,7 @@ export function Workers({ hub }) {
   return html`<h2>Workers</h2>${err && html`<p class="err">${err}</p>`}
     ${w && (w.length === 0 ? html`<p class="muted">No worker is connected to ${hub}.</p>` : html`<table><thead><tr><th>worker</th>
       <th>orchestrations</th><th>activities</th><th>entities</th><th>connected</th><th>last activity</th></tr></thead><tbody>
-      ${w.map((x) => html`<tr key=${x.workerId}><td>${x.workerId}</td><td>${x.activeOrchestrationsCount} / ${x.maxOrchestrationsCount}</td>
+      ${w.map((x) => html`<tr key=${x.streamId}><td>${x.workerId}<div class="muted">${x.streamId}${x.userAgent ? ` · ${x.userAgent}` : ""}</div></td><td>${x.activeOrchestrationsCount} / ${x.maxOrchestrationsCount}</td>
         <td>${x.activeActivitiesCount} / ${x.maxActivitiesCount}</td><td>${x.activeEntitiesCount} / ${x.maxEntitiesCount}</td>
         <td>${fmtTime(x.connectedAt)}</td><td>${fmtTime(x.lastActivityAt)}</td></tr>`)}</tbody></table>`)}`;
 }

@@ -3,7 +3,7 @@
 // a real JS SDK worker runs the orchestrations and entities.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { dt, startDtsd, client, worker, completed, waitFor, OrchestrationStatus as S } from "./harness.mjs";
+import { dt, grpc, startDtsd, client, worker, completed, waitFor, OrchestrationStatus as S } from "./harness.mjs";
 
 const { TaskEntity, EntityInstanceId } = dt;
 
@@ -85,7 +85,23 @@ test("ping, hub list, workers", async () => {
   assert.equal(wk.maxActivitiesCount, 1000, "dtsd's default for a worker that asks for 0");
   for (const k of ["activeOrchestrationsCount", "maxOrchestrationsCount", "activeActivitiesCount", "activeEntitiesCount", "maxEntitiesCount"])
     assert.equal(typeof wk[k], "number", k);
+  assert.equal(typeof wk.userAgent, "string");
+  assert.match(wk.streamId, /^stream-\d+$/);
   assert.deepEqual((await call("GET", "/workers", undefined, { "x-taskhub": "other" })).json.workers, []);
+  // a worker that names itself (workerid, x-user-agent: what the .NET and Python SDKs send)
+  const raw = new grpc.Client(srv.endpoint, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  md.set("taskhub", "other");
+  md.set("workerid", "host-a,4242,beef");
+  md.set("x-user-agent", "raw-test/1.0");
+  const stream = raw.makeServerStreamRequest("/TaskHubSidecarService/GetWorkItems", (b) => b, (b) => b, Buffer.alloc(0), md);
+  stream.on("error", () => {});
+  const named = await waitFor(async () => { const r = await call("GET", "/workers", undefined, { "x-taskhub": "other" }); return r.json.workers.length === 1 && r.json.workers[0]; }, "the named worker");
+  assert.equal(named.workerId, "host-a,4242,beef");
+  assert.equal(named.userAgent, "raw-test/1.0");
+  stream.cancel();
+  raw.close();
+  await waitFor(async () => (await call("GET", "/workers", undefined, { "x-taskhub": "other" })).json.workers.length === 0, "the stream gone");
 });
 
 test("start over HTTP, the SDK worker runs it; one orchestration, payloads, history", async () => {
