@@ -8,7 +8,9 @@
  * committed turns changed) and are coalesced here: at most one "changes"
  * event every 500 ms, each id once, at most 200 ids ("lost": true instead
  * of more, or when the feed dropped some: look at everything again).
- * "stats" (the hub's counters, no store scan) come once a second.  A
+ * "stats" (the hub's counters, no store scan) come once a second, with
+ * the median and 99th percentile of the dispatch and work-item latencies
+ * of that second (-1: nothing happened), from the hubs' histograms.  A
  * comment line every 15 s keeps proxies from closing an idle stream and
  * finds out when the client went away.  EventSource cannot send headers:
  * the hub may be named by ?taskhub= instead of x-taskhub.
@@ -37,6 +39,7 @@ typedef struct live {
   uint64_t last_changes, last_stats, last_out;
   char *out; /* written, not yet handed to the connection */
   size_t olen, ocap, opos;
+  dts_hub_figures prev; /* the figures at the last stats event: latencies are of what happened since */
 } live;
 
 static uint64_t now_ms(void) { return dts_now_ns() / 1000000ULL; }
@@ -97,17 +100,37 @@ static void emit_changes(live *l) {
   l->lost = false;
 }
 
+/* The q-quantile (0..1) of the samples a histogram gained since `before`,
+ * as the upper bound of its bucket, in ms; -1 when there were none. */
+static double quantile_ms(const dts_hist_snap *now, const dts_hist_snap *before, double q) {
+  uint64_t total = now->count - before->count, cum = 0;
+  if (total == 0) return -1;
+  for (int i = 0; i < DTS_HIST_BOUNDS; i++) {
+    cum += now->bucket[i] - before->bucket[i];
+    if ((double)cum >= q * (double)total) return dts_hist_bound_s(i) * 1000.0;
+  }
+  return dts_hist_bound_s(DTS_HIST_BOUNDS - 1) * 2000.0; /* past the last bound */
+}
+
 static void emit_stats(live *l) {
   dts_hub_stats st;
   dts_hub_get_stats(l->h, &st);
+  dts_hub_figures f;
+  dts_hub_get_figures(l->h, &f);
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  char buf[512];
+  char buf[1024];
   int n = snprintf(buf, sizeof(buf),
                    "event: stats\ndata: {\"t\":%lld,\"instances\":%ld,\"entities\":%ld,\"actors\":%ld,\"streams\":%ld,"
-                   "\"dispatched\":%ld,\"completions\":%ld,\"readyOrchestrations\":%ld,\"readyActivities\":%ld}\n\n",
+                   "\"dispatched\":%ld,\"completions\":%ld,\"readyOrchestrations\":%ld,\"readyActivities\":%ld,"
+                   "\"dispatchP50Ms\":%g,\"dispatchP99Ms\":%g,\"orchestratorP50Ms\":%g,\"activityP50Ms\":%g,"
+                   "\"activityP99Ms\":%g}\n\n",
                    (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, st.instances, st.entities, st.actors, st.streams,
-                   st.dispatched, st.completions, st.ready_orch, st.ready_act);
+                   st.dispatched, st.completions, st.ready_orch, st.ready_act,
+                   quantile_ms(&f.dispatch, &l->prev.dispatch, 0.5), quantile_ms(&f.dispatch, &l->prev.dispatch, 0.99),
+                   quantile_ms(&f.work[0], &l->prev.work[0], 0.5), quantile_ms(&f.work[1], &l->prev.work[1], 0.5),
+                   quantile_ms(&f.work[1], &l->prev.work[1], 0.99));
+  l->prev = f;
   out_add(l, buf, (size_t)n);
 }
 
@@ -159,6 +182,7 @@ void api_live(const http_req *r, http_resp *out, dts_hub *h, const char *hub) {
   l->stopping = r->stopping;
   dts_hub_watch(h, true);
   l->seq = dts_hub_change_seq(h);
+  dts_hub_get_figures(h, &l->prev);
   out_str(l, "retry: 2000\n\n");
   emit_stats(l);
   l->last_stats = l->last_out = now_ms();

@@ -18,7 +18,7 @@ function HubCard({ hub }) {
   const [trivia, setTrivia] = useState(null);
   const [workers, setWorkers] = useState(null);
   const [err, setErr] = useState(null);
-  const [series, setSeries] = useState({ done: [], ready: [], last: null });
+  const [series, setSeries] = useState({ done: [], ready: [], disp: [], act: [], last: null });
   const load = () => Promise.all([
     api(hub, "POST", "/orchestrations/query", { pagination: { startIndex: 0, count: 1 } }),
     api(hub, "GET", "/workers"),
@@ -28,7 +28,9 @@ function HubCard({ hub }) {
     if (kind === "changes") { load(); return; }
     setSeries((s) => {
       const rate = s.last ? Math.max(0, (d.completions - s.last.completions) / Math.max(0.001, (d.t - s.last.t) / 1000)) : 0;
-      return { done: [...s.done, rate].slice(-POINTS), ready: [...s.ready, d.readyOrchestrations + d.readyActivities].slice(-POINTS), last: d };
+      const keep = (arr, v) => (v >= 0 ? [...arr, v] : [...arr, arr.length ? arr[arr.length - 1] : 0]).slice(-POINTS);
+      return { done: [...s.done, rate].slice(-POINTS), ready: [...s.ready, d.readyOrchestrations + d.readyActivities].slice(-POINTS),
+        disp: keep(s.disp, d.dispatchP99Ms), act: keep(s.act, d.activityP50Ms), last: d };
     });
   });
   return html`<div class="card" data-hub=${hub}>
@@ -45,6 +47,8 @@ function HubCard({ hub }) {
     ${workers && html`<p><a href=${`/taskhubs/${hub}/workers`} onClick=${(e) => link(e, `/taskhubs/${hub}/workers`)}>${workers.length} worker stream${workers.length === 1 ? "" : "s"}</a></p>`}
     <${Spark} values=${series.done} label="completions/s" />
     <${Spark} values=${series.ready} label="ready work items" />
+    <${Spark} values=${series.disp} label="dispatch latency p99 (ms)" />
+    <${Spark} values=${series.act} label="activity latency p50 (ms)" />
   </div>`;
 }
 

@@ -311,11 +311,13 @@ test("live updates: server-sent events of changes (coalesced) and stats", async 
   };
   await until((ev) => ev.some((e) => e.kind === "stats"), "the first stats");
   const st = events().find((e) => e.kind === "stats").data;
-  for (const k of ["t", "instances", "streams", "dispatched", "completions", "readyOrchestrations"]) assert.equal(typeof st[k], "number", k);
+  for (const k of ["t", "instances", "streams", "dispatched", "completions", "readyOrchestrations", "dispatchP50Ms", "dispatchP99Ms", "activityP50Ms"])
+    assert.equal(typeof st[k], "number", k);
   const ids = [];
   for (let i = 0; i < 5; i++) ids.push(await c.scheduleNewOrchestration(hello, "live", { instanceId: `live-${i}` }));
   for (const id of ids) await completed(c, id);
   await until((ev) => ids.every((id) => ev.some((e) => e.kind === "changes" && e.data.ids.includes(id))), "changes naming every instance");
+  await until((ev) => ev.some((e) => e.kind === "stats" && e.data.activityP50Ms > 0 && e.data.dispatchP99Ms > 0), "a second with latencies");
   const changes = events().filter((e) => e.kind === "changes");
   assert.ok(changes.length < 5 * 4, `coalesced: ${changes.length} events for 5 instances of several steps each`);
   for (const e of changes) assert.equal(new Set(e.data.ids).size, e.data.ids.length, "each id once per event");
