@@ -183,6 +183,7 @@ static void hub_route(api *a, char **seg, int nseg) {
     return;
   }
   if (nseg >= 1 && strcmp(seg[0], "orchestrations") == 0 && api_orch_route(a, seg + 1, nseg - 1)) return;
+  if (nseg >= 1 && strcmp(seg[0], "jobs") == 0 && api_jobs_route(a, seg + 1, nseg - 1)) return;
   if (nseg >= 1 && (strcmp(seg[0], "entities") == 0 || strcmp(seg[0], "workers") == 0) && api_ent_route(a, seg, nseg))
     return;
   http_error(a->out, 404, "no such route: %s %s", a->r->method, a->r->path);

@@ -44,5 +44,13 @@ bool api_orch_route(api *a, char **seg, int nseg);
 bool api_ent_route(api *a, char **seg, int nseg);
 /* the orchestrations query (api_query.c) */
 void api_orch_query(api *a);
+/* The ids of every orchestration the query filter matches (as the query
+ * route filters; in the engine's order), at most max_scan looked at and
+ * `limit` kept (0: no limit).  Returns how many (dts_free each and the
+ * array), or (size_t)-1 with the error answered. */
+size_t api_query_ids(api *a, json_t *filter, long limit, char ***ids, bool *truncated);
+/* bulk jobs (api_jobs.c) */
+bool api_jobs_route(api *a, char **seg, int nseg);
+void api_orch_bulk(api *a);
 
 #endif

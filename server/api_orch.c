@@ -466,6 +466,8 @@ bool api_orch_route(api *a, char **seg, int nseg) {
     force_terminate(a);
   else if (nseg == 1 && strcmp(seg[0], "purge") == 0 && method_is(a, "DELETE"))
     purge_many(a);
+  else if (nseg == 1 && strcmp(seg[0], "bulk") == 0 && method_is(a, "POST"))
+    api_orch_bulk(a);
   else if (nseg == 1 && method_is(a, "GET"))
     get_one(a, seg[0], false);
   else if (nseg == 1 && method_is(a, "DELETE"))

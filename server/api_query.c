@@ -431,3 +431,23 @@ void api_orch_query(api *a) {
   }
   json_decref(b);
 }
+
+size_t api_query_ids(api *a, json_t *filter, long limit, char ***ids, bool *truncated) {
+  *ids = NULL;
+  *truncated = false;
+  qfilter q;
+  if (!parse_filter(a, filter, &q)) return (size_t)-1;
+  scan sc = {0};
+  size_t n = (size_t)-1;
+  if (run_scan(a, &q, PLAN_ANY, limit > 0 ? (size_t)limit : 0, &sc)) {
+    n = sc.n;
+    *truncated = sc.truncated;
+    *ids = dts_calloc(n ? n : 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+      (*ids)[i] = sc.rows[i].id;
+      sc.rows[i].id = NULL; /* taken */
+    }
+  }
+  scan_free(&sc);
+  return n;
+}

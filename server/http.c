@@ -263,6 +263,7 @@ void dts_http_serve(dts_http *h, dts_bridge *b) {
 void dts_http_stop(dts_http *h) {
   if (h == NULL) return;
   atomic_store(&h->stopping, true); /* event streams end within their next tick */
+  api_jobs_stop();
   if (h->api) MHD_stop_daemon(h->api);
   if (h->health) MHD_stop_daemon(h->health);
   dts_free(h);

@@ -103,6 +103,9 @@ void api_handle(const http_req *r, http_resp *out);
 void dashboard_serve(const http_req *r, http_resp *out);
 /* GET /api/v1/taskhubs/live: server-sent events of one hub (api_live.c). */
 void api_live(const http_req *r, http_resp *out, dts_hub *h, const char *hub);
+/* Cancels the bulk jobs and waits for their threads (api_jobs.c): before
+ * the hubs stop. */
+void api_jobs_stop(void);
 /* Prometheus text for every served hub and the process (metrics.c). */
 void metrics_render(const http_req *r, http_resp *out);
 

@@ -69,45 +69,40 @@ function StartDialog({ hub, onClose }) {
   </form></${Dialog}>`;
 }
 
-// A bulk action over every instance the query matches: a dry-run count,
-// then the ids are gathered and acted on in batches, with progress, cancel
-// and the ids that failed.
-function BulkDialog({ hub, body, total, action, onClose }) {
-  const [state, setState] = useState({ phase: "confirm", done: 0, failed: [], all: total });
-  const cancel = useRef(false);
-  const run = async (reason) => {
-    setState((s) => ({ ...s, phase: "gathering" }));
-    const ids = [];
-    for (let start = 0; !cancel.current; start += 1000) {
-      const r = await api(hub, "POST", "/orchestrations/query", { ...body, pagination: { startIndex: start, count: 1000 } });
-      ids.push(...r.orchestrations.map((o) => o.instanceId));
-      if (r.orchestrations.length < 1000) break;
-    }
-    setState((s) => ({ ...s, phase: "running", all: ids.length }));
-    let done = 0; const failed = [];
-    for (let i = 0; i < ids.length && !cancel.current; i += 100) {
-      const batch = ids.slice(i, i + 100);
-      try {
-        const r = action === "purge" ? await api(hub, "DELETE", "/orchestrations/purge", batch)
-          : await api(hub, "POST", "/orchestrations/forceterminate", { InstanceIds: batch, Reason: reason });
-        failed.push(...r.failedInstanceIds);
-        done += batch.length;
-      } catch (e) { failed.push(...batch.map((id) => ({ instanceId: id, error: e.message }))); done += batch.length; }
-      setState((s) => ({ ...s, done, failed: [...failed] }));
-    }
-    setState((s) => ({ ...s, phase: cancel.current ? "cancelled" : "done" }));
-  };
+// A bulk action over every instance the query matches, run by dtsd as a
+// background job (POST /orchestrations/bulk): a dry-run count first, then
+// the job's progress, cancel, and the ids that failed.  The job goes on if
+// the page is closed.
+function BulkDialog({ hub, body, action, onClose }) {
+  const [count, setCount] = useState(null);
+  const [job, setJob] = useState(null);
+  const [err, setErr] = useState(null);
   const reasonRef = useRef();
-  return html`<${Dialog} title=${`${action === "purge" ? "Purge" : "Terminate"} every matching orchestration`} onClose=${() => { cancel.current = true; onClose(); }}>
-    ${state.phase === "confirm" && html`<p>The query matches <b data-testid="dry-run">${total}</b> orchestration${total === 1 ? "" : "s"}
+  useEffect(() => {
+    api(hub, "POST", "/orchestrations/bulk", { action, filter: body.filter, dryRun: true }).then(setCount, (e) => setErr(e.message));
+  }, []);
+  useEffect(() => { // the job's progress, twice a second while it runs
+    if (!job || job.state !== "running") return undefined;
+    const t = setTimeout(() => api(hub, "GET", `/jobs/${job.jobId}`).then(setJob, (e) => setErr(e.message)), 500);
+    return () => clearTimeout(t);
+  }, [job]);
+  const start = async () => {
+    try {
+      const r = await api(hub, "POST", "/orchestrations/bulk", { action, filter: body.filter, reason: reasonRef.current?.value || "" });
+      setJob({ jobId: r.jobId, state: "running", total: r.total, done: 0, failedCount: 0, failed: [] });
+    } catch (e) { setErr(e.message); }
+  };
+  const verb = action === "purge" ? "Purge" : "Terminate";
+  return html`<${Dialog} title=${`${verb} every matching orchestration`} onClose=${onClose}>
+    ${err && html`<p class="err">${err}</p>`}
+    ${!job && count && html`<p>The query matches <b data-testid="dry-run">${count.count}${count.truncated ? "+" : ""}</b> orchestration${count.count === 1 ? "" : "s"}
       ${action === "purge" ? " (only finished ones can be purged)" : ""}.</p>
       ${action !== "purge" && html`<label>reason</label><input ref=${reasonRef} />`}
-      <p class="row"><button class="danger" onClick=${() => run(reasonRef.current?.value || "")}>${action === "purge" ? "Purge" : "Terminate"} ${total}</button>
-        <button onClick=${onClose}>Cancel</button></p>`}
-    ${state.phase !== "confirm" && html`<p>${state.phase}: ${state.done} of ${state.all}</p>
-      <div class="progress"><div style=${`width:${state.all ? (100 * state.done) / state.all : 0}%`}></div></div>
-      ${state.failed.length > 0 && html`<p class="err">${state.failed.length} failed:</p><pre>${state.failed.slice(0, 200).map((f) => `${f.instanceId}: ${f.error}`).join("\n")}</pre>`}
-      <p class="row">${(state.phase === "running" || state.phase === "gathering") && html`<button onClick=${() => { cancel.current = true; }}>Cancel</button>`}
+      <p class="row"><button class="danger" data-testid="bulk-start" onClick=${start}>${verb} ${count.count}</button><button onClick=${onClose}>Cancel</button></p>`}
+    ${job && html`<p data-testid="bulk-state">${job.state}: ${job.done} of ${job.total}</p>
+      <div class="progress"><div style=${`width:${job.total ? (100 * job.done) / job.total : 100}%`}></div></div>
+      ${job.failedCount > 0 && html`<p class="err">${job.failedCount} failed:</p><pre>${job.failed.map((f) => `${f.instanceId}: ${f.error}`).join("\n")}</pre>`}
+      <p class="row">${job.state === "running" && html`<button onClick=${() => api(hub, "DELETE", `/jobs/${job.jobId}`).then(setJob)}>Cancel the job</button>`}
         <button onClick=${onClose}>Close</button></p>`}
   </${Dialog}>`;
 }
@@ -206,6 +201,6 @@ export function Orchestrations({ hub }) {
       ${rows}
     </div>
     ${dialog === "start" && html`<${StartDialog} hub=${hub} onClose=${() => setDialog(null)} />`}
-    ${(dialog === "terminate" || dialog === "purge") && html`<${BulkDialog} hub=${hub} body=${body} total=${total} action=${dialog}
+    ${(dialog === "terminate" || dialog === "purge") && html`<${BulkDialog} hub=${hub} body=${body} action=${dialog}
       onClose=${() => { setDialog(null); setGen((g) => g + 1); }} />`}`;
 }

@@ -173,6 +173,20 @@ test("an action from the UI changes the instance, and the page updates live", as
   await page.close();
 });
 
+test("a bulk action from the list runs as a job on dtsd", async () => {
+  for (let i = 0; i < 3; i++) await c.scheduleNewOrchestration(waiter, undefined, { instanceId: `dash-bulk-${i}` });
+  const { page, errors } = await open("/taskhubs/default/orchestrations?id=dash-bulk-&status=RUNNING,PENDING");
+  await waitFor(async () => (await page.locator(".vrow a").count()) === 3, "three to terminate");
+  await page.click("text=Terminate all…");
+  await page.locator('[data-testid="dry-run"]', { hasText: "3" }).waitFor();
+  await page.click('[data-testid="bulk-start"]');
+  await page.locator('[data-testid="bulk-state"]', { hasText: "done: 3 of 3" }).waitFor();
+  await shot(page, "bulk-job");
+  for (let i = 0; i < 3; i++) assert.equal((await completed(c, `dash-bulk-${i}`)).runtimeStatus, S.TERMINATED);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test("the list updates live when an orchestration starts", async () => {
   const { page, errors } = await open("/taskhubs/default/orchestrations?subs=show");
   await page.locator(".vrow a").first().waitFor();

@@ -242,6 +242,41 @@ test("metrics: work items by kind and outcome, latency histograms", async () => 
   assert.match(text, /^# TYPE dtsd_store_commit_seconds histogram$/m);
 });
 
+test("bulk jobs over a whole query: dry run, terminate, purge, cancel", async () => {
+  for (let i = 0; i < 5; i++) await call("POST", "/orchestrations", { name: "httpWaiter", instanceId: `bulk-${i}` });
+  await waitFor(async () => (await call("POST", "/orchestrations/query", { filter: { orchestrationId: { value: "bulk-" }, orchestrationStatus: { status: ["ORCHESTRATION_STATUS_RUNNING"] } } })).json.totalCount === 5, "five running");
+  const filter = { orchestrationId: { value: "bulk-" } };
+  const dry = await call("POST", "/orchestrations/bulk", { action: "terminate", filter, dryRun: true });
+  assert.equal(dry.status, 200);
+  assert.equal(dry.json.count, 5);
+  const job = await call("POST", "/orchestrations/bulk", { action: "terminate", filter, reason: "bulk test" });
+  assert.equal(job.status, 202);
+  assert.equal(job.json.total, 5);
+  assert.equal(job.headers.get("location"), `jobs/${job.json.jobId}`);
+  const done = await waitFor(async () => { const r = await call("GET", `/jobs/${job.json.jobId}`); return r.json.state === "done" && r.json; }, "the job done");
+  assert.equal(done.done, 5);
+  assert.equal(done.failedCount, 0);
+  assert.equal(done.action, "terminate");
+  for (let i = 0; i < 5; i++) assert.equal((await completed(c, `bulk-${i}`)).runtimeStatus, S.TERMINATED);
+  const purge = await call("POST", "/orchestrations/bulk", { action: "purge", filter });
+  const pdone = await waitFor(async () => { const r = await call("GET", `/jobs/${purge.json.jobId}`); return r.json.state === "done" && r.json; }, "the purge done");
+  assert.equal(pdone.done, 5);
+  assert.equal(pdone.failedCount, 0);
+  assert.equal((await call("POST", "/orchestrations/query", { filter })).json.totalCount, 0);
+  const list = await call("GET", "/jobs");
+  assert.ok(list.json.jobs.some((j) => j.jobId === job.json.jobId));
+  assert.deepEqual((await call("GET", "/jobs", undefined, { "x-taskhub": "other" })).json.jobs, [], "jobs are per hub");
+  // a job of a few hundred, cancelled at once: it stops, or had finished
+  for (let i = 0; i < 300; i++) await call("POST", "/orchestrations", { name: "httpWaiter", instanceId: `bulk-c-${i}` });
+  const big = await call("POST", "/orchestrations/bulk", { action: "purge", filter: { orchestrationId: { value: "bulk-c-" } } });
+  const del = await call("DELETE", `/jobs/${big.json.jobId}`);
+  assert.equal(del.status, 202);
+  const end = await waitFor(async () => { const r = await call("GET", `/jobs/${big.json.jobId}`); return r.json.state !== "running" && r.json; }, "the job to stop");
+  assert.ok(end.state === "cancelled" ? end.done < 300 : end.done === 300, JSON.stringify(end));
+  assert.equal((await call("POST", "/orchestrations/bulk", { action: "explode", filter })).status, 400);
+  assert.equal((await call("GET", "/jobs/nope")).status, 404);
+});
+
 test("purge one and many", async () => {
   const ids = [];
   for (let i = 0; i < 3; i++) ids.push(await c.scheduleNewOrchestration(hello, "p", { instanceId: `prg-${i}` }));

@@ -63,6 +63,7 @@ static atomic_bool stopping;
 
 static void env_down(void) {
   if (E.store == NULL) return;
+  api_jobs_stop(); /* bulk jobs act on the hubs: they go first */
   for (int i = 0; i < 2; i++) dts_hub_shutdown(E.hubs[i]);
   for (int i = 0; i < 2; i++)
     while (!dts_hub_quiesced(E.hubs[i])) usleep(100);
@@ -120,7 +121,8 @@ static const char *const ROUTES[] = {
     "/api/v1/taskhubs/entities/delete", "/api/v1/taskhubs/workers", "/api/v1/taskhubs/ping",
     "/api/v1/taskhubs/schedules/{i}", "/api/v1/taskhubs", "/v1/taskhubs/orchestrations/{i}", "/", "{i}/{j}", "/metrics",
     "/api/v1/taskhubs/live", "/assets/{i}", "/assets/app-0.js", "/api/v1/taskhubs/entities/{i}/signal",
-    "/api/v1/taskhubs/entities/clean",
+    "/api/v1/taskhubs/entities/clean", "/api/v1/taskhubs/orchestrations/bulk", "/api/v1/taskhubs/jobs",
+    "/api/v1/taskhubs/jobs/{i}",
 };
 #define NROUTES (sizeof(ROUTES) / sizeof(ROUTES[0]))
 static const char *const METHODS[] = {"GET", "POST", "DELETE", "PUT"};
