@@ -158,6 +158,9 @@ struct dts_hub {
   /* work items by kind (0 orchestrator, 1 activity, 2 entity): sent to a
    * worker, completed, returned to their queue (abandoned, stream gone) */
   atomic_long st_sent[3], st_done[3], st_back[3];
+  /* instances that started (a record written PENDING) and finished, by
+   * status; entity operations completed -- counted as their turns commit */
+  atomic_long st_started, st_finished[8], st_entity_ops;
   dts_hist h_dispatch;  /* ready -> sent to a worker */
   dts_hist h_work[3];   /* sent -> completed, by kind */
 };
@@ -318,6 +321,9 @@ typedef struct eng_ticket {
   size_t ndels, capdels;
   bool opens;              /* history streams may send once this commits */
   bool changed;            /* the actor's record changed: noted for live views once this commits */
+  bool has_status;         /* an instance record is written: its status went st_from -> st_to */
+  int8_t st_from, st_to;   /* (-1: no record before) counted once this commits */
+  uint32_t entity_ops;     /* entity operations this turn took results of */
   m_job_done **jobs;       /* answers to job parts, sent to the hub once this commits */
   size_t njobs, capjobs;
   dts_buf *tdels;          /* timer keys this batch deletes */

@@ -707,6 +707,7 @@ static void on_complete(ent *e, dts_call *c, EntityBatchResult *r) {
   }
   int64_t now = (int64_t)dts_wall_ns();
   size_t n = r->n_results < e->nb ? r->n_results : e->nb;
+  eng_ticket_cur(&e->base, &e->tx)->entity_ops += (uint32_t)n;
   post_results(e, r, idx, n, now);
   if (n > 0) drop_processed(e, idx, n);
   dts_free(idx);

@@ -879,6 +879,9 @@ void dts_hub_get_figures(dts_hub *h, dts_hub_figures *out) {
     dts_hist_read(&h->h_work[k], &out->work[k]);
   }
   dts_hist_read(&h->h_dispatch, &out->dispatch);
+  out->started = atomic_load(&h->st_started);
+  for (int s = 0; s < 8; s++) out->finished[s] = atomic_load(&h->st_finished[s]);
+  out->entity_ops = atomic_load(&h->st_entity_ops);
 }
 
 void dts_hub_get_stats(dts_hub *h, dts_hub_stats *o) {

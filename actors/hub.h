@@ -135,6 +135,9 @@ void dts_hub_get_stats(dts_hub *h, dts_hub_stats *out);
  * histograms, for metrics (any thread). */
 typedef struct dts_hub_figures {
   long sent[3], done[3], back[3];
+  long started;     /* orchestrations that started (new, restarted) */
+  long finished[8]; /* ... that finished, by status (completed, failed, canceled, terminated) */
+  long entity_ops;  /* entity operations completed */
   dts_hist_snap dispatch; /* ready -> sent to a worker */
   dts_hist_snap work[3];  /* sent -> completed */
 } dts_hub_figures;

@@ -85,6 +85,7 @@ static void unload(inst *in) {
   dts_inst_rec_fini(&in->r);
   dts_inst_rec_init(&in->r, in->base.id);
   in->exists = false;
+  in->stored_status = -1;
   in->dirty = false;
   in->wkey = false;
   set_loaded(in, false);
@@ -99,7 +100,12 @@ static void put_record(inst *in) {
   in->r.inbox_count = (uint32_t)keys + 1;
   in->r.activity_count = (uint32_t)dts_map_len(&in->acts) + 1;
   dts_inst_rec_put(b, &in->base.h->ks, &in->r);
-  eng_ticket_cur(&in->base, &in->tx)->changed = true;
+  eng_ticket *t = eng_ticket_cur(&in->base, &in->tx);
+  t->changed = true;
+  if (!t->has_status) t->st_from = (int8_t)in->stored_status;
+  t->has_status = true;
+  t->st_to = (int8_t)in->r.status;
+  in->stored_status = (int)in->r.status;
   dts_key k;
   dts_key_id(&k, &in->base.h->ks, 'W', in->base.id);
   if (in->r.force_turn && !in->wkey) dts_batch_put(b, k.b, k.n, "", 0);
@@ -216,6 +222,7 @@ bool inst_load(inst *in) {
       return false;
     }
     in->exists = true;
+    in->stored_status = (int)in->r.status;
     in->wkey = in->r.force_turn;
     if ((e = load_events(in, 'H', in->r.history_len, &in->hist)) != DTS_OK) return load_fail(in, e, "the history");
     long nin = in->r.inbox_count > 0 ? (long)in->r.inbox_count - 1 : -1;
@@ -223,6 +230,7 @@ bool inst_load(inst *in) {
   } else {
     dts_inst_rec_init(&in->r, in->base.id);
     in->exists = false;
+    in->stored_status = -1;
   }
   /* activity work items (when its record says there are some, or does not
    * say), and the messages other actors stored for it */
@@ -1073,6 +1081,7 @@ static void fini(dts_actor *self) {
 
 eng_actor *eng_instance_new(dts_hub *h, const char *id) {
   inst *in = dts_calloc(1, sizeof(*in));
+  in->stored_status = -1; /* no record known yet */
   eng_actor_init(&in->base, h, 'o', id, behaviour, fini);
   dts_actor_set_turn_end(&in->base.a, turn_end);
   eng_tx_init(&in->tx);

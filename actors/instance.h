@@ -70,6 +70,7 @@ typedef struct inst {
   uint64_t not_before;  /* monotonic: an abandoned turn waits */
   bool wake_armed;
   bool dirty;           /* the record is rewritten at the end of the turn */
+  int stored_status;    /* the record's status in the store as this actor last wrote or read it (-1: none) */
   bool wkey;            /* its W (forced turn) key is stored */
   dts_map acts;         /* key -> act; kept while unloaded */
   act **unoffered;      /* acts to offer, in the order they were made */

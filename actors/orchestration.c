@@ -603,6 +603,7 @@ static void job_purge(inst *in, m_job *j, m_job_done *d) {
   dts_inst_rec_fini(&in->r);
   dts_inst_rec_init(&in->r, in->base.id);
   in->exists = false;
+  in->stored_status = -1;
   in->dirty = false;
   in->wkey = false;
   d->count = 1;

@@ -277,6 +277,12 @@ void eng_tx_done(eng_actor *a, eng_tx *tx, eng_ticket *t) {
   }
   if (t->result == DTS_OK) {
     if (t->changed) eng_note_change(h, a->id);
+    if (t->has_status && t->st_from != t->st_to) {
+      if (t->st_to == ST(PENDING)) atomic_fetch_add_explicit(&h->st_started, 1, memory_order_relaxed);
+      if (dts_status_terminal(t->st_to) && t->st_to >= 0 && t->st_to < 8)
+        atomic_fetch_add_explicit(&h->st_finished[t->st_to], 1, memory_order_relaxed);
+    }
+    if (t->entity_ops > 0) atomic_fetch_add_explicit(&h->st_entity_ops, t->entity_ops, memory_order_relaxed);
     for (size_t i = 0; i < t->nreplies; i++) send_reply(h, &t->replies[i]);
     for (size_t i = 0; i < t->nouts; i++) deliver(h, &t->outs[i]);
     for (size_t i = 0; i < t->narms; i++) {

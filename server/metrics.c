@@ -109,6 +109,19 @@ static void work_metrics(out *o, dts_hub **hubs, int n) {
       put(o, "dtsd_work_items_total{hub=\"%s\",kind=\"%s\",outcome=\"completed\"} %ld\n", hn, KINDS[k], f[i].done[k]);
       put(o, "dtsd_work_items_total{hub=\"%s\",kind=\"%s\",outcome=\"returned\"} %ld\n", hn, KINDS[k], f[i].back[k]);
     }
+  head(o, "dtsd_orchestrations_started_total", "counter", "Orchestrations started (new, or restarted).");
+  for (int i = 0; i < n; i++) put(o, "dtsd_orchestrations_started_total{hub=\"%s\"} %ld\n", dts_hub_name(hubs[i]), f[i].started);
+  head(o, "dtsd_orchestrations_finished_total", "counter", "Orchestrations that finished, by status.");
+  static const struct {
+    int st;
+    const char *name;
+  } fin[] = {{1, "completed"}, {3, "failed"}, {4, "canceled"}, {5, "terminated"}};
+  for (int i = 0; i < n; i++)
+    for (size_t k = 0; k < sizeof(fin) / sizeof(fin[0]); k++)
+      put(o, "dtsd_orchestrations_finished_total{hub=\"%s\",status=\"%s\"} %ld\n", dts_hub_name(hubs[i]), fin[k].name,
+          f[i].finished[fin[k].st]);
+  head(o, "dtsd_entity_operations_total", "counter", "Entity operations completed.");
+  for (int i = 0; i < n; i++) put(o, "dtsd_entity_operations_total{hub=\"%s\"} %ld\n", dts_hub_name(hubs[i]), f[i].entity_ops);
   char labels[200];
   head(o, "dtsd_dispatch_latency_seconds", "histogram", "From a work item being ready to its sending to a worker.");
   for (int i = 0; i < n; i++) {

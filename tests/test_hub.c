@@ -1262,6 +1262,10 @@ static void test_query_newest_first(void **state) {
     snprintf(id, sizeof(id), "nf-%02d", i);
     dts_free(start(f, id, "orch"));
   }
+  dts_hub_figures fg;
+  dts_hub_get_figures(f->hub, &fg);
+  assert_int_equal(fg.started, 23); /* each start counted once, at its commit */
+  assert_int_equal(fg.finished[ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_COMPLETED], 0);
   OrchestrationStatus pending = ORCHESTRATION_STATUS__ORCHESTRATION_STATUS_PENDING;
   for (int variant = 0; variant < 3; variant++) {
     QueryInstancesRequest qr = QUERY_INSTANCES_REQUEST__INIT;

@@ -240,6 +240,10 @@ test("metrics: work items by kind and outcome, latency histograms", async () => 
   for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i] >= buckets[i - 1], "cumulative buckets");
   assert.ok(val(/^dtsd_store_commit_seconds_count (\d+)$/m) > 0);
   assert.match(text, /^# TYPE dtsd_store_commit_seconds histogram$/m);
+  assert.ok(val(/^dtsd_orchestrations_started_total\{hub="default"\} (\d+)$/m) >= 8);
+  assert.ok(val(/^dtsd_orchestrations_finished_total\{hub="default",status="completed"\} (\d+)$/m) >= 7);
+  assert.ok(val(/^dtsd_orchestrations_finished_total\{hub="default",status="failed"\} (\d+)$/m) >= 1);
+  assert.ok(val(/^dtsd_orchestrations_finished_total\{hub="default",status="terminated"\} (\d+)$/m) >= 3);
 });
 
 test("bulk jobs over a whole query: dry run, terminate, purge, cancel", async () => {
@@ -323,6 +327,8 @@ test("entities: query, one, state, delete", async () => {
   const many = await call("DELETE", "/entities/delete", ["@counter@http-b", "@counter@http-c"]);
   assert.equal(many.json.signalledCount, 2);
   await waitFor(async () => (await q({ filter: { name: "counter" } })).totalCount === 0, "all counters deleted");
+  const ops = /^dtsd_entity_operations_total\{hub="default"\} (\d+)$/m.exec(await (await fetch(`${srv.http}/metrics`)).text());
+  assert.ok(Number(ops[1]) >= 7, `entity operations counted: ${ops[1]}`); // 3 adds, 1 signal, 3 deletes
 });
 
 test("live updates: server-sent events of changes (coalesced) and stats", async () => {
