@@ -49,6 +49,16 @@ void api_orch_query(api *a);
  * `limit` kept (0: no limit).  Returns how many (dts_free each and the
  * array), or (size_t)-1 with the error answered. */
 size_t api_query_ids(api *a, json_t *filter, long limit, char ***ids, bool *truncated);
+/* The query's filter, parsed once and applied page by page (the export). */
+typedef struct api_filter api_filter;
+api_filter *api_filter_new(api *a, json_t *filter); /* NULL: 400 answered */
+void api_filter_free(api_filter *f);
+bool api_filter_match(const api_filter *f, const OrchestrationState *s);
+/* Sets the engine's part of the filter on iq (newest first unless by prefix). */
+void api_filter_query(const api_filter *f, InstanceQuery *iq, Google__Protobuf__Timestamp *cf,
+                      Google__Protobuf__Timestamp *ct, Google__Protobuf__StringValue *pv);
+/* GET /orchestrations/export (api_export.c) */
+void api_orch_export(api *a);
 /* bulk jobs (api_jobs.c) */
 bool api_jobs_route(api *a, char **seg, int nseg);
 void api_orch_bulk(api *a);

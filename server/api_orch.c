@@ -468,6 +468,8 @@ bool api_orch_route(api *a, char **seg, int nseg) {
     purge_many(a);
   else if (nseg == 1 && strcmp(seg[0], "bulk") == 0 && method_is(a, "POST"))
     api_orch_bulk(a);
+  else if (nseg == 1 && strcmp(seg[0], "export") == 0 && method_is(a, "GET"))
+    api_orch_export(a);
   else if (nseg == 1 && method_is(a, "GET"))
     get_one(a, seg[0], false);
   else if (nseg == 1 && method_is(a, "DELETE"))

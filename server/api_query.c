@@ -451,3 +451,45 @@ size_t api_query_ids(api *a, json_t *filter, long limit, char ***ids, bool *trun
   scan_free(&sc);
   return n;
 }
+
+/* ---- the filter for the export (api_export.c) ------------------------------ */
+
+struct api_filter {
+  json_t *json; /* holds the strings q points into */
+  qfilter q;
+};
+
+api_filter *api_filter_new(api *a, json_t *filter) {
+  api_filter *f = dts_calloc(1, sizeof(*f));
+  f->json = filter ? json_incref(filter) : NULL;
+  if (!parse_filter(a, f->json, &f->q)) {
+    api_filter_free(f);
+    return NULL;
+  }
+  return f;
+}
+
+void api_filter_free(api_filter *f) {
+  if (f == NULL) return;
+  if (f->json) json_decref(f->json);
+  dts_free(f);
+}
+
+bool api_filter_match(const api_filter *f, const OrchestrationState *s) {
+  char *tags = tags_text(s);
+  bool m = matches(&f->q, s, tags);
+  dts_free(tags);
+  return m;
+}
+
+void api_filter_query(const api_filter *f, InstanceQuery *iq, Google__Protobuf__Timestamp *cf,
+                      Google__Protobuf__Timestamp *ct, Google__Protobuf__StringValue *pv) {
+  const qfilter *q = &f->q;
+  iq->runtime_status = (OrchestrationStatus *)q->status;
+  iq->n_runtime_status = q->nstatus;
+  if (q->from[0] > 0) iq->created_time_from = dts_ts_from_ns(cf, q->from[0]);
+  if (q->to[0] > 0) iq->created_time_to = dts_ts_from_ns(ct, q->to[0]);
+  if (q->prefix) iq->instance_id_prefix = dts_sv(pv, q->prefix);
+  iq->fetch_inputs_and_outputs = q->search != NULL;
+  iq->newest_first = q->prefix == NULL;
+}

@@ -84,6 +84,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, http_resp *r) {
   if (r->gzip) MHD_add_response_header(resp, "Content-Encoding", "gzip");
   if (r->vary) MHD_add_response_header(resp, "Vary", "Accept-Encoding");
   if (r->etag) MHD_add_response_header(resp, "ETag", r->etag);
+  if (r->disposition) MHD_add_response_header(resp, "Content-Disposition", r->disposition);
   if (r->location[0]) MHD_add_response_header(resp, "Location", r->location);
   enum MHD_Result ok = MHD_queue_response(conn, (unsigned)r->status, resp);
   MHD_destroy_response(resp);

@@ -83,6 +83,7 @@ typedef struct http_resp {
   bool gzip;          /* body is gzip-compressed (Content-Encoding) */
   bool persistent;    /* body is static memory: not freed */
   const char *etag;   /* an ETag header, static (NULL: none) */
+  const char *disposition; /* a Content-Disposition header, static (NULL: none) */
   bool vary;          /* Vary: Accept-Encoding */
   http_stream stream; /* next != NULL: the body comes from it (body unused) */
 } http_resp;

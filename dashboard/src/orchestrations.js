@@ -2,7 +2,7 @@
 // list over the whole result (pages fetched as they scroll into view),
 // counts that follow the filter, start, bulk actions over the whole query
 // and export.
-import { html, useState, useEffect, useRef, useMemo, api, useRoute, setQuery, link, navigate, fmtTime, Status, STATUSES, useLive, Dialog, download } from "./util.js";
+import { html, useState, useEffect, useRef, useMemo, api, useRoute, setQuery, link, navigate, fmtTime, Status, STATUSES, useLive, Dialog } from "./util.js";
 
 const PAGE = 100;
 const ROW = 30;
@@ -107,18 +107,16 @@ function BulkDialog({ hub, body, action, onClose }) {
   </${Dialog}>`;
 }
 
-async function exportQuery(hub, body, format) {
-  const chunks = [];
-  const cols = ["instanceId", "name", "orchestrationStatus", "createdAt", "lastUpdatedAt", "completedAt", "executionId", "version", "parentInstanceId"];
-  if (format === "csv") chunks.push(cols.join(",") + "\n");
-  for (let start = 0; ; start += 1000) {
-    const r = await api(hub, "POST", "/orchestrations/query", { ...body, pagination: { startIndex: start, count: 1000 } });
-    for (const o of r.orchestrations) {
-      chunks.push(format === "csv" ? cols.map((c) => `"${String(o[c] ?? "").replaceAll('"', '""')}"`).join(",") + "\n" : JSON.stringify(o) + "\n");
-    }
-    if (r.orchestrations.length < 1000) break;
-  }
-  download(`${hub}-orchestrations.${format === "csv" ? "csv" : "jsonl"}`, format === "csv" ? "text/csv" : "application/x-ndjson", chunks);
+// The export streams from dtsd (GET /orchestrations/export): a link, so the
+// browser downloads it as it comes and the page holds none of it.
+function exportQuery(hub, body, format) {
+  const q = encodeURIComponent(JSON.stringify({ filter: body.filter }));
+  const a = document.createElement("a");
+  a.href = `/api/v1/taskhubs/orchestrations/export?taskhub=${encodeURIComponent(hub)}&format=${format}&q=${q}`;
+  a.download = `${hub}-orchestrations.${format}`;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
 }
 
 export function Orchestrations({ hub }) {

@@ -113,6 +113,9 @@ test("orchestrations: rows, filters in the URL, reload and Back, sorting", async
   await waitFor(async () => (await page.locator(".vrow a").count()) === 4, "Back restores the unfiltered list");
   await page.check('text=sub-orchestrations >> input');
   await waitFor(async () => (await page.locator(".vrow a").count()) === 7, "children shown on request");
+  const [dl] = await Promise.all([page.waitForEvent("download"), page.click("button:text-is('CSV')")]);
+  const csv = fs.readFileSync(await dl.path(), "utf8").trim().split("\n");
+  assert.equal(csv.length, 1 + 7, "the export holds what the filter shows (with sub-orchestrations)");
   await page.click('[data-sort="ORCHESTRATION_ID"]');
   await page.waitForFunction(() => location.search.includes("sort=ORCHESTRATION_ID"));
   await waitFor(async () => (await page.locator(".vrow a").first().textContent()) === "dash-failed", "sorted by id, descending");

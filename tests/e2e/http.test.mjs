@@ -281,6 +281,24 @@ test("bulk jobs over a whole query: dry run, terminate, purge, cancel", async ()
   assert.equal((await call("GET", "/jobs/nope")).status, 404);
 });
 
+test("export: every match streamed as CSV or JSON lines", async () => {
+  const q = encodeURIComponent(JSON.stringify({ filter: { orchestrationId: { value: "qry-" } } }));
+  const csv = await fetch(`${srv.http}/api/v1/taskhubs/orchestrations/export?taskhub=default&format=csv&q=${q}`);
+  assert.equal(csv.status, 200);
+  assert.match(csv.headers.get("content-type"), /^text\/csv/);
+  assert.match(csv.headers.get("content-disposition"), /attachment/);
+  const lines = (await csv.text()).trim().split("\n");
+  assert.equal(lines[0], "instanceId,name,orchestrationStatus,createdAt,lastUpdatedAt,completedAt,executionId,version,parentInstanceId");
+  assert.equal(lines.length, 1 + 7);
+  assert.ok(lines.slice(1).every((l) => /^"qry-/.test(l)));
+  const jl = await fetch(`${srv.http}/api/v1/taskhubs/orchestrations/export?format=jsonl&q=${q}`, { headers: H });
+  const rows = (await jl.text()).trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(rows.length, 7);
+  assert.deepEqual(rows.map((r) => r.instanceId), [...rows.map((r) => r.instanceId)].sort((x, y) => (x < y ? 1 : -1)), "newest first: qry-wait, then 5..0");
+  assert.equal((await fetch(`${srv.http}/api/v1/taskhubs/orchestrations/export?format=xml`, { headers: H })).status, 400);
+  assert.equal((await fetch(`${srv.http}/api/v1/taskhubs/orchestrations/export?q=notjson`, { headers: H })).status, 400);
+});
+
 test("purge one and many", async () => {
   const ids = [];
   for (let i = 0; i < 3; i++) ids.push(await c.scheduleNewOrchestration(hello, "p", { instanceId: `prg-${i}` }));

@@ -122,11 +122,11 @@ static const char *const ROUTES[] = {
     "/api/v1/taskhubs/schedules/{i}", "/api/v1/taskhubs", "/v1/taskhubs/orchestrations/{i}", "/", "{i}/{j}", "/metrics",
     "/api/v1/taskhubs/live", "/assets/{i}", "/assets/app-0.js", "/api/v1/taskhubs/entities/{i}/signal",
     "/api/v1/taskhubs/entities/clean", "/api/v1/taskhubs/orchestrations/bulk", "/api/v1/taskhubs/jobs",
-    "/api/v1/taskhubs/jobs/{i}",
+    "/api/v1/taskhubs/jobs/{i}", "/api/v1/taskhubs/orchestrations/export",
 };
 #define NROUTES (sizeof(ROUTES) / sizeof(ROUTES[0]))
 static const char *const METHODS[] = {"GET", "POST", "DELETE", "PUT"};
-static const char *const ARGS[] = {"startIndex", "count", "format", "recursive", "taskhub"};
+static const char *const ARGS[] = {"startIndex", "count", "format", "recursive", "taskhub", "q"};
 
 typedef struct fz_req {
   http_req r;
@@ -178,7 +178,7 @@ static void one(const uint8_t **p, const uint8_t *end) {
   fz_req q = {.r = {.method = method, .path = path, .body = body, .blen = got, .lookup = lookup, .cfg = &E.cfg,
                     .hubs = &HUBS},
               .hub = (hb & 3) == 0 ? NULL : (hb & 3) == 1 ? "default" : (hb & 3) == 2 ? "other" : hubname,
-              .arg = (ab & 7) < 5 ? ab & 7 : -1,
+              .arg = (ab & 7) < 6 ? ab & 7 : -1,
               .argval = argval};
   http_resp out = {.status = 200};
   q.r.stopping = &stopping;
