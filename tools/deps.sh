@@ -8,8 +8,10 @@ libgrpc-dev libprotobuf-dev protobuf-compiler \
 libprotobuf-c-dev protobuf-c-compiler \
 libleveldb-dev libck-dev libjemalloc-dev libcmocka-dev \
 libmicrohttpd-dev libjansson-dev \
-clang libclang-rt-14-dev llvm chromium \
+clang libclang-rt-14-dev llvm \
 nodejs npm"
+# `deps.sh test`: and what only the tests need (the dashboard's browser tests)
+if [ "${1:-}" = "test" ]; then PKGS="$PKGS chromium"; fi
 
 missing=""
 for p in $PKGS; do

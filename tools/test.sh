@@ -6,7 +6,7 @@
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-"$ROOT/tools/deps.sh"
+"$ROOT/tools/deps.sh" test
 # the dashboard's build packages (esbuild, preact) and the tests' (the SDK, playwright-core)
 for d in dashboard tests/e2e; do
     (cd "$ROOT/$d" && npm ci --no-audit --no-fund --loglevel=error)
