@@ -49,6 +49,9 @@ void api_orch_query(api *a);
  * `limit` kept (0: no limit).  Returns how many (dts_free each and the
  * array), or (size_t)-1 with the error answered. */
 size_t api_query_ids(api *a, json_t *filter, long limit, char ***ids, bool *truncated);
+/* An orchestration as the API answers it (api_orch.c); `hide_reserved`
+ * leaves out tags whose keys start "durabletask." (lists do). */
+json_t *api_state_json(const OrchestrationState *s, bool hide_reserved);
 /* The query's filter, parsed once and applied page by page (the export). */
 typedef struct api_filter api_filter;
 api_filter *api_filter_new(api *a, json_t *filter); /* NULL: 400 answered */

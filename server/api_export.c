@@ -67,8 +67,6 @@ static void csv_row(exporter *x, const OrchestrationState *s) {
   csv_field(x, dts_sv_get(s->parent_instance_id), true);
 }
 
-json_t *api_state_json(const OrchestrationState *s, bool hide_reserved);
-
 /* One engine page into the buffer; false when it failed (the stream ends). */
 static bool next_page(exporter *x) {
   http_req r = {.method = "GET", .path = "", .body = "", .cfg = &x->cfg};

@@ -15,8 +15,6 @@
 
 static bool method_is(api *a, const char *m) { return strcmp(a->r->method, m) == 0; }
 
-json_t *api_state_json(const OrchestrationState *s, bool hide_reserved);
-
 json_t *api_state_json(const OrchestrationState *s, bool hide_reserved) {
   json_t *o = json_object();
   json_object_set_new(o, "instanceId", json_string(s->instance_id));
