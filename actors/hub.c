@@ -451,6 +451,7 @@ static void on_rpc(dts_hub *h, m_rpc *r) {
     if (!hub_refused(h, c)) retention_on_set(h, c, (Dtsd__Admin__RetentionPolicy *)r->req);
     break;
   case DTS_M_ADMIN_GET_RETENTION: retention_on_get(h, c); break;
+  case DTS_M_ADMIN_COUNT_INSTANCES: query_count(h, c, (Dtsd__Admin__CountInstancesRequest *)r->req); break;
   default: on_unroutable(h, r); break;
   }
 }

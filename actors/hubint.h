@@ -69,6 +69,7 @@ void jobs_fini(dts_hub *h);
 /* query.c */
 void query_instances(dts_hub *h, dts_call *c, QueryInstancesRequest *r);
 void query_list_ids(dts_hub *h, dts_call *c, ListInstanceIdsRequest *r);
+void query_count(dts_hub *h, dts_call *c, Dtsd__Admin__CountInstancesRequest *r);
 void query_entities(dts_hub *h, dts_call *c, QueryEntitiesRequest *r);
 /* Finished instances by status index: at most `want` ids (dts_free each
  * and the array) of the given terminal statuses created in [from, to];

@@ -37,6 +37,7 @@ typedef enum {
   DTS_M_ADMIN_SET_RETENTION, /* dtsd.admin.Admin, ours */
   DTS_M_ADMIN_GET_RETENTION,
   DTS_M_ADMIN_LIST_WORKERS,
+  DTS_M_ADMIN_COUNT_INSTANCES,
   DTS_M_COUNT
 } dts_method;
 

@@ -662,3 +662,67 @@ void query_entities(dts_hub *h, dts_call *c, QueryEntitiesRequest *r) {
   dts_free(lb);
   dts_free(st);
 }
+
+/* ---- CountInstances (dtsd.admin) -------------------------------------------- */
+
+/* "<hub>\0S<st><created><id>": counted by status, the scan budget a call;
+ * the token "<st>:<created>:<id>" names the last entry counted. */
+typedef struct scount {
+  dts_hub *h;
+  long budget;
+  int64_t by[16];
+  const char *skip; /* the token's entry: counted by the call before */
+  size_t skiplen;
+  bool cut;
+  char last[DTS_ID_MAX + 48];
+} scount;
+
+static bool scount_visit(void *c, const char *k, size_t klen, const char *v, size_t vlen) {
+  (void)v;
+  (void)vlen;
+  scount *s = c;
+  size_t off = s->h->ks.len + 2;
+  if (klen <= off + 9) return true;
+  if (s->skip != NULL && klen == s->skiplen && memcmp(k, s->skip, klen) == 0) return true;
+  const char *id = k + off + 9;
+  size_t n = klen - off - 9;
+  if (n > DTS_ID_MAX) return true;
+  if (id[0] != '@') s->by[(uint8_t)k[off] & 15]++;
+  if (--s->budget > 0) return true;
+  s->cut = true;
+  snprintf(s->last, sizeof(s->last), "%d:%" PRId64 ":%.*s", (uint8_t)k[off], (int64_t)dts_key_be64(k + off + 1), (int)n, id);
+  return false;
+}
+
+void query_count(dts_hub *h, dts_call *c, Dtsd__Admin__CountInstancesRequest *r) {
+  scount s = {.h = h, .budget = h->cfg.limits.scan_budget};
+  dts_key pre, from;
+  dts_key_start(&pre, &h->ks, 'S');
+  from = pre;
+  const char *tok = dts_sv_get(r->continuation_token);
+  if (tok != NULL && tok[0] != '\0') {
+    char *p1, *p2;
+    long st = strtol(tok, &p1, 10);
+    int64_t t = *p1 == ':' ? strtoll(p1 + 1, &p2, 10) : -1;
+    if (*p1 != ':' || t < 0 || *p2 != ':' || st < 0 || st > 15 || strlen(p2 + 1) > DTS_ID_MAX) {
+      hub_answer_fail(h, c, DTS_ST_INVALID_ARGUMENT, "continuationToken '%.80s' was not made by CountInstances", tok);
+      return;
+    }
+    dts_key_byte(&from, (char)st);
+    dts_key_u64(&from, (uint64_t)t);
+    dts_key_str(&from, p2 + 1);
+    s.skip = (const char *)from.b;
+    s.skiplen = from.n;
+  }
+  char why[400] = "";
+  if (!scan(h, pre.b, pre.n, from.b, from.n, scount_visit, &s, why, sizeof(why))) {
+    hub_answer_fail(h, c, DTS_ST_INTERNAL, "%s", why);
+    return;
+  }
+  Dtsd__Admin__CountInstancesResponse resp = DTSD__ADMIN__COUNT_INSTANCES_RESPONSE__INIT;
+  resp.by_status = s.by;
+  resp.n_by_status = 8;
+  Google__Protobuf__StringValue tv;
+  if (s.cut) resp.continuation_token = dts_sv(&tv, s.last);
+  hub_answer(h, c, &resp.base);
+}

@@ -43,4 +43,6 @@ const dts_method_info dts_methods[DTS_M_COUNT] = {
                                    &dtsd__admin__get_retention_request__descriptor, false},
     [DTS_M_ADMIN_LIST_WORKERS] = {"/dtsd.admin.Admin/ListWorkers", "ListWorkers",
                                   &dtsd__admin__list_workers_request__descriptor, false},
+    [DTS_M_ADMIN_COUNT_INSTANCES] = {"/dtsd.admin.Admin/CountInstances", "CountInstances",
+                                     &dtsd__admin__count_instances_request__descriptor, false},
 };

@@ -4,7 +4,11 @@
  * scan. */
 #include "actors/hub.h"
 #include "runtime/alloc.h"
+#include "runtime/timer.h"
+#include "server/api.h"
 #include "server/http.h"
+
+#include <pthread.h>
 
 #include <dirent.h>
 #include <stdarg.h>
@@ -53,7 +57,80 @@ typedef struct hub_fig {
 
 static void work_metrics(out *o, dts_hub **hubs, int n);
 
-static void hub_metrics(out *o, const http_hubs *hs) {
+/* Instances by status: counted from the status index through the engine
+ * (dtsd.admin CountInstances, a scan budget a call), at most once a minute
+ * per hub; scrapes in between answer the last count and its age. */
+#define RECOUNT_NS (60ULL * 1000000000ULL)
+typedef struct hub_count {
+  char name[128];
+  int64_t by[8];
+  uint64_t at; /* dts_now_ns of the count (0: none) */
+} hub_count;
+static pthread_mutex_t count_mu = PTHREAD_MUTEX_INITIALIZER;
+static hub_count counts[DTS_MAX_HUBS];
+
+static bool count_hub(const http_req *r, dts_hub *h, int64_t by[8]) {
+  http_resp tmp = {.status = 200};
+  api a = {.r = r, .out = &tmp, .h = h};
+  snprintf(a.hub, sizeof(a.hub), "%s", dts_hub_name(h));
+  char tok[200] = "";
+  memset(by, 0, 8 * sizeof(int64_t));
+  bool ok = true;
+  for (int calls = 0; ok && calls < 100000; calls++) {
+    Dtsd__Admin__CountInstancesRequest req = DTSD__ADMIN__COUNT_INSTANCES_REQUEST__INIT;
+    Google__Protobuf__StringValue tv;
+    if (tok[0]) req.continuation_token = dts_sv(&tv, tok);
+    dts_call *c = api_call(&a, DTS_M_ADMIN_COUNT_INSTANCES, &req.base);
+    Dtsd__Admin__CountInstancesResponse *resp =
+        c ? (Dtsd__Admin__CountInstancesResponse *)api_unpack(&a, c, &dtsd__admin__count_instances_response__descriptor)
+          : NULL;
+    if (c) dts_local_release(c);
+    if (resp == NULL) {
+      ok = false;
+      break;
+    }
+    for (size_t i = 0; i < resp->n_by_status && i < 8; i++) by[i] += resp->by_status[i];
+    const char *next = dts_sv_get(resp->continuation_token);
+    bool more = next && next[0] && strlen(next) < sizeof(tok);
+    if (more) snprintf(tok, sizeof(tok), "%s", next);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    if (!more) break;
+  }
+  dts_free(tmp.body);
+  return ok;
+}
+
+static void status_metrics(out *o, const http_req *r, dts_hub **hubs, int n) {
+  static const char *const NAMES[8] = {"running", "completed", "continued_as_new", "failed",
+                                       "canceled", "terminated", "pending", "suspended"};
+  pthread_mutex_lock(&count_mu); /* one count at a time; scrapes wait for it */
+  uint64_t now = dts_now_ns();
+  hub_count got[DTS_MAX_HUBS];
+  for (int i = 0; i < n; i++) {
+    hub_count *hc = NULL;
+    for (int k = 0; k < DTS_MAX_HUBS && hc == NULL; k++)
+      if (strcmp(counts[k].name, dts_hub_name(hubs[i])) == 0) hc = &counts[k];
+    for (int k = 0; k < DTS_MAX_HUBS && hc == NULL; k++)
+      if (counts[k].name[0] == '\0' || counts[k].at + 10 * RECOUNT_NS < now) { /* free, or of a hub long gone */
+        hc = &counts[k];
+        snprintf(hc->name, sizeof(hc->name), "%s", dts_hub_name(hubs[i]));
+        hc->at = 0;
+      }
+    if (hc != NULL && (hc->at == 0 || now - hc->at > RECOUNT_NS) && count_hub(r, hubs[i], hc->by)) hc->at = dts_now_ns();
+    got[i] = hc != NULL ? *hc : (hub_count){0};
+  }
+  pthread_mutex_unlock(&count_mu);
+  head(o, "dtsd_instances", "gauge", "Orchestration instances by status (counted at most once a minute; see the age).");
+  for (int i = 0; i < n; i++)
+    for (int s = 0; s < 8 && got[i].at != 0; s++)
+      if (s != 2) put(o, "dtsd_instances{hub=\"%s\",status=\"%s\"} %lld\n", dts_hub_name(hubs[i]), NAMES[s], (long long)got[i].by[s]);
+  head(o, "dtsd_instances_count_age_seconds", "gauge", "How old dtsd_instances is.");
+  for (int i = 0; i < n; i++)
+    if (got[i].at != 0)
+      put(o, "dtsd_instances_count_age_seconds{hub=\"%s\"} %.3f\n", dts_hub_name(hubs[i]), (double)(dts_now_ns() - got[i].at) / 1e9);
+}
+
+static void hub_metrics(out *o, const http_req *r, const http_hubs *hs) {
   dts_hub *hubs[DTS_MAX_HUBS];
   int n = hs ? hs->list(hs->ctx, hubs, DTS_MAX_HUBS) : 0;
   hub_fig figs[DTS_MAX_HUBS];
@@ -78,6 +155,7 @@ static void hub_metrics(out *o, const http_hubs *hs) {
   PER_HUB(o, figs, n, "dtsd_actor_resets_total", "counter", "Actors that read themselves back after a failed write.",
           resets);
   work_metrics(o, hubs, n);
+  status_metrics(o, r, hubs, n);
 }
 
 /* One histogram series: cumulative buckets, sum and count. `labels` is
@@ -208,7 +286,7 @@ void metrics_render(const http_req *r, http_resp *resp) {
   out o = {dts_malloc(8192), 0, 8192};
   head(&o, "dtsd_ready", "gauge", "1 once start-up recovery is complete and dtsd serves.");
   put(&o, "dtsd_ready %d\n", r->hubs != NULL);
-  hub_metrics(&o, r->hubs);
+  hub_metrics(&o, r, r->hubs);
   store_metrics(&o, r->cfg);
   process_metrics(&o);
   dts_free(resp->body);

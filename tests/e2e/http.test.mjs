@@ -418,7 +418,7 @@ test("bad requests get a 4xx with a JSON error; schedules 501; the dashboard's r
 });
 
 test("newest first at scale: right rows past the scan bound, early stop without counts", async () => {
-  const small = await startDtsd({ args: ["--http-max-scan", "100", "--max-page", "50"] });
+  const small = await startDtsd({ args: ["--http-max-scan", "100", "--max-page", "50", "--scan-budget", "100"] });
   const sc = client(small);
   try {
     for (let i = 0; i < 160; i++) await sc.scheduleNewOrchestration("nobody-runs-this", undefined, { instanceId: `nf-${String(i).padStart(3, "0")}` });
@@ -434,6 +434,11 @@ test("newest first at scale: right rows past the scan bound, early stop without 
     assert.deepEqual(r.orchestrations.map((o) => o.instanceId), ["nf-000", "nf-001", "nf-002"]);
     r = await q({ pagination: { startIndex: 0, count: 2 }, filter: { orchestrationStatus: { status: ["ORCHESTRATION_STATUS_PENDING"] } } });
     assert.deepEqual(r.orchestrations.map((o) => o.instanceId), ["nf-159", "nf-158"], "newest first within a status too");
+    // the instances-by-status gauge: counted through CountInstances, 100 index entries a call
+    const m = await (await fetch(`${small.http}/metrics`)).text();
+    assert.match(m, /^dtsd_instances\{hub="default",status="pending"\} 160$/m);
+    assert.match(m, /^dtsd_instances\{hub="default",status="completed"\} 0$/m);
+    assert.match(m, /^dtsd_instances_count_age_seconds\{hub="default"\} [\d.]+$/m);
   } finally {
     await sc.stop();
     assert.equal((await small.stop()).code, 0, small.stderr());
