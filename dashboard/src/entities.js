@@ -1,6 +1,6 @@
 // entities.js -- entities: list and filter, one entity's state, backlog
 // and lock holder, signal, delete, clean storage.
-import { html, useState, useEffect, api, useRoute, setQuery, link, navigate, fmtTime, Json, useLive, Dialog } from "./util.js";
+import { html, useState, useEffect, api, useRoute, setQuery, link, navigate, fmtTime, Json, useLive, useThrottled, Dialog } from "./util.js";
 
 export function Entities({ hub }) {
   const { q } = useRoute();
@@ -8,10 +8,13 @@ export function Entities({ hub }) {
   const [err, setErr] = useState(null);
   const [msg, setMsg] = useState(null);
   const [gen, setGen] = useState(0);
-  const body = { filter: { name: q.name || undefined, key: q.key || undefined }, pagination: { startIndex: Number(q.start || 0), count: 100 },
+  const lm = q.modified && { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 }[q.modified];
+  const body = { filter: { name: q.name || undefined, key: q.key || undefined, lastModifiedAt: lm ? { start: new Date(Date.now() - lm).toISOString() } : undefined },
+    pagination: { startIndex: Number(q.start || 0), count: 100 },
     sort: [{ column: q.sort || "LAST_MODIFIED_AT", direction: q.dir === "asc" ? "ASCENDING_SORT" : "DESCENDING_SORT" }] };
   useEffect(() => { api(hub, "POST", "/entities/query", body).then(setR, (e) => setErr(e.message)); }, [hub, JSON.stringify(body), gen]);
-  useLive(hub, (kind) => { if (kind === "changes") setGen((g) => g + 1); });
+  const refresh = useThrottled(() => setGen((g) => g + 1), 2000);
+  useLive(hub, (kind, d) => { if (kind === "changes" && (d.lost || (d.ids || []).some((x) => x[0] === "@"))) refresh(); });
   const clean = async () => {
     try { const c = await api(hub, "POST", "/entities/clean", { removeEmptyEntities: true, releaseOrphanedLocks: true }); setMsg(`removed ${c.emptyEntitiesRemoved} empty entities, released ${c.orphanedLocksReleased} locks`); setGen((g) => g + 1); } catch (e) { setErr(e.message); }
   };
@@ -21,6 +24,9 @@ export function Entities({ hub }) {
     <div class="filters">
       <input type="search" placeholder="name" aria-label="entity name" value=${q.name || ""} onChange=${(e) => setQuery({ name: e.target.value, start: "" })} />
       <input type="search" placeholder="key contains" aria-label="entity key" value=${q.key || ""} onChange=${(e) => setQuery({ key: e.target.value, start: "" })} />
+      <select aria-label="modified" value=${q.modified || ""} onChange=${(e) => setQuery({ modified: e.target.value, start: "" })}>
+        <option value="">modified: any time</option><option value="1h">modified in the last hour</option>
+        <option value="24h">in the last day</option><option value="7d">in the last week</option></select>
       <select aria-label="sort" value=${q.sort || "LAST_MODIFIED_AT"} onChange=${(e) => setQuery({ sort: e.target.value })}>
         <option value="LAST_MODIFIED_AT">last modified</option><option value="NAME">name</option><option value="KEY">key</option></select>
       <select aria-label="direction" value=${q.dir || "desc"} onChange=${(e) => setQuery({ dir: e.target.value })}><option value="desc">descending</option><option value="asc">ascending</option></select>

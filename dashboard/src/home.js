@@ -1,6 +1,6 @@
 // home.js -- every hub: counts by status, workers, live throughput and
 // ready-queue depth (from the "stats" live events, one a second).
-import { html, useState, useEffect, api, link, useLive, STATUSES } from "./util.js";
+import { html, useState, useEffect, api, link, useLive, useThrottled, STATUSES } from "./util.js";
 
 const POINTS = 60;
 
@@ -24,8 +24,9 @@ function HubCard({ hub }) {
     api(hub, "GET", "/workers"),
   ]).then(([q, w]) => { setTrivia({ ...q.trivia, truncated: q.truncated }); setWorkers(w.workers); }, (e) => setErr(e.message));
   useEffect(() => { load(); }, [hub]);
+  const reload = useThrottled(load, 30000); /* the counts are a bounded scan: at most every 30 s */
   useLive(hub, (kind, d) => {
-    if (kind === "changes") { load(); return; }
+    if (kind === "changes") { reload(); return; }
     setSeries((s) => {
       const rate = s.last ? Math.max(0, (d.completions - s.last.completions) / Math.max(0.001, (d.t - s.last.t) / 1000)) : 0;
       const keep = (arr, v) => (v >= 0 ? [...arr, v] : [...arr, arr.length ? arr[arr.length - 1] : 0]).slice(-POINTS);

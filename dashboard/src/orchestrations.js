@@ -2,7 +2,7 @@
 // list over the whole result (pages fetched as they scroll into view),
 // counts that follow the filter, start, bulk actions over the whole query
 // and export.
-import { html, useState, useEffect, useRef, useMemo, api, useRoute, setQuery, link, navigate, fmtTime, Status, STATUSES, useLive, Dialog } from "./util.js";
+import { html, useState, useEffect, useRef, useMemo, api, useRoute, setQuery, link, navigate, fmtTime, Status, STATUSES, useLive, useThrottled, Dialog } from "./util.js";
 
 const PAGE = 100;
 const ROW = 30;
@@ -19,8 +19,11 @@ export function queryBody(q) {
   if (q.tags) f.tags = { value: q.tags };
   if (q.q) f.search = { value: q.q };
   if (q.subs !== "show") f.hideSubOrchestrations = true;
+  if (q.prefix) f.orchestrationIdPrefix = { value: q.prefix };
   if (q.created && PRESETS[q.created]) f.createdAt = { start: new Date(Date.now() - PRESETS[q.created]).toISOString() };
   else if (q.from || q.to) f.createdAt = { start: q.from ? new Date(q.from).toISOString() : undefined, end: q.to ? new Date(q.to).toISOString() : undefined };
+  if (q.completed && PRESETS[q.completed]) f.completedAt = { start: new Date(Date.now() - PRESETS[q.completed]).toISOString() };
+  else if (q.cfrom || q.cto) f.completedAt = { start: q.cfrom ? new Date(q.cfrom).toISOString() : undefined, end: q.cto ? new Date(q.cto).toISOString() : undefined };
   const [col, dir] = (q.sort || "CREATED_AT:desc").split(":");
   return { filter: f, sort: [{ column: col, direction: dir === "asc" ? "ASCENDING_SORT" : "DESCENDING_SORT" }] };
 }
@@ -36,12 +39,17 @@ function Filters({ q }) {
   return html`<div class="filters">
     ${STATUSES.slice(0, 6).map((s) => html`<span class=${`chip${statuses.includes(s) ? " on" : ""}`} role="checkbox" aria-checked=${statuses.includes(s)}
       tabindex="0" data-status=${s} onClick=${() => toggle(s)} onKeyDown=${(e) => e.key === " " && toggle(s)}>${s.toLowerCase()}</span>`)}
-    ${text("id", "instance id contains")} ${text("name", "name contains")} ${text("tags", "tags (key=value)")} ${text("q", "search input, output, status")}
+    ${text("prefix", "instance id starts with")} ${text("id", "instance id contains")} ${text("name", "name contains")} ${text("tags", "tags (key=value)")} ${text("q", "search input, output, status")}
     <select aria-label="created" value=${q.created || ""} onChange=${(e) => setQuery({ created: e.target.value, from: "", to: "" })}>
       <option value="">created: any time</option>${Object.keys(PRESETS).map((p) => html`<option value=${p}>last ${p}</option>`)}
       <option value="custom">custom range…</option>
     </select>
     ${q.created === "custom" && html`${text("from", "from", "datetime-local")} ${text("to", "to", "datetime-local")}`}
+    <select aria-label="completed" value=${q.completed || ""} onChange=${(e) => setQuery({ completed: e.target.value, cfrom: "", cto: "" })}>
+      <option value="">completed: any time</option>${Object.keys(PRESETS).map((p) => html`<option value=${p}>completed in the last ${p}</option>`)}
+      <option value="custom">completed in a range…</option>
+    </select>
+    ${q.completed === "custom" && html`${text("cfrom", "completed from", "datetime-local")} ${text("cto", "completed to", "datetime-local")}`}
     <label><input type="checkbox" checked=${q.subs === "show"} onChange=${(e) => setQuery({ subs: e.target.checked ? "show" : "" })} /> sub-orchestrations</label>
   </div>`;
 }
@@ -138,12 +146,15 @@ export function Orchestrations({ hub }) {
   const loadCounts = () => api(hub, "POST", "/orchestrations/query", { ...body, pagination: { startIndex: 0, count: 1 } })
     .then((r) => setMeta({ totalCount: r.totalCount, trivia: r.trivia, truncated: r.truncated }), (e) => setErr(e.message));
   useEffect(() => { setPages(new Map()); loading.current = new Set(); setMeta(null); setErr(null); if (box.current) box.current.scrollTop = 0; loadCounts(); }, [key]);
-  useLive(hub, (kind) => { if (kind === "changes") setGen((g) => g + 1); });
-  useEffect(() => { // a change: the pages in view are fetched again
+  // Live changes: the rows in view at most every 2 s, the counts (a scan of
+  // up to --http-max-scan instances) at most every 30 s, none while hidden.
+  const refreshRows = useThrottled(() => setGen((g) => g + 1), 2000);
+  const refreshCounts = useThrottled(() => loadCounts(), 30000);
+  useLive(hub, (kind) => { if (kind === "changes") { refreshRows(); refreshCounts(); } });
+  useEffect(() => { // the pages in view are fetched again
     if (gen === 0) return;
     loading.current = new Set();
     setPages(new Map());
-    loadCounts();
   }, [gen]);
   useEffect(() => {
     const first = Math.floor(range[0] / PAGE), last = Math.floor(range[1] / PAGE);

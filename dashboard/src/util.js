@@ -153,6 +153,26 @@ export function useLive(hub, fn) {
   }, [hub]);
 }
 
+// A function called at most once per `ms` (the last call of a burst runs
+// at the end of the wait), and not while the page is hidden: live changes
+// refresh views without a refresh per change.
+export function useThrottled(fn, ms) {
+  const ref = useRef({ fn, last: 0, timer: null });
+  ref.current.fn = fn;
+  useEffect(() => () => clearTimeout(ref.current.timer), []);
+  return useCallback(() => {
+    const s = ref.current;
+    if (s.timer) return;
+    const wait = Math.max(0, s.last + ms - Date.now());
+    s.timer = setTimeout(function run() {
+      if (document.visibilityState === "hidden") { s.timer = setTimeout(run, ms); return; }
+      s.timer = null;
+      s.last = Date.now();
+      s.fn();
+    }, wait);
+  }, [ms]);
+}
+
 // ---- dialogs ---------------------------------------------------------------
 export function Dialog({ title, onClose, children }) {
   const ref = useRef();

@@ -111,6 +111,17 @@ test("orchestrations: rows, filters in the URL, reload and Back, sorting", async
   await page.goBack();
   await page.waitForFunction(() => !location.search.includes("status="));
   await waitFor(async () => (await page.locator(".vrow a").count()) === 4, "Back restores the unfiltered list");
+  await page.selectOption('select[aria-label="completed"]', "1h");
+  await page.waitForFunction(() => location.search.includes("completed=1h"));
+  await waitFor(async () => (await page.locator(".vrow a").count()) === 4, "all four completed within the hour");
+  await page.fill('input[aria-label="instance id starts with"]', "dash-1");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => location.search.includes("prefix=dash-1"));
+  await waitFor(async () => (await page.locator(".vrow a").allTextContents()).join() === "dash-1", "the id prefix");
+  await page.goBack();
+  await page.waitForFunction(() => !location.search.includes("prefix="));
+  await page.goBack();
+  await page.waitForFunction(() => !location.search.includes("completed="));
   await page.check('text=sub-orchestrations >> input');
   await waitFor(async () => (await page.locator(".vrow a").count()) === 7, "children shown on request");
   const [dl] = await Promise.all([page.waitForEvent("download"), page.click("button:text-is('CSV')")]);
