@@ -18,7 +18,10 @@
 #include "server/api.h"
 
 #include "runtime/alloc.h"
+#include "runtime/timer.h"
 #include "server/pbjson.h"
+
+#include <pthread.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,6 +397,65 @@ static void answer(api *a, scan *sc, const scan *cnt, const qsort_key *keys, int
   api_json(a, 200, j);
 }
 
+/* Counts of a filter, shared by the requests that accept counts up to
+ * "maxCountAgeMs" old (dtsd's extension; the dashboard sends 10 s): ten
+ * dashboards open on one hub cost one count, not ten.  Without it a query
+ * counts afresh.  Keyed by the hub and the filter's JSON (keys sorted). */
+#define COUNTS_MAX_AGE_MS 60000
+#define COUNTS_CACHE 16
+typedef struct counts_entry {
+  char *key;
+  uint64_t at;
+  scan c; /* counts only: no rows */
+} counts_entry;
+static pthread_mutex_t counts_mu = PTHREAD_MUTEX_INITIALIZER;
+static counts_entry counts_cache[COUNTS_CACHE];
+
+static char *counts_key(api *a, json_t *filter) {
+  char *f = filter ? json_dumps(filter, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+  size_t n = strlen(a->hub) + (f ? strlen(f) : 0) + 2;
+  char *k = dts_malloc(n);
+  snprintf(k, n, "%s\n%s", a->hub, f ? f : "");
+  free(f);
+  return k;
+}
+
+static bool counts_cached(const char *key, long max_age_ms, scan *out) {
+  bool hit = false;
+  uint64_t now = dts_now_ns();
+  if (max_age_ms <= 0) return false;
+  if (max_age_ms > COUNTS_MAX_AGE_MS) max_age_ms = COUNTS_MAX_AGE_MS;
+  pthread_mutex_lock(&counts_mu);
+  for (int i = 0; i < COUNTS_CACHE && !hit; i++) {
+    counts_entry *e = &counts_cache[i];
+    if (e->key != NULL && now - e->at < (uint64_t)max_age_ms * 1000000ULL && strcmp(e->key, key) == 0) {
+      *out = e->c;
+      hit = true;
+    }
+  }
+  pthread_mutex_unlock(&counts_mu);
+  return hit;
+}
+
+static void counts_keep(const char *key, const scan *c) {
+  pthread_mutex_lock(&counts_mu);
+  counts_entry *e = &counts_cache[0];
+  for (int i = 0; i < COUNTS_CACHE; i++) { /* the same key, else the oldest */
+    if (counts_cache[i].key != NULL && strcmp(counts_cache[i].key, key) == 0) {
+      e = &counts_cache[i];
+      break;
+    }
+    if (counts_cache[i].at < e->at) e = &counts_cache[i];
+  }
+  dts_free(e->key);
+  e->key = dts_strdup(key);
+  e->at = dts_now_ns();
+  e->c = *c;
+  e->c.rows = NULL;
+  e->c.n = e->c.cap = 0;
+  pthread_mutex_unlock(&counts_mu);
+}
+
 void api_orch_query(api *a) {
   json_t *b = a->r->blen ? api_body(a, false) : json_object();
   if (b == NULL) return;
@@ -423,8 +485,15 @@ void api_orch_query(api *a) {
        * asked) from a scan of the engine's cheapest order -- an ordered walk
        * backwards in time rereads the deleted index entries of every status
        * an instance passed through for each page (docs/http-api.md) */
+      char *ck = counts ? counts_key(a, json_object_get(b, "filter")) : NULL;
       if (!counts) answer(a, &sc, &sc, keys, nkeys, true, start, count);
-      else if (run_scan(a, &q, PLAN_ANY, 0, &cnt)) answer(a, &sc, &cnt, keys, nkeys, true, start, count);
+      else if (counts_cached(ck, (long)json_integer_value(json_object_get(b, "maxCountAgeMs")), &cnt))
+        answer(a, &sc, &cnt, keys, nkeys, true, start, count);
+      else if (run_scan(a, &q, PLAN_ANY, 0, &cnt)) {
+        counts_keep(ck, &cnt);
+        answer(a, &sc, &cnt, keys, nkeys, true, start, count);
+      }
+      dts_free(ck);
     }
     scan_free(&sc);
     scan_free(&cnt);

@@ -20,7 +20,7 @@ function HubCard({ hub }) {
   const [err, setErr] = useState(null);
   const [series, setSeries] = useState({ done: [], ready: [], disp: [], act: [], last: null });
   const load = () => Promise.all([
-    api(hub, "POST", "/orchestrations/query", { pagination: { startIndex: 0, count: 1 } }),
+    api(hub, "POST", "/orchestrations/query", { pagination: { startIndex: 0, count: 1 }, maxCountAgeMs: 10000 }),
     api(hub, "GET", "/workers"),
   ]).then(([q, w]) => { setTrivia({ ...q.trivia, truncated: q.truncated }); setWorkers(w.workers); }, (e) => setErr(e.message));
   useEffect(() => { load(); }, [hub]);

@@ -143,7 +143,7 @@ export function Orchestrations({ hub }) {
 
   // The counts (a bounded scan) come apart from the rows: a page of rows
   // asks no counts, so the newest rows show at once however large the hub.
-  const loadCounts = () => api(hub, "POST", "/orchestrations/query", { ...body, pagination: { startIndex: 0, count: 1 } })
+  const loadCounts = () => api(hub, "POST", "/orchestrations/query", { ...body, pagination: { startIndex: 0, count: 1 }, maxCountAgeMs: 10000 })
     .then((r) => setMeta({ totalCount: r.totalCount, trivia: r.trivia, truncated: r.truncated }), (e) => setErr(e.message));
   useEffect(() => { setPages(new Map()); loading.current = new Set(); setMeta(null); setErr(null); if (box.current) box.current.scrollTop = 0; loadCounts(); }, [key]);
   // Live changes: the rows in view at most every 2 s, the counts (a scan of
@@ -167,11 +167,13 @@ export function Orchestrations({ hub }) {
     }
   }, [range, pages, key, meta]);
 
-  // How many rows the list holds: the count when it is exact, else what is
-  // loaded and one more page while pages say more follow.
+  // How many rows the list holds: what is loaded and one more page while
+  // pages say more follow, or the count when it says more (it may be up to
+  // 10 s old: rows loaded since count too).
   let extent = 0, more = pages.size === 0;
   for (const [p, pg] of pages) { if (pg.rows.length) extent = Math.max(extent, p * PAGE + pg.rows.length); if (pg.more) more = true; }
-  const total = meta && !meta.truncated ? meta.totalCount : Math.max(meta?.totalCount ?? 0, extent + (more ? PAGE : 0));
+  const total = pages.size && !more ? Math.max(extent, meta && !meta.truncated ? Math.min(meta.totalCount, extent) : 0)
+    : Math.max(meta?.totalCount ?? 0, extent + (more ? PAGE : 0));
   const row = (i) => pages.get(Math.floor(i / PAGE))?.rows[i % PAGE];
   const onScroll = () => { const el = box.current; setRange([Math.floor(el.scrollTop / ROW), Math.ceil((el.scrollTop + el.clientHeight) / ROW) + 10]); };
   const [sortCol, sortDir] = (q.sort || "CREATED_AT:desc").split(":");

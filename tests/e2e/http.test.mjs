@@ -224,6 +224,15 @@ test("query: filters, sort, paging, counts that follow the filter, text search",
     assert.equal(res.status, 400, JSON.stringify(bad));
     assert.equal(typeof res.json.error.message, "string");
   }
+  // counts shared by pages that accept them a little old (maxCountAgeMs, the dashboard's): cached, else fresh
+  await call("POST", "/orchestrations", { name: "httpWaiter", instanceId: "cnt-0" });
+  const cq = (age) => q({ filter: { orchestrationId: { value: "cnt-" } }, pagination: { startIndex: 0, count: 1 }, ...(age ? { maxCountAgeMs: age } : {}) });
+  assert.equal((await cq(60000)).totalCount, 1);
+  await call("POST", "/orchestrations", { name: "httpWaiter", instanceId: "cnt-1" });
+  assert.equal((await cq(60000)).totalCount, 1, "the count of a moment ago");
+  assert.equal((await cq(0)).totalCount, 2, "a fresh count");
+  assert.equal((await cq(60000)).totalCount, 2, "the fresh count is kept");
+  await call("POST", "/orchestrations/forceterminate", { InstanceIds: ["cnt-0", "cnt-1"] });
   await call("POST", "/orchestrations/qry-wait/history", { eventRaised: { name: "go" } });
   await completed(c, "qry-wait");
 });
