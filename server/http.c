@@ -176,7 +176,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
   size_t n = strlen(line);
   while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
     line[--n] = '\0';
-  DTS_WARN("http", "%s", line);
+  /* what a client's bad request makes libmicrohttpd say (431, 414, a reset):
+   * debug, so a client cannot fill the log; dtsd's own failures to listen
+   * are reported by dts_http_start */
+  DTS_DEBUG("http", "%s", line);
 }
 
 static bool off(const char *addr) { return addr == NULL || addr[0] == '\0' || strcmp(addr, "off") == 0; }

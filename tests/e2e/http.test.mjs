@@ -419,6 +419,9 @@ test("bad requests get a 4xx with a JSON error; schedules 501; the dashboard's r
   }
   const big = await fetch(api("/orchestrations"), { method: "POST", headers: H, body: "x".repeat(17 << 20) });
   assert.equal(big.status, 413);
+  const bigHeader = await fetch(api("/ping"), { headers: { ...H, "x-big": "y".repeat(70000) } });
+  assert.equal(bigHeader.status, 431, "a header past the connection's memory");
+  assert.equal((await fetch(api("/ping"), { headers: H })).status, 204, "and dtsd serves on");
   for (const p of ["/", "/subscriptions/local/schedulers/emulator/taskhubs/default/orchestrations", "/subscriptions/default/schedulers/default/taskhubs/default"]) {
     const r = await fetch(`${srv.http}${p}`);
     assert.equal(r.status, 200, p);
