@@ -117,6 +117,16 @@ static void *read_job(void *p) {
   return NULL;
 }
 
+/* A job's state ("running", "done", "cancelled"; "" when it cannot be read). */
+static const char *job_state(const char *path) {
+  static char state[32];
+  int st;
+  json_t *j = req("GET", path, NULL, &st);
+  snprintf(state, sizeof(state), "%s", json_string_value(json_object_get(j, "state")) ? json_string_value(json_object_get(j, "state")) : "");
+  json_decref(j);
+  return state;
+}
+
 static void test_bulk_jobs_with_readers(void **state) {
   (void)state;
   int st;
@@ -139,14 +149,8 @@ static void test_bulk_jobs_with_readers(void **state) {
   for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, read_job, &rd[i]);
   char path[128];
   snprintf(path, sizeof(path), "/api/v1/taskhubs/jobs/%s", rd[0].job);
-  json_t *s = NULL;
-  for (int tries = 0; tries < 20000; tries++) { /* until the job ends (readers race it meanwhile) */
-    json_decref(s);
-    s = req("GET", path, NULL, &st);
-    if (strcmp(json_string_value(json_object_get(s, "state")), "running") != 0) break;
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL); /* poll interval, not a wait for an effect */
-  }
+  assert_true(TU_WAIT_UNTIL(strcmp(job_state(path), "running") != 0, 20)); /* readers race it meanwhile */
+  json_t *s = req("GET", path, NULL, &st);
   for (int i = 0; i < 2; i++) {
     atomic_store(&rd[i].stop, true);
     pthread_join(th[i], NULL);
@@ -161,6 +165,8 @@ static void test_bulk_jobs_with_readers(void **state) {
   snprintf(path, sizeof(path), "/api/v1/taskhubs/jobs/%s", json_string_value(json_object_get(job2, "jobId")));
   json_decref(req("DELETE", path, NULL, &st));
   assert_int_equal(st, 202);
+  assert_true(TU_WAIT_UNTIL(strcmp(job_state(path), "running") != 0, 20));
+  assert_true(strcmp(job_state(path), "cancelled") == 0 || strcmp(job_state(path), "done") == 0);
   json_decref(job2);
   json_decref(job);
   /* teardown stops what still runs (api_jobs_stop) before the hub goes */

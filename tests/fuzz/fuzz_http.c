@@ -19,6 +19,7 @@
 #include "server/api.h"
 #include "server/callvt.h"
 #include "server/localcall.h"
+#include "tests/testutil.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -66,8 +67,8 @@ static void env_down(void) {
   api_jobs_stop(); /* bulk jobs act on the hubs: they go first */
   for (int i = 0; i < 2; i++) dts_hub_shutdown(E.hubs[i]);
   for (int i = 0; i < 2; i++)
-    while (!dts_hub_quiesced(E.hubs[i])) usleep(100);
-  while (dts_store_busy(E.store)) usleep(100);
+    if (!TU_WAIT_UNTIL(dts_hub_quiesced(E.hubs[i]), 10)) abort();
+  if (!TU_WAIT_UNTIL(!dts_store_busy(E.store), 10)) abort();
   dts_timers_destroy(E.timers);
   dts_sched_destroy(E.sched);
   dts_store_close(E.store);
@@ -214,12 +215,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int n = 1 + byte(&p, end) % 12;
   for (int i = 0; i < n && p < end; i++) one(&p, end);
   /* every call let go (a stream's owner drops its reference just after) */
-  for (int i = 0; dts_local_live() != 0; i++) {
-    if (i == 20000) {
-      fprintf(stderr, "fuzz_http: %ld in-process calls never let go\n", dts_local_live());
-      abort();
-    }
-    usleep(50);
+  if (!TU_WAIT_UNTIL(dts_local_live() == 0, 2)) {
+    fprintf(stderr, "fuzz_http: %ld in-process calls never let go\n", dts_local_live());
+    abort();
   }
   return 0;
 }
