@@ -95,14 +95,15 @@ dts_call *api_call(api *a, dts_method m, const ProtobufCMessage *req) {
   ProtobufCMessage *msg = protobuf_c_message_unpack(req->descriptor, NULL, b.n, b.p);
   dts_buf_free(&b);
   if (msg == NULL) {
-    http_error(a->out, 500, "cannot build the request");
+    snprintf(a->err, sizeof(a->err), "cannot build the request");
+    http_error(a->out, 500, "%s", a->err);
     return NULL;
   }
   dts_call *c = dts_local_new();
   dts_hub_post(a->h, m, dts_local_give(c), msg);
-  if (!dts_local_wait(c, a->r->cfg->call_timeout_ms)) {
+  if (!dts_local_wait(c, a->timeout_ms)) {
     dts_local_release(c);
-    snprintf(a->err, sizeof(a->err), "no answer from task hub '%s' within %ld ms", a->hub, a->r->cfg->call_timeout_ms);
+    snprintf(a->err, sizeof(a->err), "no answer from task hub '%s' within %ld ms", a->hub, a->timeout_ms);
     http_error(a->out, 504, "%s", a->err);
     return NULL;
   }
@@ -114,6 +115,19 @@ dts_call *api_call(api *a, dts_method m, const ProtobufCMessage *req) {
     return NULL;
   }
   return c;
+}
+
+void api_detached(api *a, dts_hub *h, const char *hub, long timeout_ms) {
+  memset(a, 0, sizeof(*a));
+  a->out = &a->own;
+  a->h = h;
+  a->timeout_ms = timeout_ms;
+  snprintf(a->hub, sizeof(a->hub), "%s", hub);
+}
+
+void api_detached_done(api *a) {
+  dts_free(a->own.body);
+  a->own.body = NULL;
 }
 
 ProtobufCMessage *api_unpack(api *a, dts_call *c, const ProtobufCMessageDescriptor *d) {
@@ -175,7 +189,7 @@ static void hub_route(api *a, char **seg, int nseg) {
     return;
   }
   if (nseg == 1 && strcmp(seg[0], "live") == 0) {
-    api_live(a->r, a->out, a->h, a->hub);
+    api_live(a->r, a->out, a->h);
     return;
   }
   if (nseg >= 1 && strcmp(seg[0], "schedules") == 0) {
@@ -190,7 +204,7 @@ static void hub_route(api *a, char **seg, int nseg) {
 }
 
 void api_handle(const http_req *r, http_resp *out) {
-  api a = {.r = r, .out = out};
+  api a = {.r = r, .out = out, .timeout_ms = r->cfg->call_timeout_ms};
   size_t pl = strlen(r->path);
   if (pl > 4096) {
     http_error(out, 414, "the path is longer than 4096 bytes");

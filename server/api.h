@@ -11,12 +11,28 @@
 #include <jansson.h>
 
 typedef struct api {
-  const http_req *r;
+  const http_req *r; /* NULL for a detached api */
   http_resp *out;
-  dts_hub *h; /* the hub x-taskhub names */
+  dts_hub *h;       /* the hub x-taskhub names */
   char hub[128];
-  char err[600]; /* the last failed engine call's message (api_call) */
+  char err[600];    /* the last failed engine call's message (api_call) */
+  long timeout_ms;  /* for the engine's answer */
+  http_resp own;    /* a detached api's answer (errors only) */
 } api;
+
+/* An api for engine calls made outside a request -- a bulk job, the export,
+ * metrics: failures leave their message in a->err.  api_detached_done frees
+ * what they wrote. */
+void api_detached(api *a, dts_hub *h, const char *hub, long timeout_ms);
+void api_detached_done(api *a);
+
+/* The actions on one instance that bulk routes and jobs share. */
+enum { API_SUSPEND, API_RESUME, API_TERMINATE, API_REWIND, API_PURGE, API_NACTIONS };
+/* Does `action` to instance id: 200, or the HTTP status of the refusal with
+ * why in a->err (a purge of nothing is 404).  reason: the reason, or the
+ * terminated instance's output; recursive: terminate or purge the
+ * sub-orchestrations too. */
+int api_act(api *a, int action, const char *id, const char *reason, bool recursive);
 
 /* Sends req to the hub as method m and waits for the answer: the call
  * (dts_local_release it) when it came with status OK, else NULL with the

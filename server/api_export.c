@@ -69,10 +69,8 @@ static void csv_row(exporter *x, const OrchestrationState *s) {
 
 /* One engine page into the buffer; false when it failed (the stream ends). */
 static bool next_page(exporter *x) {
-  http_req r = {.method = "GET", .path = "", .body = "", .cfg = &x->cfg};
-  http_resp out = {.status = 200};
-  api a = {.r = &r, .out = &out, .h = x->h};
-  snprintf(a.hub, sizeof(a.hub), "%s", x->hub);
+  api a;
+  api_detached(&a, x->h, x->hub, x->cfg.call_timeout_ms);
   QueryInstancesRequest req = QUERY_INSTANCES_REQUEST__INIT;
   InstanceQuery iq = INSTANCE_QUERY__INIT;
   Google__Protobuf__Timestamp cf, ct;
@@ -84,7 +82,7 @@ static bool next_page(exporter *x) {
   dts_call *c = api_call(&a, DTS_M_QUERY_INSTANCES, &req.base);
   QueryInstancesResponse *qr = c ? (QueryInstancesResponse *)api_unpack(&a, c, &query_instances_response__descriptor) : NULL;
   if (c) dts_local_release(c);
-  free(out.body);
+  api_detached_done(&a);
   if (qr == NULL) return false;
   for (size_t i = 0; i < qr->n_orchestration_state; i++) {
     const OrchestrationState *s = qr->orchestration_state[i];

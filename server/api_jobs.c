@@ -28,8 +28,9 @@
 #define MAX_RUNNING 4
 #define MAX_FAILED 1000 /* failures kept with their ids (all are counted) */
 
-enum { A_TERMINATE, A_PURGE, A_SUSPEND, A_RESUME, NACTIONS };
+enum { NACTIONS = 4 };
 static const char *const ACTIONS[NACTIONS] = {"terminate", "purge", "suspend", "resume"};
+static const int ACT[NACTIONS] = {API_TERMINATE, API_PURGE, API_SUSPEND, API_RESUME}; /* api_act's */
 enum { J_RUNNING, J_DONE, J_CANCELLED };
 static const char *const STATES[] = {"running", "done", "cancelled"};
 
@@ -65,42 +66,13 @@ static void job_free(job *j) {
   dts_free(j);
 }
 
-/* One instance: the action's request, answered or failed (why in a->err). */
-static bool act_one(api *a, int action, const char *id, const char *reason) {
-  Google__Protobuf__StringValue rv;
-  Google__Protobuf__StringValue *r = reason && reason[0] ? dts_sv(&rv, reason) : NULL;
-  TerminateRequest t = TERMINATE_REQUEST__INIT;
-  SuspendRequest s = SUSPEND_REQUEST__INIT;
-  ResumeRequest u = RESUME_REQUEST__INIT;
-  PurgeInstancesRequest p = PURGE_INSTANCES_REQUEST__INIT;
-  t.instance_id = s.instance_id = u.instance_id = (char *)id;
-  t.output = s.reason = u.reason = r;
-  p.request_case = PURGE_INSTANCES_REQUEST__REQUEST_INSTANCE_ID;
-  p.instance_id = (char *)id;
-  const ProtobufCMessage *req[NACTIONS] = {&t.base, &p.base, &s.base, &u.base};
-  const dts_method m[NACTIONS] = {DTS_M_TERMINATE, DTS_M_PURGE_INSTANCES, DTS_M_SUSPEND, DTS_M_RESUME};
-  dts_call *c = api_call(a, m[action], req[action]);
-  if (c == NULL) return false;
-  bool ok = true;
-  if (action == A_PURGE) {
-    PurgeInstancesResponse *pr = (PurgeInstancesResponse *)api_unpack(a, c, &purge_instances_response__descriptor);
-    ok = pr != NULL && pr->deleted_instance_count > 0;
-    if (pr != NULL && !ok) snprintf(a->err, sizeof(a->err), "not purged: not finished, or gone");
-    if (pr != NULL) protobuf_c_message_free_unpacked(&pr->base, NULL);
-  }
-  dts_local_release(c);
-  return ok;
-}
-
 static void *job_main(void *arg) {
   job *j = arg;
   pthread_setname_np(pthread_self(), "http-job");
-  http_req r = {.method = "POST", .path = "", .body = "", .cfg = &j->cfg};
   for (size_t i = 0; i < j->total && !atomic_load(&j->cancel); i++) {
-    http_resp out = {.status = 200};
-    api a = {.r = &r, .out = &out, .h = j->h};
-    snprintf(a.hub, sizeof(a.hub), "%s", j->hub);
-    if (!act_one(&a, j->action, j->ids[i], j->reason)) {
+    api a;
+    api_detached(&a, j->h, j->hub, j->cfg.call_timeout_ms);
+    if (api_act(&a, ACT[j->action], j->ids[i], j->reason && j->reason[0] ? j->reason : NULL, false) != 200) {
       pthread_mutex_lock(&j->mu);
       if (j->nfailed++ < MAX_FAILED) {
         json_t *o = json_object();
@@ -110,7 +82,7 @@ static void *job_main(void *arg) {
       }
       pthread_mutex_unlock(&j->mu);
     }
-    dts_free(out.body);
+    api_detached_done(&a);
     atomic_fetch_add(&j->done, 1);
   }
   atomic_store(&j->state, atomic_load(&j->cancel) ? J_CANCELLED : J_DONE);

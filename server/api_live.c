@@ -171,8 +171,7 @@ static void live_free(void *ctx) {
   dts_free(l);
 }
 
-void api_live(const http_req *r, http_resp *out, dts_hub *h, const char *hub) {
-  (void)hub;
+void api_live(const http_req *r, http_resp *out, dts_hub *h) {
   if (strcmp(r->method, "GET") != 0) {
     http_error(out, 405, "live updates answer GET (an EventSource)");
     return;

@@ -246,13 +246,45 @@ static void restart(api *a, const char *id) {
   dts_local_release(c);
 }
 
+int api_act(api *a, int action, const char *id, const char *reason, bool recursive) {
+  Google__Protobuf__StringValue rv;
+  Google__Protobuf__StringValue *r = reason ? dts_sv(&rv, reason) : NULL;
+  SuspendRequest s = SUSPEND_REQUEST__INIT;
+  ResumeRequest u = RESUME_REQUEST__INIT;
+  TerminateRequest t = TERMINATE_REQUEST__INIT;
+  RewindInstanceRequest w = REWIND_INSTANCE_REQUEST__INIT;
+  PurgeInstancesRequest p = PURGE_INSTANCES_REQUEST__INIT;
+  s.instance_id = u.instance_id = t.instance_id = w.instance_id = p.instance_id = (char *)id;
+  s.reason = u.reason = w.reason = t.output = r;
+  t.recursive = p.recursive = recursive;
+  p.request_case = PURGE_INSTANCES_REQUEST__REQUEST_INSTANCE_ID;
+  static const dts_method methods[API_NACTIONS] = {DTS_M_SUSPEND, DTS_M_RESUME, DTS_M_TERMINATE,
+                                                   DTS_M_REWIND_INSTANCE, DTS_M_PURGE_INSTANCES};
+  const ProtobufCMessage *req[API_NACTIONS] = {&s.base, &u.base, &t.base, &w.base, &p.base};
+  dts_call *c = api_call(a, methods[action], req[action]);
+  if (c == NULL) return a->out->status;
+  int st = 200;
+  if (action == API_PURGE) {
+    PurgeInstancesResponse *pr = (PurgeInstancesResponse *)api_unpack(a, c, &purge_instances_response__descriptor);
+    if (pr == NULL) {
+      snprintf(a->err, sizeof(a->err), "the engine's answer does not decode");
+      st = 500;
+    } else if (pr->deleted_instance_count == 0) {
+      snprintf(a->err, sizeof(a->err), "orchestration '%.500s' not found (or not finished)", id);
+      http_error(a->out, 404, "%s", a->err);
+      st = 404;
+    }
+    if (pr != NULL) protobuf_c_message_free_unpacked(&pr->base, NULL);
+  }
+  dts_local_release(c);
+  return st;
+}
+
 /* One action given as a history event ({executionSuspended:{reason}}, ...).
  * Returns the HTTP status (200 when done) with why in msg. */
 static int apply_event(api *a, const char *id, json_t *ev, char *msg, size_t msglen) {
   static const char *const kinds[] = {"executionSuspended", "executionResumed", "executionTerminated",
                                       "executionRewound", "eventRaised"};
-  static const dts_method methods[] = {DTS_M_SUSPEND, DTS_M_RESUME, DTS_M_TERMINATE, DTS_M_REWIND_INSTANCE,
-                                       DTS_M_RAISE_EVENT};
   int k = -1;
   json_t *body = NULL;
   for (int i = 0; i < 5 && json_is_object(ev); i++)
@@ -266,35 +298,28 @@ static int apply_event(api *a, const char *id, json_t *ev, char *msg, size_t msg
              "executionRewound, eventRaised, each an object");
     return 400;
   }
-  const char *reason = api_str(body, "reason", NULL);
-  Google__Protobuf__StringValue rv, in;
-  SuspendRequest s = SUSPEND_REQUEST__INIT;
-  ResumeRequest r = RESUME_REQUEST__INIT;
-  TerminateRequest t = TERMINATE_REQUEST__INIT;
-  RewindInstanceRequest w = REWIND_INSTANCE_REQUEST__INIT;
-  RaiseEventRequest e = RAISE_EVENT_REQUEST__INIT;
-  s.instance_id = r.instance_id = t.instance_id = w.instance_id = e.instance_id = (char *)id;
-  Google__Protobuf__StringValue *rp = reason ? dts_sv(&rv, reason) : NULL;
-  s.reason = r.reason = w.reason = rp;
-  t.output = rp;
-  t.recursive = json_is_true(json_object_get(body, "recursive"));
-  const ProtobufCMessage *req[] = {&s.base, &r.base, &t.base, &w.base, &e.base};
-  if (k == 4) {
-    const char *name = api_str(body, "name", NULL);
-    json_t *input = json_object_get(body, "input");
-    if (name == NULL || name[0] == '\0') {
-      snprintf(msg, msglen, "eventRaised needs a 'name'");
-      return 400;
-    }
-    e.name = (char *)name;
-    if (json_is_string(input))
-      e.input = dts_sv(&in, json_string_value(input));
-    else if (input != NULL && !json_is_null(input)) {
-      snprintf(msg, msglen, "eventRaised's 'input' must be a string (the serialized input) or null");
-      return 400;
-    }
+  if (k < 4) { /* kinds[k] is action k (API_SUSPEND .. API_REWIND) */
+    int st = api_act(a, k, id, api_str(body, "reason", NULL), json_is_true(json_object_get(body, "recursive")));
+    if (st != 200) snprintf(msg, msglen, "%s", a->err);
+    return st;
   }
-  dts_call *c = api_call(a, methods[k], req[k]);
+  RaiseEventRequest e = RAISE_EVENT_REQUEST__INIT;
+  Google__Protobuf__StringValue in;
+  e.instance_id = (char *)id;
+  const char *name = api_str(body, "name", NULL);
+  json_t *input = json_object_get(body, "input");
+  if (name == NULL || name[0] == '\0') {
+    snprintf(msg, msglen, "eventRaised needs a 'name'");
+    return 400;
+  }
+  e.name = (char *)name;
+  if (json_is_string(input)) {
+    e.input = dts_sv(&in, json_string_value(input));
+  } else if (input != NULL && !json_is_null(input)) {
+    snprintf(msg, msglen, "eventRaised's 'input' must be a string (the serialized input) or null");
+    return 400;
+  }
+  dts_call *c = api_call(a, DTS_M_RAISE_EVENT, &e.base);
   if (c == NULL) {
     snprintf(msg, msglen, "%s", a->err);
     return a->out->status;
@@ -385,43 +410,19 @@ static void force_terminate(api *a) {
     long done = 0;
     for (size_t i = 0; i < json_array_size(ids); i++) {
       const char *id = json_string_value(json_array_get(ids, i));
-      TerminateRequest t = TERMINATE_REQUEST__INIT;
-      Google__Protobuf__StringValue rv;
-      t.instance_id = (char *)id;
-      if (reason) t.output = dts_sv(&rv, reason);
-      dts_call *c = api_call(a, DTS_M_TERMINATE, &t.base);
-      if (c != NULL) {
-        dts_local_release(c);
-        done++;
-      } else {
-        fail_one(failed, id, a, a->err);
-      }
+      if (api_act(a, API_TERMINATE, id, reason, false) == 200) done++;
+      else fail_one(failed, id, a, a->err);
     }
     bulk_answer(a, failed, done);
   }
   json_decref(b);
 }
 
-/* Purges one instance: 200 (purged), 404 (no such finished instance) or
- * the error, in a->out. */
+/* Purges one instance (?recursive=true: its finished sub-orchestrations
+ * too): 200, or the error answered. */
 static int purge_one(api *a, const char *id) {
-  PurgeInstancesRequest req = PURGE_INSTANCES_REQUEST__INIT;
-  req.request_case = PURGE_INSTANCES_REQUEST__REQUEST_INSTANCE_ID;
-  req.instance_id = (char *)id;
-  req.recursive = http_arg(a->r, "recursive") != NULL && strcmp(http_arg(a->r, "recursive"), "true") == 0;
-  dts_call *c = api_call(a, DTS_M_PURGE_INSTANCES, &req.base);
-  if (c == NULL) return a->out->status;
-  PurgeInstancesResponse *r = (PurgeInstancesResponse *)api_unpack(a, c, &purge_instances_response__descriptor);
-  dts_local_release(c);
-  if (r == NULL) return 500;
-  int n = r->deleted_instance_count;
-  protobuf_c_message_free_unpacked(&r->base, NULL);
-  if (n == 0) {
-    snprintf(a->err, sizeof(a->err), "orchestration '%.500s' not found (or not finished)", id);
-    http_error(a->out, 404, "%s", a->err);
-    return 404;
-  }
-  return 200;
+  const char *rec = http_arg(a->r, "recursive");
+  return api_act(a, API_PURGE, id, NULL, rec != NULL && strcmp(rec, "true") == 0);
 }
 
 static void purge(api *a, const char *id) {

@@ -103,7 +103,7 @@ void api_handle(const http_req *r, http_resp *out);
  * API's; unknown paths answer the app, which routes them itself. */
 void dashboard_serve(const http_req *r, http_resp *out);
 /* GET /api/v1/taskhubs/live: server-sent events of one hub (api_live.c). */
-void api_live(const http_req *r, http_resp *out, dts_hub *h, const char *hub);
+void api_live(const http_req *r, http_resp *out, dts_hub *h);
 /* Cancels the bulk jobs and waits for their threads (api_jobs.c): before
  * the hubs stop. */
 void api_jobs_stop(void);

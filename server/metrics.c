@@ -70,9 +70,8 @@ static pthread_mutex_t count_mu = PTHREAD_MUTEX_INITIALIZER;
 static hub_count counts[DTS_MAX_HUBS];
 
 static bool count_hub(const http_req *r, dts_hub *h, int64_t by[8]) {
-  http_resp tmp = {.status = 200};
-  api a = {.r = r, .out = &tmp, .h = h};
-  snprintf(a.hub, sizeof(a.hub), "%s", dts_hub_name(h));
+  api a;
+  api_detached(&a, h, dts_hub_name(h), r->cfg->call_timeout_ms);
   char tok[200] = "";
   memset(by, 0, 8 * sizeof(int64_t));
   bool ok = true;
@@ -96,7 +95,7 @@ static bool count_hub(const http_req *r, dts_hub *h, int64_t by[8]) {
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     if (!more) break;
   }
-  dts_free(tmp.body);
+  api_detached_done(&a);
   return ok;
 }
 
