@@ -90,8 +90,13 @@ test("hub home: counts, workers, live stats", async () => {
   const { page, errors } = await open("/");
   const card = page.locator('[data-hub="default"]');
   await card.waitFor();
-  await page.waitForFunction(() => /orchestrations/.test(document.querySelector('[data-hub="default"]').textContent));
+  // 3 parents, their 3 children and the failed one; the failed one linked by its status
+  await waitFor(async () => (await card.locator(".count").first().textContent()) === "7", "seven orchestrations counted");
+  assert.equal(await card.locator(".count.st-FAILED").textContent(), "1");
+  assert.equal(await card.locator(".count.st-COMPLETED").textContent(), "6");
   await waitFor(async () => /1 worker stream/.test(await card.textContent()), "the worker on the home page");
+  // the charts draw once two "stats" events came over the live stream
+  await waitFor(async () => (await card.locator("svg.spark path").count()) === 4, "the live charts");
   await shot(page, "home");
   assert.deepEqual(errors, []);
   await page.close();
