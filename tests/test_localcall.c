@@ -186,6 +186,7 @@ static void test_callers_give_up(void **state) {
 
 typedef struct reader_arg {
   dts_hub *h;
+  uint64_t from; /* the change to read after: taken before any start */
   atomic_bool stop;
   int seen[4][64]; /* changes seen per instance "lc-<t>-<i>" */
   bool lost;
@@ -193,7 +194,7 @@ typedef struct reader_arg {
 
 static void *reader(void *p) {
   reader_arg *r = p;
-  uint64_t seq = dts_hub_change_seq(r->h);
+  uint64_t seq = r->from;
   for (;;) {
     bool stop = atomic_load(&r->stop), lost;
     char *ids[64];
@@ -213,7 +214,7 @@ static void *reader(void *p) {
 static void test_change_feed(void **state) {
   fx *f = *state;
   dts_hub_watch(f->hub, true);
-  reader_arg ra = {.h = f->hub};
+  reader_arg ra = {.h = f->hub, .from = dts_hub_change_seq(f->hub)}; /* before the starters, not in the reader */
   atomic_init(&ra.stop, false);
   pthread_t rt;
   assert_int_equal(pthread_create(&rt, NULL, reader, &ra), 0);
