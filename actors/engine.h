@@ -73,6 +73,7 @@ enum {
   H_FROZEN,     /* m_actor: it dropped everything (M_FREEZE) */
   H_TIMER,      /* m_timer: route to its owner */
   H_TICK,       /* purge, passivation and retention sweep */
+  H_SCHED,      /* a schedule's occurrence may be due (schedule.c) */
   H_PING_TICK,  /* health pings: forwarded to dispatch */
   H_POLL,       /* grace periods of the directory */
   H_SHUTDOWN,

@@ -213,6 +213,7 @@ static void on_tick(dts_hub *h) {
   }
   sweep_idle(h);
   if (!HS(h)->wiping) retention_sweep(h);
+  sched_due(h, false); /* also catches a wall clock that jumped forward */
   arm_tick(h, H_TICK, h->cfg.purge_interval_ns);
 }
 
@@ -246,6 +247,7 @@ static void wipe_write(dts_hub *h) {
   }
   dts_batch_destroy(dels);
   retention_clear(h);
+  sched_clear(h);
   if (we != DTS_OK) {
     hub_answer_fail(h, hs->wipe_call, eng_status_of(we), "cannot read the task hub's data to remove it: %s", msg);
   } else if (hs->wipe_method == DTS_M_DELETE_TASK_HUB) {
@@ -451,6 +453,12 @@ static void on_rpc(dts_hub *h, m_rpc *r) {
     if (!hub_refused(h, c)) retention_on_set(h, c, (Dtsd__Admin__RetentionPolicy *)r->req);
     break;
   case DTS_M_ADMIN_GET_RETENTION: retention_on_get(h, c); break;
+  case DTS_M_ADMIN_CREATE_SCHEDULE:
+  case DTS_M_ADMIN_GET_SCHEDULE:
+  case DTS_M_ADMIN_LIST_SCHEDULES:
+  case DTS_M_ADMIN_DELETE_SCHEDULE:
+  case DTS_M_ADMIN_PAUSE_SCHEDULE:
+  case DTS_M_ADMIN_RESUME_SCHEDULE: sched_on_rpc(h, c, r->method, r->req); break;
   case DTS_M_ADMIN_COUNT_INSTANCES: query_count(h, c, (Dtsd__Admin__CountInstancesRequest *)r->req); break;
   default: on_unroutable(h, r); break;
   }
@@ -492,6 +500,7 @@ static void on_shutdown(dts_hub *h) {
 
 static void hub_ticket_done(dts_hub *h, eng_ticket *t) {
   eng_tx_done(&h->base, &HS(h)->tx, t);
+  if (t->result != DTS_OK) sched_failed(h);
   if (t->opens) wipe_done(h, t->result == DTS_OK);
   HS(h)->tx.reset_needed = false; /* the hub keeps nothing of its own that could be ahead of the store */
 }
@@ -511,6 +520,7 @@ static void behaviour(dts_actor *self, dts_msg *m) {
   case H_FROZEN: on_frozen(h, ((m_actor *)m)->a); break;
   case H_TIMER: on_timer(h, (m_timer *)m); break;
   case H_TICK: on_tick(h); break;
+  case H_SCHED: sched_due(h, true); break;
   case H_PING_TICK:
     if (!atomic_load(&h->stopping)) {
       dts_send(eng_dispatch_actor(h), dts_msg_alloc(D_TICK, sizeof(dts_msg)));
@@ -741,6 +751,7 @@ static dts_err load(dts_hub *h, char *err, size_t errlen) {
   start_actors(h, &s.insts, 'o');
   start_actors(h, &s.ents, 'e');
   retention_load(h);
+  sched_load(h);
   DTS_INFO("hub", "[%s] loaded %zu instances and %zu entities with work to do, %ld timers", h->name, ni, ne,
            s.timers);
   long bad = atomic_load(&h->st_unreadable) - before;
@@ -759,6 +770,7 @@ static void hub_fini(dts_actor *self) {
   hub_state *hs = HS(h);
   jobs_fini(h);
   dts_map_fini(&hs->jobs);
+  sched_fini(h);
   dts_map_fini(&hs->leaving);
   for (size_t i = 0; i < hs->nqueued; i++) dts_msg_free(hs->queued[i]);
   dts_free(hs->queued);
@@ -789,6 +801,7 @@ dts_err dts_hub_create(const dts_hub_config *cfg, dts_hub **out) {
   eng_tx_init(&h->hs->tx);
   dts_map_init(&h->hs->leaving);
   dts_map_init(&h->hs->jobs);
+  dts_map_init(&h->hs->scheds);
   h->dir = dts_dir_create();
   h->watch = eng_watch_new();
   atomic_init(&h->seq, 1);

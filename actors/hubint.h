@@ -1,7 +1,7 @@
 /* hubint.h -- private to the hub actor's files: hub.c (lifecycle, the
  * directory, routing misses, leaving memory, wiping), jobs.c (management
  * requests that many actors answer), query.c (queries over the store) and
- * retention.c (auto-purge).
+ * retention.c (auto-purge) and schedule.c (recurring starts).
  */
 #ifndef DTS_ACTORS_HUBINT_H
 #define DTS_ACTORS_HUBINT_H
@@ -37,6 +37,9 @@ typedef struct hub_state {
   int64_t ret[5];           /* retention, ns; -1 keep */
   dts_key sweep_at;         /* the purger resumes its sweep here (n = 0: from the start) */
   long purged_total;
+  dts_map scheds;           /* schedule id -> schedule (schedule.c) */
+  uint64_t sched_wake;      /* monotonic time of the H_SCHED on its way (0: none) */
+  bool sched_stale;         /* a hub write failed: read the schedules again */
   bool shutting_down;
   bool poll_armed;
   /* a wipe (CreateTaskHub{recreate}, DeleteTaskHub): every actor drops its
@@ -89,5 +92,16 @@ void retention_on_get(dts_hub *h, dts_call *c);
 /* One bounded pass of the purger. */
 void retention_sweep(dts_hub *h);
 void retention_clear(dts_hub *h);
+
+/* schedule.c */
+void sched_load(dts_hub *h);
+void sched_on_rpc(dts_hub *h, dts_call *c, int method, ProtobufCMessage *req);
+/* Starts the occurrences that are due (H_TICK; H_SCHED with woken). */
+void sched_due(dts_hub *h, bool woken);
+/* The hub's data was wiped: no schedules. */
+void sched_clear(dts_hub *h);
+/* A write of the hub's failed. */
+void sched_failed(dts_hub *h);
+void sched_fini(dts_hub *h);
 
 #endif

@@ -47,10 +47,14 @@ uint64_t dts_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static int64_t wall_shift; /* written once before the threads start */
+
+void dts_wall_shift(int64_t ns) { wall_shift = ns; }
+
 uint64_t dts_wall_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + (uint64_t)wall_shift;
 }
 
 /* ------------------------------------------------------------------------ */

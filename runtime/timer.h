@@ -20,8 +20,12 @@ typedef struct dts_timers dts_timers;
 
 /* Nanoseconds on CLOCK_MONOTONIC. */
 uint64_t dts_now_ns(void);
-/* Nanoseconds since the Unix epoch (CLOCK_REALTIME). */
+/* Nanoseconds since the Unix epoch (CLOCK_REALTIME), plus the shift below. */
 uint64_t dts_wall_ns(void);
+/* Shifts dts_wall_ns by `ns` (0 at start): lets tests see what a clock
+ * that jumped does (dtsd: DTSD_TEST_CLOCK_SHIFT_S).  Set before any thread
+ * reads the clock. */
+void dts_wall_shift(int64_t ns);
 
 /* Starts the timer thread.  Owned: destroy it. */
 dts_timers *dts_timers_create(void);

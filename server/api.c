@@ -192,10 +192,7 @@ static void hub_route(api *a, char **seg, int nseg) {
     api_live(a->r, a->out, a->h);
     return;
   }
-  if (nseg >= 1 && strcmp(seg[0], "schedules") == 0) {
-    http_error(a->out, 501, "schedules are not served by this dtsd yet (issue: schedules for every SDK)");
-    return;
-  }
+  if (nseg >= 1 && strcmp(seg[0], "schedules") == 0 && api_sched_route(a, seg + 1, nseg - 1)) return;
   if (nseg >= 1 && strcmp(seg[0], "orchestrations") == 0 && api_orch_route(a, seg + 1, nseg - 1)) return;
   if (nseg >= 1 && strcmp(seg[0], "jobs") == 0 && api_jobs_route(a, seg + 1, nseg - 1)) return;
   if (nseg >= 1 && (strcmp(seg[0], "entities") == 0 || strcmp(seg[0], "workers") == 0) && api_ent_route(a, seg, nseg))

@@ -58,6 +58,7 @@ bool api_time(api *a, json_t *o, const char *key, int64_t *ns);
 /* routes: each returns false when the path is not one of its own */
 bool api_orch_route(api *a, char **seg, int nseg);
 bool api_ent_route(api *a, char **seg, int nseg);
+bool api_sched_route(api *a, char **seg, int nseg);
 /* the orchestrations query (api_query.c) */
 void api_orch_query(api *a);
 /* The ids of every orchestration the query filter matches (as the query

@@ -5,6 +5,7 @@
  * for numbers -- the range it accepts; --help prints the same table. */
 #include "runtime/alloc.h"
 #include "runtime/log.h"
+#include "runtime/timer.h"
 #include "server/dtsd.h"
 
 #include <getopt.h>
@@ -186,6 +187,17 @@ int main(int argc, char **argv) {
     if (v == NULL && strcmp(flags[i].name, "dynamic-task-hubs") == 0 && getenv("DTS_USE_DYNAMIC_TASK_HUBS") != NULL)
       v = strcasecmp(getenv("DTS_USE_DYNAMIC_TASK_HUBS"), "true") == 0 ? "1" : "0"; /* the emulator's: true|false */
     if (v != NULL && *v != '\0' && !set(&flags[i], v, flags[i].var)) return 2;
+  }
+  const char *shift = getenv("DTSD_TEST_CLOCK_SHIFT_S");
+  if (shift != NULL && *shift != '\0') {
+    char *end;
+    long long s = strtoll(shift, &end, 10);
+    if (*end != '\0' || s < -10LL * 365 * 86400 || s > 10LL * 365 * 86400) {
+      fprintf(stderr, "dtsd: DTSD_TEST_CLOCK_SHIFT_S must be a number of seconds within ten years\n");
+      return 2;
+    }
+    dts_wall_shift((int64_t)s * 1000000000LL);
+    DTS_WARN("main", "the wall clock is shifted by %lld s (DTSD_TEST_CLOCK_SHIFT_S): for tests only", s);
   }
   struct option opts[NFLAGS + 2];
   for (size_t i = 0; i < NFLAGS; i++)

@@ -2,6 +2,7 @@
 #include "server/methods.h"
 
 #define P(m) "/TaskHubSidecarService/" m
+#define A(m) "/dtsd.admin.Admin/" m
 
 const dts_method_info dts_methods[DTS_M_COUNT] = {
     [DTS_M_HELLO] = {P("Hello"), "Hello", &google__protobuf__empty__descriptor, false},
@@ -45,4 +46,13 @@ const dts_method_info dts_methods[DTS_M_COUNT] = {
                                   &dtsd__admin__list_workers_request__descriptor, false},
     [DTS_M_ADMIN_COUNT_INSTANCES] = {"/dtsd.admin.Admin/CountInstances", "CountInstances",
                                      &dtsd__admin__count_instances_request__descriptor, false},
+    [DTS_M_ADMIN_CREATE_SCHEDULE] = {A("CreateSchedule"), "CreateSchedule", &dtsd__admin__schedule__descriptor, false},
+    [DTS_M_ADMIN_GET_SCHEDULE] = {A("GetSchedule"), "GetSchedule", &dtsd__admin__schedule_request__descriptor, false},
+    [DTS_M_ADMIN_LIST_SCHEDULES] = {A("ListSchedules"), "ListSchedules", &dtsd__admin__list_schedules_request__descriptor,
+                                    false},
+    [DTS_M_ADMIN_DELETE_SCHEDULE] = {A("DeleteSchedule"), "DeleteSchedule", &dtsd__admin__schedule_request__descriptor,
+                                     false},
+    [DTS_M_ADMIN_PAUSE_SCHEDULE] = {A("PauseSchedule"), "PauseSchedule", &dtsd__admin__schedule_request__descriptor, false},
+    [DTS_M_ADMIN_RESUME_SCHEDULE] = {A("ResumeSchedule"), "ResumeSchedule", &dtsd__admin__schedule_request__descriptor,
+                                     false},
 };

@@ -21,7 +21,7 @@ static const ProtobufCMessageDescriptor *const stored[] = {
     &history_event__descriptor,                &activity_request__descriptor,
     &parent_instance_info__descriptor,         &task_failure_details__descriptor,
     &dtsd__admin__retention_policy__descriptor, &work_item__descriptor,
-    &orchestrator_request__descriptor,
+    &orchestrator_request__descriptor,         &dtsd__admin__schedule__descriptor,
 };
 #define NSTORED (sizeof(stored) / sizeof(stored[0]))
 

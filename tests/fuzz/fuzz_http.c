@@ -123,7 +123,8 @@ static const char *const ROUTES[] = {
     "/api/v1/taskhubs/schedules/{i}", "/api/v1/taskhubs", "/v1/taskhubs/orchestrations/{i}", "/", "{i}/{j}", "/metrics",
     "/api/v1/taskhubs/live", "/assets/{i}", "/assets/app-0.js", "/api/v1/taskhubs/entities/{i}/signal",
     "/api/v1/taskhubs/entities/clean", "/api/v1/taskhubs/orchestrations/bulk", "/api/v1/taskhubs/jobs",
-    "/api/v1/taskhubs/jobs/{i}", "/api/v1/taskhubs/orchestrations/export",
+    "/api/v1/taskhubs/jobs/{i}", "/api/v1/taskhubs/orchestrations/export", "/api/v1/taskhubs/schedules",
+    "/api/v1/taskhubs/schedules/{i}/pause", "/api/v1/taskhubs/schedules/{i}/resume",
 };
 #define NROUTES (sizeof(ROUTES) / sizeof(ROUTES[0]))
 static const char *const METHODS[] = {"GET", "POST", "DELETE", "PUT"};

@@ -593,8 +593,8 @@ static void hub_seeds(void) {
 /* ---- stored-record scenarios ---------------------------------------------- */
 
 static void rec(sw *w, char type, const void *k, size_t klen, const ProtobufCMessage *v) {
-  static const char types[] = "IHNATEQSCRX";
-  put8(w, (uint8_t)(strchr(types, type) - types + (type == 'I' ? 11 : 0)));
+  static const char types[] = "IHNATEQSCRXP";
+  put8(w, (uint8_t)(strchr(types, type) - types + (type == 'I' ? 12 : 0)));
   put16(w, klen);
   put(w, k, klen);
   dts_buf b = v != NULL ? dts_pb_pack(v) : (dts_buf){NULL, 0};
@@ -678,6 +678,16 @@ static void store_seeds(void) {
   rec(&w, 'E', "@c@1", 4, &er.base);
   rec(&w, 'Q', k, seqkey(k, "@c@1", 0), &sig.base);
   rec(&w, 'T', k, workkey(k, "@c@1", "r", 0), &sig.base);
+  Dtsd__Admin__Schedule sc = DTSD__ADMIN__SCHEDULE__INIT;
+  Google__Protobuf__Duration iv = GOOGLE__PROTOBUF__DURATION__INIT;
+  iv.seconds = 1;
+  sc.schedule_id = "s1";
+  sc.orchestration_name = "o";
+  sc.interval = &iv;
+  sc.start_at = &ts;
+  sc.next_run_at = &ts; /* long due: a late schedule */
+  sc.start_immediately_if_late = true;
+  rec(&w, 'P', "s1", 2, &sc.base);
   put8(&w, 0); /* end of records */
   put8(&w, 0); /* options */
   stream(&w);
