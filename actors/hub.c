@@ -247,7 +247,7 @@ static void wipe_write(dts_hub *h) {
   }
   dts_batch_destroy(dels);
   retention_clear(h);
-  sched_clear(h);
+  if (we == DTS_OK) sched_clear(h);
   if (we != DTS_OK) {
     hub_answer_fail(h, hs->wipe_call, eng_status_of(we), "cannot read the task hub's data to remove it: %s", msg);
   } else if (hs->wipe_method == DTS_M_DELETE_TASK_HUB) {

@@ -68,9 +68,7 @@ typedef struct dts_hub_config {
 
 enum { DTS_RET_DEFAULT = 0, DTS_RET_COMPLETED, DTS_RET_FAILED, DTS_RET_CANCELED, DTS_RET_TERMINATED };
 
-/* Parses "default=30d,completed=1h,failed=0" (units ms s m h d; "keep"
- * unsets) into ns values (-1 = keep).  Returns NULL or a static error. */
-const char *dts_retention_parse(const char *spec, int64_t out[5]);
+/* dts_retention_parse (runtime/duration.h) reads a policy in this order. */
 
 /* Creates the hub and loads its state from the store (synchronously: call
  * at start-up, before serving).  The caller holds one reference. */

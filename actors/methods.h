@@ -44,6 +44,7 @@ typedef enum {
   DTS_M_ADMIN_DELETE_SCHEDULE,
   DTS_M_ADMIN_PAUSE_SCHEDULE,
   DTS_M_ADMIN_RESUME_SCHEDULE,
+  DTS_M_ADMIN_LIST_TASK_HUBS, /* the bridge answers it: no hub sees it */
   DTS_M_COUNT
 } dts_method;
 

@@ -15,45 +15,6 @@
 
 #define PURGE_BUDGET 1000 /* index entries per purger pass: bounded work per turn */
 
-const char *dts_retention_parse(const char *spec, int64_t out[5]) {
-  for (int i = 0; i < 5; i++) out[i] = -1;
-  static const char *names[5] = {"default", "completed", "failed", "canceled", "terminated"};
-  const char *p = spec;
-  while (*p) {
-    const char *eq = strchr(p, '=');
-    if (eq == NULL) return "expected status=duration, e.g. default=30d,completed=1h";
-    size_t nl = (size_t)(eq - p);
-    int which = -1;
-    for (int i = 0; i < 5; i++)
-      if (strlen(names[i]) == nl && strncmp(p, names[i], nl) == 0) which = i;
-    if (which < 0) return "unknown status: use default, completed, failed, canceled or terminated";
-    const char *v = eq + 1;
-    const char *end = strchr(v, ',');
-    size_t vl = end ? (size_t)(end - v) : strlen(v);
-    if (vl == 4 && strncmp(v, "keep", 4) == 0) {
-      out[which] = -1;
-    } else {
-      char *num_end;
-      long long n = strtoll(v, &num_end, 10);
-      if (num_end == v || n < 0) return "a duration is a non-negative number with a unit: ms, s, m, h or d";
-      size_t ul = vl - (size_t)(num_end - v);
-      int64_t mul;
-      if (ul == 0 && n == 0) mul = 0;
-      else if (ul == 2 && strncmp(num_end, "ms", 2) == 0) mul = 1000000LL;
-      else if (ul == 1 && *num_end == 's') mul = 1000000000LL;
-      else if (ul == 1 && *num_end == 'm') mul = 60000000000LL;
-      else if (ul == 1 && *num_end == 'h') mul = 3600000000000LL;
-      else if (ul == 1 && *num_end == 'd') mul = 86400000000000LL;
-      else return "a duration is a non-negative number with a unit: ms, s, m, h or d";
-      if (n > 100000LL * 86400 * 1000 / (mul ? mul / 1000000 : 1)) return "duration too long";
-      out[which] = (int64_t)n * mul;
-    }
-    if (!end) break;
-    p = end + 1;
-  }
-  return NULL;
-}
-
 static int tq_index(int st) {
   switch (st) {
   case ST(COMPLETED): return 0;

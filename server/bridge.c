@@ -600,7 +600,25 @@ static bool route_hub_change(dts_bridge *b, dts_call *c, dts_hub **out) {
   return done;
 }
 
+/* ListTaskHubs: the served hubs, by name. */
+static void list_hubs(dts_bridge *b, dts_call *c) {
+  char *names[DTS_MAX_HUBS];
+  Dtsd__Admin__ListTaskHubsResponse resp = DTSD__ADMIN__LIST_TASK_HUBS_RESPONSE__INIT;
+  pthread_rwlock_rdlock(&b->hubs_lock);
+  dts_hubset *hs = b->cfg.hubs;
+  for (int i = 0; i < hs->nlive; i++) names[i] = (char *)dts_hub_name(hs->live[i]); /* hubs outlive the bridge */
+  resp.names = names;
+  resp.n_names = (size_t)hs->nlive;
+  dts_buf body = dts_pb_pack(&resp.base);
+  pthread_rwlock_unlock(&b->hubs_lock);
+  call_reply(c, body);
+}
+
 static void route(dts_bridge *b, dts_call *c) {
+  if (c->method == DTS_M_ADMIN_LIST_TASK_HUBS) {
+    list_hubs(b, c);
+    return;
+  }
   if (c->method == M_GENERIC) {
     char msg[300];
     snprintf(msg, sizeof(msg), "method %.*s is not served by dtsd", (int)GRPC_SLICE_LENGTH(c->details.method),

@@ -12,6 +12,7 @@
 
 #include "actors/hub.h"
 #include "runtime/alloc.h"
+#include "runtime/duration.h"
 #include "runtime/log.h"
 #include "server/bridge.h"
 #include "server/callvt.h"

@@ -55,4 +55,6 @@ const dts_method_info dts_methods[DTS_M_COUNT] = {
     [DTS_M_ADMIN_PAUSE_SCHEDULE] = {A("PauseSchedule"), "PauseSchedule", &dtsd__admin__schedule_request__descriptor, false},
     [DTS_M_ADMIN_RESUME_SCHEDULE] = {A("ResumeSchedule"), "ResumeSchedule", &dtsd__admin__schedule_request__descriptor,
                                      false},
+    [DTS_M_ADMIN_LIST_TASK_HUBS] = {A("ListTaskHubs"), "ListTaskHubs", &dtsd__admin__list_task_hubs_request__descriptor,
+                                    false},
 };
