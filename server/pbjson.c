@@ -106,7 +106,12 @@ static json_t *well_known(const ProtobufCMessage *m) {
   if (strcmp(n, "google.protobuf.Duration") == 0) {
     const Google__Protobuf__Duration *d = (const Google__Protobuf__Duration *)m;
     char t[48];
-    snprintf(t, sizeof(t), "%" PRId64 ".%09ds", d->seconds, abs(d->nanos));
+    int ns = abs(d->nanos); /* proto3 JSON: 0, 3, 6 or 9 fractional digits */
+    const char *sign = d->seconds == 0 && d->nanos < 0 ? "-" : "";
+    if (ns == 0) snprintf(t, sizeof(t), "%" PRId64 "s", d->seconds);
+    else if (ns % 1000000 == 0) snprintf(t, sizeof(t), "%s%" PRId64 ".%03ds", sign, d->seconds, ns / 1000000);
+    else if (ns % 1000 == 0) snprintf(t, sizeof(t), "%s%" PRId64 ".%06ds", sign, d->seconds, ns / 1000);
+    else snprintf(t, sizeof(t), "%s%" PRId64 ".%09ds", sign, d->seconds, ns);
     return json_string(t);
   }
   if (strcmp(n, "google.protobuf.StringValue") == 0) {
