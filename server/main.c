@@ -8,6 +8,7 @@
 #include "runtime/timer.h"
 #include "server/dtsd.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -41,13 +42,15 @@ typedef struct flag {
 } flag;
 
 static dtsd_options o;
-static const char *lvl, *fmt, *port_file, *dur;
+static const char *lvl, *fmt, *port_file, *dur, *config;
 static long ready_fd = -1, ports_fd = -1;
 
 #define MIB (1024L * 1024L)
 #define GIB (1024L * MIB)
 
 static const flag flags[] = {
+    {"config", "DTSD_CONFIG", F_STR, &config, 0, 0, "FILE",
+     "settings file: one 'name = value' per line, names as these flags' (flags and DTSD_* beat it)"},
     {"address", "DTSD_ADDRESS", F_STR, &o.address, 0, 0, "HOST:PORT", "gRPC listen address (default 0.0.0.0:8080; port 0 = any)"},
     {"http-address", "DTSD_HTTP_ADDRESS", F_STR, &o.http_address, 0, 0, "HOST:PORT",
      "HTTP data API, metrics and dashboard (default 0.0.0.0:8082; off = none)"},
@@ -121,7 +124,11 @@ static const flag flags[] = {
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
 static void usage(FILE *out) {
-  fprintf(out, "usage: dtsd [options]\n");
+  fprintf(out, "usage: dtsd [options]\n"
+               "A Durable Task Scheduler backend: gRPC for the Durable Task SDKs on --address, the dashboard and\n"
+               "its HTTP API on --http-address, health on --health-address, state in LevelDB under --data-dir.\n"
+               "Each setting comes from the flag, else its DTSD_* variable, else the --config file, else the\n"
+               "default.\n\n");
   for (size_t i = 0; i < NFLAGS; i++) {
     const flag *f = &flags[i];
     char lhs[64];
@@ -148,6 +155,7 @@ static void usage(FILE *out) {
     }
   }
   fprintf(out, "  %-24s %s\n", "--help", "this text");
+  fprintf(out, "  %-24s %s\n", "--version", "dtsd's version");
 }
 
 /* Stores `val` into the flag's destination; false (with a message) when it
@@ -178,9 +186,80 @@ static bool stop_requested(const sigset_t *set, long ms) {
   return sigtimedwait(set, NULL, &ts) > 0;
 }
 
-int main(int argc, char **argv) {
+/* A settings file (--config): "name = value" lines, names as the flags'
+ * without "--", '#' comments; booleans true/false (yes/no, on/off, 1/0).
+ * Values are kept for the process's life. */
+static bool load_config(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    fprintf(stderr, "dtsd: cannot read the settings file %s: %s\n", path, strerror(errno));
+    return false;
+  }
+  char line[4096];
+  bool ok = true;
+  for (int ln = 1; ok && fgets(line, sizeof(line), f) != NULL; ln++) {
+    char *p = line, *eq, *end;
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p == '#' || *p == '\n' || *p == '\r' || *p == '\0') continue;
+    char where[600];
+    snprintf(where, sizeof(where), "%s:%d", path, ln);
+    if (strchr(line, '\n') == NULL && !feof(f)) {
+      fprintf(stderr, "dtsd: %s: line longer than %zu bytes\n", where, sizeof(line) - 2);
+      ok = false;
+      break;
+    }
+    if ((eq = strchr(p, '=')) == NULL) {
+      fprintf(stderr, "dtsd: %s: expected 'name = value'\n", where);
+      ok = false;
+      break;
+    }
+    for (end = eq; end > p && (end[-1] == ' ' || end[-1] == '\t'); end--) {
+    }
+    *end = '\0';
+    char *val = eq + 1;
+    while (*val == ' ' || *val == '\t') val++;
+    size_t vl = strlen(val);
+    while (vl > 0 && (val[vl - 1] == '\n' || val[vl - 1] == '\r' || val[vl - 1] == ' ' || val[vl - 1] == '\t')) val[--vl] = '\0';
+    const flag *fl = NULL;
+    for (size_t i = 0; i < NFLAGS; i++)
+      if (strcmp(flags[i].name, p) == 0) fl = &flags[i];
+    if (fl == NULL || fl->var == NULL) { /* fds and --config itself are not settings */
+      fprintf(stderr, "dtsd: %s: unknown setting '%s' (the names are dtsd --help's flags without --)\n", where, p);
+      ok = false;
+    } else if (fl->type == F_BOOL) {
+      bool t = strcasecmp(val, "true") == 0 || strcasecmp(val, "yes") == 0 || strcasecmp(val, "on") == 0 || strcmp(val, "1") == 0;
+      bool n = strcasecmp(val, "false") == 0 || strcasecmp(val, "no") == 0 || strcasecmp(val, "off") == 0 || strcmp(val, "0") == 0;
+      if (!t && !n) {
+        fprintf(stderr, "dtsd: %s: %s is true or false, not '%s'\n", where, p, val);
+        ok = false;
+      } else {
+        *(bool *)fl->dst = t;
+      }
+    } else {
+      ok = set(fl, fl->type == F_STR ? dts_strdup(val) : val, where);
+    }
+  }
+  fclose(f);
+  return ok;
+}
+
+/* The --config path, before the flags are read: the flag, else DTSD_CONFIG. */
+static const char *config_path(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0) break;
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) return argv[i + 1];
+    if (strncmp(argv[i], "--config=", 9) == 0) return argv[i] + 9;
+  }
+  const char *e = getenv("DTSD_CONFIG");
+  return e != NULL && *e ? e : NULL;
+}
+
+/* Defaults, then the settings file, then the environment, then the flags:
+ * -1 to go on, or the exit code. */
+static int configure(int argc, char **argv) {
   dtsd_options_init(&o);
-  /* environment first, flags over it */
+  const char *cfg = config_path(argc, argv);
+  if (cfg != NULL && !load_config(cfg)) return 2;
   for (size_t i = 0; i < NFLAGS; i++) {
     const char *v = flags[i].var ? getenv(flags[i].var) : NULL;
     if (v == NULL && strcmp(flags[i].name, "task-hubs") == 0) v = getenv("DTS_TASK_HUB_NAMES");
@@ -199,15 +278,20 @@ int main(int argc, char **argv) {
     dts_wall_shift((int64_t)s * 1000000000LL);
     DTS_WARN("main", "the wall clock is shifted by %lld s (DTSD_TEST_CLOCK_SHIFT_S): for tests only", s);
   }
-  struct option opts[NFLAGS + 2];
+  struct option opts[NFLAGS + 3];
   for (size_t i = 0; i < NFLAGS; i++)
     opts[i] = (struct option){flags[i].name, flags[i].type == F_BOOL ? no_argument : required_argument, 0, (int)i + 256};
   opts[NFLAGS] = (struct option){"help", no_argument, 0, 'h'};
-  opts[NFLAGS + 1] = (struct option){0, 0, 0, 0};
+  opts[NFLAGS + 1] = (struct option){"version", no_argument, 0, 'V'};
+  opts[NFLAGS + 2] = (struct option){0, 0, 0, 0};
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     if (c == 'h') {
       usage(stdout);
+      return 0;
+    }
+    if (c == 'V') {
+      printf("dtsd %s\n", DTSD_VERSION);
       return 0;
     }
     if (c < 256 || c >= 256 + (int)NFLAGS) {
@@ -235,6 +319,12 @@ int main(int argc, char **argv) {
   if (lvl) dts_log_set_level(L);
   if (fmt) dts_log_set_format(F);
 
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  int rc = configure(argc, argv);
+  if (rc >= 0) return rc;
   sigset_t set_;
   sigemptyset(&set_);
   sigaddset(&set_, SIGINT);
@@ -243,7 +333,6 @@ int main(int argc, char **argv) {
 
   dtsd *d;
   char err[1024];
-  int rc;
   /* a disk too full for the store to open: wait for space, never a crash
    * loop (a supervisor restarting us would find the same disk) */
   for (int tries = 0; (rc = dtsd_start(&o, &d, err, sizeof(err))) == -2; tries++) {

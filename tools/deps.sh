@@ -8,7 +8,7 @@ libgrpc-dev libprotobuf-dev protobuf-compiler \
 libprotobuf-c-dev protobuf-c-compiler \
 libleveldb-dev libck-dev libjemalloc-dev libcmocka-dev \
 libmicrohttpd-dev libjansson-dev \
-clang libclang-rt-14-dev llvm \
+clang libclang-rt-14-dev llvm help2man \
 nodejs npm"
 # `deps.sh test`: and what only the tests need (the dashboard's browser tests)
 if [ "${1:-}" = "test" ]; then PKGS="$PKGS chromium"; fi

@@ -33,6 +33,8 @@ else
 fi
 echo "== normal build"
 build build "" && runtests build || status=1
+echo "== Debian package (tools/package.sh), checked in a throwaway root"
+if deb=$("$ROOT/tools/package.sh" | tail -1); then "$ROOT/tests/package/check.sh" "$deb" || status=1; else status=1; fi
 echo "== ASan+UBSan build"
 build build-asan address && runtests build-asan || status=1
 echo "== TSan build (concurrency tests)"
