@@ -8,5 +8,5 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 "$ROOT/tools/deps.sh"
 (cd "$ROOT/dashboard" && npm ci --no-audit --no-fund --loglevel=error)
 cmake -S "$ROOT" -B "$ROOT/build-release" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$ROOT/build-release" -j "$(nproc)" --target dtsd
+cmake --build "$ROOT/build-release" -j "$(nproc)" --target dtsd dtsctl
 exec "$ROOT/build-release/server/dtsd" "$@"
