@@ -81,12 +81,28 @@ static const struct option AOPTS[] = {
     {"end-at", required_argument, 0, O_END},    {"start-immediately-if-late", no_argument, 0, O_LATE},
     {0, 0, 0, 0}};
 
-/* Options after the subcommand; *first: the first positional.  Which
- * options a subcommand takes is checked by `allowed` (option values). */
-static bool sub_opts(int argc, char **argv, aopts *o, int *first) {
+/* A command with subcommands: --help (printed), the subcommand (`which`
+ * lists them for the usage error), then the options after it.  true with
+ * *sub, the options and *npos positionals from argv[*first]; false with
+ * *rc set. */
+static bool sub_begin(int argc, char **argv, const char *help, const char *which, const char **sub, aopts *o, int *first,
+                      int *npos, int *rc) {
+  *rc = EX_OK;
+  if (ctl_wants_help(argc, argv, help)) return false;
+  if (argc < 2) {
+    *rc = ctl_usage("%s: %s", argv[0], which);
+    return false;
+  }
+  *sub = argv[1];
   memset(o, 0, sizeof(*o));
   o->limit = 100;
-  return ctl_opts(argc, argv, "p:n:i:y", AOPTS, aopt, o, first);
+  if (!ctl_opts(argc - 1, argv + 1, "p:n:i:y", AOPTS, aopt, o, first)) {
+    *rc = EX_USAGE;
+    return false;
+  }
+  (*first)++; /* relative to argv */
+  *npos = argc - *first;
+  return true;
 }
 
 static int done_empty(ctl *c, ProtobufCMessage *r, rpc_err *e, const char *what) {
@@ -106,16 +122,13 @@ static const char HUBS_HELP[] =
     "  --dynamic-task-hubs); delete one with all its data.\n";
 
 int cmd_hubs(ctl *c, int argc, char **argv) {
-  if (ctl_wants_help(argc, argv, HUBS_HELP)) return EX_OK;
-  if (argc < 2) return ctl_usage("hubs: list, create or delete");
-  const char *sub = argv[1];
+  const char *sub;
   aopts o;
-  int first;
-  if (!sub_opts(argc - 1, argv + 1, &o, &first)) return EX_USAGE;
-  first++; /* relative to argv */
+  int first, npos, rc;
+  if (!sub_begin(argc, argv, HUBS_HELP, "list, create or delete", &sub, &o, &first, &npos, &rc)) return rc;
   rpc_err e;
   if (strcmp(sub, "list") == 0) {
-    if (first < argc) return ctl_usage("hubs list takes no arguments");
+    if (npos != 0) return ctl_usage("hubs list takes no arguments");
     Dtsd__Admin__ListTaskHubsRequest req = DTSD__ADMIN__LIST_TASK_HUBS_REQUEST__INIT;
     Dtsd__Admin__ListTaskHubsResponse *r = (Dtsd__Admin__ListTaskHubsResponse *)ctl_unary(
         c, ADM "ListTaskHubs", &req.base, &dtsd__admin__list_task_hubs_response__descriptor, &e);
@@ -131,7 +144,7 @@ int cmd_hubs(ctl *c, int argc, char **argv) {
     return EX_OK;
   }
   if (strcmp(sub, "create") != 0 && strcmp(sub, "delete") != 0) return ctl_usage("hubs: unknown subcommand '%s'", sub);
-  if (argc - first != 1) return ctl_usage("hubs %s takes one hub name", sub);
+  if (npos != 1) return ctl_usage("hubs %s takes one hub name", sub);
   dts_free(c->hub);
   c->hub = dts_strdup(argv[first]); /* the taskhub header names the hub */
   if (strcmp(sub, "create") == 0) {
@@ -190,14 +203,7 @@ static int entities_list(ctl *c, const aopts *o) {
     protobuf_c_message_free_unpacked(&r->base, NULL);
     if (token == NULL) break;
   }
-  if (c->json) {
-    if (rc == EX_OK) out_json(arr);
-    else json_decref(arr);
-  } else {
-    if (rc == EX_OK) table_print(&t);
-    table_free(&t);
-  }
-  return rc;
+  return out_list_end(rc, arr, c->json ? NULL : &t);
 }
 
 static int entity_show(ctl *c, const char *id) {
@@ -274,14 +280,10 @@ static const char ENTITIES_HELP[] =
     "  Entity ids are '@name@key'.  clean with neither flag does both.\n";
 
 int cmd_entities(ctl *c, int argc, char **argv) {
-  if (ctl_wants_help(argc, argv, ENTITIES_HELP)) return EX_OK;
-  if (argc < 2) return ctl_usage("entities: list, show, signal or clean");
-  const char *sub = argv[1];
+  const char *sub;
   aopts o;
-  int first;
-  if (!sub_opts(argc - 1, argv + 1, &o, &first)) return EX_USAGE;
-  first++;
-  int npos = argc - first;
+  int first, npos, rc;
+  if (!sub_begin(argc, argv, ENTITIES_HELP, "list, show, signal or clean", &sub, &o, &first, &npos, &rc)) return rc;
   if (strcmp(sub, "list") == 0 && npos == 0) return entities_list(c, &o);
   if (strcmp(sub, "show") == 0 && npos == 1) return entity_show(c, argv[first]);
   if (strcmp(sub, "signal") == 0 && npos == 2) return entity_signal(c, argv[first], argv[first + 1], &o);
@@ -363,14 +365,7 @@ static int sched_list(ctl *c) {
     protobuf_c_message_free_unpacked(&r->base, NULL);
     if (token == NULL) break;
   }
-  if (c->json) {
-    if (rc == EX_OK) out_json(arr);
-    else json_decref(arr);
-  } else {
-    if (rc == EX_OK) table_print(&t);
-    table_free(&t);
-  }
-  return rc;
+  return out_list_end(rc, arr, c->json ? NULL : &t);
 }
 
 static int sched_create(ctl *c, const char *id, const aopts *o) {
@@ -408,14 +403,11 @@ static const char SCHEDULES_HELP[] =
     "      --start-immediately-if-late     after missed occurrences, run once at once\n";
 
 int cmd_schedules(ctl *c, int argc, char **argv) {
-  if (ctl_wants_help(argc, argv, SCHEDULES_HELP)) return EX_OK;
-  if (argc < 2) return ctl_usage("schedules: list, show, create, pause, resume or delete");
-  const char *sub = argv[1];
+  const char *sub;
   aopts o;
-  int first;
-  if (!sub_opts(argc - 1, argv + 1, &o, &first)) return EX_USAGE;
-  first++;
-  int npos = argc - first;
+  int first, npos, rc;
+  if (!sub_begin(argc, argv, SCHEDULES_HELP, "list, show, create, pause, resume or delete", &sub, &o, &first, &npos, &rc))
+    return rc;
   if (strcmp(sub, "list") == 0 && npos == 0) return sched_list(c);
   if (npos != 1) return ctl_usage("schedules %s: takes one schedule id", sub);
   const char *id = argv[first];

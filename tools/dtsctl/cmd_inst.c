@@ -202,14 +202,7 @@ int cmd_instances(ctl *c, int argc, char **argv) {
   if (c->json) l.arr = json_array();
   else table_init(&l.t, 5, head);
   int rc = query_each(c, &o.f, o.payloads, o.limit, list_one, &l);
-  if (c->json) {
-    if (rc == EX_OK) out_json(l.arr);
-    else json_decref(l.arr);
-  } else {
-    if (rc == EX_OK) table_print(&l.t);
-    table_free(&l.t);
-  }
-  return rc;
+  return out_list_end(rc, l.arr, c->json ? NULL : &l.t);
 }
 
 /* ---- show ------------------------------------------------------------------------ */
@@ -340,14 +333,11 @@ static bool exec_opt(void *ctx, int v, const char *arg) {
 }
 
 int cmd_history(ctl *c, int argc, char **argv) {
-  if (ctl_wants_help(argc, argv, HISTORY_HELP)) return EX_OK;
   static const struct option opts[] = {{"execution", required_argument, 0, O_EXEC}, {0, 0, 0, 0}};
   const char *exec = NULL;
-  int first;
-  if (!ctl_opts(argc, argv, "", opts, exec_opt, &exec, &first)) return EX_USAGE;
-  if (argc - first != 1) return ctl_usage("history takes one instance id");
+  int first, rc;
+  if (!ctl_begin(argc, argv, HISTORY_HELP, "", opts, exec_opt, &exec, 1, "one instance id", &first, &rc)) return rc;
   const char *id = argv[first];
-  int rc = EX_OK;
   GetInstanceResponse *gr = get_instance(c, id, &rc); /* an unknown id streams nothing: say so */
   if (gr == NULL) return rc;
   protobuf_c_message_free_unpacked(&gr->base, NULL);
@@ -362,14 +352,13 @@ int cmd_history(ctl *c, int argc, char **argv) {
   rpc_err e;
   ctl_stream(c, SVC "StreamInstanceHistory", &req.base, &history_chunk__descriptor, hist_chunk, &h, &e);
   if (e.code != GRPC_STATUS_OK) rc = ctl_fail(&e, id);
-  if (c->json) {
-    if (rc == EX_OK) out_json(h.arr);
-    else json_decref(h.arr);
-  } else {
-    if (rc == EX_OK) table_print(&h.t);
-    table_free(&h.t);
-  }
-  return rc;
+  return out_list_end(rc, h.arr, c->json ? NULL : &h.t);
+}
+
+/* An instance id a command made: the line, or {"instanceId": ...}. */
+static void print_id(ctl *c, const char *id) {
+  if (c->json) out_json(json_pack("{s:s}", "instanceId", id));
+  else printf("%s\n", id);
 }
 
 /* ---- start --------------------------------------------------------------------------- */
@@ -468,15 +457,7 @@ int cmd_start(ctl *c, int argc, char **argv) {
     if (r == NULL) {
       rc = ctl_fail(&e, "start");
     } else {
-      if (!o.wait) {
-        if (c->json) {
-          json_t *j = json_object();
-          json_object_set_new(j, "instanceId", json_string(r->instance_id));
-          out_json(j);
-        } else {
-          printf("%s\n", r->instance_id);
-        }
-      }
+      if (!o.wait) print_id(c, r->instance_id);
       if (o.wait) rc = wait_done(c, r->instance_id);
       protobuf_c_message_free_unpacked(&r->base, NULL);
     }
@@ -521,12 +502,11 @@ static const char RAISE_HELP[] =
     "usage: dtsctl raise INSTANCE_ID EVENT_NAME [--data JSON]\n  Raises an event on an orchestration instance.\n";
 
 int cmd_raise(ctl *c, int argc, char **argv) {
-  if (ctl_wants_help(argc, argv, RAISE_HELP)) return EX_OK;
   static const struct option opts[] = {{"data", required_argument, 0, O_DATA}, {0, 0, 0, 0}};
   act_opts o = {0};
-  int first;
-  if (!ctl_opts(argc, argv, "", opts, act_opt, &o, &first)) return EX_USAGE;
-  if (argc - first != 2) return ctl_usage("raise takes an instance id and an event name");
+  int first, rc;
+  if (!ctl_begin(argc, argv, RAISE_HELP, "", opts, act_opt, &o, 2, "an instance id and an event name", &first, &rc))
+    return rc;
   RaiseEventRequest req = RAISE_EVENT_REQUEST__INIT;
   Google__Protobuf__StringValue in;
   req.instance_id = argv[first];
@@ -543,14 +523,12 @@ static const char SIMPLE_HELP[] =
     "  its output; --result sets the output as JSON).\n";
 
 int cmd_simple(ctl *c, const char *verb, int argc, char **argv) {
-  if (ctl_wants_help(argc, argv, SIMPLE_HELP)) return EX_OK;
   bool term = strcmp(verb, "terminate") == 0;
   static const struct option opts[] = {{"reason", required_argument, 0, 'r'}, {"result", required_argument, 0, O_OUTPUT},
                                        {"recursive", no_argument, 0, O_RECURSIVE}, {0, 0, 0, 0}};
   act_opts o = {0};
-  int first;
-  if (!ctl_opts(argc, argv, "r:", opts, act_opt, &o, &first)) return EX_USAGE;
-  if (argc - first != 1) return ctl_usage("%s takes one instance id", verb);
+  int first, rc;
+  if (!ctl_begin(argc, argv, SIMPLE_HELP, "r:", opts, act_opt, &o, 1, "one instance id", &first, &rc)) return rc;
   if (!term && (o.output || o.recursive)) return ctl_usage("--result and --recursive are for terminate");
   if (o.output && o.reason) return ctl_usage("give --reason or --result, not both");
   char *id = argv[first];
@@ -562,7 +540,7 @@ int cmd_simple(ctl *c, const char *verb, int argc, char **argv) {
     req.instance_id = id;
     req.output = dts_sv(&rs, o.output ? o.output : enc);
     req.recursive = o.recursive;
-    int rc = acted(c, SVC "TerminateInstance", id, &req.base, &terminate_response__descriptor);
+    rc = acted(c, SVC "TerminateInstance", id, &req.base, &terminate_response__descriptor);
     free(enc);
     json_decref(js);
     return rc;
@@ -590,12 +568,10 @@ static const char RESTART_HELP[] =
     "  Starts a finished instance again with its input; prints the instance id.\n";
 
 int cmd_restart(ctl *c, int argc, char **argv) {
-  if (ctl_wants_help(argc, argv, RESTART_HELP)) return EX_OK;
   static const struct option opts[] = {{"new-id", no_argument, 0, O_NEWID}, {0, 0, 0, 0}};
   act_opts o = {0};
-  int first;
-  if (!ctl_opts(argc, argv, "", opts, act_opt, &o, &first)) return EX_USAGE;
-  if (argc - first != 1) return ctl_usage("restart takes one instance id");
+  int first, rc;
+  if (!ctl_begin(argc, argv, RESTART_HELP, "", opts, act_opt, &o, 1, "one instance id", &first, &rc)) return rc;
   RestartInstanceRequest req = RESTART_INSTANCE_REQUEST__INIT;
   req.instance_id = argv[first];
   req.restart_with_new_instance_id = o.new_id;
@@ -603,13 +579,7 @@ int cmd_restart(ctl *c, int argc, char **argv) {
   RestartInstanceResponse *r = (RestartInstanceResponse *)ctl_unary(c, SVC "RestartInstance", &req.base,
                                                                     &restart_instance_response__descriptor, &e);
   if (r == NULL) return ctl_fail(&e, argv[first]);
-  if (c->json) {
-    json_t *j = json_object();
-    json_object_set_new(j, "instanceId", json_string(r->instance_id));
-    out_json(j);
-  } else {
-    printf("%s\n", r->instance_id);
-  }
+  print_id(c, r->instance_id);
   protobuf_c_message_free_unpacked(&r->base, NULL);
   return EX_OK;
 }

@@ -120,5 +120,13 @@ bool ctl_opts(int argc, char **argv, const char *shorts, const struct option *op
               int *optind_out);
 /* The help text of a command, printed to stdout when it has --help. */
 bool ctl_wants_help(int argc, char **argv, const char *help);
+/* A command's start: --help (printed, *rc EX_OK), its options, then
+ * `npos` positional arguments (-1: any number; `what` says which for the
+ * usage error).  true to go on with argv[*first...]; false with *rc set. */
+bool ctl_begin(int argc, char **argv, const char *help, const char *shorts, const struct option *opts, opt_fn fn,
+               void *ctx, int npos, const char *what, int *first, int *rc);
+/* A listing's end: the JSON array or the table printed when rc is EX_OK,
+ * and freed; returns rc.  The one not in use is NULL. */
+int out_list_end(int rc, json_t *arr, table *t);
 
 #endif

@@ -89,6 +89,33 @@ bool ctl_wants_help(int argc, char **argv, const char *help) {
   return false;
 }
 
+bool ctl_begin(int argc, char **argv, const char *help, const char *shorts, const struct option *opts, opt_fn fn,
+               void *ctx, int npos, const char *what, int *first, int *rc) {
+  *rc = EX_OK;
+  if (ctl_wants_help(argc, argv, help)) return false;
+  if (!ctl_opts(argc, argv, shorts, opts, fn, ctx, first)) {
+    *rc = EX_USAGE;
+    return false;
+  }
+  if (npos >= 0 && argc - *first != npos) {
+    *rc = ctl_usage("%s takes %s", argv[0], what);
+    return false;
+  }
+  return true;
+}
+
+int out_list_end(int rc, json_t *arr, table *t) {
+  if (arr != NULL) {
+    if (rc == EX_OK) out_json(arr);
+    else json_decref(arr);
+  }
+  if (t != NULL) {
+    if (rc == EX_OK) table_print(t);
+    table_free(t);
+  }
+  return rc;
+}
+
 /* ---- tables ------------------------------------------------------------------- */
 
 void table_init(table *t, int ncols, const char *const *headers) {

@@ -157,6 +157,19 @@ static grpc_byte_buffer *pack(const ProtobufCMessage *req) {
   return bb;
 }
 
+/* The first four ops of every call: headers, the one request, the end of
+ * sending, the answer's headers. */
+static void request_ops(grpc_op ops[4], callctx *x, grpc_byte_buffer *send, grpc_metadata_array *init_md) {
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = x->nmd;
+  ops[0].data.send_initial_metadata.metadata = x->md;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = send;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = init_md;
+}
+
 static ProtobufCMessage *unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d, rpc_err *e) {
   grpc_byte_buffer_reader rd;
   ProtobufCMessage *m = NULL;
@@ -195,14 +208,7 @@ ProtobufCMessage *ctl_unary(ctl *c, const char *method, const ProtobufCMessage *
   grpc_slice details = grpc_empty_slice();
   grpc_op ops[6];
   memset(ops, 0, sizeof(ops));
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[0].data.send_initial_metadata.count = x.nmd;
-  ops[0].data.send_initial_metadata.metadata = x.md;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = send;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
+  request_ops(ops, &x, send, &init_md);
   ops[4].op = GRPC_OP_RECV_MESSAGE;
   ops[4].data.recv_message.recv_message = &recv;
   ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -243,14 +249,7 @@ void ctl_stream(ctl *c, const char *method, const ProtobufCMessage *req, const P
   grpc_metadata_array_init(&trail_md);
   grpc_op ops[4];
   memset(ops, 0, sizeof(ops));
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[0].data.send_initial_metadata.count = x.nmd;
-  ops[0].data.send_initial_metadata.metadata = x.md;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = send;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
+  request_ops(ops, &x, send, &init_md);
   int tag;
   bool going = grpc_call_start_batch(x.call, ops, 4, &tag, NULL) == GRPC_CALL_OK, stopped = false;
   if (going) pluck(&x, &tag);
