@@ -43,17 +43,22 @@ bool pbjson_parse_time(const char *s, int64_t *ns) {
   int64_t off = 0;
   if (*p == 'Z' || *p == 'z') {
     p++;
-  } else if (*p == '+' || *p == '-') {
-    int hh, mm;
-    if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2) return false;
+  } else if (*p == '+' || *p == '-') { /* exactly "+HH:MM" */
+    if (!isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) || p[3] != ':' || !isdigit((unsigned char)p[4]) ||
+        !isdigit((unsigned char)p[5]))
+      return false;
+    int hh = (p[1] - '0') * 10 + (p[2] - '0'), mm = (p[4] - '0') * 10 + (p[5] - '0');
+    if (hh > 23 || mm > 59) return false;
     off = (hh * 3600LL + mm * 60LL) * (*p == '-' ? -1 : 1);
     p += 6;
   } else {
     return false;
   }
   if (*p != '\0') return false;
-  time_t t = timegm(&tm);
-  *ns = ((int64_t)t - off) * 1000000000LL + frac;
+  int64_t secs = (int64_t)timegm(&tm) - off;
+  /* nanoseconds since 1970 in 64 bits reach from 1677 to 2262 */
+  if (secs < -9223372035LL || secs > 9223372035LL) return false;
+  *ns = secs * 1000000000LL + frac;
   return true;
 }
 
