@@ -139,18 +139,35 @@ ProtobufCMessage *api_unpack(api *a, dts_call *c, const ProtobufCMessageDescript
 
 /* ---- routes without a hub ------------------------------------------------ */
 
+/* The hubs the caller has a role on, each with that role, and who the
+ * caller is (the dashboard's sign-in and read-only mode). */
 static void list_hubs(api *a) {
+  dts_auth_decision d;
+  if (!http_authorize(a->r, a->out, NULL, AUTH_ANY_PRINCIPAL, &d)) return;
   dts_hub *hubs[DTS_MAX_HUBS];
   int n = a->r->hubs->list(a->r->hubs->ctx, hubs, DTS_MAX_HUBS);
   json_t *arr = json_array();
   for (int i = 0; i < n; i++) {
+    int roles = dts_auth_roles_on(a->r->cfg->auth, d.principal, dts_hub_name(hubs[i]));
+    if (roles == 0) continue;
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(dts_hub_name(hubs[i])));
+    json_object_set_new(o, "role", json_string(dts_auth_role_name(roles)));
     json_array_append_new(arr, o);
   }
   json_t *j = json_object();
   json_object_set_new(j, "taskHubs", arr);
+  json_object_set_new(j, "principal", json_string(d.principal));
+  json_object_set_new(j, "authentication", json_boolean(dts_auth_enabled(a->r->cfg->auth)));
   api_json(a, 200, j);
+}
+
+/* What a route of a hub needs: reading for GET and the POSTs that only
+ * query, contributing for the rest. */
+static int route_needs(const api *a, char **seg, int nseg) {
+  if (strcmp(a->r->method, "GET") == 0 || strcmp(a->r->method, "HEAD") == 0) return AUTH_READ;
+  if (strcmp(a->r->method, "POST") == 0 && nseg == 2 && strcmp(seg[1], "query") == 0) return AUTH_READ;
+  return AUTH_WRITE;
 }
 
 /* ---- the front ------------------------------------------------------------- */
@@ -180,6 +197,10 @@ static bool find_hub(api *a) {
 }
 
 static void hub_route(api *a, char **seg, int nseg) {
+  const char *name = http_header(a->r, "x-taskhub");
+  if (name == NULL || name[0] == '\0') name = http_arg(a->r, "taskhub");
+  dts_auth_decision d; /* before the hub is looked up: a refusal says nothing of whether it exists */
+  if (!http_authorize(a->r, a->out, name && name[0] ? name : "default", route_needs(a, seg, nseg), &d)) return;
   if (!find_hub(a)) return;
   if (nseg == 1 && strcmp(seg[0], "ping") == 0) {
     if (strcmp(a->r->method, "GET") != 0)
@@ -231,7 +252,8 @@ void api_handle(const http_req *r, http_resp *out) {
   } else if (nseg >= 1 && strcmp(seg[0], "api") == 0) {
     http_error(out, 404, "no such route: %s (the data API is under /api/v1/taskhubs)", r->path);
   } else if (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0) {
-    dashboard_serve(r, out);
+    dts_auth_decision d; /* the app's files are public; the allow list and protected mode still apply */
+    if (http_authorize(r, out, NULL, AUTH_PUBLIC, &d)) dashboard_serve(r, out);
   } else {
     http_error(out, 405, "%s is not allowed on %s", r->method, r->path);
   }

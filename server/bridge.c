@@ -32,6 +32,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
 #include <pthread.h>
@@ -94,6 +95,8 @@ struct dts_call {
   bool o_watch;      /* the owner wants DTS_CALL_DRAINED at o_below */
   size_t o_below;
   atomic_size_t o_queued; /* bytes queued or being sent (any thread reads) */
+  char *principal;         /* who called (auth.h), for the audit log of a stream's end */
+  char *peer;              /* grpc_call_get_peer's, kept while the call lives */
 };
 
 struct dts_bridge {
@@ -116,6 +119,7 @@ struct dts_bridge {
   int npending;
   gpr_timespec cancel_at;
   btag t_shutdown;
+  bool tls; /* the port serves TLS */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -132,6 +136,8 @@ static void call_free(dts_call *c) {
   if (c->method == M_GENERIC) grpc_call_details_destroy(&c->details);
   dts_bufq_fini(&c->oq);
   dts_free(c->o_end_msg);
+  dts_free(c->principal);
+  if (c->peer) gpr_free(c->peer);
   pthread_mutex_destroy(&c->omu);
   dts_free(c);
   atomic_fetch_sub(&b->live, 1);
@@ -377,16 +383,23 @@ static dts_hub *find_named(dts_bridge *b, const char *want, size_t wl) {
   return NULL;
 }
 
+/* A header's value (not NUL-terminated), or NULL. */
+static const char *header(dts_call *c, const char *key, size_t *len) {
+  for (size_t i = 0; i < c->md.count; i++)
+    if (slice_eq(c->md.metadata[i].key, key)) {
+      *len = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
+      return (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
+    }
+  return NULL;
+}
+
 /* The hub the call's `taskhub` header names (under hubs_lock). */
 static dts_hub *find_hub(dts_bridge *b, dts_call *c, char *name, size_t namelen) {
-  const char *want = b->cfg.default_hub;
-  size_t wl = strlen(want);
-  for (size_t i = 0; i < c->md.count; i++) {
-    if (slice_eq(c->md.metadata[i].key, "taskhub")) {
-      want = (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
-      wl = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
-      break;
-    }
+  size_t wl;
+  const char *want = header(c, "taskhub", &wl);
+  if (want == NULL) {
+    want = b->cfg.default_hub;
+    wl = strlen(want);
   }
   snprintf(name, namelen, "%.*s", (int)(wl < 200 ? wl : 200), want);
   return find_named(b, want, wl);
@@ -600,30 +613,66 @@ static bool route_hub_change(dts_bridge *b, dts_call *c, dts_hub **out) {
   return done;
 }
 
-/* ListTaskHubs: the served hubs, by name. */
+/* ListTaskHubs: the served hubs the caller has a role on, by name. */
 static void list_hubs(dts_bridge *b, dts_call *c) {
   char *names[DTS_MAX_HUBS];
   Dtsd__Admin__ListTaskHubsResponse resp = DTSD__ADMIN__LIST_TASK_HUBS_RESPONSE__INIT;
   pthread_rwlock_rdlock(&b->hubs_lock);
   dts_hubset *hs = b->cfg.hubs;
-  for (int i = 0; i < hs->nlive; i++) names[i] = (char *)dts_hub_name(hs->live[i]); /* hubs outlive the bridge */
+  for (int i = 0; i < hs->nlive; i++) /* hubs outlive the bridge */
+    if (dts_auth_roles_on(b->cfg.auth, c->principal, dts_hub_name(hs->live[i])) != 0)
+      names[resp.n_names++] = (char *)dts_hub_name(hs->live[i]);
   resp.names = names;
-  resp.n_names = (size_t)hs->nlive;
   dts_buf body = dts_pb_pack(&resp.base);
   pthread_rwlock_unlock(&b->hubs_lock);
   call_reply(c, body);
 }
 
-static void route(dts_bridge *b, dts_call *c) {
-  if (c->method == DTS_M_ADMIN_LIST_TASK_HUBS) {
-    list_hubs(b, c);
-    return;
+/* Who the caller is and whether it may call this method on the hub it
+ * names (auth.h) -- decided before the hub is looked up, so a refusal
+ * says nothing of whether the hub exists.  false: refused (answered and
+ * audited). */
+static bool authorize(dts_bridge *b, dts_call *c, dts_auth_decision *d) {
+  c->peer = grpc_call_get_peer(c->call);
+  struct sockaddr_storage ss;
+  bool have = c->peer != NULL && dts_auth_parse_peer(c->peer, &ss);
+  size_t hl, al;
+  const char *h = header(c, "taskhub", &hl), *auth = header(c, "authorization", &al);
+  char hub[128];
+  if (h != NULL) snprintf(hub, sizeof(hub), "%.*s", (int)(hl < 100 ? hl : 100), h);
+  else snprintf(hub, sizeof(hub), "%s", b->cfg.default_hub);
+  int needs = dts_auth_method_needs((dts_method)c->method);
+  if (c->method == DTS_M_STREAM_HISTORY) needs = AUTH_READ | AUTH_WORK; /* narrowed once decoded (route) */
+  dts_auth_req r = {.peer = have ? (const struct sockaddr *)&ss : NULL, .tls = b->tls, .authorization = auth,
+                    .authorization_len = auth ? al : 0, .hub = hub, .needs = needs};
+  dts_auth_check(b->cfg.auth, &r, d);
+  const char *mname = dts_methods[c->method].name;
+  if (d->st != DTS_ST_OK) {
+    dts_audit_event e = {"deny", d->principal, c->peer, hub, mname, d->reason};
+    dts_audit_log(b->cfg.audit, &e);
+    call_fail(c, d->st, d->msg);
+    return false;
   }
+  c->principal = dts_strdup(d->principal);
+  if ((needs & (AUTH_WRITE | AUTH_ADMIN)) || c->method == DTS_M_GET_WORK_ITEMS) {
+    dts_audit_event e = {c->method == DTS_M_GET_WORK_ITEMS ? "stream-open" : "call", d->principal, c->peer, hub, mname, NULL};
+    dts_audit_log(b->cfg.audit, &e);
+  }
+  return true;
+}
+
+static void route(dts_bridge *b, dts_call *c) {
   if (c->method == M_GENERIC) {
     char msg[300];
     snprintf(msg, sizeof(msg), "method %.*s is not served by dtsd", (int)GRPC_SLICE_LENGTH(c->details.method),
              (const char *)GRPC_SLICE_START_PTR(c->details.method));
     call_fail(c, DTS_ST_UNIMPLEMENTED, msg);
+    return;
+  }
+  dts_auth_decision ad;
+  if (!authorize(b, c, &ad)) return;
+  if (c->method == DTS_M_ADMIN_LIST_TASK_HUBS) {
+    list_hubs(b, c);
     return;
   }
   const dts_method_info *mi = &dts_methods[c->method];
@@ -672,6 +721,16 @@ static void route(dts_bridge *b, dts_call *c) {
   if (c->method == DTS_M_HELLO) {
     protobuf_c_message_free_unpacked(req, NULL);
     call_reply(c, (dts_buf){NULL, 0});
+    return;
+  }
+  if (c->method == DTS_M_STREAM_HISTORY && !(ad.roles & AUTH_READ) &&
+      !((StreamInstanceHistoryRequest *)req)->for_work_item_processing) { /* a worker reads history for its work only */
+    protobuf_c_message_free_unpacked(req, NULL);
+    snprintf(msg, sizeof(msg), "'%s' may not read histories on task hub '%s': it needs the reader role there",
+             ad.principal, name);
+    dts_audit_event e = {"deny", ad.principal, c->peer, name, mi->name, "missing role"};
+    dts_audit_log(b->cfg.audit, &e);
+    call_fail(c, DTS_ST_PERMISSION_DENIED, msg);
     return;
   }
   call_ref(c); /* the engine's reference */
@@ -765,6 +824,10 @@ static void on_send(dts_call *c, bool ok) {
 
 /* The call ended.  Its owner hears it -- now, or when the engine sets it. */
 static void on_close(dts_call *c) {
+  if (c->method == DTS_M_GET_WORK_ITEMS && c->principal != NULL) {
+    dts_audit_event e = {"stream-close", c->principal, c->peer, "", dts_methods[c->method].name, NULL};
+    dts_audit_log(c->b->cfg.audit, &e);
+  }
   uintptr_t v = atomic_fetch_or(&c->owner, 1);
   dts_actor *owner = (dts_actor *)(v & ~(uintptr_t)1);
   if (owner != NULL && !(v & 1)) {
@@ -885,7 +948,8 @@ dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *po
   for (int m = 0; m < DTS_M_COUNT; m++)
     b->mh[m] = grpc_server_register_method(b->srv, dts_methods[m].path, NULL,
                                            GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  b->tls = cfg->tls_creds != NULL;
+  grpc_server_credentials *creds = b->tls ? cfg->tls_creds : grpc_insecure_server_credentials_create();
   int p = grpc_server_add_http2_port(b->srv, cfg->addr, creds);
   grpc_server_credentials_release(creds);
   if (p == 0) {

@@ -8,6 +8,8 @@
 #define DTS_SERVER_BRIDGE_H
 
 #include "actors/hub.h"
+#include "server/audit.h"
+#include "server/auth.h"
 
 typedef struct dts_bridge dts_bridge;
 
@@ -31,6 +33,9 @@ typedef struct dts_bridge_config {
   int max_depth;         /* message nesting bound checked before decoding */
   int cq_threads;        /* completion-queue threads (>= 1) */
   bool dynamic_hubs;     /* a hub named by a call and not served is created (DTS_USE_DYNAMIC_TASK_HUBS) */
+  dts_auth *auth;        /* who may call what (borrowed; required) */
+  dts_audit *audit;      /* the audit log (borrowed; NULL: none) */
+  void *tls_creds;       /* grpc_server_credentials for TLS (taken over), or NULL: plaintext */
 } dts_bridge_config;
 
 /* How the engine reaches the bridge's calls (dts_hub_config.call_ops). */

@@ -17,6 +17,7 @@
 #include "server/bridge.h"
 #include "server/callvt.h"
 #include "server/http.h"
+#include "server/tls.h"
 #include "storage/store.h"
 
 #include <ftw.h>
@@ -37,6 +38,10 @@ struct dtsd {
   int port, http_port, health_port;
   char *dir;
   bool ephemeral;
+  dts_auth *auth;
+  dts_audit *audit;
+  dts_tls *tls;
+  time_t tls_checked;
 };
 
 void dtsd_options_init(dtsd_options *o) {
@@ -145,6 +150,9 @@ static void teardown(dtsd *d) {
   for (int i = 0; i < d->hubs.nlive; i++) dts_hub_release(d->hubs.live[i]);
   for (int i = 0; i < d->hubs.nretired; i++) dts_hub_release(d->hubs.retired[i]);
   if (d->ephemeral && d->dir) nftw(d->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  dts_auth_destroy(d->auth);
+  dts_audit_close(d->audit);
+  dts_tls_destroy(d->tls);
   dts_free(d->dir);
   dts_free(d);
   dts_pool_thread_flush();
@@ -202,6 +210,41 @@ static bool add_listed_hubs(dtsd *d, const char *list, bool ret_set, const int64
   return true;
 }
 
+/* The caller checks: tokens, allow list, audit log, certificate. */
+static bool security_start(dtsd *d, const dtsd_options *o, char *err, unsigned errlen) {
+  dts_auth_config ac = {.on = o->auth, .emulator_mode = o->emulator_mode, .tokens_file = o->tokens_file, .allow = o->allow};
+  if (o->auth && o->emulator_mode) {
+    snprintf(err, errlen, "--emulator-mode serves without authentication: it cannot go with --auth on");
+    return false;
+  }
+  if ((d->auth = dts_auth_create(&ac, err, errlen)) == NULL) return false;
+  if (o->audit_log != NULL && o->audit_log[0] != '\0' && (d->audit = dts_audit_open(o->audit_log, err, errlen)) == NULL)
+    return false;
+  bool want_tls = (o->tls_cert && o->tls_cert[0]) || (o->tls_key && o->tls_key[0]);
+  if (want_tls) {
+    int ca = DTS_MTLS_NONE;
+    const char *mode = o->tls_client_auth ? o->tls_client_auth : "none";
+    if (strcmp(mode, "optional") == 0) ca = DTS_MTLS_OPTIONAL;
+    else if (strcmp(mode, "require") == 0) ca = DTS_MTLS_REQUIRE;
+    else if (strcmp(mode, "none") != 0) {
+      snprintf(err, errlen, "--tls-client-auth is none, optional or require, not '%s'", mode);
+      return false;
+    }
+    if (!o->tls_cert || !o->tls_cert[0] || !o->tls_key || !o->tls_key[0]) {
+      snprintf(err, errlen, "TLS needs both --tls-cert and --tls-key");
+      return false;
+    }
+    dts_tls_config tc = {.cert = o->tls_cert, .key = o->tls_key,
+                         .client_ca = o->tls_client_ca && o->tls_client_ca[0] ? o->tls_client_ca : NULL, .client_auth = ca};
+    if ((d->tls = dts_tls_create(&tc, err, errlen)) == NULL) return false;
+    dts_tls_check(d->tls);
+  }
+  if (o->emulator_mode)
+    DTS_WARN("main", "emulator mode: no authentication, and every address is served -- anyone who reaches the ports "
+                     "can read, start and delete anything");
+  return true;
+}
+
 int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
   dtsd *d = dts_calloc(1, sizeof(*d));
   *out = NULL;
@@ -222,6 +265,10 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
     d->dir = dts_strdup(o->data_dir);
   }
 
+  if (!security_start(d, o, err, errlen)) {
+    teardown(d);
+    return -1;
+  }
   d->sched = dts_sched_create(o->workers);
   d->timers = dts_timers_create();
   dts_store_options so;
@@ -242,7 +289,9 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                         .data_dir = d->dir,
                         .store = d->store,
                         .max_conns = o->http_max_conns,
-                        .max_scan = o->http_max_scan};
+                        .max_scan = o->http_max_scan,
+                        .auth = d->auth,
+                        .audit = d->audit};
   if (dts_http_start(&hc, &d->http, &d->http_port, &d->health_port, err, errlen) != DTS_OK) {
     d->http = NULL;
     teardown(d);
@@ -284,15 +333,43 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                           .max_message = o->max_message,
                           .max_depth = o->max_nesting > 0 ? o->max_nesting : 64,
                           .cq_threads = o->cq_threads > 0 ? o->cq_threads : default_cq_threads(),
-                          .dynamic_hubs = o->dynamic_hubs};
+                          .dynamic_hubs = o->dynamic_hubs,
+                          .auth = d->auth,
+                          .audit = d->audit,
+                          .tls_creds = d->tls ? dts_tls_grpc_credentials(d->tls) : NULL};
   if (dts_bridge_start(&bc, &d->bridge, &d->port, err, errlen) != DTS_OK) {
     d->bridge = NULL;
     teardown(d);
     return -1;
   }
   dts_http_serve(d->http, d->bridge);
+  DTS_INFO("main", "listening: gRPC on %s (port %d, %s), HTTP API on %s (port %d, plaintext), health on %s (port %d, "
+                   "plaintext); authentication: %s%s%s%s",
+           o->address, d->port, d->tls ? "TLS" : "plaintext", o->http_address, d->http_port, o->health_address,
+           d->health_port, o->auth ? "tokens" : o->emulator_mode ? "none (emulator mode: every address)" : "none (loopback only)",
+           o->auth && o->tokens_file ? " from " : "", o->auth && o->tokens_file ? o->tokens_file : "",
+           o->allow && o->allow[0] ? "; allow list on" : "");
   *out = d;
   return 0;
+}
+
+void dtsd_reload(dtsd *d) {
+  char why[600];
+  if (dts_auth_reload(d->auth, why, sizeof(why))) DTS_INFO("main", "reload: tokens read again");
+  else DTS_ERROR("main", "reload: %s; the old tokens stay", why);
+  if (!dts_audit_reopen(d->audit, why, sizeof(why))) DTS_ERROR("main", "reload: %s", why);
+  if (d->tls) dts_tls_check(d->tls);
+  dts_audit_event e = {"reload", "", "", "", "SIGHUP", NULL};
+  dts_audit_log(d->audit, &e);
+}
+
+void dtsd_tick(dtsd *d) {
+  dts_audit_flush(d->audit);
+  time_t now = time(NULL);
+  if (d->tls && now - d->tls_checked >= 10) {
+    d->tls_checked = now;
+    dts_tls_check(d->tls);
+  }
 }
 
 int dtsd_port(const dtsd *d) { return d->port; }

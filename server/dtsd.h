@@ -59,6 +59,15 @@ typedef struct dtsd_options {
   long max_chunk_bytes;  /* their bytes together (256 MiB) */
   int max_stream_items;  /* maxConcurrent*WorkItems a worker may ask for (10000) */
   long max_outbox;       /* bytes queued on a worker stream before dispatch to it waits (64 MiB) */
+  /* security (docs/security.md) */
+  bool auth;             /* callers must present a token (default: no auth, loopback clients only) */
+  bool emulator_mode;    /* without auth, serve every address (the emulator's way) */
+  const char *tokens_file; /* static tokens' hashes (dtsd token create); NULL: none */
+  const char *allow;     /* allow list: "10.0.0.0/8,::1" (NULL: every address) */
+  const char *audit_log; /* JSON-lines audit log file (NULL: none) */
+  const char *tls_cert, *tls_key; /* PEM chain and key: TLS on the gRPC port (NULL: plaintext) */
+  const char *tls_client_ca;      /* CAs of client certificates (mTLS) */
+  const char *tls_client_auth;    /* none (default) | optional | require */
 } dtsd_options;
 
 void dtsd_options_init(dtsd_options *o);
@@ -71,6 +80,13 @@ int dtsd_port(const dtsd *d);
 int dtsd_http_port(const dtsd *d);
 int dtsd_health_port(const dtsd *d);
 const char *dtsd_data_dir(const dtsd *d);
+/* SIGHUP: reads the tokens file again, reopens the audit log, looks at
+ * the certificate files.  Logs what it did; a bad tokens file keeps the
+ * old tokens. */
+void dtsd_reload(dtsd *d);
+/* Once a second or so: the audit log's collapsed denials, certificate
+ * expiry warnings. */
+void dtsd_tick(dtsd *d);
 /* Graceful stop (streams end with UNAVAILABLE), then frees everything. */
 void dtsd_stop(dtsd *d);
 

@@ -140,13 +140,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     q->len += n;
     return MHD_YES;
   }
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   http_req r = {.method = method,
                 .path = url,
                 .body = q->body ? q->body : "",
                 .blen = q->len,
                 .conn = conn,
                 .cfg = &l->h->cfg, .lookup = mhd_lookup, .hubs = atomic_load(&l->h->live),
-                .stopping = &l->h->stopping};
+                .stopping = &l->h->stopping,
+                .peer = ci != NULL ? ci->client_addr : NULL};
   if (q->body) q->body[q->len] = '\0';
   http_resp out = {.status = 200};
   if (q->too_big)

@@ -26,6 +26,8 @@ typedef struct dts_http_config {
   int idle_timeout_s;      /* a connection idle this long is closed (default 60) */
   long call_timeout_ms;    /* longest wait for the engine's answer (default 60000) */
   int max_scan;            /* instances one query or bulk action looks at (default 100000) */
+  dts_auth *auth;          /* who may call what (borrowed; required) */
+  dts_audit *audit;        /* the audit log (borrowed; NULL: none) */
 } dts_http_config;
 
 /* Binds and starts both listeners; their bound ports in *api_port and
@@ -62,6 +64,8 @@ typedef struct http_req {
   const http_hubs *hubs; /* NULL while dtsd starts */
   const atomic_bool *stopping; /* set when the listeners stop: streams end */
   const dts_http_config *cfg;
+  const struct sockaddr *peer; /* the client's address (NULL: unknown) */
+  bool tls;                    /* the connection is TLS */
 } http_req;
 
 /* An answer written as it comes (server-sent events).  next() writes up to
@@ -91,6 +95,14 @@ typedef struct http_resp {
 /* A request header or URL query argument (NULL when absent). */
 const char *http_header(const http_req *r, const char *name);
 const char *http_arg(const http_req *r, const char *name);
+
+/* Whether the request may do what `needs` says (auth.h: role bits,
+ * AUTH_ANY_PRINCIPAL, AUTH_PUBLIC) on `hub` (NULL: no hub -- only grants
+ * on every hub count): true, or false with a 401/403 JSON answer set and
+ * the denial audited (httpauth.c).  The token is the Authorization
+ * header's; for GET of an event stream or an export (which browsers fetch
+ * without headers) also the access_token argument. */
+bool http_authorize(const http_req *r, http_resp *out, const char *hub, int needs, dts_auth_decision *d);
 
 /* Sets a JSON error answer: {"error": {"code": status, "message": ...}}. */
 void http_error(http_resp *out, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -7,6 +7,7 @@
 #include "runtime/log.h"
 #include "runtime/timer.h"
 #include "server/dtsd.h"
+#include "server/token_cmd.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -42,7 +43,7 @@ typedef struct flag {
 } flag;
 
 static dtsd_options o;
-static const char *lvl, *fmt, *port_file, *dur, *config;
+static const char *lvl, *fmt, *port_file, *dur, *config, *auth_mode;
 static long ready_fd = -1, ports_fd = -1;
 
 #define MIB (1024L * 1024L)
@@ -118,6 +119,23 @@ static const flag flags[] = {
      "largest maxConcurrent*WorkItems a worker may ask for (default 10000)"},
     {"max-outbox", "DTSD_MAX_OUTBOX", F_LONG, &o.max_outbox, 1024, 1L << 40, "BYTES",
      "bytes queued on a worker stream before dispatch to it waits for its reader (default 64 MiB)"},
+    {"auth", "DTSD_AUTH", F_STR, &auth_mode, 0, 0, "MODE",
+     "none (default: no tokens asked, and only loopback clients are served) | on (every caller presents a token; "
+     "docs/security.md)"},
+    {"emulator-mode", "DTSD_EMULATOR_MODE", F_BOOL, &o.emulator_mode, 0, 0, NULL,
+     "with --auth none, serve every address as the DTS emulator does (anyone who reaches the ports can do anything)"},
+    {"tokens-file", "DTSD_TOKENS_FILE", F_STR, &o.tokens_file, 0, 0, "FILE",
+     "static tokens (their SHA-256 and grants), made by 'dtsd token create'; read again on SIGHUP"},
+    {"allow", "DTSD_ALLOW", F_STR, &o.allow, 0, 0, "CIDRS",
+     "serve only these addresses, e.g. 10.0.0.0/8,fd00::/8,127.0.0.1 (gRPC and HTTP; default: every address)"},
+    {"audit-log", "DTSD_AUDIT_LOG", F_STR, &o.audit_log, 0, 0, "FILE",
+     "JSON lines: denials, changing calls, worker streams, reloads (reopened on SIGHUP)"},
+    {"tls-cert", "DTSD_TLS_CERT", F_STR, &o.tls_cert, 0, 0, "FILE",
+     "PEM certificate chain: TLS on the gRPC port (read again when the file changes)"},
+    {"tls-key", "DTSD_TLS_KEY", F_STR, &o.tls_key, 0, 0, "FILE", "PEM private key of --tls-cert"},
+    {"tls-client-ca", "DTSD_TLS_CLIENT_CA", F_STR, &o.tls_client_ca, 0, 0, "FILE", "PEM CAs of client certificates (mTLS)"},
+    {"tls-client-auth", "DTSD_TLS_CLIENT_AUTH", F_STR, &o.tls_client_auth, 0, 0, "MODE",
+     "none (default) | optional | require: client certificates checked against --tls-client-ca"},
     {"log-level", "DTSD_LOG_LEVEL", F_STR, &lvl, 0, 0, "L", "debug|info|warn|error (default info)"},
     {"log-format", "DTSD_LOG_FORMAT", F_STR, &fmt, 0, 0, "F", "text|json (default text)"},
 };
@@ -183,7 +201,8 @@ static bool set(const flag *f, const char *val, const char *from) {
 /* SIGINT/SIGTERM within `ms`: true (stop). */
 static bool stop_requested(const sigset_t *set, long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  return sigtimedwait(set, NULL, &ts) > 0;
+  int sig = sigtimedwait(set, NULL, &ts);
+  return sig == SIGINT || sig == SIGTERM;
 }
 
 /* A settings file (--config): "name = value" lines, names as the flags'
@@ -312,6 +331,11 @@ static int configure(int argc, char **argv) {
     else if (strcmp(dur, "fsync") == 0) o.fsync = true;
     else { fprintf(stderr, "dtsd: --durability wants os or fsync, not '%s'\n", dur); return 2; }
   }
+  if (auth_mode) {
+    if (strcmp(auth_mode, "on") == 0) o.auth = true;
+    else if (strcmp(auth_mode, "none") == 0) o.auth = false;
+    else { fprintf(stderr, "dtsd: --auth wants none or on, not '%s'\n", auth_mode); return 2; }
+  }
   dts_log_level L;
   dts_log_format F;
   if (lvl && !dts_log_parse_level(lvl, &L)) { fprintf(stderr, "dtsd: unknown log level '%s'\n", lvl); return 2; }
@@ -322,14 +346,33 @@ static int configure(int argc, char **argv) {
   return -1;
 }
 
+/* Until SIGINT or SIGTERM: SIGHUP reloads (tokens, audit log,
+ * certificates), and once a second the housekeeping runs. */
+static int serve_until_stopped(dtsd *d, const sigset_t *set) {
+  for (;;) {
+    struct timespec ts = {1, 0};
+    int sig = sigtimedwait(set, NULL, &ts);
+    if (sig == SIGHUP) {
+      DTS_INFO("main", "SIGHUP: reloading");
+      dtsd_reload(d);
+    } else if (sig == SIGINT || sig == SIGTERM) {
+      return sig;
+    } else {
+      dtsd_tick(d);
+    }
+  }
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "token") == 0) return dtsd_token_main(argc - 1, argv + 1);
   int rc = configure(argc, argv);
   if (rc >= 0) return rc;
   sigset_t set_;
   sigemptyset(&set_);
   sigaddset(&set_, SIGINT);
   sigaddset(&set_, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set_, NULL); /* threads inherit: only sigwait sees them */
+  sigaddset(&set_, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set_, NULL); /* threads inherit: only sigtimedwait sees them */
 
   dtsd *d;
   char err[1024];
@@ -364,8 +407,7 @@ int main(int argc, char **argv) {
       DTS_ERROR("main", "cannot write to --ports-fd %ld", ports_fd);
     close((int)ports_fd);
   }
-  int sig = 0;
-  sigwait(&set_, &sig);
+  int sig = serve_until_stopped(d, &set_);
   DTS_INFO("main", "signal %d: shutting down", sig);
   dtsd_stop(d);
   DTS_INFO("main", "clean exit");

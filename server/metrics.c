@@ -282,12 +282,20 @@ void metrics_render(const http_req *r, http_resp *resp) {
     http_error(resp, 405, "metrics answer GET");
     return;
   }
+  dts_auth_decision d; /* every hub's figures: a grant on every hub ('*=reader') */
+  if (!http_authorize(r, resp, NULL, AUTH_READ, &d)) return;
   out o = {dts_malloc(8192), 0, 8192};
   head(&o, "dtsd_ready", "gauge", "1 once start-up recovery is complete and dtsd serves.");
   put(&o, "dtsd_ready %d\n", r->hubs != NULL);
   hub_metrics(&o, r, r->hubs);
   store_metrics(&o, r->cfg);
   process_metrics(&o);
+  long unauth, denied;
+  dts_auth_counts(r->cfg->auth, &unauth, &denied);
+  head(&o, "dtsd_auth_failures_total", "counter", "Callers refused for no, a bad or an expired token (gRPC and HTTP).");
+  put(&o, "dtsd_auth_failures_total %ld\n", unauth);
+  head(&o, "dtsd_auth_denials_total", "counter", "Callers refused by the allow list, protected mode or a missing role.");
+  put(&o, "dtsd_auth_denials_total %ld\n", denied);
   dts_free(resp->body);
   resp->status = 200;
   resp->ctype = "text/plain; version=0.0.4; charset=utf-8";

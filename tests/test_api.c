@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,8 @@ static int list(void *ctx, dts_hub **out, int max) {
 }
 static const http_hubs HUBS = {find, list, NULL};
 static atomic_bool stopping;
-static const dts_http_config CFG = {.max_body = 1 << 20, .call_timeout_ms = 10000, .max_scan = 100000};
+static dts_http_config CFG = {.max_body = 1 << 20, .call_timeout_ms = 10000, .max_scan = 100000}; /* .auth: setup */
+static struct sockaddr_in LOOPBACK = {.sin_family = AF_INET, .sin_addr = {.s_addr = 0x0100007f}}; /* 127.0.0.1 */
 
 static const char *lookup(const http_req *r, bool header, const char *name) {
   (void)r;
@@ -55,7 +57,8 @@ static const char *lookup(const http_req *r, bool header, const char *name) {
 /* One request; the JSON answer (NULL if none), its status in *status. */
 static json_t *req(const char *method, const char *path, const char *body, int *status) {
   http_req r = {.method = method, .path = path, .body = body ? body : "", .blen = body ? strlen(body) : 0,
-                .lookup = lookup, .cfg = &CFG, .hubs = &HUBS, .stopping = &stopping};
+                .lookup = lookup, .cfg = &CFG, .hubs = &HUBS, .stopping = &stopping,
+                .peer = (const struct sockaddr *)&LOOPBACK};
   http_resp out = {.status = 200};
   api_handle(&r, &out);
   *status = out.status;
@@ -77,6 +80,8 @@ static int setup(void **state) {
                        .store = E.store, .max_payload = 1 << 20, .default_max_orch = 10, .default_max_act = 10,
                        .abandon_delay_ns = 50000000ULL, .ping_interval_ns = 30000000000ULL, .inline_commit = true};
   assert_int_equal(dts_hub_create(&hc, &E.hub), DTS_OK);
+  dts_auth_config ac = {0}; /* no auth: the loopback client may do anything */
+  assert_non_null(CFG.auth = dts_auth_create(&ac, err, sizeof(err)));
   return 0;
 }
 
@@ -90,6 +95,8 @@ static int teardown(void **state) {
   dts_sched_destroy(E.sched);
   dts_store_close(E.store);
   dts_hub_release(E.hub);
+  dts_auth_destroy(CFG.auth);
+  CFG.auth = NULL;
   char cmd[128];
   snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
   assert_int_equal(system(cmd), 0);

@@ -17,11 +17,13 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 #include "server/api.h"
+#include "server/auth.h"
 #include "server/callvt.h"
 #include "server/localcall.h"
 #include "tests/testutil.h"
 
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +40,8 @@ static struct {
   dts_store *store;
   dts_hub *hubs[2];
   int inputs;
-  dts_http_config cfg;
+  dts_http_config cfg, cfg_on; /* without auth, and with tokens (auth.h) */
+  char tok_admin[80], tok_reader[80], bearer[120];
 } E;
 
 static const char *const HUB_NAMES[2] = {"default", "other"};
@@ -73,6 +76,8 @@ static void env_down(void) {
   dts_sched_destroy(E.sched);
   dts_store_close(E.store);
   for (int i = 0; i < 2; i++) dts_hub_release(E.hubs[i]);
+  dts_auth_destroy(E.cfg.auth);
+  dts_auth_destroy(E.cfg_on.auth);
   char cmd[128];
   snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
   if (system(cmd) != 0) fprintf(stderr, "fuzz: could not remove %s\n", E.dir);
@@ -102,6 +107,16 @@ static void env_up(void) {
     if (dts_hub_create(&hc, &E.hubs[i]) != DTS_OK) abort();
   }
   E.cfg = (dts_http_config){.max_body = 1 << 16, .call_timeout_ms = 15000, .max_scan = 200};
+  E.cfg_on = E.cfg;
+  char tokens[128];
+  snprintf(tokens, sizeof(tokens), "%s/tokens.json", E.dir);
+  const char *admin[1] = {"*=admin"}, *reader[1] = {"default=reader"};
+  if (!dts_token_create(tokens, "fz-admin", admin, 1, 0, E.tok_admin, sizeof(E.tok_admin), err, sizeof(err)) ||
+      !dts_token_create(tokens, "fz-reader", reader, 1, 0, E.tok_reader, sizeof(E.tok_reader), err, sizeof(err)))
+    abort();
+  dts_auth_config off = {0}, on = {.on = true, .tokens_file = tokens};
+  if ((E.cfg.auth = dts_auth_create(&off, err, sizeof(err))) == NULL) abort();
+  if ((E.cfg_on.auth = dts_auth_create(&on, err, sizeof(err))) == NULL) abort();
 }
 
 static uint8_t byte(const uint8_t **p, const uint8_t *end) { return *p < end ? *(*p)++ : 0; }
@@ -139,6 +154,7 @@ typedef struct fz_req {
 
 static const char *lookup(const http_req *r, bool header, const char *name) {
   const fz_req *q = (const fz_req *)r;
+  if (header && strcasecmp(name, "authorization") == 0) return q->r.cfg == &E.cfg_on ? E.bearer : NULL;
   if (header) return strcasecmp(name, "x-taskhub") == 0 ? q->hub : strcasecmp(name, "if-none-match") == 0 ? q->argval : NULL;
   return q->arg >= 0 && strcmp(name, ARGS[q->arg]) == 0 ? q->argval : NULL;
 }
@@ -177,8 +193,16 @@ static void one(const uint8_t **p, const uint8_t *end) {
   while (got < blen && *p < end) body[got++] = (char)*(*p)++;
   body[got] = '\0';
   expand(route, id1, id2, path, sizeof(path));
-  fz_req q = {.r = {.method = method, .path = path, .body = body, .blen = got, .lookup = lookup, .cfg = &E.cfg,
-                    .hubs = &HUBS},
+  /* hub byte bit 2: auth on, the token chosen by the argument's first
+   * letter (A admin, R reader, else the argument itself); N: from a
+   * non-loopback address */
+  static struct sockaddr_in loop = {.sin_family = AF_INET, .sin_addr = {.s_addr = 0x0100007f}};
+  static struct sockaddr_in far = {.sin_family = AF_INET, .sin_addr = {.s_addr = 0x0100000a}};
+  bool on = (hb & 4) != 0;
+  snprintf(E.bearer, sizeof(E.bearer), "Bearer %s", argval[0] == 'A' ? E.tok_admin : argval[0] == 'R' ? E.tok_reader : argval);
+  fz_req q = {.r = {.method = method, .path = path, .body = body, .blen = got, .lookup = lookup,
+                    .cfg = on ? &E.cfg_on : &E.cfg, .hubs = &HUBS,
+                    .peer = (const struct sockaddr *)(argval[0] == 'N' ? &far : &loop)},
               .hub = (hb & 3) == 0 ? NULL : (hb & 3) == 1 ? "default" : (hb & 3) == 2 ? "other" : hubname,
               .arg = (ab & 7) < 6 ? ab & 7 : -1,
               .argval = argval};

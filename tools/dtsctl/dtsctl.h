@@ -26,6 +26,7 @@ enum {
   EX_NOTFOUND = 3,    /* no such instance, entity, schedule or hub */
   EX_UNREACHABLE = 4, /* dtsd could not be reached, or did not answer in time */
   EX_CONFLICT = 5,    /* already exists, or not in a state that allows it */
+  EX_DENIED = 6,      /* no, a bad or an expired token; or not allowed (UNAUTHENTICATED, PERMISSION_DENIED) */
 };
 
 typedef struct ctl {

@@ -45,7 +45,8 @@ static const char HELP[] =
     "DTS_CONNECTION_STRING is the SDKs' format: \"Endpoint=http://localhost:8080;Authentication=None;TaskHub=default\".\n"
     "\n"
     "Exit codes: 0 done; 1 the server refused or failed the request; 2 bad command line;\n"
-    "3 not found; 4 dtsd unreachable or no answer in time; 5 already exists or wrong state.\n";
+    "3 not found; 4 dtsd unreachable or no answer in time; 5 already exists or wrong state;\n"
+    "6 no, a bad or an expired token, or not allowed.\n";
 
 static const char COMPLETION[] =
     "# bash completion for dtsctl (dtsctl completion bash)\n"

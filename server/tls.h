@@ -1,0 +1,35 @@
+/* tls.h -- dtsd's certificate for the gRPC port (docs/security.md): a
+ * chain and key file, an optional client CA (mTLS none|optional|require),
+ * read again from disk when the files change -- new connections get the
+ * new certificate, open ones keep theirs -- and a bad new file keeps the
+ * old certificate (logged).  A certificate close to expiry is warned of. */
+#ifndef DTS_SERVER_TLS_H
+#define DTS_SERVER_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct dts_tls dts_tls;
+
+enum { DTS_MTLS_NONE = 0, DTS_MTLS_OPTIONAL, DTS_MTLS_REQUIRE };
+
+typedef struct dts_tls_config {
+  const char *cert;      /* PEM chain, the server's certificate first */
+  const char *key;       /* PEM private key */
+  const char *client_ca; /* PEM CAs that sign client certificates, or NULL */
+  int client_auth;       /* DTS_MTLS_* (needs client_ca unless NONE) */
+} dts_tls_config;
+
+/* Reads and checks the files now (a bad one fails the start); NULL with why. */
+dts_tls *dts_tls_create(const dts_tls_config *cfg, char *why, size_t whylen);
+void dts_tls_destroy(dts_tls *t);
+/* gRPC server credentials that ask dtsd for the certificate at every new
+ * connection (struct grpc_server_credentials *; the caller releases it). */
+void *dts_tls_grpc_credentials(dts_tls *t);
+/* Looks at the files again now (the fetcher does it at most once a
+ * second); logs a warning while the certificate expires within 14 days. */
+void dts_tls_check(dts_tls *t);
+/* Days until the served certificate expires (negative: expired). */
+long dts_tls_days_left(dts_tls *t);
+
+#endif

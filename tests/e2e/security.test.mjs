@@ -1,0 +1,215 @@
+// security.test.mjs -- docs/security.md end to end: TLS on the gRPC port
+// with certificates made here by the openssl command, static tokens from
+// `dtsd token`, DTS's roles with the unmodified JS SDK, revocation on SIGHUP,
+// certificate reload, the audit log, the HTTP API's 401/403, protected mode
+// and the allow list.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import crypto from "node:crypto";
+import tls from "node:tls";
+import { grpc, startDtsd, tmpDir, waitFor, TaskHubGrpcClient, TaskHubGrpcWorker, NoOpLogger, OrchestrationStatus as S, DTSD_BIN } from "./harness.mjs";
+import { rawUnary } from "./pb.mjs";
+
+const dir = tmpDir("security");
+const f = (n) => path.join(dir, n);
+const ssl = (...args) => execFileSync("openssl", args, { stdio: ["ignore", "pipe", "pipe"] });
+
+// a CA, and a server certificate for 127.0.0.1 and localhost signed by it
+function makeCerts(tag) {
+  if (!fs.existsSync(f("ca.pem"))) {
+    ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f("ca.key"),
+      "-out", f("ca.pem"), "-days", "2", "-subj", "/CN=dtsd test CA");
+  }
+  fs.writeFileSync(f("san.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f(`${tag}.key`),
+    "-out", f(`${tag}.csr`), "-subj", `/CN=dtsd ${tag}`);
+  ssl("x509", "-req", "-in", f(`${tag}.csr`), "-CA", f("ca.pem"), "-CAkey", f("ca.key"), "-CAcreateserial",
+    "-out", f(`${tag}.pem`), "-days", "2", "-extfile", f("san.cnf"));
+}
+const token = (name, ...grants) => execFileSync(DTSD_BIN, ["token", "create", "--tokens-file", f("tokens.json"), "--name", name,
+  ...grants.flatMap((g) => ["--grant", g])], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+
+const servers = [];
+after(async () => { for (const s of servers) await s.stop(); });
+
+function sdk(srv, tok, hub = "default") {
+  const metadataGenerator = async () => {
+    const md = new grpc.Metadata();
+    md.set("taskhub", hub);
+    if (tok) md.set("authorization", `Bearer ${tok}`);
+    return md;
+  };
+  const credentials = grpc.credentials.createSsl(fs.readFileSync(f("ca.pem")));
+  const hostAddress = `localhost:${srv.port}`;
+  return { hostAddress, credentials, metadataGenerator, logger: new NoOpLogger() };
+}
+const hello = async function* secHello(ctx, who) { return yield ctx.callActivity(greet, who); };
+const greet = async (_ctx, who) => `hello ${who}`;
+function raw(srv) { return new grpc.Client(`localhost:${srv.port}`, grpc.credentials.createSsl(fs.readFileSync(f("ca.pem")))); }
+function call(client, method, tok, hub = "default") {
+  const md = new grpc.Metadata();
+  md.set("taskhub", hub);
+  if (tok) md.set("authorization", `Bearer ${tok}`);
+  return new Promise((resolve) => client.makeUnaryRequest(method, (b) => b, (b) => b, Buffer.alloc(0), md, { deadline: Date.now() + 10000 },
+    (err) => resolve(err ? { code: err.code, details: err.details } : { code: 0 })));
+}
+const Q = "/TaskHubSidecarService/QueryInstances";
+
+test("TLS + tokens: the SDK's worker and client run an orchestration; roles, revocation, reload, audit", async () => {
+  makeCerts("server");
+  const admin = token("ops", "*=admin"), wtok = token("app-worker", "default=worker"),
+    ctok = token("app-client", "default=contributor"), rtok = token("viewer", "default=reader");
+  assert.match(admin, /^dtsd_[A-Za-z0-9_-]{43}$/);
+  assert.ok(!fs.readFileSync(f("tokens.json"), "utf8").includes(admin.slice(5)), "only the hash is stored");
+  const srv = await startDtsd({ args: ["--auth", "on", "--tokens-file", f("tokens.json"), "--tls-cert", f("server.pem"),
+    "--tls-key", f("server.key"), "--audit-log", f("audit.log"), "--task-hubs", "default,other"] });
+  servers.push(srv);
+
+  const w = new TaskHubGrpcWorker({ ...sdk(srv, wtok), shutdownTimeoutMs: 2000 });
+  w.addOrchestrator(hello);
+  w.addActivity(greet);
+  await w.start();
+  const c = new TaskHubGrpcClient(sdk(srv, ctok));
+  const id = await c.scheduleNewOrchestration(hello, "tls");
+  const st = await c.waitForOrchestrationCompletion(id, true, 30);
+  assert.equal(st.runtimeStatus, S.COMPLETED);
+  assert.equal(st.serializedOutput, '"hello tls"');
+
+  const r = raw(srv);
+  assert.equal((await call(r, Q, rtok)).code, 0, "a reader reads");
+  const noTok = await call(r, Q, null);
+  assert.equal(noTok.code, grpc.status.UNAUTHENTICATED);
+  assert.match(noTok.details, /requires a token/);
+  assert.equal((await call(r, Q, "dtsd_not-a-real-token")).code, grpc.status.UNAUTHENTICATED);
+  const start = await call(r, "/TaskHubSidecarService/StartInstance", rtok);
+  assert.equal(start.code, grpc.status.PERMISSION_DENIED, "a reader cannot start");
+  assert.match(start.details, /needs the contributor role/);
+  assert.equal((await call(r, Q, wtok)).code, grpc.status.PERMISSION_DENIED, "a worker cannot list");
+  assert.equal((await call(r, Q, rtok, "other")).code, grpc.status.PERMISSION_DENIED, "the reader's grant is for default only");
+  assert.equal((await call(r, Q, rtok, "no-such-hub")).code, grpc.status.PERMISSION_DENIED, "nor does it learn which hubs exist");
+  assert.equal((await call(r, Q, admin, "other")).code, 0, "admin reaches every hub");
+  assert.equal((await call(r, "/TaskHubSidecarService/DeleteTaskHub", ctok)).code, grpc.status.PERMISSION_DENIED);
+
+  // revoked, and SIGHUP: the reader is refused from then on
+  execFileSync(DTSD_BIN, ["token", "revoke", "--tokens-file", f("tokens.json"), "--name", "viewer"]);
+  srv.child.kill("SIGHUP");
+  await waitFor(async () => (await call(r, Q, rtok)).code === grpc.status.UNAUTHENTICATED, "the revoked token refused");
+
+  // a new certificate in place of the old: new connections get it
+  const serial = (pem) => new crypto.X509Certificate(pem).serialNumber;
+  const peerSerial = () => new Promise((resolve, reject) => {
+    const s = tls.connect({ host: "127.0.0.1", port: srv.port, ca: fs.readFileSync(f("ca.pem")), servername: "localhost", ALPNProtocols: ["h2"] },
+      () => { resolve(s.getPeerCertificate().serialNumber); s.destroy(); });
+    s.on("error", reject);
+  });
+  const before = await peerSerial();
+  assert.equal(before.toUpperCase(), serial(fs.readFileSync(f("server.pem"))).toUpperCase());
+  makeCerts("renewed");
+  fs.copyFileSync(f("renewed.key"), f("server.key"));
+  fs.copyFileSync(f("renewed.pem"), f("server.pem"));
+  const renewed = serial(fs.readFileSync(f("renewed.pem"))).toUpperCase();
+  await waitFor(async () => (await peerSerial()).toUpperCase() === renewed, "the renewed certificate served");
+  assert.equal((await c.getOrchestrationState(id)).runtimeStatus, S.COMPLETED, "the old connection still works");
+  fs.writeFileSync(f("server.pem"), "not a certificate\n"); // a bad file: the renewed one stays
+  await waitFor(() => srv.stderr().includes("cannot be used"), "the bad file logged");
+  assert.equal((await peerSerial()).toUpperCase(), renewed);
+
+  await Promise.allSettled([w.stop(), c.stop()]);
+  r.close();
+  // the audit log: denials and changes, who and from where -- never a token
+  const lines = fs.readFileSync(f("audit.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const deny = lines.find((l) => l.event === "deny" && l.method === "StartInstance");
+  assert.equal(deny.principal, "viewer");
+  assert.equal(deny.reason, "missing role");
+  assert.match(deny.peer, /^ipv[46]:/);
+  assert.ok(lines.some((l) => l.event === "call" && l.principal === "app-client" && l.method === "StartInstance"));
+  assert.ok(lines.some((l) => l.event === "stream-open" && l.principal === "app-worker"));
+  assert.ok(lines.some((l) => l.event === "reload"));
+  const text = fs.readFileSync(f("audit.log"), "utf8");
+  for (const t of [admin, wtok, ctok, rtok]) assert.ok(!text.includes(t.slice(5)), "no token in the audit log");
+});
+
+test("HTTP API and metrics under auth: 401 without a token, 403 without the role", async () => {
+  const rtok = token("http-reader", "default=reader"), ctok = token("http-contrib", "default=contributor"),
+    mtok = token("scraper", "*=reader");
+  const srv = await startDtsd({ args: ["--auth", "on", "--tokens-file", f("tokens.json")] });
+  servers.push(srv);
+  const get = (p, tok, opts = {}) => fetch(`${srv.http}${p}`, { ...opts, headers: { ...(tok ? { authorization: `Bearer ${tok}` } : {}), "content-type": "application/json", ...(opts.headers || {}) } });
+  assert.equal((await get("/api/v1/taskhubs/orchestrations/query", null, { method: "POST", body: "{}" })).status, 401);
+  assert.equal((await get("/api/v1/taskhubs/orchestrations/query", rtok, { method: "POST", body: "{}" })).status, 200);
+  const started = await get("/api/v1/taskhubs/orchestrations", rtok, { method: "POST", body: JSON.stringify({ name: "x" }) });
+  assert.equal(started.status, 403);
+  assert.match((await started.json()).error.message, /contributor/);
+  assert.equal((await get("/api/v1/taskhubs/orchestrations", ctok, { method: "POST", body: JSON.stringify({ name: "x" }) })).status, 201);
+  const hubs = await (await get("/api/v1/taskhubs", rtok)).json();
+  assert.deepEqual(hubs, { taskHubs: [{ name: "default", role: "reader" }], principal: "http-reader", authentication: true });
+  assert.equal((await get("/", null)).status, 200, "the dashboard's page is public: it signs in");
+  assert.equal((await get("/metrics", rtok)).status, 403, "metrics need a grant on every hub");
+  const m = await (await get("/metrics", mtok)).text();
+  assert.match(m, /^dtsd_auth_failures_total [1-9]/m);
+  assert.match(m, /^dtsd_auth_denials_total [1-9]/m);
+  assert.equal((await fetch(`${srv.health}/healthz`)).status, 204, "health needs nothing");
+  const live = await fetch(`${srv.http}/api/v1/taskhubs/live?taskhub=default&access_token=${rtok}`);
+  assert.equal(live.status, 200, "an event stream takes its token as an argument");
+  await live.body.cancel();
+});
+
+test("protected mode without auth, emulator mode, the allow list, and TLS required for tokens", async () => {
+  const ip = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === "IPv4" && !i.internal)?.address;
+  const anyAddr = ["--address", "0.0.0.0:0", "--http-address", "0.0.0.0:0"];
+  const plain = (port, host) => new grpc.Client(`${host}:${port}`, grpc.credentials.createInsecure());
+  const q = (client, tok) => {
+    const md = new grpc.Metadata();
+    if (tok) md.set("authorization", `Bearer ${tok}`);
+    return new Promise((resolve) => client.makeUnaryRequest(Q, (b) => b, (b) => b, Buffer.alloc(0), md, { deadline: Date.now() + 10000 },
+      (err) => resolve(err ? { code: err.code, details: err.details } : { code: 0 })));
+  };
+  let srv = await startDtsd({ args: anyAddr });
+  servers.push(srv);
+  assert.equal((await q(plain(srv.port, "127.0.0.1"))).code, 0, "loopback is served without auth");
+  if (ip) {
+    const far = await q(plain(srv.port, ip));
+    assert.equal(far.code, grpc.status.PERMISSION_DENIED);
+    assert.match(far.details, /--auth on.*--emulator-mode/);
+    assert.equal((await fetch(`http://${ip}:${srv.httpPort}/api/v1/taskhubs`)).status, 403);
+  }
+  srv = await startDtsd({ args: [...anyAddr, "--emulator-mode"] });
+  servers.push(srv);
+  assert.match(srv.stderr(), /emulator mode/);
+  if (ip) assert.equal((await q(plain(srv.port, ip))).code, 0, "emulator mode serves every address");
+  const tok = token("plain", "*=reader");
+  srv = await startDtsd({ args: [...anyAddr, "--auth", "on", "--tokens-file", f("tokens.json")] });
+  servers.push(srv);
+  assert.equal((await q(plain(srv.port, "127.0.0.1"), tok)).code, 0, "a token over plaintext from loopback");
+  if (ip) {
+    const far = await q(plain(srv.port, ip), tok);
+    assert.equal(far.code, grpc.status.UNAUTHENTICATED);
+    assert.match(far.details, /TLS required/);
+  }
+  srv = await startDtsd({ args: ["--allow", "10.255.255.254/32"] });
+  servers.push(srv);
+  const out = await q(plain(srv.port, "127.0.0.1"));
+  assert.equal(out.code, grpc.status.PERMISSION_DENIED);
+  assert.match(out.details, /allow list/);
+});
+
+test("bad security settings stop dtsd at start with the reason", async () => {
+  const { spawnDtsd } = await import("./harness.mjs");
+  for (const [args, want] of [
+    [["--auth", "maybe"], /--auth wants none or on/],
+    [["--auth", "on", "--emulator-mode"], /emulator-mode.*cannot go with --auth on/],
+    [["--allow", "10.0.0.0/33"], /--allow: '10\.0\.0\.0\/33'/],
+    [["--tls-cert", f("missing.pem"), "--tls-key", f("missing.key")], /cannot read .*missing\.pem/],
+    [["--tls-cert", f("ca.pem"), "--tls-key", f("server.key")], /key does not belong to the certificate|no PEM/],
+    [["--auth", "on", "--tokens-file", f("missing.json")], /missing\.json/],
+  ]) {
+    const sp = spawnDtsd({ args });
+    const st = await sp.exitP;
+    assert.notEqual(st.code, 0, args.join(" "));
+    assert.match(sp.stderr(), want, args.join(" "));
+  }
+});
