@@ -300,6 +300,12 @@ static bool save_file(const char *file, json_t *j, char *why, size_t whylen) {
   mode_t old = umask(077);
   int rc = json_dump_file(j, tmp, JSON_INDENT(2));
   umask(old);
+  struct stat st; /* a file made readable for dtsd's user stays so */
+  if (rc == 0 && stat(file, &st) == 0) {
+    if (chown(tmp, st.st_uid, st.st_gid) != 0) { /* not root: the file stays ours */
+    }
+    chmod(tmp, st.st_mode & 0640);
+  }
   if (rc != 0 || rename(tmp, file) != 0) {
     snprintf(why, whylen, "cannot write %s", file);
     unlink(tmp);
