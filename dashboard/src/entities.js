@@ -1,6 +1,6 @@
 // entities.js -- entities: list and filter, one entity's state, backlog
 // and lock holder, signal, delete, clean storage.
-import { html, useState, useEffect, api, useRoute, setQuery, link, navigate, fmtTime, Json, useLive, useThrottled, Dialog } from "./util.js";
+import { html, useState, useEffect, api, useRoute, setQuery, link, navigate, fmtTime, Json, useLive, useThrottled, Dialog, canWrite } from "./util.js";
 
 export function Entities({ hub }) {
   const { q } = useRoute();
@@ -20,7 +20,7 @@ export function Entities({ hub }) {
   };
   const start = Number(q.start || 0);
   return html`<div class="row"><h2>Entities</h2><span class="muted" data-testid="total">${r ? `${r.totalCount} matching` : ""}</span>
-      <button style="margin-left:auto" onClick=${clean}>Clean storage</button></div>
+      ${canWrite(hub) && html`<button style="margin-left:auto" onClick=${clean}>Clean storage</button>`}</div>
     <div class="filters">
       <input type="search" placeholder="name" aria-label="entity name" value=${q.name || ""} onChange=${(e) => setQuery({ name: e.target.value, start: "" })} />
       <input type="search" placeholder="key contains" aria-label="entity key" value=${q.key || ""} onChange=${(e) => setQuery({ key: e.target.value, start: "" })} />
@@ -72,7 +72,7 @@ export function Entity({ hub, id }) {
   };
   return html`<p><a href=${`/taskhubs/${hub}/entities`} onClick=${(x) => link(x, `/taskhubs/${hub}/entities`)}>← entities</a></p>
     <h2>${id}</h2>${err && html`<p class="err">${err}</p>`}
-    <div class="card row"><button class="primary" onClick=${() => setDialog(true)}>Signal…</button><button class="danger" onClick=${del}>Delete…</button></div>
+    ${canWrite(hub) && html`<div class="card row"><button class="primary" onClick=${() => setDialog(true)}>Signal…</button><button class="danger" onClick=${del}>Delete…</button></div>`}
     ${e && html`<div class="card"><dl class="kv"><dt>name</dt><dd>${e.name}</dd><dt>key</dt><dd>${e.key}</dd>
       <dt>last modified</dt><dd>${fmtTime(e.lastModifiedTime)}</dd><dt>backlog</dt><dd>${e.backlogQueueSize}</dd>
       <dt>locked by</dt><dd>${e.lockedBy ? html`<a href=${`/taskhubs/${hub}/orchestrations/${encodeURIComponent(e.lockedBy)}`} onClick=${(x) => link(x, `/taskhubs/${hub}/orchestrations/${encodeURIComponent(e.lockedBy)}`)}>${e.lockedBy}</a>` : html`<span class="muted">nobody</span>`}</dd></dl></div>`}

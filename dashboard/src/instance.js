@@ -1,7 +1,7 @@
 // instance.js -- one orchestration: summary, payloads, actions, and four
 // linked views of its history (timeline, table, sequence, raw JSON), paged
 // from the server.
-import { html, useState, useEffect, useRef, useMemo, api, useRoute, setQuery, link, navigate, fmtTime, fmtDuration, Status, Json, useLive, Dialog, download } from "./util.js";
+import { html, useState, useEffect, useRef, useMemo, api, useRoute, setQuery, link, navigate, fmtTime, fmtDuration, Status, Json, useLive, Dialog, download, canWrite } from "./util.js";
 
 const HPAGE = 1000;
 const ROW = 28;
@@ -183,7 +183,7 @@ export function Instance({ hub, id }) {
   if (!o) return html`<p class="muted">loading…</p>`;
   return html`<p><a href=${`/taskhubs/${hub}/orchestrations`} onClick=${(e) => link(e, `/taskhubs/${hub}/orchestrations`)}>← orchestrations</a></p>
     <div class="row"><h2 data-testid="instance-id">${o.instanceId}</h2><${Status} s=${o.orchestrationStatus} /></div>
-    <div class="card row">${Object.keys(ACTIONS).map((k) => html`<button class=${ACTIONS[k].danger ? "danger" : ""} data-action=${k} onClick=${() => setDialog(k)}>${ACTIONS[k].label}…</button>`)}
+    <div class="card row">${canWrite(hub) && Object.keys(ACTIONS).map((k) => html`<button class=${ACTIONS[k].danger ? "danger" : ""} data-action=${k} onClick=${() => setDialog(k)}>${ACTIONS[k].label}…</button>`)}
       <button onClick=${exportHistory}>Export history</button></div>
     <div class="grid">
       <div class="card"><dl class="kv">

@@ -1,6 +1,7 @@
 // main.js -- the dashboard's shell: header (hub switcher, pages, time
 // display), the router over the URL, and the emulator's deep links.
-import { html, render, useState, useEffect, useRoute, navigate, redirect, link, hubs, getTimeMode, setTimeMode } from "./util.js";
+import { html, render, useState, useEffect, useRoute, navigate, redirect, link, hubs, getTimeMode, setTimeMode, getToken, setToken,
+  getSession, canWrite } from "./util.js";
 import { Home } from "./home.js";
 import { Orchestrations } from "./orchestrations.js";
 import { Instance } from "./instance.js";
@@ -26,6 +27,9 @@ function Header({ hub, page, names }) {
         onClick=${(e) => link(e, `/taskhubs/${hub}/${p}`)}>${p}</a>`)}
     </nav>`}
     <div class="right">
+      ${getSession().authentication && html`<span class="muted" data-testid="who">${getSession().principal}
+        ${hub && !canWrite(hub) && html` <span class="badge">read-only</span>`}</span>
+        <button onClick=${() => setToken("")}>sign out</button>`}
       <label class="muted" for="tm">times</label>
       <select id="tm" value=${getTimeMode()} onChange=${(e) => setTimeMode(e.target.value)}>
         <option value="local">local</option><option value="utc">UTC</option><option value="relative">relative</option>
@@ -34,11 +38,28 @@ function Header({ hub, page, names }) {
   </header>`;
 }
 
+// With --auth on: a token to send (docs/security.md).  Kept for this tab only.
+function SignIn({ why }) {
+  const [t, setT] = useState("");
+  return html`<form class="card signin" onSubmit=${(e) => { e.preventDefault(); setToken(t.trim()); }}>
+    <h2>Sign in</h2>
+    <p class="muted">This dtsd asks for a token (made with <code>dtsd token create</code>).</p>
+    ${why && html`<p class="err">${why}</p>`}
+    <input type="password" aria-label="token" placeholder="dtsd_…" value=${t} onInput=${(e) => setT(e.target.value)} autofocus />
+    <button class="primary" type="submit">Sign in</button></form>`;
+}
+
 function App() {
   const { path } = useRoute();
   const [names, setNames] = useState([]);
   const [err, setErr] = useState(null);
-  useEffect(() => { hubs().then(setNames, (e) => setErr(e.message)); }, []);
+  const [signin, setSignin] = useState(null); /* null, or why a token is wanted */
+  const token = getToken();
+  useEffect(() => {
+    hubs().then((n) => { setNames(n); setSignin(null); setErr(null); },
+      (e) => (e.status === 401 ? setSignin(token ? e.message : "") : setErr(e.message)));
+  }, [token]);
+  if (signin !== null) return html`<main><${SignIn} why=${signin} /></main>`;
   const dl = deepLink(path);
   useEffect(() => { if (dl) redirect(dl); }, [dl]);
   if (dl) return null;

@@ -2,7 +2,7 @@
 // list over the whole result (pages fetched as they scroll into view),
 // counts that follow the filter, start, bulk actions over the whole query
 // and export.
-import { html, useState, useEffect, useRef, useMemo, api, useRoute, setQuery, link, navigate, fmtTime, Status, STATUSES, useLive, useThrottled, Dialog } from "./util.js";
+import { html, useState, useEffect, useRef, useMemo, api, useRoute, setQuery, link, navigate, fmtTime, Status, STATUSES, useLive, useThrottled, Dialog, canWrite, tokenArg } from "./util.js";
 
 const PAGE = 100;
 const ROW = 30;
@@ -120,7 +120,7 @@ function BulkDialog({ hub, body, action, onClose }) {
 function exportQuery(hub, body, format) {
   const q = encodeURIComponent(JSON.stringify({ filter: body.filter }));
   const a = document.createElement("a");
-  a.href = `/api/v1/taskhubs/orchestrations/export?taskhub=${encodeURIComponent(hub)}&format=${format}&q=${q}`;
+  a.href = `/api/v1/taskhubs/orchestrations/export?taskhub=${encodeURIComponent(hub)}&format=${format}&q=${q}${tokenArg()}`;
   a.download = `${hub}-orchestrations.${format}`;
   document.body.appendChild(a);
   a.click();
@@ -198,9 +198,9 @@ export function Orchestrations({ hub }) {
       <span class="muted" data-testid="total">${meta ? `${meta.totalCount}${meta.truncated ? "+" : ""} matching` : "counting…"}</span>
       ${t && html`<span class="muted">· ${t.runningCount} running · ${t.completedCount} completed · ${t.failedCount} failed · ${t.pendingCount} pending</span>`}
       <span style="margin-left:auto" class="row">
-        <button class="primary" onClick=${() => setDialog("start")}>Start…</button>
+        ${canWrite(hub) && html`<button class="primary" onClick=${() => setDialog("start")}>Start…</button>
         <button disabled=${!total} onClick=${() => setDialog("terminate")}>Terminate all…</button>
-        <button disabled=${!total} onClick=${() => setDialog("purge")}>Purge all…</button>
+        <button disabled=${!total} onClick=${() => setDialog("purge")}>Purge all…</button>`}
         <button disabled=${!total} onClick=${() => exportQuery(hub, body, "csv")}>CSV</button>
         <button disabled=${!total} onClick=${() => exportQuery(hub, body, "jsonl")}>JSON lines</button>
       </span></div>

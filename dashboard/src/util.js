@@ -12,22 +12,42 @@ export class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
+// ---- signing in (docs/security.md) -----------------------------------------
+// With --auth on the API wants a token: it is kept for this browser tab
+// (sessionStorage) and sent as a bearer token; event streams and downloads
+// carry it as ?access_token=.  A 401 asks for it again.
+export function getToken() { return sessionStorage.getItem("dtsd.token") || ""; }
+export function setToken(t) {
+  if (t) sessionStorage.setItem("dtsd.token", t); else sessionStorage.removeItem("dtsd.token");
+  changed();
+}
+export function tokenArg() { const t = getToken(); return t ? `&access_token=${encodeURIComponent(t)}` : ""; }
+function authHeaders(h = {}) { const t = getToken(); if (t) h.authorization = `Bearer ${t}`; return h; }
+// who is signed in, and the role on each hub: {principal, authentication, roles: {hub: role}}
+let session = { principal: "", authentication: false, roles: {} };
+export function getSession() { return session; }
+export function canWrite(hub) { return !session.authentication || ["contributor", "admin"].includes(session.roles[hub]); }
+
 export async function api(hub, method, path, body) {
-  const headers = { "x-taskhub": hub };
+  const headers = authHeaders({ "x-taskhub": hub });
   if (body !== undefined) headers["content-type"] = "application/json";
   const res = await fetch(`/api/v1/taskhubs${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   if (res.status === 204) return null;
   const text = await res.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (res.status === 401) setToken(""); /* asks for a token again (main.js) */
   if (!res.ok) throw new ApiError(res.status, json?.error?.message || `${res.status} ${res.statusText}`);
   return json;
 }
 
 export async function hubs() {
-  const res = await fetch("/api/v1/taskhubs");
-  if (!res.ok) throw new ApiError(res.status, "cannot list the task hubs");
-  return (await res.json()).taskHubs.map((x) => x.name);
+  const res = await fetch("/api/v1/taskhubs", { headers: authHeaders() });
+  const json = await res.json().catch(() => null);
+  if (!res.ok) throw new ApiError(res.status, json?.error?.message || "cannot list the task hubs");
+  session = { principal: json.principal, authentication: json.authentication,
+    roles: Object.fromEntries(json.taskHubs.map((x) => [x.name, x.role])) };
+  return json.taskHubs.map((x) => x.name);
 }
 
 // ---- the URL ---------------------------------------------------------------
@@ -142,7 +162,7 @@ export function useLive(hub, fn) {
     if (!hub) return undefined;
     let s = sources.get(hub);
     if (!s) {
-      s = { es: new EventSource(`/api/v1/taskhubs/live?taskhub=${encodeURIComponent(hub)}`), subs: new Set() };
+      s = { es: new EventSource(`/api/v1/taskhubs/live?taskhub=${encodeURIComponent(hub)}${tokenArg()}`), subs: new Set() };
       for (const kind of ["changes", "stats"])
         s.es.addEventListener(kind, (e) => { const d = JSON.parse(e.data); for (const f of s.subs) f(kind, d); });
       sources.set(hub, s);

@@ -233,3 +233,41 @@ test("entities, one entity, workers, the emulator's deep link", async () => {
   assert.deepEqual([...errors, ...wk.errors, ...dl.errors], []);
   for (const p of [page, wk.page, dl.page]) await p.close();
 });
+
+test("with --auth on: sign in with a token; a reader's pages are read-only; a 401 asks again", async () => {
+  const dir = tmpDir("dash-auth");
+  const tokens = path.join(dir, "tokens.json");
+  const { execFileSync } = await import("node:child_process");
+  const { DTSD_BIN } = await import("./harness.mjs");
+  const mk = (name, grant) => execFileSync(DTSD_BIN, ["token", "create", "--tokens-file", tokens, "--name", name, "--grant", grant],
+    { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+  const reader = mk("dash-reader", "default=reader"), contrib = mk("dash-contrib", "default=contributor");
+  const sec = await startDtsd({ args: ["--auth", "on", "--tokens-file", tokens] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`${sec.http}/taskhubs/default/orchestrations`);
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    await shot(page, "signin");
+    await page.getByLabel("token").fill("dtsd_wrong");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByText("the token is not known").waitFor();
+    await page.getByLabel("token").fill(reader);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByTestId("who").getByText("dash-reader").waitFor();
+    await page.getByText("read-only").waitFor();
+    assert.equal(await page.getByRole("button", { name: "Start…" }).count(), 0, "a reader gets no actions");
+    await shot(page, "signed-in-reader");
+    await page.getByRole("button", { name: "sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    await page.getByLabel("token").fill(contrib);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Start…" }).waitFor();
+    assert.equal(await page.getByText("read-only").count(), 0);
+    assert.deepEqual(errors, []);
+    await page.close();
+  } finally {
+    assert.equal((await sec.stop()).code, 0, sec.stderr());
+  }
+});
