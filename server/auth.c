@@ -57,6 +57,16 @@ struct dts_auth {
   cidr *allow;
   size_t nallow;
   atomic_long n_unauth, n_denied;
+  /* failed authentications by address: past fail_limit in a minute, the
+   * address waits 1, 2, 4 ... 60 s (a hash table that forgets collisions) */
+  int fail_limit;
+  pthread_mutex_t fmu;
+  struct failslot {
+    uint8_t addr[16];
+    int fam;
+    int64_t since, until; /* the minute counted from; blocked until (wall ns) */
+    int fails, level;
+  } fails[1024];
 };
 
 /* ---- roles and methods -------------------------------------------------------- */
@@ -433,7 +443,9 @@ dts_auth *dts_auth_create(const dts_auth_config *cfg, char *why, size_t whylen) 
   dts_auth *a = dts_calloc(1, sizeof(*a));
   a->on = cfg->on;
   a->emulator_mode = cfg->emulator_mode;
+  a->fail_limit = cfg->fail_limit > 0 ? cfg->fail_limit : 20;
   pthread_rwlock_init(&a->lock, NULL);
+  pthread_mutex_init(&a->fmu, NULL);
   if (cfg->tokens_file != NULL) {
     a->tokens_file = dts_strdup(cfg->tokens_file);
     if (!load_toks(a->tokens_file, &a->toks, &a->ntoks, why, whylen)) {
@@ -461,6 +473,7 @@ dts_auth *dts_auth_create(const dts_auth_config *cfg, char *why, size_t whylen) 
 void dts_auth_destroy(dts_auth *a) {
   if (a == NULL) return;
   pthread_rwlock_destroy(&a->lock);
+  pthread_mutex_destroy(&a->fmu);
   if (a->toks) OPENSSL_cleanse(a->toks, a->ntoks * sizeof(tok));
   dts_free(a->toks);
   dts_free(a->allow);
@@ -510,6 +523,7 @@ void dts_auth_counts(dts_auth *a, long *unauthenticated, long *denied) {
 
 static void deny(dts_auth *a, dts_auth_decision *d, dts_status st, const char *reason, const char *msg) {
   atomic_fetch_add_explicit(st == DTS_ST_UNAUTHENTICATED ? &a->n_unauth : &a->n_denied, 1, memory_order_relaxed);
+  /* (a back-off, RESOURCE_EXHAUSTED, counts as a denial) */
   d->st = st;
   snprintf(d->reason, sizeof(d->reason), "%s", reason);
   snprintf(d->msg, sizeof(d->msg), "%s", msg);
@@ -528,6 +542,63 @@ static bool bearer_hash(const dts_auth_req *r, uint8_t hash[32]) {
   sha256(v, n, hash);
   return true;
 }
+
+static int64_t wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The address's slot (under fmu); NULL without an address. */
+static struct failslot *fail_slot(dts_auth *a, const struct sockaddr *peer) {
+  uint8_t b[16] = {0};
+  int fam = peer ? addr_bytes(peer, b) : 0;
+  if (fam == 0) return NULL;
+  uint32_t h = 2166136261u;
+  for (int i = 0; i < 16; i++) h = (h ^ b[i]) * 16777619u;
+  struct failslot *f = &a->fails[h % 1024];
+  if (f->fam != fam || memcmp(f->addr, b, 16) != 0) { /* a new address takes the slot */
+    memset(f, 0, sizeof(*f));
+    f->fam = fam;
+    memcpy(f->addr, b, 16);
+  }
+  return f;
+}
+
+/* Seconds the address must still wait before its next try (0: none). */
+static long backing_off(dts_auth *a, const struct sockaddr *peer) {
+  pthread_mutex_lock(&a->fmu);
+  struct failslot *f = fail_slot(a, peer);
+  int64_t now = wall_now();
+  long wait = f && f->until > now ? (long)((f->until - now) / 1000000000 + 1) : 0;
+  pthread_mutex_unlock(&a->fmu);
+  return wait;
+}
+
+/* An authentication from peer failed (ok false) or succeeded. */
+static void note_auth(dts_auth *a, const struct sockaddr *peer, bool ok) {
+  pthread_mutex_lock(&a->fmu);
+  struct failslot *f = fail_slot(a, peer);
+  int64_t now = wall_now();
+  if (f != NULL && ok) {
+    f->fails = 0;
+    f->level = 0;
+  } else if (f != NULL) {
+    if (now - f->since > 60000000000LL) {
+      f->since = now;
+      f->fails = 0;
+    }
+    if (++f->fails >= a->fail_limit) {
+      int secs = f->level < 6 ? 1 << f->level : 60;
+      f->until = now + (int64_t)secs * 1000000000;
+      f->level++;
+      f->fails = 0;
+    }
+  }
+  pthread_mutex_unlock(&a->fmu);
+}
+
+static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d, bool loop);
 
 void dts_auth_check(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d) {
   memset(d, 0, sizeof(*d));
@@ -552,6 +623,19 @@ void dts_auth_check(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d) {
          "(docs/security.md)");
     return;
   }
+  long wait = backing_off(a, r->peer);
+  if (wait > 0) {
+    char msg[200];
+    snprintf(msg, sizeof(msg), "too many failed authentications from your address: try again in %ld s", wait);
+    deny(a, d, DTS_ST_RESOURCE_EXHAUSTED, "backing off after failed authentications", msg);
+    return;
+  }
+  check_token(a, r, d, loop);
+  if (d->st == DTS_ST_UNAUTHENTICATED || d->st == DTS_ST_OK) note_auth(a, r->peer, d->st == DTS_ST_OK);
+}
+
+/* With auth on: the bearer token, who it names, and that one's roles. */
+static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d, bool loop) {
   uint8_t h[32];
   if (!bearer_hash(r, h)) {
     deny(a, d, DTS_ST_UNAUTHENTICATED, "no token",

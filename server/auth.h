@@ -51,6 +51,7 @@ typedef struct dts_auth_config {
   bool emulator_mode;   /* --auth none and serve non-loopback peers too */
   const char *tokens_file; /* NULL: no static tokens */
   const char *allow;    /* "10.0.0.0/8,::1/128" or NULL: every address */
+  int fail_limit;       /* failed authentications from one address in a minute before it must wait (0: 20) */
 } dts_auth_config;
 
 typedef struct dts_auth dts_auth;
@@ -74,7 +75,7 @@ typedef struct dts_auth_req {
 } dts_auth_req;
 
 typedef struct dts_auth_decision {
-  dts_status st;        /* OK, UNAUTHENTICATED or PERMISSION_DENIED */
+  dts_status st;        /* OK, UNAUTHENTICATED, PERMISSION_DENIED, or RESOURCE_EXHAUSTED (backing off) */
   char msg[300];        /* for the caller */
   char reason[120];     /* for the audit log: why, without secrets */
   char principal[80];   /* the token's name; "anonymous" without auth; "" unknown */

@@ -24,6 +24,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/log.h"
+#include "runtime/map.h"
 #include "server/callvt.h"
 #include "server/methods.h"
 
@@ -97,7 +98,20 @@ struct dts_call {
   atomic_size_t o_queued; /* bytes queued or being sent (any thread reads) */
   char *principal;         /* who called (auth.h), for the audit log of a stream's end */
   char *peer;              /* grpc_call_get_peer's, kept while the call lives */
+  bool counted_wait;       /* holds one of its connection's WaitFor* places */
+  bool counted_stream;     /* holds a worker-stream place (in all and its principal's) */
 };
+
+/* Open calls counted by a key (a connection, a principal), for limits. */
+typedef struct counted {
+  char *key;
+  long n;
+} counted;
+
+typedef struct counter_set {
+  pthread_mutex_t mu;
+  dts_map m; /* key -> counted */
+} counter_set;
 
 struct dts_bridge {
   dts_bridge_config cfg;
@@ -120,7 +134,47 @@ struct dts_bridge {
   gpr_timespec cancel_at;
   btag t_shutdown;
   bool tls; /* the port serves TLS */
+  dts_bridge_limits lim; /* with the defaults filled in */
+  counter_set waits, streams; /* per connection, per principal */
+  atomic_long streams_all;
 };
+
+/* One more call for key, unless max are open: false then. */
+static bool count_up(counter_set *s, const char *key, long max) {
+  pthread_mutex_lock(&s->mu);
+  counted *c = dts_map_get(&s->m, key);
+  bool ok = c == NULL || c->n < max;
+  if (ok && c == NULL) {
+    c = dts_calloc(1, sizeof(*c));
+    c->key = dts_strdup(key);
+    dts_map_put(&s->m, c->key, c);
+  }
+  if (ok) c->n++;
+  pthread_mutex_unlock(&s->mu);
+  return ok;
+}
+
+static void counters_fini(counter_set *s) {
+  const char *k;
+  void *v;
+  for (size_t i = 0; dts_map_next(&s->m, &i, &k, &v);) { /* none once every call is freed */
+    dts_free(((counted *)v)->key);
+    dts_free(v);
+  }
+  dts_map_fini(&s->m);
+  pthread_mutex_destroy(&s->mu);
+}
+
+static void count_down(counter_set *s, const char *key) {
+  pthread_mutex_lock(&s->mu);
+  counted *c = dts_map_get(&s->m, key);
+  if (c != NULL && --c->n == 0) {
+    dts_map_del(&s->m, key);
+    dts_free(c->key);
+    dts_free(c);
+  }
+  pthread_mutex_unlock(&s->mu);
+}
 
 /* ------------------------------------------------------------------------ */
 /* call records                                                             */
@@ -136,6 +190,11 @@ static void call_free(dts_call *c) {
   if (c->method == M_GENERIC) grpc_call_details_destroy(&c->details);
   dts_bufq_fini(&c->oq);
   dts_free(c->o_end_msg);
+  if (c->counted_wait) count_down(&b->waits, c->peer);
+  if (c->counted_stream) {
+    count_down(&b->streams, c->principal);
+    atomic_fetch_sub(&b->streams_all, 1);
+  }
   dts_free(c->principal);
   if (c->peer) gpr_free(c->peer);
   pthread_mutex_destroy(&c->omu);
@@ -661,6 +720,38 @@ static bool authorize(dts_bridge *b, dts_call *c, dts_auth_decision *d) {
   return true;
 }
 
+/* Open WaitFor* calls per connection, worker streams in all and per
+ * principal: false when over (answered RESOURCE_EXHAUSTED). */
+static bool within_limits(dts_bridge *b, dts_call *c) {
+  char msg[300];
+  if ((c->method == DTS_M_WAIT_START || c->method == DTS_M_WAIT_COMPLETION) && c->peer != NULL) {
+    if (!count_up(&b->waits, c->peer, b->lim.waits_per_conn)) {
+      snprintf(msg, sizeof(msg), "this connection has %d WaitForInstance calls open already (--max-waits-per-connection)",
+               b->lim.waits_per_conn);
+      call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, msg);
+      return false;
+    }
+    c->counted_wait = true;
+  }
+  if (c->method == DTS_M_GET_WORK_ITEMS) {
+    if (atomic_fetch_add(&b->streams_all, 1) >= b->lim.worker_streams) {
+      atomic_fetch_sub(&b->streams_all, 1);
+      snprintf(msg, sizeof(msg), "dtsd has %d worker streams open already (--max-worker-streams)", b->lim.worker_streams);
+      call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, msg);
+      return false;
+    }
+    if (!count_up(&b->streams, c->principal, b->lim.worker_streams_per_principal)) {
+      atomic_fetch_sub(&b->streams_all, 1);
+      snprintf(msg, sizeof(msg), "'%s' has %d worker streams open already (--max-worker-streams-per-principal)",
+               c->principal, b->lim.worker_streams_per_principal);
+      call_fail(c, DTS_ST_RESOURCE_EXHAUSTED, msg);
+      return false;
+    }
+    c->counted_stream = true;
+  }
+  return true;
+}
+
 static void route(dts_bridge *b, dts_call *c) {
   if (c->method == M_GENERIC) {
     char msg[300];
@@ -670,7 +761,7 @@ static void route(dts_bridge *b, dts_call *c) {
     return;
   }
   dts_auth_decision ad;
-  if (!authorize(b, c, &ad)) return;
+  if (!authorize(b, c, &ad) || !within_limits(b, c)) return;
   if (c->method == DTS_M_ADMIN_LIST_TASK_HUBS) {
     list_hubs(b, c);
     return;
@@ -918,7 +1009,21 @@ dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *po
   b->ncq = cfg->cq_threads > 0 ? cfg->cq_threads : 1;
   b->cqs = dts_calloc((size_t)b->ncq, sizeof(cqt));
   grpc_init();
-  grpc_arg args[5];
+  dts_bridge_limits *l = &b->lim;
+  *l = cfg->limits;
+  if (l->streams_per_conn <= 0) l->streams_per_conn = 1000;
+  if (l->max_metadata <= 0) l->max_metadata = 16384;
+  if (l->handshake_timeout_ms <= 0) l->handshake_timeout_ms = 10000;
+  if (l->min_ping_interval_ms <= 0) l->min_ping_interval_ms = 10000;
+  if (l->max_ping_strikes <= 0) l->max_ping_strikes = 2;
+  if (l->waits_per_conn <= 0) l->waits_per_conn = 1000;
+  if (l->worker_streams <= 0) l->worker_streams = 10000;
+  if (l->worker_streams_per_principal <= 0) l->worker_streams_per_principal = 1000;
+  pthread_mutex_init(&b->waits.mu, NULL);
+  pthread_mutex_init(&b->streams.mu, NULL);
+  dts_map_init(&b->waits.m);
+  dts_map_init(&b->streams.m);
+  grpc_arg args[12];
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
   args[0].value.integer = (int)(cfg->max_message > 0x7fffffffL ? 0x7fffffff : cfg->max_message);
@@ -939,7 +1044,20 @@ dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *po
   args[4].type = GRPC_ARG_INTEGER;
   args[4].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
   args[4].value.integer = 20000;
-  grpc_channel_args ca = {5, args};
+  const struct {
+    const char *key;
+    int v;
+  } lims[] = {{GRPC_ARG_MAX_CONCURRENT_STREAMS, l->streams_per_conn},
+              {GRPC_ARG_MAX_METADATA_SIZE, l->max_metadata},
+              {GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, l->handshake_timeout_ms},
+              {GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, l->min_ping_interval_ms},
+              {GRPC_ARG_HTTP2_MAX_PING_STRIKES, l->max_ping_strikes},
+              {GRPC_ARG_MAX_CONNECTION_IDLE_MS, l->conn_idle_ms > 0 ? l->conn_idle_ms : 0x7fffffff},
+              {GRPC_ARG_MAX_CONNECTION_AGE_MS, l->conn_age_ms > 0 ? l->conn_age_ms : 0x7fffffff}};
+  size_t na = 5;
+  for (size_t i = 0; i < sizeof(lims) / sizeof(lims[0]); i++, na++)
+    args[na] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = (char *)lims[i].key, .value.integer = lims[i].v};
+  grpc_channel_args ca = {na, args};
   b->srv = grpc_server_create(&ca, NULL);
   for (int i = 0; i < b->ncq; i++) {
     b->cqs[i] = (cqt){.b = b, .idx = i, .cq = grpc_completion_queue_create_for_next(NULL)};
@@ -959,6 +1077,8 @@ dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *po
     grpc_shutdown();
     pthread_rwlock_destroy(&b->hubs_lock);
     pthread_mutex_destroy(&b->shut_mu);
+    counters_fini(&b->waits);
+    counters_fini(&b->streams);
     dts_free(b->cqs);
     dts_free(b);
     return DTS_EIO;
@@ -983,6 +1103,8 @@ void dts_bridge_stop(dts_bridge *b) {
   grpc_shutdown();
   pthread_rwlock_destroy(&b->hubs_lock);
   pthread_mutex_destroy(&b->shut_mu);
+  counters_fini(&b->waits);
+  counters_fini(&b->streams);
   dts_free(b->cqs);
   dts_free(b);
 }

@@ -25,6 +25,20 @@ typedef struct dts_hubset {
   dts_hub_config tmpl; /* for hubs created at runtime (name set per hub) */
 } dts_hubset;
 
+/* What one client may take (docs/security.md); each 0 means its default. */
+typedef struct dts_bridge_limits {
+  int streams_per_conn;       /* concurrent HTTP/2 streams on one connection (1000) */
+  int max_metadata;           /* bytes of headers a call may send (16384) */
+  int handshake_timeout_ms;   /* a connection must finish its handshake within (10000) */
+  int min_ping_interval_ms;   /* a client pinging more often than this without data gets a strike (10000) */
+  int max_ping_strikes;       /* strikes before the connection is closed (2) */
+  int conn_idle_ms;           /* close connections idle this long (0: never) */
+  int conn_age_ms;            /* close connections this old, gracefully (0: never) */
+  int waits_per_conn;         /* open WaitForInstance* calls on one connection (1000) */
+  int worker_streams;         /* open GetWorkItems streams in all (10000) */
+  int worker_streams_per_principal; /* ... per principal (1000) */
+} dts_bridge_limits;
+
 typedef struct dts_bridge_config {
   const char *addr;      /* "host:port"; port 0 picks a free port */
   dts_hubset *hubs;      /* borrowed */
@@ -36,6 +50,7 @@ typedef struct dts_bridge_config {
   dts_auth *auth;        /* who may call what (borrowed; required) */
   dts_audit *audit;      /* the audit log (borrowed; NULL: none) */
   void *tls_creds;       /* grpc_server_credentials for TLS (taken over), or NULL: plaintext */
+  dts_bridge_limits limits; /* abuse limits; 0: the default */
 } dts_bridge_config;
 
 /* How the engine reaches the bridge's calls (dts_hub_config.call_ops). */

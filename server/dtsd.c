@@ -212,7 +212,8 @@ static bool add_listed_hubs(dtsd *d, const char *list, bool ret_set, const int64
 
 /* The caller checks: tokens, allow list, audit log, certificate. */
 static bool security_start(dtsd *d, const dtsd_options *o, char *err, unsigned errlen) {
-  dts_auth_config ac = {.on = o->auth, .emulator_mode = o->emulator_mode, .tokens_file = o->tokens_file, .allow = o->allow};
+  dts_auth_config ac = {.on = o->auth, .emulator_mode = o->emulator_mode, .tokens_file = o->tokens_file, .allow = o->allow,
+                        .fail_limit = o->auth_fail_limit};
   if (o->auth && o->emulator_mode) {
     snprintf(err, errlen, "--emulator-mode serves without authentication: it cannot go with --auth on");
     return false;
@@ -336,7 +337,13 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                           .dynamic_hubs = o->dynamic_hubs,
                           .auth = d->auth,
                           .audit = d->audit,
-                          .tls_creds = d->tls ? dts_tls_grpc_credentials(d->tls) : NULL};
+                          .tls_creds = d->tls ? dts_tls_grpc_credentials(d->tls) : NULL,
+                          .limits = {.streams_per_conn = o->max_streams_per_conn, .max_metadata = o->max_metadata,
+                                     .handshake_timeout_ms = o->handshake_timeout_ms,
+                                     .min_ping_interval_ms = o->min_ping_interval_ms, .max_ping_strikes = o->max_ping_strikes,
+                                     .conn_idle_ms = o->conn_idle_ms, .conn_age_ms = o->conn_age_ms,
+                                     .waits_per_conn = o->max_waits_per_conn, .worker_streams = o->max_worker_streams,
+                                     .worker_streams_per_principal = o->max_worker_streams_per_principal}};
   if (dts_bridge_start(&bc, &d->bridge, &d->port, err, errlen) != DTS_OK) {
     d->bridge = NULL;
     teardown(d);

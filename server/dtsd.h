@@ -68,6 +68,10 @@ typedef struct dtsd_options {
   const char *tls_cert, *tls_key; /* PEM chain and key: TLS on the gRPC port (NULL: plaintext) */
   const char *tls_client_ca;      /* CAs of client certificates (mTLS) */
   const char *tls_client_auth;    /* none (default) | optional | require */
+  int auth_fail_limit;   /* failed authentications from one address in a minute before it backs off (20) */
+  /* abuse limits of the gRPC port (0: the default; server/bridge.h) */
+  int max_streams_per_conn, max_metadata, handshake_timeout_ms, min_ping_interval_ms, max_ping_strikes;
+  int conn_idle_ms, conn_age_ms, max_waits_per_conn, max_worker_streams, max_worker_streams_per_principal;
 } dtsd_options;
 
 void dtsd_options_init(dtsd_options *o);

@@ -36,7 +36,7 @@ bool http_authorize(const http_req *r, http_resp *out, const char *hub, int need
   if (d->st != DTS_ST_OK) {
     dts_audit_event e = {"deny", d->principal, peer, hub ? hub : "", method, d->reason};
     dts_audit_log(r->cfg->audit, &e);
-    http_error(out, d->st == DTS_ST_UNAUTHENTICATED ? 401 : 403, "%s", d->msg);
+    http_error(out, d->st == DTS_ST_UNAUTHENTICATED ? 401 : d->st == DTS_ST_RESOURCE_EXHAUSTED ? 429 : 403, "%s", d->msg);
     return false;
   }
   if (needs > 0 && (needs & (AUTH_WRITE | AUTH_ADMIN))) {

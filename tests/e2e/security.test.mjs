@@ -213,3 +213,47 @@ test("bad security settings stop dtsd at start with the reason", async () => {
     assert.match(sp.stderr(), want, args.join(" "));
   }
 });
+
+test("abuse limits: waits per connection, worker streams, failed-authentication back-off, header size", async () => {
+  const { str } = await import("./pb.mjs");
+  const good = token("limits", "*=admin");
+  let srv = await startDtsd({ args: ["--max-waits-per-connection", "2", "--max-worker-streams", "1", "--max-metadata", "2048"] });
+  servers.push(srv);
+  const conn = new grpc.Client(`127.0.0.1:${srv.port}`, grpc.credentials.createInsecure());
+  const wait = () => new Promise((resolve) => conn.makeUnaryRequest("/TaskHubSidecarService/WaitForInstanceCompletion", (b) => b, (b) => b,
+    str(1, "never-started"), new grpc.Metadata(), { deadline: Date.now() + 3000 }, (err) => resolve(err ? err.code : 0)));
+  const started = await rawUnary(grpc, conn, "/TaskHubSidecarService/StartInstance", Buffer.concat([str(1, "never-started"), str(2, "nobody")]));
+  assert.equal(started.code, 0);
+  const w1 = wait(), w2 = wait();
+  await waitFor(async () => (await wait()) === grpc.status.RESOURCE_EXHAUSTED, "a third wait on the connection refused");
+  assert.equal(await w1, grpc.status.DEADLINE_EXCEEDED, "the first two kept waiting");
+  await w2;
+  const s1 = conn.makeServerStreamRequest("/TaskHubSidecarService/GetWorkItems", (b) => b, (b) => b, Buffer.alloc(0), new grpc.Metadata());
+  s1.on("error", () => {});
+  s1.on("data", () => {});
+  const second = await new Promise((resolve) => {
+    const s2 = conn.makeServerStreamRequest("/TaskHubSidecarService/GetWorkItems", (b) => b, (b) => b, Buffer.alloc(0), new grpc.Metadata());
+    s2.on("data", () => {});
+    s2.on("error", (e) => resolve(e));
+  });
+  assert.equal(second.code, grpc.status.RESOURCE_EXHAUSTED);
+  assert.match(second.details, /--max-worker-streams/);
+  s1.cancel();
+  const big = new grpc.Metadata();
+  big.set("x-big", "y".repeat(4096));
+  const tooBig = await new Promise((resolve) => conn.makeUnaryRequest("/TaskHubSidecarService/Hello", (b) => b, (b) => b, Buffer.alloc(0), big,
+    { deadline: Date.now() + 5000 }, (err) => resolve(err ? err.code : 0)));
+  assert.notEqual(tooBig, 0, "headers past --max-metadata are refused");
+  conn.close();
+
+  srv = await startDtsd({ args: ["--auth", "on", "--tokens-file", f("tokens.json"), "--auth-fail-limit", "3"] });
+  servers.push(srv);
+  const c2 = new grpc.Client(`127.0.0.1:${srv.port}`, grpc.credentials.createInsecure());
+  const q = (tok) => call(c2, Q, tok);
+  for (let i = 0; i < 3; i++) assert.equal((await q("dtsd_wrong")).code, grpc.status.UNAUTHENTICATED);
+  const held = await q(good);
+  assert.equal(held.code, grpc.status.RESOURCE_EXHAUSTED, "even a good token waits after the failures");
+  assert.match(held.details, /try again in \d+ s/);
+  await waitFor(async () => (await q(good)).code === 0, "served again after the back-off");
+  c2.close();
+});
