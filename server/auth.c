@@ -36,6 +36,7 @@ typedef struct grant {
 
 typedef struct tok {
   char name[NAME_MAX_LEN + 1];
+  char *cert;          /* a client certificate's principal, or NULL: a token */
   uint8_t hash[32];
   grant grants[MAX_GRANTS];
   size_t ngrants;
@@ -245,7 +246,13 @@ static const char *grant_parse(const char *s, grant *g) {
   return NULL;
 }
 
-/* The tokens in j into *out (dts_free it); false with why. */
+static void toks_free(tok *v, size_t n) {
+  for (size_t i = 0; v != NULL && i < n; i++) dts_free(v[i].cert);
+  if (v) OPENSSL_cleanse(v, n * sizeof(tok));
+  dts_free(v);
+}
+
+/* The tokens in j into *out (toks_free it); false with why. */
 static bool toks_from_json(json_t *j, tok **out, size_t *n, char *why, size_t whylen) {
   json_t *arr = json_object_get(j, "tokens");
   *out = NULL;
@@ -261,10 +268,12 @@ static bool toks_from_json(json_t *j, tok **out, size_t *n, char *why, size_t wh
     tok *t = &v[i];
     const char *name = json_string_value(json_object_get(e, "name"));
     const char *h = json_string_value(json_object_get(e, "sha256"));
+    const char *cert = json_string_value(json_object_get(e, "certificate"));
     json_t *gs = json_object_get(e, "grants"), *exp = json_object_get(e, "expires");
     const char *bad = NULL;
     if (name == NULL || !name_ok(name)) bad = "a name of 1-64 letters, digits, '-', '_', '.', '@'";
-    else if (h == NULL || !hex32(h, t->hash)) bad = "sha256: 64 hex digits";
+    else if (cert == NULL && (h == NULL || !hex32(h, t->hash))) bad = "sha256: 64 hex digits (or a certificate principal)";
+    else if (cert != NULL && (cert[0] == '\0' || strlen(cert) > 512)) bad = "certificate: 1-512 characters";
     else if (!json_is_array(gs) || json_array_size(gs) == 0 || json_array_size(gs) > MAX_GRANTS) bad = "grants: 1-64 of them";
     else if (exp != NULL && !json_is_null(exp) && (!json_is_string(exp) || !pbjson_parse_time(json_string_value(exp), &t->expires)))
       bad = "expires: an RFC 3339 time or null";
@@ -274,10 +283,11 @@ static bool toks_from_json(json_t *j, tok **out, size_t *n, char *why, size_t wh
     }
     if (bad != NULL) {
       snprintf(why, whylen, "token %zu%s%s: %s", i + 1, name ? " " : "", name ? name : "", bad);
-      dts_free(v);
+      toks_free(v, i);
       return false;
     }
     snprintf(t->name, sizeof(t->name), "%s", name);
+    t->cert = cert ? dts_strdup(cert) : NULL;
     t->ngrants = json_array_size(gs);
   }
   *out = v;
@@ -324,8 +334,8 @@ static bool save_file(const char *file, json_t *j, char *why, size_t whylen) {
   return true;
 }
 
-bool dts_token_create(const char *file, const char *name, const char *const *grants, size_t ngrants, int64_t expires_ns,
-                      char *out, size_t outlen, char *why, size_t whylen) {
+bool dts_token_create(const char *file, const char *name, const char *certificate, const char *const *grants,
+                      size_t ngrants, int64_t expires_ns, char *out, size_t outlen, char *why, size_t whylen) {
   if (!name_ok(name)) {
     snprintf(why, whylen, "--name: 1-64 letters, digits, '-', '_', '.', '@'");
     return false;
@@ -364,6 +374,19 @@ bool dts_token_create(const char *file, const char *name, const char *const *gra
       return false;
     }
   }
+  char now[40], exp[40];
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  pbjson_time((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, now);
+  if (expires_ns) pbjson_time(expires_ns, exp);
+  if (certificate != NULL) { /* a client certificate's principal: no secret */
+    if (outlen) out[0] = '\0';
+    json_array_append_new(arr, json_pack("{s:s,s:s,s:o,s:s,s:o}", "name", name, "certificate", certificate, "grants", gs,
+                                         "created", now, "expires", expires_ns ? json_string(exp) : json_null()));
+    bool ok = save_file(file, j, why, whylen);
+    json_decref(j);
+    return ok;
+  }
   uint8_t raw[32], hash[32];
   if (RAND_bytes(raw, sizeof(raw)) != 1) {
     snprintf(why, whylen, "no random bytes from OpenSSL");
@@ -378,12 +401,8 @@ bool dts_token_create(const char *file, const char *name, const char *const *gra
   if (pad) *pad = '\0';
   snprintf(out, outlen, "dtsd_%s", b64);
   sha256(out, strlen(out), hash);
-  char hex[65], now[40], exp[40];
+  char hex[65];
   for (int k = 0; k < 32; k++) snprintf(hex + 2 * k, 3, "%02x", hash[k]);
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  pbjson_time((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, now);
-  if (expires_ns) pbjson_time(expires_ns, exp);
   json_array_append_new(arr, json_pack("{s:s,s:s,s:o,s:s,s:o}", "name", name, "sha256", hex, "grants", gs, "created", now,
                                        "expires", expires_ns ? json_string(exp) : json_null()));
   bool ok = save_file(file, j, why, whylen);
@@ -422,7 +441,7 @@ bool dts_token_list(const char *file, char *why, size_t whylen) {
     json_decref(j);
     return false;
   }
-  printf("%-24s %-40s %s\n", "NAME", "GRANTS", "EXPIRES");
+  printf("%-24s %-40s %-26s %s\n", "NAME", "GRANTS", "EXPIRES", "CERTIFICATE");
   json_t *arr = json_object_get(j, "tokens");
   for (size_t i = 0; i < n; i++) {
     char gs[512] = "", exp[40] = "never";
@@ -430,9 +449,9 @@ bool dts_token_list(const char *file, char *why, size_t whylen) {
     for (size_t k = 0; k < json_array_size(g); k++)
       snprintf(gs + strlen(gs), sizeof(gs) - strlen(gs), "%s%s", k ? "," : "", json_string_value(json_array_get(g, k)));
     if (v[i].expires) pbjson_time(v[i].expires, exp);
-    printf("%-24s %-40s %s\n", v[i].name, gs, exp);
+    printf("%-24s %-40s %-26s %s\n", v[i].name, gs, exp, v[i].cert ? v[i].cert : "");
   }
-  dts_free(v);
+  toks_free(v, n);
   json_decref(j);
   return true;
 }
@@ -474,8 +493,7 @@ void dts_auth_destroy(dts_auth *a) {
   if (a == NULL) return;
   pthread_rwlock_destroy(&a->lock);
   pthread_mutex_destroy(&a->fmu);
-  if (a->toks) OPENSSL_cleanse(a->toks, a->ntoks * sizeof(tok));
-  dts_free(a->toks);
+  toks_free(a->toks, a->ntoks);
   dts_free(a->allow);
   dts_free(a->tokens_file);
   dts_free(a);
@@ -492,8 +510,7 @@ bool dts_auth_reload(dts_auth *a, char *why, size_t whylen) {
   a->toks = v;
   a->ntoks = n;
   pthread_rwlock_unlock(&a->lock);
-  if (old) OPENSSL_cleanse(old, nold * sizeof(tok));
-  dts_free(old);
+  toks_free(old, nold);
   return true;
 }
 
@@ -599,6 +616,31 @@ static void note_auth(dts_auth *a, const struct sockaddr *peer, bool ok) {
 }
 
 static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d, bool loop);
+static void check_roles(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d);
+
+/* A verified client certificate's principal, granted in the tokens file. */
+static void check_cert(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d) {
+  pthread_rwlock_rdlock(&a->lock);
+  const tok *found = NULL;
+  for (size_t i = 0; i < a->ntoks && found == NULL; i++)
+    if (a->toks[i].cert != NULL && strcmp(a->toks[i].cert, r->cert_principal) == 0) found = &a->toks[i];
+  if (found != NULL) {
+    snprintf(d->principal, sizeof(d->principal), "%s", found->name);
+    d->roles = roles_of(found, r->hub);
+  }
+  int64_t exp = found ? found->expires : 0;
+  pthread_rwlock_unlock(&a->lock);
+  if (found == NULL) {
+    char msg[300];
+    snprintf(msg, sizeof(msg), "the client certificate of '%.200s' has no grants here (dtsd token create --certificate)",
+             r->cert_principal);
+    deny(a, d, DTS_ST_UNAUTHENTICATED, "unknown certificate", msg);
+  } else if (exp != 0 && exp <= wall_now()) {
+    deny(a, d, DTS_ST_UNAUTHENTICATED, "grant expired", "the grants of this client certificate expired");
+  } else {
+    check_roles(a, r, d);
+  }
+}
 
 void dts_auth_check(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d) {
   memset(d, 0, sizeof(*d));
@@ -637,7 +679,12 @@ void dts_auth_check(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d) {
 /* With auth on: the bearer token, who it names, and that one's roles. */
 static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d, bool loop) {
   uint8_t h[32];
-  if (!bearer_hash(r, h)) {
+  bool bearer = bearer_hash(r, h);
+  if (!bearer && r->cert_principal != NULL) { /* mTLS: the certificate names the caller */
+    check_cert(a, r, d);
+    return;
+  }
+  if (!bearer) {
     deny(a, d, DTS_ST_UNAUTHENTICATED, "no token",
          "this dtsd requires a token: send 'authorization: Bearer <token>' (dtsd token create)");
     return;
@@ -650,7 +697,7 @@ static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d
   pthread_rwlock_rdlock(&a->lock);
   const tok *found = NULL;
   for (size_t i = 0; i < a->ntoks; i++) /* every one compared: the time says nothing of which */
-    if (CRYPTO_memcmp(a->toks[i].hash, h, 32) == 0) found = &a->toks[i];
+    if (a->toks[i].cert == NULL && CRYPTO_memcmp(a->toks[i].hash, h, 32) == 0) found = &a->toks[i];
   if (found != NULL) {
     snprintf(d->principal, sizeof(d->principal), "%s", found->name);
     d->roles = roles_of(found, r->hub);
@@ -671,6 +718,11 @@ static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d
     deny(a, d, DTS_ST_UNAUTHENTICATED, "token expired", msg);
     return;
   }
+  check_roles(a, r, d);
+}
+
+/* The principal in d is known: whether its roles cover what r needs. */
+static void check_roles(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d) {
   if (r->needs != AUTH_ANY_PRINCIPAL && (d->roles & r->needs) == 0) {
     const char *need = r->needs & AUTH_ADMIN   ? "admin"
                        : r->needs & AUTH_WRITE ? "contributor"

@@ -70,6 +70,7 @@ typedef struct dts_auth_req {
   bool tls;                    /* the connection is TLS */
   const char *authorization;   /* the header's value, or NULL */
   size_t authorization_len;
+  const char *cert_principal;  /* a verified client certificate's SPIFFE id, else first SAN, else CN; NULL: none */
   const char *hub;             /* the task hub it names */
   int needs;                   /* dts_auth_method_needs, or an HTTP route's */
 } dts_auth_req;
@@ -99,9 +100,11 @@ bool dts_auth_is_loopback(const struct sockaddr *sa);
 
 /* Creates a token for name with grants "hub=role" (hub "*": every hub) and
  * an expiry (0: none), stores its hash in the file (made if absent), and
- * writes the token itself to out (once: it is not stored). */
-bool dts_token_create(const char *file, const char *name, const char *const *grants, size_t ngrants, int64_t expires_ns,
-                      char *out, size_t outlen, char *why, size_t whylen);
+ * writes the token itself to out (once: it is not stored).  With
+ * `certificate` set, no token is made: the grants go to clients whose
+ * verified certificate names that principal (out is left empty). */
+bool dts_token_create(const char *file, const char *name, const char *certificate, const char *const *grants,
+                      size_t ngrants, int64_t expires_ns, char *out, size_t outlen, char *why, size_t whylen);
 bool dts_token_revoke(const char *file, const char *name, char *why, size_t whylen);
 /* Lines "name  grants  expires" to stdout. */
 bool dts_token_list(const char *file, char *why, size_t whylen);

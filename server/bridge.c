@@ -133,7 +133,8 @@ struct dts_bridge {
   int npending;
   gpr_timespec cancel_at;
   btag t_shutdown;
-  bool tls; /* the port serves TLS */
+  bool tls;  /* the port serves TLS */
+  bool mtls; /* ... and asks clients for certificates */
   dts_bridge_limits lim; /* with the defaults filled in */
   counter_set waits, streams; /* per connection, per principal */
   atomic_long streams_all;
@@ -687,6 +688,26 @@ static void list_hubs(dts_bridge *b, dts_call *c) {
   call_reply(c, body);
 }
 
+/* The verified client certificate's principal: its SPIFFE id, else its
+ * first subject alternative name, else its common name. */
+static bool cert_principal(dts_call *c, char *out, size_t len) {
+  grpc_auth_context *ctx = grpc_call_auth_context(c->call);
+  if (ctx == NULL) return false;
+  static const char *const props[3] = {GRPC_PEER_SPIFFE_ID_PROPERTY_NAME, GRPC_X509_SAN_PROPERTY_NAME, GRPC_X509_CN_PROPERTY_NAME};
+  bool found = false;
+  for (int i = 0; i < 3 && !found; i++) {
+    grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, props[i]);
+    const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+    if (p != NULL && p->value_length > 0 && p->value_length < len) {
+      memcpy(out, p->value, p->value_length);
+      out[p->value_length] = '\0';
+      found = true;
+    }
+  }
+  grpc_auth_context_release(ctx);
+  return found;
+}
+
 /* Who the caller is and whether it may call this method on the hub it
  * names (auth.h) -- decided before the hub is looked up, so a refusal
  * says nothing of whether the hub exists.  false: refused (answered and
@@ -702,8 +723,10 @@ static bool authorize(dts_bridge *b, dts_call *c, dts_auth_decision *d) {
   else snprintf(hub, sizeof(hub), "%s", b->cfg.default_hub);
   int needs = dts_auth_method_needs((dts_method)c->method);
   if (c->method == DTS_M_STREAM_HISTORY) needs = AUTH_READ | AUTH_WORK; /* narrowed once decoded (route) */
+  char certp[520];
   dts_auth_req r = {.peer = have ? (const struct sockaddr *)&ss : NULL, .tls = b->tls, .authorization = auth,
-                    .authorization_len = auth ? al : 0, .hub = hub, .needs = needs};
+                    .authorization_len = auth ? al : 0, .hub = hub, .needs = needs,
+                    .cert_principal = b->mtls && cert_principal(c, certp, sizeof(certp)) ? certp : NULL};
   dts_auth_check(b->cfg.auth, &r, d);
   const char *mname = dts_methods[c->method].name;
   if (d->st != DTS_ST_OK) {
@@ -1067,6 +1090,7 @@ dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *po
     b->mh[m] = grpc_server_register_method(b->srv, dts_methods[m].path, NULL,
                                            GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
   b->tls = cfg->tls_creds != NULL;
+  b->mtls = b->tls && cfg->mtls;
   grpc_server_credentials *creds = b->tls ? cfg->tls_creds : grpc_insecure_server_credentials_create();
   int p = grpc_server_add_http2_port(b->srv, cfg->addr, creds);
   grpc_server_credentials_release(creds);

@@ -50,6 +50,7 @@ typedef struct dts_bridge_config {
   dts_auth *auth;        /* who may call what (borrowed; required) */
   dts_audit *audit;      /* the audit log (borrowed; NULL: none) */
   void *tls_creds;       /* grpc_server_credentials for TLS (taken over), or NULL: plaintext */
+  bool mtls;             /* the credentials ask for client certificates: read their principal */
   dts_bridge_limits limits; /* abuse limits; 0: the default */
 } dts_bridge_config;
 

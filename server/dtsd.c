@@ -338,6 +338,7 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                           .auth = d->auth,
                           .audit = d->audit,
                           .tls_creds = d->tls ? dts_tls_grpc_credentials(d->tls) : NULL,
+                          .mtls = d->tls != NULL && o->tls_client_auth != NULL && strcmp(o->tls_client_auth, "none") != 0,
                           .limits = {.streams_per_conn = o->max_streams_per_conn, .max_metadata = o->max_metadata,
                                      .handshake_timeout_ms = o->handshake_timeout_ms,
                                      .min_ping_interval_ms = o->min_ping_interval_ms, .max_ping_strikes = o->max_ping_strikes,

@@ -257,3 +257,36 @@ test("abuse limits: waits per connection, worker streams, failed-authentication 
   await waitFor(async () => (await q(good)).code === 0, "served again after the back-off");
   c2.close();
 });
+
+test("mTLS: a verified client certificate names the caller (SPIFFE id, else SAN, else CN)", async () => {
+  makeCerts("server");
+  const client = (tag, subj, san) => {
+    const ext = f(`${tag}.cnf`);
+    fs.writeFileSync(ext, san ? `subjectAltName=${san}\nextendedKeyUsage=clientAuth\n` : "extendedKeyUsage=clientAuth\n");
+    ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f(`${tag}.key`), "-out", f(`${tag}.csr`), "-subj", subj);
+    ssl("x509", "-req", "-in", f(`${tag}.csr`), "-CA", f("ca.pem"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f(`${tag}.pem`),
+      "-days", "2", "-extfile", ext);
+    return grpc.credentials.createSsl(fs.readFileSync(f("ca.pem")), fs.readFileSync(f(`${tag}.key`)), fs.readFileSync(f(`${tag}.pem`)));
+  };
+  const spiffe = client("c-worker", "/CN=ignored", "URI:spiffe://dtsd.test/worker");
+  const alice = client("c-alice", "/CN=alice");
+  const mallory = client("c-mallory", "/CN=mallory");
+  const grant = (name, cert, g) => execFileSync(DTSD_BIN, ["token", "create", "--tokens-file", f("tokens.json"), "--name", name,
+    "--certificate", cert, "--grant", g], { stdio: ["ignore", "pipe", "pipe"] });
+  grant("cert-worker", "spiffe://dtsd.test/worker", "default=worker");
+  grant("cert-alice", "alice", "default=contributor");
+  const srv = await startDtsd({ args: ["--auth", "on", "--tokens-file", f("tokens.json"), "--tls-cert", f("server.pem"),
+    "--tls-key", f("server.key"), "--tls-client-ca", f("ca.pem"), "--tls-client-auth", "optional"] });
+  servers.push(srv);
+  const as = (creds) => new grpc.Client(`localhost:${srv.port}`, creds);
+  const a = as(alice), wk = as(spiffe), m = as(mallory), none = raw(srv);
+  assert.equal((await call(a, Q)).code, 0, "alice (CN) reads");
+  assert.equal((await call(a, "/TaskHubSidecarService/Hello")).code, 0);
+  assert.equal((await call(wk, Q)).code, grpc.status.PERMISSION_DENIED, "the SPIFFE id's grant is worker only");
+  assert.equal((await call(wk, "/TaskHubSidecarService/Hello")).code, 0, "but it is known");
+  const mal = await call(m, Q);
+  assert.equal(mal.code, grpc.status.UNAUTHENTICATED);
+  assert.match(mal.details, /'mallory' has no grants/);
+  assert.equal((await call(none, Q)).code, grpc.status.UNAUTHENTICATED, "no certificate, no token");
+  for (const x of [a, wk, m, none]) x.close();
+});

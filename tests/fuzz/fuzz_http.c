@@ -111,8 +111,8 @@ static void env_up(void) {
   char tokens[128];
   snprintf(tokens, sizeof(tokens), "%s/tokens.json", E.dir);
   const char *admin[1] = {"*=admin"}, *reader[1] = {"default=reader"};
-  if (!dts_token_create(tokens, "fz-admin", admin, 1, 0, E.tok_admin, sizeof(E.tok_admin), err, sizeof(err)) ||
-      !dts_token_create(tokens, "fz-reader", reader, 1, 0, E.tok_reader, sizeof(E.tok_reader), err, sizeof(err)))
+  if (!dts_token_create(tokens, "fz-admin", NULL, admin, 1, 0, E.tok_admin, sizeof(E.tok_admin), err, sizeof(err)) ||
+      !dts_token_create(tokens, "fz-reader", NULL, reader, 1, 0, E.tok_reader, sizeof(E.tok_reader), err, sizeof(err)))
     abort();
   dts_auth_config off = {0}, on = {.on = true, .tokens_file = tokens};
   if ((E.cfg.auth = dts_auth_create(&off, err, sizeof(err))) == NULL) abort();
