@@ -76,6 +76,11 @@ typedef struct dts_call_ops {
    * (empty strings when absent), NUL-terminated and cut to fit (any
    * thread). */
   void (*describe)(dts_call *c, char *workerid, size_t wn, char *agent, size_t an);
+  /* Who the call's credentials name (server/auth.h), valid while the call
+   * lives; NULL when nobody asked (in-process calls, tests).  A work
+   * item's completion must come from the principal whose stream it was
+   * sent on (any thread). */
+  const char *(*principal)(dts_call *c);
 } dts_call_ops;
 
 /* Message kinds the call's side posts to its owner actor. */

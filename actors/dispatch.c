@@ -42,6 +42,7 @@ typedef struct tokent {
   char token[TOKEN_LEN + 1];
   char kind;
   char *owner;
+  char *principal; /* of the stream it was sent on; NULL: nobody asked */
 } tokent;
 
 typedef struct offer {
@@ -133,15 +134,18 @@ static readyq *queue_of(eng_dispatch *d, char kind) {
 static void tokent_free(ck_epoch_entry_t *ep) {
   tokent *t = (tokent *)(void *)((char *)ep - offsetof(tokent, de.ep));
   dts_free(t->owner);
+  dts_free(t->principal);
   dts_free(t);
 }
 
-static void token_publish(eng_dispatch *d, offer *o) {
+static void token_publish(eng_dispatch *d, offer *o, dts_call *to) {
   if (o->tk != NULL) return;
   tokent *t = dts_calloc(1, sizeof(*t));
   memcpy(t->token, o->token, sizeof(t->token));
   t->kind = o->kind;
   t->owner = dts_strdup(o->owner);
+  const char *p = d->base.h->ops->principal(to);
+  t->principal = p != NULL ? dts_strdup(p) : NULL;
   dts_dir_entry_init(&t->de, t->token, TOKEN_LEN);
   dts_dir_put(d->tokens, &t->de);
   o->tk = t;
@@ -155,7 +159,7 @@ static void token_withdraw(eng_dispatch *d, offer *o) {
   o->tk = NULL;
 }
 
-bool eng_token_owner(dts_hub *h, const char *token, char *kind, char *id, size_t idlen) {
+bool eng_token_owner(dts_hub *h, const char *token, char *kind, char *id, size_t idlen, char *principal, size_t plen) {
   bool found = false;
   dts_dir_read_begin();
   dts_dir_entry *e = dts_dir_get(h->disp->tokens, token, TOKEN_LEN);
@@ -163,6 +167,7 @@ bool eng_token_owner(dts_hub *h, const char *token, char *kind, char *id, size_t
     tokent *t = (tokent *)(void *)e;
     *kind = t->kind;
     snprintf(id, idlen, "%s", t->owner);
+    snprintf(principal, plen, "%s", t->principal ? t->principal : "");
     found = true;
   }
   dts_dir_read_end();
@@ -352,7 +357,7 @@ static void lease(eng_dispatch *d, offer *o, stream *s) {
     eng_send(h, o->kind == 'e' ? 'e' : 'o', o->owner, &m->hdr, NULL);
     o->returned = false;
   }
-  token_publish(d, o);
+  token_publish(d, o, s->call);
   o->leased_to = s;
   if (o->kind == 'o') s->n_orch++;
   else if (o->kind == 'a') s->n_act++;

@@ -440,7 +440,8 @@ void eng_offer_done(dts_hub *h, char kind, const char *owner, uint64_t serial);
 void eng_offer_return(dts_hub *h, char kind, const char *owner, uint64_t serial);
 /* The owner of a completion token: kind and id copied out; false when the
  * token is not current.  Any thread. */
-bool eng_token_owner(dts_hub *h, const char *token, char *kind, char *id, size_t idlen);
+/* principal: of the stream the item was sent on ("" when nobody asked). */
+bool eng_token_owner(dts_hub *h, const char *token, char *kind, char *id, size_t idlen, char *principal, size_t plen);
 /* Whether dispatch waits for the store to take writes again. */
 bool eng_dispatch_paused(dts_hub *h);
 /* A fresh token: the kind and 128 random bits as hex.  Any thread. */

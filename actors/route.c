@@ -16,6 +16,7 @@
 #include "actors/engine.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- messages -------------------------------------------------------------- */
@@ -234,9 +235,18 @@ static const char *token_of(dts_method m, ProtobufCMessage *req) {
  * workers), to the instance it names.  Unknown: the hub answers (stale). */
 static void route_completion(dts_hub *h, dts_method m, dts_call *call, ProtobufCMessage *req) {
   const char *tok = token_of(m, req);
-  char kind, owner[DTS_ID_MAX + 1];
+  char kind, owner[DTS_ID_MAX + 1], holder[128];
   if (tok != NULL && tok[0] != '\0') {
-    if (strlen(tok) == TOKEN_LEN && eng_token_owner(h, tok, &kind, owner, sizeof(owner))) {
+    if (strlen(tok) == TOKEN_LEN && eng_token_owner(h, tok, &kind, owner, sizeof(owner), holder, sizeof(holder))) {
+      const char *who = h->ops->principal(call);
+      if (holder[0] != '\0' && who != NULL && strcmp(holder, who) != 0) { /* not the lease's principal */
+        char msg[300];
+        snprintf(msg, sizeof(msg), "'%.80s' may not complete or abandon a work item leased to another principal's stream", who);
+        h->ops->fail(call, DTS_ST_PERMISSION_DENIED, msg);
+        h->ops->unref(call);
+        protobuf_c_message_free_unpacked(req, NULL);
+        return;
+      }
       to_actor(h, kind == 'e' ? 'e' : 'o', owner, m, call, req);
       return;
     }

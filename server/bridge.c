@@ -370,6 +370,8 @@ static void md_value(const grpc_metadata_array *md, const char *key, char *out, 
 
 /* The metadata arrived with the call, before any actor saw it, and does
  * not change: any thread may read it. */
+static const char *call_principal(dts_call *c) { return c->principal; }
+
 static void call_describe(dts_call *c, char *w, size_t wn, char *a, size_t an) {
   md_value(&c->md, "workerid", w, wn);
   md_value(&c->md, "x-user-agent", a, an);
@@ -423,6 +425,7 @@ const dts_call_ops dts_bridge_call_ops = {
     .stream_queued = stream_queued,
     .stream_watch = stream_watch,
     .describe = call_describe,
+    .principal = call_principal,
 };
 
 /* ------------------------------------------------------------------------ */

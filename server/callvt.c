@@ -17,6 +17,7 @@ static void stream_end(dts_call *c, dts_status st, const char *msg) { VT(c)->str
 static size_t stream_queued(dts_call *c) { return VT(c)->stream_queued(c); }
 static void stream_watch(dts_call *c, size_t below) { VT(c)->stream_watch(c, below); }
 static void describe(dts_call *c, char *w, size_t wn, char *a, size_t an) { VT(c)->describe(c, w, wn, a, an); }
+static const char *principal(dts_call *c) { return VT(c)->principal(c); }
 
 const dts_call_ops dts_server_call_ops = {
     .ref = ref,
@@ -33,4 +34,5 @@ const dts_call_ops dts_server_call_ops = {
     .stream_queued = stream_queued,
     .stream_watch = stream_watch,
     .describe = describe,
+    .principal = principal,
 };

@@ -144,6 +144,11 @@ static void lc_stream_watch(dts_call *c, size_t below) {
   post_to(c, owner_of(c), DTS_CALL_DRAINED);
 }
 
+static const char *lc_principal(dts_call *c) {
+  (void)c;
+  return NULL; /* in-process: the HTTP edge decided */
+}
+
 static void lc_describe(dts_call *c, char *w, size_t wn, char *a, size_t an) {
   (void)c;
   if (wn) w[0] = '\0';
@@ -190,4 +195,5 @@ static const dts_call_ops local_ops = {
     .stream_queued = lc_stream_queued,
     .stream_watch = lc_stream_watch,
     .describe = lc_describe,
+    .principal = lc_principal,
 };

@@ -160,6 +160,11 @@ void fake_close(dts_call *c) {
   if ((v & ~(uintptr_t)1) != 0 && !(v & 1)) post_to(c, (dts_actor *)v, DTS_CALL_CLOSED);
 }
 
+static const char *fc_principal(dts_call *c) {
+  (void)c;
+  return NULL;
+}
+
 static void fc_describe(dts_call *c, char *w, size_t wn, char *a, size_t an) {
   (void)c;
   snprintf(w, wn, "fake-worker");
@@ -184,4 +189,5 @@ const dts_call_ops fake_call_ops = {
     .stream_queued = fc_stream_queued,
     .stream_watch = fc_stream_watch,
     .describe = fc_describe,
+    .principal = fc_principal,
 };

@@ -290,3 +290,29 @@ test("mTLS: a verified client certificate names the caller (SPIFFE id, else SAN,
   assert.equal((await call(none, Q)).code, grpc.status.UNAUTHENTICATED, "no certificate, no token");
   for (const x of [a, wk, m, none]) x.close();
 });
+
+test("a work item is completed or abandoned only by the principal whose stream holds it", async () => {
+  const { str } = await import("./pb.mjs");
+  const w1 = token("lease-w1", "default=worker"), w2 = token("lease-w2", "default=worker"), cl = token("lease-client", "default=contributor");
+  const srv = await startDtsd({ args: ["--auth", "on", "--tokens-file", f("tokens.json")] });
+  servers.push(srv);
+  const conn = new grpc.Client(`127.0.0.1:${srv.port}`, grpc.credentials.createInsecure());
+  const md = (tok) => { const m = new grpc.Metadata(); m.set("authorization", `Bearer ${tok}`); return m; };
+  const stream = conn.makeServerStreamRequest("/TaskHubSidecarService/GetWorkItems", (b) => b, (b) => b, Buffer.alloc(0), md(w1));
+  stream.on("error", () => {});
+  const item = new Promise((resolve) => stream.on("data", (b) => { if (b.length > 40) resolve(b); }));
+  const start = await new Promise((resolve) => conn.makeUnaryRequest("/TaskHubSidecarService/StartInstance", (b) => b, (b) => b,
+    Buffer.concat([str(1, "leased-1"), str(2, "anything")]), md(cl), (err) => resolve(err ? err.code : 0)));
+  assert.equal(start, 0);
+  const w = await item;
+  const tok = w.subarray(w.length - 33).toString();
+  assert.equal(w[w.length - 35], (10 << 3) | 2, "the completion token is the item's last field");
+  const abandon = (t) => new Promise((resolve) => conn.makeUnaryRequest("/TaskHubSidecarService/AbandonTaskOrchestratorWorkItem",
+    (b) => b, (b) => b, str(1, tok), md(t), (err) => resolve(err ? err : { code: 0 })));
+  const other = await abandon(w2);
+  assert.equal(other.code, grpc.status.PERMISSION_DENIED);
+  assert.match(other.details, /leased to another principal/);
+  assert.equal((await abandon(w1)).code, 0, "its own stream's principal may");
+  stream.cancel();
+  conn.close();
+});
