@@ -65,6 +65,8 @@ struct stream {
   GetWorkItemsRequest *req; /* filters live here */
   int max_orch, max_act, max_ent, n_orch, n_act, n_ent;
   bool ended, closed, congested;
+  bool draining;          /* its credentials went: nothing new, it ends once empty */
+  char drain_why[200];
   uint64_t last_send;
   uint64_t number;        /* in connection order (ListWorkers) */
   char workerid[128];     /* the client's workerid header ("" when none) */
@@ -308,7 +310,15 @@ static bool accepts(const stream *s, const offer *o) {
   return false;
 }
 
-static bool usable(const stream *s) { return !s->ended && !s->closed && !s->congested; }
+static bool usable(const stream *s) { return !s->ended && !s->closed && !s->congested && !s->draining; }
+
+/* A draining stream that holds nothing more ends (the worker reconnects). */
+static void finish_drain(eng_dispatch *d, stream *s) {
+  if (s == NULL || !s->draining || s->ended || s->closed || s->n_orch + s->n_act + s->n_ent > 0) return;
+  s->ended = true;
+  DTS_INFO("dispatch", "[%s] worker stream ended: %s", d->base.h->name, s->drain_why);
+  d->base.h->ops->stream_end(s->call, DTS_ST_OK, s->drain_why);
+}
 
 static bool has_room(const stream *s, char kind) {
   return kind == 'o' ? s->n_orch < s->max_orch : kind == 'a' ? s->n_act < s->max_act : s->n_ent < s->max_ent;
@@ -506,6 +516,8 @@ static void on_get_work_items(eng_dispatch *d, m_rpc *r) {
            s->max_act, q->work_item_filters ? ", filtered" : "");
 }
 
+static void on_done_offer(eng_dispatch *d, offer *o, bool keep);
+
 static stream *stream_of(eng_dispatch *d, void *od) {
   for (stream *s = d->streams; s != NULL; s = s->next)
     if (s == od) return s;
@@ -560,6 +572,12 @@ static void on_offer(eng_dispatch *d, m_offer *m) {
 static void on_done(eng_dispatch *d, m_done *m, bool keep) {
   offer *o = dts_map_get(&d->offers, m->okey);
   if (o == NULL) return;
+  stream *held_by = o->leased_to;
+  on_done_offer(d, o, keep);
+  if (held_by != NULL && stream_of(d, held_by) != NULL) finish_drain(d, held_by);
+}
+
+static void on_done_offer(eng_dispatch *d, offer *o, bool keep) {
   if (!keep) {
     if (o->leased_to != NULL) { /* completed (or withdrawn) while leased */
       dts_hub *h = d->base.h;
@@ -631,6 +649,17 @@ static void behaviour(dts_actor *self, dts_msg *m) {
     end_streams(d, DTS_ST_UNAVAILABLE, "dtsd is shutting down; reconnect");
     break;
   case D_CLEAR: clear_offers(d); break;
+  case D_DRAIN: {
+    m_drain *x = (m_drain *)m;
+    stream *s = stream_of(d, d->base.h->ops->owner_data(x->call));
+    if (s != NULL && !s->draining) {
+      s->draining = true;
+      snprintf(s->drain_why, sizeof(s->drain_why), "%s", x->why);
+      DTS_INFO("dispatch", "[%s] worker stream draining: %s", d->base.h->name, x->why);
+      finish_drain(d, s);
+    }
+    break;
+  }
   case D_DELETED:
     d->deleted = true;
     clear_offers(d);
@@ -675,3 +704,18 @@ dts_err eng_dispatch_create(dts_hub *h) {
 dts_actor *eng_dispatch_actor(dts_hub *h) { return &h->disp->base.a; }
 
 bool eng_dispatch_paused(dts_hub *h) { return atomic_load(&h->disp->paused); }
+
+static void drain_drop(dts_msg *m) {
+  m_drain *x = (m_drain *)m;
+  if (x->call != NULL) x->hub_ops->unref(x->call);
+}
+
+void dts_hub_drain_stream(dts_hub *h, dts_call *c, const char *why) {
+  m_drain *x = (m_drain *)dts_msg_alloc(D_DRAIN, sizeof(m_drain));
+  x->hdr.drop = drain_drop;
+  h->ops->ref(c);
+  x->call = c;
+  x->hub_ops = h->ops;
+  snprintf(x->why, sizeof(x->why), "%s", why);
+  dts_send(eng_dispatch_actor(h), &x->hdr);
+}

@@ -88,6 +88,7 @@ enum {
   D_SHUTDOWN,
   D_CLEAR,      /* the hub's data was wiped: every offer goes */
   D_DELETED,    /* the hub was deleted: streams end NOT_FOUND */
+  D_DRAIN,      /* m_drain: a stream's credentials went: nothing new to it, then it ends */
 };
 
 /* ======================================================================== */
@@ -224,6 +225,13 @@ typedef struct m_job {
   char *reason;     /* skip: the output */
   bool release_orphans, remove_empty; /* clean */
 } m_job;
+
+typedef struct m_drain {
+  dts_msg hdr;
+  dts_call *call; /* a reference */
+  const dts_call_ops *hub_ops; /* to release it */
+  char why[200];
+} m_drain;
 
 typedef struct m_job_done {
   dts_msg hdr;

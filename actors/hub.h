@@ -86,6 +86,11 @@ dts_actor *dts_hub_actor(dts_hub *h);
 /* Asks the hub's actors to end their streams (UNAVAILABLE) and waiters and
  * to release every call they hold.  Asynchronous. */
 void dts_hub_shutdown(dts_hub *h);
+/* A GetWorkItems stream whose credentials expired or were revoked: it gets
+ * no new work items; once those it holds are completed or returned, it
+ * ends (status OK, `why` as the message) so the worker reconnects with
+ * fresh ones.  Any thread; takes its own reference on c. */
+void dts_hub_drain_stream(dts_hub *h, dts_call *c, const char *why);
 /* True once the hub has handled the shutdown and no actor of it is writing:
  * from then on none arms a timer or submits anything to the store. */
 bool dts_hub_quiesced(dts_hub *h);

@@ -168,7 +168,7 @@ static int addr_bytes(const struct sockaddr *sa, uint8_t out[16]) {
 }
 
 bool dts_auth_is_loopback(const struct sockaddr *sa) {
-  uint8_t b[16];
+  uint8_t b[16] = {0};
   int fam = addr_bytes(sa, b);
   if (fam == AF_INET) return b[0] == 127;
   static const uint8_t one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
@@ -198,7 +198,7 @@ static bool cidr_parse(const char *s, cidr *c) {
 }
 
 static bool cidr_match(const cidr *c, const struct sockaddr *sa) {
-  uint8_t b[16];
+  uint8_t b[16] = {0};
   if (addr_bytes(sa, b) != c->family) return false;
   int full = c->bits / 8, rest = c->bits % 8;
   if (memcmp(b, c->addr, (size_t)full) != 0) return false;
@@ -539,7 +539,7 @@ void dts_auth_counts(dts_auth *a, long *unauthenticated, long *denied) {
 }
 
 static void deny(dts_auth *a, dts_auth_decision *d, dts_status st, const char *reason, const char *msg) {
-  atomic_fetch_add_explicit(st == DTS_ST_UNAUTHENTICATED ? &a->n_unauth : &a->n_denied, 1, memory_order_relaxed);
+  if (!d->quiet) atomic_fetch_add_explicit(st == DTS_ST_UNAUTHENTICATED ? &a->n_unauth : &a->n_denied, 1, memory_order_relaxed);
   /* (a back-off, RESOURCE_EXHAUSTED, counts as a denial) */
   d->st = st;
   snprintf(d->reason, sizeof(d->reason), "%s", reason);
@@ -644,6 +644,7 @@ static void check_cert(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d)
 
 void dts_auth_check(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d) {
   memset(d, 0, sizeof(*d));
+  d->quiet = r->quiet;
   bool loop = r->peer != NULL && dts_auth_is_loopback(r->peer);
   if (a->nallow > 0) {
     bool in = false;
@@ -665,7 +666,7 @@ void dts_auth_check(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d) {
          "(docs/security.md)");
     return;
   }
-  long wait = backing_off(a, r->peer);
+  long wait = r->quiet ? 0 : backing_off(a, r->peer);
   if (wait > 0) {
     char msg[200];
     snprintf(msg, sizeof(msg), "too many failed authentications from your address: try again in %ld s", wait);
@@ -673,7 +674,7 @@ void dts_auth_check(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d) {
     return;
   }
   check_token(a, r, d, loop);
-  if (d->st == DTS_ST_UNAUTHENTICATED || d->st == DTS_ST_OK) note_auth(a, r->peer, d->st == DTS_ST_OK);
+  if (!r->quiet && (d->st == DTS_ST_UNAUTHENTICATED || d->st == DTS_ST_OK)) note_auth(a, r->peer, d->st == DTS_ST_OK);
 }
 
 /* With auth on: the bearer token, who it names, and that one's roles. */

@@ -73,6 +73,7 @@ typedef struct dts_auth_req {
   const char *cert_principal;  /* a verified client certificate's SPIFFE id, else first SAN, else CN; NULL: none */
   const char *hub;             /* the task hub it names */
   int needs;                   /* dts_auth_method_needs, or an HTTP route's */
+  bool quiet;                  /* a re-check of an open stream: no counters, no back-off */
 } dts_auth_req;
 
 typedef struct dts_auth_decision {
@@ -81,6 +82,7 @@ typedef struct dts_auth_decision {
   char reason[120];     /* for the audit log: why, without secrets */
   char principal[80];   /* the token's name; "anonymous" without auth; "" unknown */
   int roles;            /* the principal's role bits on this hub */
+  bool quiet;           /* (from the request) */
 } dts_auth_decision;
 
 /* Decides; never touches the network or the disk.  Any thread. */

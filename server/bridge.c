@@ -100,6 +100,13 @@ struct dts_call {
   char *peer;              /* grpc_call_get_peer's, kept while the call lives */
   bool counted_wait;       /* holds one of its connection's WaitFor* places */
   bool counted_stream;     /* holds a worker-stream place (in all and its principal's) */
+  /* a worker stream, checked again every second (dts_bridge_recheck):
+   * its credentials, hub, and place in the bridge's list */
+  char *authz, *certp, *hubname;
+  dts_hub *hub;
+  bool drained, listed, cut;
+  gpr_timespec drained_at; /* when it was told to drain: cut off after the grace */
+  struct dts_call *wprev, *wnext;
 };
 
 /* Open calls counted by a key (a connection, a principal), for limits. */
@@ -138,6 +145,8 @@ struct dts_bridge {
   dts_bridge_limits lim; /* with the defaults filled in */
   counter_set waits, streams; /* per connection, per principal */
   atomic_long streams_all;
+  pthread_mutex_t wmu; /* the worker streams' list */
+  dts_call *workers;
 };
 
 /* One more call for key, unless max are open: false then. */
@@ -196,6 +205,16 @@ static void call_free(dts_call *c) {
     count_down(&b->streams, c->principal);
     atomic_fetch_sub(&b->streams_all, 1);
   }
+  if (c->listed) {
+    pthread_mutex_lock(&b->wmu);
+    if (c->wprev) c->wprev->wnext = c->wnext;
+    else b->workers = c->wnext;
+    if (c->wnext) c->wnext->wprev = c->wprev;
+    pthread_mutex_unlock(&b->wmu);
+  }
+  dts_free(c->authz);
+  dts_free(c->certp);
+  dts_free(c->hubname);
   dts_free(c->principal);
   if (c->peer) gpr_free(c->peer);
   pthread_mutex_destroy(&c->omu);
@@ -739,6 +758,11 @@ static bool authorize(dts_bridge *b, dts_call *c, dts_auth_decision *d) {
     return false;
   }
   c->principal = dts_strdup(d->principal);
+  if (c->method == DTS_M_GET_WORK_ITEMS) { /* checked again while the stream lives */
+    c->authz = auth ? dts_strndup(auth, al) : NULL;
+    c->certp = r.cert_principal ? dts_strdup(r.cert_principal) : NULL;
+    c->hubname = dts_strdup(hub);
+  }
   if ((needs & (AUTH_WRITE | AUTH_ADMIN)) || c->method == DTS_M_GET_WORK_ITEMS) {
     dts_audit_event e = {c->method == DTS_M_GET_WORK_ITEMS ? "stream-open" : "call", d->principal, c->peer, hub, mname, NULL};
     dts_audit_log(b->cfg.audit, &e);
@@ -849,6 +873,15 @@ static void route(dts_bridge *b, dts_call *c) {
     dts_audit_log(b->cfg.audit, &e);
     call_fail(c, DTS_ST_PERMISSION_DENIED, msg);
     return;
+  }
+  if (c->method == DTS_M_GET_WORK_ITEMS) {
+    c->hub = h;
+    pthread_mutex_lock(&b->wmu);
+    c->wnext = b->workers;
+    if (b->workers) b->workers->wprev = c;
+    b->workers = c;
+    c->listed = true;
+    pthread_mutex_unlock(&b->wmu);
   }
   call_ref(c); /* the engine's reference */
   dts_hub_post(h, (dts_method)c->method, c, req);
@@ -1045,6 +1078,8 @@ dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *po
   if (l->waits_per_conn <= 0) l->waits_per_conn = 1000;
   if (l->worker_streams <= 0) l->worker_streams = 10000;
   if (l->worker_streams_per_principal <= 0) l->worker_streams_per_principal = 1000;
+  if (l->drain_grace_ms <= 0) l->drain_grace_ms = 30000;
+  pthread_mutex_init(&b->wmu, NULL);
   pthread_mutex_init(&b->waits.mu, NULL);
   pthread_mutex_init(&b->streams.mu, NULL);
   dts_map_init(&b->waits.m);
@@ -1104,6 +1139,7 @@ dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *po
     grpc_shutdown();
     pthread_rwlock_destroy(&b->hubs_lock);
     pthread_mutex_destroy(&b->shut_mu);
+    pthread_mutex_destroy(&b->wmu);
     counters_fini(&b->waits);
     counters_fini(&b->streams);
     dts_free(b->cqs);
@@ -1130,8 +1166,59 @@ void dts_bridge_stop(dts_bridge *b) {
   grpc_shutdown();
   pthread_rwlock_destroy(&b->hubs_lock);
   pthread_mutex_destroy(&b->shut_mu);
+  pthread_mutex_destroy(&b->wmu);
   counters_fini(&b->waits);
   counters_fini(&b->streams);
   dts_free(b->cqs);
   dts_free(b);
+}
+
+/* A reference on c unless it is already on its way out (refs 0). */
+static bool try_ref(dts_call *c) {
+  int r = atomic_load(&c->refs);
+  while (r > 0 && !atomic_compare_exchange_weak(&c->refs, &r, r + 1)) {
+  }
+  return r > 0;
+}
+
+void dts_bridge_recheck(dts_bridge *b) {
+  if (!dts_auth_enabled(b->cfg.auth)) return;
+  enum { BATCH = 64 };
+  dts_call *go[BATCH];
+  char why[BATCH][200];
+  int n = 0;
+  pthread_mutex_lock(&b->wmu);
+  gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+  gpr_timespec grace = gpr_time_from_millis(b->lim.drain_grace_ms, GPR_TIMESPAN);
+  for (dts_call *c = b->workers; c != NULL && n < BATCH; c = c->wnext) {
+    if (c->drained && !c->cut && gpr_time_cmp(gpr_time_sub(now, c->drained_at), grace) > 0) {
+      /* its items were not finished in time (a revoked token cannot complete them): the stream is cut,
+       * and what it held goes back to the queue for other workers */
+      c->cut = true;
+      grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAUTHENTICATED,
+                                   "the stream's credentials no longer hold, and its work items were not finished in time",
+                                   NULL);
+      continue;
+    }
+    if (c->drained || c->hub == NULL) continue;
+    struct sockaddr_storage ss;
+    bool have = c->peer != NULL && dts_auth_parse_peer(c->peer, &ss);
+    dts_auth_req r = {.peer = have ? (const struct sockaddr *)&ss : NULL, .tls = b->tls, .authorization = c->authz,
+                      .authorization_len = c->authz ? strlen(c->authz) : 0, .cert_principal = c->certp,
+                      .hub = c->hubname, .needs = AUTH_WORK, .quiet = true};
+    dts_auth_decision d;
+    dts_auth_check(b->cfg.auth, &r, &d);
+    if (d.st == DTS_ST_OK || !try_ref(c)) continue;
+    c->drained = true;
+    c->drained_at = now;
+    snprintf(why[n], sizeof(why[n]), "the stream's credentials no longer hold (%s): reconnect with fresh ones", d.reason);
+    go[n++] = c;
+  }
+  pthread_mutex_unlock(&b->wmu);
+  for (int i = 0; i < n; i++) {
+    dts_audit_event e = {"stream-drain", go[i]->principal, go[i]->peer, go[i]->hubname, dts_methods[go[i]->method].name, why[i]};
+    dts_audit_log(b->cfg.audit, &e);
+    dts_hub_drain_stream(go[i]->hub, go[i], why[i]);
+    call_unref(go[i]);
+  }
 }

@@ -37,6 +37,7 @@ typedef struct dts_bridge_limits {
   int waits_per_conn;         /* open WaitForInstance* calls on one connection (1000) */
   int worker_streams;         /* open GetWorkItems streams in all (10000) */
   int worker_streams_per_principal; /* ... per principal (1000) */
+  int drain_grace_ms;         /* a stream whose credentials went is cut this long after, items done or not (30000) */
 } dts_bridge_limits;
 
 typedef struct dts_bridge_config {
@@ -64,6 +65,11 @@ extern const dts_call_ops dts_bridge_call_ops;
 dts_hub *dts_bridge_hub(dts_bridge *b, const char *name, dts_status *st, char *why, size_t whylen);
 /* The served hubs (at most max), as dts_bridge_hub. */
 int dts_bridge_hubs(dts_bridge *b, dts_hub **out, int max);
+
+/* Checks the credentials of every open worker stream again (once a
+ * second; tokens revoked or expired since): a stream whose no longer hold
+ * gets no new work and ends once its items are done (dts_hub_drain_stream). */
+void dts_bridge_recheck(dts_bridge *b);
 
 /* Binds and starts serving.  *port receives the bound port. */
 dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *port, char *err, size_t errlen);

@@ -344,7 +344,8 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                                      .min_ping_interval_ms = o->min_ping_interval_ms, .max_ping_strikes = o->max_ping_strikes,
                                      .conn_idle_ms = o->conn_idle_ms, .conn_age_ms = o->conn_age_ms,
                                      .waits_per_conn = o->max_waits_per_conn, .worker_streams = o->max_worker_streams,
-                                     .worker_streams_per_principal = o->max_worker_streams_per_principal}};
+                                     .worker_streams_per_principal = o->max_worker_streams_per_principal,
+                                     .drain_grace_ms = o->drain_grace_ms}};
   if (dts_bridge_start(&bc, &d->bridge, &d->port, err, errlen) != DTS_OK) {
     d->bridge = NULL;
     teardown(d);
@@ -373,6 +374,7 @@ void dtsd_reload(dtsd *d) {
 
 void dtsd_tick(dtsd *d) {
   dts_audit_flush(d->audit);
+  if (d->bridge) dts_bridge_recheck(d->bridge);
   time_t now = time(NULL);
   if (d->tls && now - d->tls_checked >= 10) {
     d->tls_checked = now;

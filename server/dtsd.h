@@ -72,6 +72,7 @@ typedef struct dtsd_options {
   /* abuse limits of the gRPC port (0: the default; server/bridge.h) */
   int max_streams_per_conn, max_metadata, handshake_timeout_ms, min_ping_interval_ms, max_ping_strikes;
   int conn_idle_ms, conn_age_ms, max_waits_per_conn, max_worker_streams, max_worker_streams_per_principal;
+  int drain_grace_ms;
 } dtsd_options;
 
 void dtsd_options_init(dtsd_options *o);

@@ -158,6 +158,9 @@ static const flag flags[] = {
      "open GetWorkItems streams in all (default 10000)"},
     {"max-worker-streams-per-principal", "DTSD_MAX_WORKER_STREAMS_PER_PRINCIPAL", F_INT, &o.max_worker_streams_per_principal,
      1, 10000000, "N", "open GetWorkItems streams of one token (default 1000)"},
+    {"drain-grace", "DTSD_DRAIN_GRACE", F_INT, &o.drain_grace_ms, 1, 86400000, "MS",
+     "a worker stream whose token was revoked or expired gets no new work and ends once its items are done; "
+     "after this long it is cut and its items go to other workers (default 30000)"},
     {"log-level", "DTSD_LOG_LEVEL", F_STR, &lvl, 0, 0, "L", "debug|info|warn|error (default info)"},
     {"log-format", "DTSD_LOG_FORMAT", F_STR, &fmt, 0, 0, "F", "text|json (default text)"},
 };
@@ -277,7 +280,14 @@ static bool load_config(const char *path) {
         *(bool *)fl->dst = t;
       }
     } else {
-      ok = set(fl, fl->type == F_STR ? dts_strdup(val) : val, where);
+      /* a string setting points into cfg_vals, kept (and reachable) for the process's life */
+      static char *cfg_vals[NFLAGS];
+      size_t k = (size_t)(fl - flags);
+      if (fl->type == F_STR) {
+        dts_free(cfg_vals[k]);
+        cfg_vals[k] = dts_strdup(val);
+      }
+      ok = set(fl, fl->type == F_STR ? cfg_vals[k] : val, where);
     }
   }
   fclose(f);

@@ -316,3 +316,46 @@ test("a work item is completed or abandoned only by the principal whose stream h
   stream.cancel();
   conn.close();
 });
+
+test("a worker stream whose token is revoked gets no new work, ends when idle, and is cut after the grace", async () => {
+  const { str } = await import("./pb.mjs");
+  const idleTok = token("drain-idle", "default=worker"), busyTok = token("drain-busy", "default=worker"),
+    other = token("drain-other", "default=worker"), cl = token("drain-client", "default=contributor");
+  const srv = await startDtsd({ args: ["--auth", "on", "--tokens-file", f("tokens.json"), "--drain-grace", "1500",
+    "--audit-log", f("drain-audit.log")] });
+  servers.push(srv);
+  const conn = new grpc.Client(`127.0.0.1:${srv.port}`, grpc.credentials.createInsecure());
+  const md = (tok) => { const m = new grpc.Metadata(); m.set("authorization", `Bearer ${tok}`); return m; };
+  const open = (tok) => {
+    const s = conn.makeServerStreamRequest("/TaskHubSidecarService/GetWorkItems", (b) => b, (b) => b, Buffer.alloc(0), md(tok));
+    const st = { items: [], end: null };
+    s.on("data", (b) => { if (b.length > 40) st.items.push(b); });
+    s.on("status", (x) => { st.end = st.end || { code: x.code, details: x.details }; });
+    s.on("error", (e) => { st.end = st.end || { code: e.code, details: e.details }; });
+    return { s, st };
+  };
+  const idle = open(idleTok), busy = open(busyTok);
+  await waitFor(async () => (await (await fetch(`${srv.http}/api/v1/taskhubs/workers`, { headers: { authorization: `Bearer ${cl}` } })).json()).workers.length === 2, "both streams open");
+  const start = () => new Promise((resolve) => conn.makeUnaryRequest("/TaskHubSidecarService/StartInstance", (b) => b, (b) => b,
+    Buffer.concat([str(1, "drain-1"), str(2, "anything")]), md(cl), (err) => resolve(err ? err.code : 0)));
+  // revoke the idle stream's token first: it ends cleanly (status OK) so its worker reconnects
+  execFileSync(DTSD_BIN, ["token", "revoke", "--tokens-file", f("tokens.json"), "--name", "drain-idle"]);
+  srv.child.kill("SIGHUP");
+  await waitFor(() => idle.st.end !== null, "the idle stream ended");
+  assert.equal(idle.st.end.code, grpc.status.OK);
+  assert.match(idle.st.end.details, /credentials no longer hold.*reconnect/);
+  // the busy stream takes an item, then loses its token: it gets nothing new, and is cut after the grace
+  assert.equal(await start(), 0);
+  await waitFor(() => busy.st.items.length === 1, "the busy stream holds the item");
+  execFileSync(DTSD_BIN, ["token", "revoke", "--tokens-file", f("tokens.json"), "--name", "drain-busy"]);
+  srv.child.kill("SIGHUP");
+  await waitFor(() => fs.existsSync(f("drain-audit.log")) && fs.readFileSync(f("drain-audit.log"), "utf8").includes('"principal":"drain-busy"') &&
+    fs.readFileSync(f("drain-audit.log"), "utf8").includes("stream-drain"), "the drain audited");
+  assert.equal(busy.st.end, null, "still open while it holds the item");
+  const next = open(other);
+  await waitFor(() => busy.st.end !== null, "cut after the grace");
+  assert.equal(busy.st.end.code, grpc.status.UNAUTHENTICATED);
+  await waitFor(() => next.st.items.length === 1, "the item went to another worker");
+  next.s.cancel();
+  conn.close();
+});
