@@ -283,8 +283,10 @@ void eng_tx_done(eng_actor *a, eng_tx *tx, eng_ticket *t) {
         atomic_fetch_add_explicit(&h->st_finished[t->st_to], 1, memory_order_relaxed);
     }
     if (t->entity_ops > 0) atomic_fetch_add_explicit(&h->st_entity_ops, t->entity_ops, memory_order_relaxed);
-    for (size_t i = 0; i < t->nreplies; i++) send_reply(h, &t->replies[i]);
+    /* messages to other actors first: a client that acts on the answer
+     * (waits on the instance a restart made) reaches that actor after them */
     for (size_t i = 0; i < t->nouts; i++) deliver(h, &t->outs[i]);
+    for (size_t i = 0; i < t->nreplies; i++) send_reply(h, &t->replies[i]);
     for (size_t i = 0; i < t->narms; i++) {
       eng_arm *r = &t->arms[i];
       eng_post_timer(h, eng_mono_for(r->fire_at), r->what, r->kind, r->id, r->key.p, r->key.n, r->fire_at);
