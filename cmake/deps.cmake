@@ -21,6 +21,7 @@ dts_need_pkg(PROTOBUFC libprotobuf-c libprotobuf-c-dev)
 dts_need_pkg(MHD libmicrohttpd libmicrohttpd-dev)
 dts_need_pkg(JANSSON jansson libjansson-dev)
 dts_need_pkg(OPENSSL openssl libssl-dev)
+dts_need_pkg(CURL libcurl libcurl4-openssl-dev)
 
 find_path(LEVELDB_INCLUDE_DIR leveldb/c.h)
 find_library(LEVELDB_LIBRARY leveldb)

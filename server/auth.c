@@ -6,6 +6,7 @@
 #include "server/auth.h"
 
 #include "runtime/alloc.h"
+#include "server/jwt.h"
 #include "server/pbjson.h"
 
 #include <jansson.h>
@@ -35,8 +36,9 @@ typedef struct grant {
 } grant;
 
 typedef struct tok {
-  char name[NAME_MAX_LEN + 1];
-  char *cert;          /* a client certificate's principal, or NULL: a token */
+  char name[200];      /* a static token's name (64 at most), or a JWT's subject */
+  char *cert;          /* a client certificate's principal, or NULL */
+  char *subject;       /* a JWT subject granted in the tokens file, or NULL */
   uint8_t hash[32];
   grant grants[MAX_GRANTS];
   size_t ngrants;
@@ -58,6 +60,15 @@ struct dts_auth {
   cidr *allow;
   size_t nallow;
   atomic_long n_unauth, n_denied;
+  dts_jwt *jwt;             /* NULL: no JWT issuers */
+  /* verified JWTs by their SHA-256, until they expire: a busy worker's
+   * calls do not pay a signature check each (a table that forgets on
+   * collision) */
+  pthread_mutex_t cmu;
+  struct jwt_cached {
+    bool used;
+    tok t; /* name: the subject; grants: from its roles claim and the tokens file; hash; expires */
+  } cache[4096];
   /* failed authentications by address: past fail_limit in a minute, the
    * address waits 1, 2, 4 ... 60 s (a hash table that forgets collisions) */
   int fail_limit;
@@ -247,7 +258,10 @@ static const char *grant_parse(const char *s, grant *g) {
 }
 
 static void toks_free(tok *v, size_t n) {
-  for (size_t i = 0; v != NULL && i < n; i++) dts_free(v[i].cert);
+  for (size_t i = 0; v != NULL && i < n; i++) {
+    dts_free(v[i].cert);
+    dts_free(v[i].subject);
+  }
   if (v) OPENSSL_cleanse(v, n * sizeof(tok));
   dts_free(v);
 }
@@ -269,10 +283,13 @@ static bool toks_from_json(json_t *j, tok **out, size_t *n, char *why, size_t wh
     const char *name = json_string_value(json_object_get(e, "name"));
     const char *h = json_string_value(json_object_get(e, "sha256"));
     const char *cert = json_string_value(json_object_get(e, "certificate"));
+    const char *subj = json_string_value(json_object_get(e, "subject"));
     json_t *gs = json_object_get(e, "grants"), *exp = json_object_get(e, "expires");
     const char *bad = NULL;
     if (name == NULL || !name_ok(name)) bad = "a name of 1-64 letters, digits, '-', '_', '.', '@'";
-    else if (cert == NULL && (h == NULL || !hex32(h, t->hash))) bad = "sha256: 64 hex digits (or a certificate principal)";
+    else if (cert == NULL && subj == NULL && (h == NULL || !hex32(h, t->hash)))
+      bad = "sha256: 64 hex digits (or a certificate principal, or a JWT subject)";
+    else if (subj != NULL && (subj[0] == '\0' || strlen(subj) >= 200)) bad = "subject: 1-199 characters";
     else if (cert != NULL && (cert[0] == '\0' || strlen(cert) > 512)) bad = "certificate: 1-512 characters";
     else if (!json_is_array(gs) || json_array_size(gs) == 0 || json_array_size(gs) > MAX_GRANTS) bad = "grants: 1-64 of them";
     else if (exp != NULL && !json_is_null(exp) && (!json_is_string(exp) || !pbjson_parse_time(json_string_value(exp), &t->expires)))
@@ -288,6 +305,7 @@ static bool toks_from_json(json_t *j, tok **out, size_t *n, char *why, size_t wh
     }
     snprintf(t->name, sizeof(t->name), "%s", name);
     t->cert = cert ? dts_strdup(cert) : NULL;
+    t->subject = subj ? dts_strdup(subj) : NULL;
     t->ngrants = json_array_size(gs);
   }
   *out = v;
@@ -379,10 +397,12 @@ bool dts_token_create(const char *file, const char *name, const char *certificat
   clock_gettime(CLOCK_REALTIME, &ts);
   pbjson_time((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, now);
   if (expires_ns) pbjson_time(expires_ns, exp);
-  if (certificate != NULL) { /* a client certificate's principal: no secret */
+  if (certificate != NULL) { /* a client certificate's principal or a JWT subject: no secret */
     if (outlen) out[0] = '\0';
-    json_array_append_new(arr, json_pack("{s:s,s:s,s:o,s:s,s:o}", "name", name, "certificate", certificate, "grants", gs,
-                                         "created", now, "expires", expires_ns ? json_string(exp) : json_null()));
+    bool is_subject = strncmp(certificate, "subject:", 8) == 0;
+    json_array_append_new(arr, json_pack("{s:s,s:s,s:o,s:s,s:o}", "name", name, is_subject ? "subject" : "certificate",
+                                         is_subject ? certificate + 8 : certificate, "grants", gs, "created", now, "expires",
+                                         expires_ns ? json_string(exp) : json_null()));
     bool ok = save_file(file, j, why, whylen);
     json_decref(j);
     return ok;
@@ -409,6 +429,13 @@ bool dts_token_create(const char *file, const char *name, const char *certificat
   json_decref(j);
   OPENSSL_cleanse(raw, sizeof(raw));
   return ok;
+}
+
+bool dts_token_grant_subject(const char *file, const char *name, const char *subject, const char *const *grants,
+                             size_t ngrants, int64_t expires_ns, char *why, size_t whylen) {
+  char tagged[256], none[1];
+  snprintf(tagged, sizeof(tagged), "subject:%s", subject);
+  return dts_token_create(file, name, tagged, grants, ngrants, expires_ns, none, sizeof(none), why, whylen);
 }
 
 bool dts_token_revoke(const char *file, const char *name, char *why, size_t whylen) {
@@ -449,7 +476,8 @@ bool dts_token_list(const char *file, char *why, size_t whylen) {
     for (size_t k = 0; k < json_array_size(g); k++)
       snprintf(gs + strlen(gs), sizeof(gs) - strlen(gs), "%s%s", k ? "," : "", json_string_value(json_array_get(g, k)));
     if (v[i].expires) pbjson_time(v[i].expires, exp);
-    printf("%-24s %-40s %-26s %s\n", v[i].name, gs, exp, v[i].cert ? v[i].cert : "");
+    printf("%-24s %-40s %-26s %s%s\n", v[i].name, gs, exp, v[i].subject ? "subject " : "",
+           v[i].cert ? v[i].cert : v[i].subject ? v[i].subject : "");
   }
   toks_free(v, n);
   json_decref(j);
@@ -465,12 +493,17 @@ dts_auth *dts_auth_create(const dts_auth_config *cfg, char *why, size_t whylen) 
   a->fail_limit = cfg->fail_limit > 0 ? cfg->fail_limit : 20;
   pthread_rwlock_init(&a->lock, NULL);
   pthread_mutex_init(&a->fmu, NULL);
+  pthread_mutex_init(&a->cmu, NULL);
   if (cfg->tokens_file != NULL) {
     a->tokens_file = dts_strdup(cfg->tokens_file);
     if (!load_toks(a->tokens_file, &a->toks, &a->ntoks, why, whylen)) {
       dts_auth_destroy(a);
       return NULL;
     }
+  }
+  if (cfg->jwt_issuers != NULL && cfg->jwt_issuers[0] != '\0' && (a->jwt = dts_jwt_create(cfg->jwt_issuers, why, whylen)) == NULL) {
+    dts_auth_destroy(a);
+    return NULL;
   }
   if (cfg->allow != NULL && cfg->allow[0] != '\0') {
     char *copy = dts_strdup(cfg->allow), *save = NULL;
@@ -493,6 +526,8 @@ void dts_auth_destroy(dts_auth *a) {
   if (a == NULL) return;
   pthread_rwlock_destroy(&a->lock);
   pthread_mutex_destroy(&a->fmu);
+  pthread_mutex_destroy(&a->cmu);
+  dts_jwt_destroy(a->jwt);
   toks_free(a->toks, a->ntoks);
   dts_free(a->allow);
   dts_free(a->tokens_file);
@@ -511,6 +546,9 @@ bool dts_auth_reload(dts_auth *a, char *why, size_t whylen) {
   a->ntoks = n;
   pthread_rwlock_unlock(&a->lock);
   toks_free(old, nold);
+  pthread_mutex_lock(&a->cmu); /* cached JWTs carry grants from the old file */
+  for (size_t i = 0; i < 4096; i++) a->cache[i].used = false;
+  pthread_mutex_unlock(&a->cmu);
   return true;
 }
 
@@ -542,20 +580,27 @@ static void deny(dts_auth *a, dts_auth_decision *d, dts_status st, const char *r
   if (!d->quiet) atomic_fetch_add_explicit(st == DTS_ST_UNAUTHENTICATED ? &a->n_unauth : &a->n_denied, 1, memory_order_relaxed);
   /* (a back-off, RESOURCE_EXHAUSTED, counts as a denial) */
   d->st = st;
-  snprintf(d->reason, sizeof(d->reason), "%s", reason);
+  snprintf(d->reason, sizeof(d->reason), "%.119s", reason);
   snprintf(d->msg, sizeof(d->msg), "%s", msg);
 }
 
-/* The token in "Bearer <token>" (case-insensitive scheme): its hash; false
- * when there is none. */
-static bool bearer_hash(const dts_auth_req *r, uint8_t hash[32]) {
+/* The token in "Bearer <token>" (case-insensitive scheme), or NULL. */
+static const char *bearer_value(const dts_auth_req *r, size_t *len) {
   const char *v = r->authorization;
   size_t n = r->authorization_len;
-  if (v == NULL || n < 8 || strncasecmp(v, "Bearer ", 7) != 0) return false;
+  if (v == NULL || n < 8 || strncasecmp(v, "Bearer ", 7) != 0) return NULL;
   v += 7;
   n -= 7;
   while (n > 0 && *v == ' ') v++, n--;
-  if (n == 0) return false;
+  *len = n;
+  return n > 0 ? v : NULL;
+}
+
+/* The bearer token's hash; false when there is none. */
+static bool bearer_hash(const dts_auth_req *r, uint8_t hash[32]) {
+  size_t n;
+  const char *v = bearer_value(r, &n);
+  if (v == NULL) return false;
   sha256(v, n, hash);
   return true;
 }
@@ -617,6 +662,64 @@ static void note_auth(dts_auth *a, const struct sockaddr *peer, bool ok) {
 
 static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d, bool loop);
 static void check_roles(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d);
+
+/* A verified JWT as a tok: its subject, its roles claim's grants ("hub=role",
+ * or a bare role for every hub) and those the tokens file gives the
+ * subject; NULL with why when it does not verify. */
+static bool jwt_tok(dts_auth *a, const char *tv, size_t tlen, tok *t, char *why, size_t whylen) {
+  dts_jwt_claims cl;
+  if (!dts_jwt_verify(a->jwt, tv, tlen, &cl, why, whylen)) return false;
+  memset(t, 0, sizeof(*t));
+  snprintf(t->name, sizeof(t->name), "%s", cl.subject);
+  t->expires = cl.exp;
+  for (size_t i = 0; i < cl.nroles && t->ngrants < MAX_GRANTS; i++) {
+    char spec[128];
+    if (strchr(cl.roles[i], '=') != NULL) snprintf(spec, sizeof(spec), "%s", cl.roles[i]);
+    else snprintf(spec, sizeof(spec), "*=%s", cl.roles[i]);
+    if (grant_parse(spec, &t->grants[t->ngrants]) == NULL) t->ngrants++; /* roles dtsd does not know are ignored */
+  }
+  int64_t now = wall_now();
+  pthread_rwlock_rdlock(&a->lock);
+  for (size_t i = 0; i < a->ntoks; i++) {
+    const tok *g = &a->toks[i];
+    if (g->subject == NULL || strcmp(g->subject, cl.subject) != 0 || (g->expires != 0 && g->expires <= now)) continue;
+    for (size_t k = 0; k < g->ngrants && t->ngrants < MAX_GRANTS; k++) t->grants[t->ngrants++] = g->grants[k];
+  }
+  pthread_rwlock_unlock(&a->lock);
+  dts_jwt_claims_free(&cl);
+  return true;
+}
+
+static void check_jwt(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d, const uint8_t h[32], const char *tv,
+                      size_t tlen) {
+  struct jwt_cached *c = &a->cache[(h[0] | h[1] << 8) % 4096];
+  int64_t now = wall_now();
+  tok t;
+  bool hit = false;
+  pthread_mutex_lock(&a->cmu);
+  if (c->used && memcmp(c->t.hash, h, 32) == 0 && c->t.expires > now) {
+    t = c->t;
+    hit = true;
+  }
+  pthread_mutex_unlock(&a->cmu);
+  char why[200];
+  if (!hit && !jwt_tok(a, tv, tlen, &t, why, sizeof(why))) {
+    char msg[300];
+    snprintf(msg, sizeof(msg), "the JWT is refused: %s", why);
+    deny(a, d, DTS_ST_UNAUTHENTICATED, why, msg);
+    return;
+  }
+  if (!hit) {
+    memcpy(t.hash, h, 32);
+    pthread_mutex_lock(&a->cmu);
+    c->t = t;
+    c->used = true;
+    pthread_mutex_unlock(&a->cmu);
+  }
+  snprintf(d->principal, sizeof(d->principal), "%s", t.name);
+  d->roles = roles_of(&t, r->hub);
+  check_roles(a, r, d);
+}
 
 /* A verified client certificate's principal, granted in the tokens file. */
 static void check_cert(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d) {
@@ -695,10 +798,18 @@ static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d
          "TLS required: a token is accepted only over TLS from a non-loopback address");
     return;
   }
+  size_t tlen;
+  const char *tv = bearer_value(r, &tlen);
+  if (a->jwt != NULL && !(tlen > 5 && memcmp(tv, "dtsd_", 5) == 0) && memchr(tv, '.', tlen) != NULL) {
+    check_jwt(a, r, d, h, tv, tlen);
+    OPENSSL_cleanse(h, sizeof(h));
+    return;
+  }
   pthread_rwlock_rdlock(&a->lock);
   const tok *found = NULL;
   for (size_t i = 0; i < a->ntoks; i++) /* every one compared: the time says nothing of which */
-    if (a->toks[i].cert == NULL && CRYPTO_memcmp(a->toks[i].hash, h, 32) == 0) found = &a->toks[i];
+    if (a->toks[i].cert == NULL && a->toks[i].subject == NULL && CRYPTO_memcmp(a->toks[i].hash, h, 32) == 0)
+      found = &a->toks[i];
   if (found != NULL) {
     snprintf(d->principal, sizeof(d->principal), "%s", found->name);
     d->roles = roles_of(found, r->hub);
@@ -713,9 +824,9 @@ static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   if (exp != 0 && exp <= (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec) {
-    char when[40], msg[200];
+    char when[40], msg[300];
     pbjson_time(exp, when);
-    snprintf(msg, sizeof(msg), "the token '%s' expired at %s", d->principal, when);
+    snprintf(msg, sizeof(msg), "the token '%.64s' expired at %s", d->principal, when);
     deny(a, d, DTS_ST_UNAUTHENTICATED, "token expired", msg);
     return;
   }
@@ -736,3 +847,5 @@ static void check_roles(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d
     deny(a, d, DTS_ST_PERMISSION_DENIED, "missing role", msg);
   }
 }
+
+void dts_auth_tick(dts_auth *a) { dts_jwt_tick(a->jwt); }

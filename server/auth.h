@@ -52,6 +52,7 @@ typedef struct dts_auth_config {
   const char *tokens_file; /* NULL: no static tokens */
   const char *allow;    /* "10.0.0.0/8,::1/128" or NULL: every address */
   int fail_limit;       /* failed authentications from one address in a minute before it must wait (0: 20) */
+  const char *jwt_issuers; /* OpenID Connect issuers whose JWTs are accepted (jwt.h), or NULL */
 } dts_auth_config;
 
 typedef struct dts_auth dts_auth;
@@ -80,7 +81,7 @@ typedef struct dts_auth_decision {
   dts_status st;        /* OK, UNAUTHENTICATED, PERMISSION_DENIED, or RESOURCE_EXHAUSTED (backing off) */
   char msg[300];        /* for the caller */
   char reason[120];     /* for the audit log: why, without secrets */
-  char principal[80];   /* the token's name; "anonymous" without auth; "" unknown */
+  char principal[200];  /* the token's name, the JWT's subject, the certificate's principal; "anonymous" without auth */
   int roles;            /* the principal's role bits on this hub */
   bool quiet;           /* (from the request) */
 } dts_auth_decision;
@@ -107,6 +108,11 @@ bool dts_auth_is_loopback(const struct sockaddr *sa);
  * verified certificate names that principal (out is left empty). */
 bool dts_token_create(const char *file, const char *name, const char *certificate, const char *const *grants,
                       size_t ngrants, int64_t expires_ns, char *out, size_t outlen, char *why, size_t whylen);
+/* Grants for the JWTs whose subject claim is `subject` (no token made). */
+bool dts_token_grant_subject(const char *file, const char *name, const char *subject, const char *const *grants,
+                             size_t ngrants, int64_t expires_ns, char *why, size_t whylen);
+/* Refetches JWKS whose time has come (once a second or so). */
+void dts_auth_tick(dts_auth *a);
 bool dts_token_revoke(const char *file, const char *name, char *why, size_t whylen);
 /* Lines "name  grants  expires" to stdout. */
 bool dts_token_list(const char *file, char *why, size_t whylen);

@@ -213,7 +213,7 @@ static bool add_listed_hubs(dtsd *d, const char *list, bool ret_set, const int64
 /* The caller checks: tokens, allow list, audit log, certificate. */
 static bool security_start(dtsd *d, const dtsd_options *o, char *err, unsigned errlen) {
   dts_auth_config ac = {.on = o->auth, .emulator_mode = o->emulator_mode, .tokens_file = o->tokens_file, .allow = o->allow,
-                        .fail_limit = o->auth_fail_limit};
+                        .fail_limit = o->auth_fail_limit, .jwt_issuers = o->jwt_issuers};
   if (o->auth && o->emulator_mode) {
     snprintf(err, errlen, "--emulator-mode serves without authentication: it cannot go with --auth on");
     return false;
@@ -353,10 +353,11 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
   }
   dts_http_serve(d->http, d->bridge);
   DTS_INFO("main", "listening: gRPC on %s (port %d, %s), HTTP API on %s (port %d, plaintext), health on %s (port %d, "
-                   "plaintext); authentication: %s%s%s%s",
+                   "plaintext); authentication: %s%s%s%s%s%s",
            o->address, d->port, d->tls ? "TLS" : "plaintext", o->http_address, d->http_port, o->health_address,
            d->health_port, o->auth ? "tokens" : o->emulator_mode ? "none (emulator mode: every address)" : "none (loopback only)",
            o->auth && o->tokens_file ? " from " : "", o->auth && o->tokens_file ? o->tokens_file : "",
+           o->auth && o->jwt_issuers ? ", JWTs of the issuers in " : "", o->auth && o->jwt_issuers ? o->jwt_issuers : "",
            o->allow && o->allow[0] ? "; allow list on" : "");
   *out = d;
   return 0;
@@ -374,6 +375,7 @@ void dtsd_reload(dtsd *d) {
 
 void dtsd_tick(dtsd *d) {
   dts_audit_flush(d->audit);
+  dts_auth_tick(d->auth);
   if (d->bridge) dts_bridge_recheck(d->bridge);
   time_t now = time(NULL);
   if (d->tls && now - d->tls_checked >= 10) {

@@ -63,6 +63,7 @@ typedef struct dtsd_options {
   bool auth;             /* callers must present a token (default: no auth, loopback clients only) */
   bool emulator_mode;    /* without auth, serve every address (the emulator's way) */
   const char *tokens_file; /* static tokens' hashes (dtsd token create); NULL: none */
+  const char *jwt_issuers; /* OpenID Connect issuers whose JWTs are accepted (docs/security.md); NULL: none */
   const char *allow;     /* allow list: "10.0.0.0/8,::1" (NULL: every address) */
   const char *audit_log; /* JSON-lines audit log file (NULL: none) */
   const char *tls_cert, *tls_key; /* PEM chain and key: TLS on the gRPC port (NULL: plaintext) */

@@ -126,6 +126,8 @@ static const flag flags[] = {
      "with --auth none, serve every address as the DTS emulator does (anyone who reaches the ports can do anything)"},
     {"tokens-file", "DTSD_TOKENS_FILE", F_STR, &o.tokens_file, 0, 0, "FILE",
      "static tokens (their SHA-256 and grants), made by 'dtsd token create'; read again on SIGHUP"},
+    {"jwt-issuers", "DTSD_JWT_ISSUERS", F_STR, &o.jwt_issuers, 0, 0, "FILE",
+     "OpenID Connect issuers whose JWTs are accepted (issuer, audiences, JWKS file or URL, claims; docs/security.md)"},
     {"allow", "DTSD_ALLOW", F_STR, &o.allow, 0, 0, "CIDRS",
      "serve only these addresses, e.g. 10.0.0.0/8,fd00::/8,127.0.0.1 (gRPC and HTTP; default: every address)"},
     {"audit-log", "DTSD_AUDIT_LOG", F_STR, &o.audit_log, 0, 0, "FILE",

@@ -13,13 +13,14 @@
 
 static const char USAGE[] =
     "usage: dtsd token create --tokens-file FILE --name NAME (--hub HUB --role ROLE | --grant HUB=ROLE)... "
-    "[--expires DURATION] [--certificate PRINCIPAL]\n"
+    "[--expires DURATION] [--certificate PRINCIPAL | --subject SUBJECT]\n"
     "       dtsd token list --tokens-file FILE\n"
     "       dtsd token revoke --tokens-file FILE --name NAME\n"
     "  create prints a new random token once (only its SHA-256 is kept); roles: reader, worker, contributor,\n"
     "  admin (admin only with --hub '*'); HUB '*' is every hub.  --expires: 30d, 12h, ...\n"
     "  --certificate: no token; the grants go to clients whose verified certificate names PRINCIPAL (its\n"
     "  SPIFFE id, else its first subject alternative name, else its common name).\n"
+    "  --subject: no token; the grants go to JWTs (--jwt-issuers) whose subject claim is SUBJECT.\n"
     "  The file may also come from DTSD_TOKENS_FILE.  Send SIGHUP to a running dtsd to apply changes.\n";
 
 int dtsd_token_main(int argc, char **argv) {
@@ -28,13 +29,14 @@ int dtsd_token_main(int argc, char **argv) {
     return argc < 2 ? 2 : 0;
   }
   const char *verb = argv[1], *file = getenv("DTSD_TOKENS_FILE"), *name = NULL, *hub = NULL, *expires = NULL,
-             *cert = NULL;
+             *cert = NULL, *subject = NULL;
   char *grants[64];
   size_t ng = 0;
   static const struct option opts[] = {{"tokens-file", required_argument, 0, 'f'}, {"name", required_argument, 0, 'n'},
                                        {"hub", required_argument, 0, 'H'},        {"role", required_argument, 0, 'r'},
                                        {"grant", required_argument, 0, 'g'},      {"expires", required_argument, 0, 'e'},
-                                       {"certificate", required_argument, 0, 'c'}, {0, 0, 0, 0}};
+                                       {"certificate", required_argument, 0, 'c'}, {"subject", required_argument, 0, 's'},
+                                       {0, 0, 0, 0}};
   optind = 2;
   int c, rc = 0;
   while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -43,6 +45,7 @@ int dtsd_token_main(int argc, char **argv) {
     else if (c == 'H') hub = optarg;
     else if (c == 'e') expires = optarg;
     else if (c == 'c') cert = optarg;
+    else if (c == 's') subject = optarg;
     else if ((c == 'r' || c == 'g') && ng < 64) {
       if (c == 'r' && hub == NULL) {
         fprintf(stderr, "dtsd token: --role comes after its --hub\n");
@@ -81,12 +84,17 @@ int dtsd_token_main(int argc, char **argv) {
     if (name == NULL) {
       fprintf(stderr, "dtsd token create: --name is required\n");
       rc = 2;
-    } else if (!dts_token_create(file, name, cert, (const char *const *)grants, ng, exp, token, sizeof(token), why,
-                                 sizeof(why))) {
+    } else if (cert != NULL && subject != NULL) {
+      fprintf(stderr, "dtsd token create: --certificate or --subject, not both\n");
+      rc = 2;
+    } else if (subject != NULL ? !dts_token_grant_subject(file, name, subject, (const char *const *)grants, ng, exp, why, sizeof(why))
+                               : !dts_token_create(file, name, cert, (const char *const *)grants, ng, exp, token, sizeof(token),
+                                                   why, sizeof(why))) {
       fprintf(stderr, "dtsd token create: %s\n", why);
       rc = 1;
-    } else if (cert != NULL) {
-      fprintf(stderr, "grants for the client certificate '%s' stored in %s as '%s'\n", cert, file, name);
+    } else if (cert != NULL || subject != NULL) {
+      fprintf(stderr, "grants for the %s '%s' stored in %s as '%s'\n", cert ? "client certificate" : "JWT subject",
+              cert ? cert : subject, file, name);
     } else {
       printf("%s\n", token);
       fprintf(stderr, "token '%s' stored in %s (only its hash); it is shown this once\n", name, file);

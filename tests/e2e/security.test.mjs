@@ -359,3 +359,67 @@ test("a worker stream whose token is revoked gets no new work, ends when idle, a
   next.s.cancel();
   conn.close();
 });
+
+test("JWTs from OpenID Connect issuers: RS256 and ES256, JWKS file and URL, claims, rotation, refusals", async () => {
+  const http = await import("node:http");
+  const b64u = (x) => Buffer.from(x).toString("base64url");
+  const rsa = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const ec = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const ec2 = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const jwk = (k, kid) => ({ ...k.publicKey.export({ format: "jwk" }), kid, use: "sig" });
+  fs.writeFileSync(f("jwks-a.json"), JSON.stringify({ keys: [jwk(rsa, "a1")] }));
+  let jwksB = { keys: [jwk(ec, "b1")] };
+  const server = http.createServer((req, res) => { res.writeHead(200, { "content-type": "application/json" }); res.end(JSON.stringify(jwksB)); });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const url = `http://127.0.0.1:${server.address().port}/jwks`;
+  fs.writeFileSync(f("issuers.json"), JSON.stringify({ issuers: [
+    { issuer: "https://idp-a.test", jwks_file: f("jwks-a.json"), roles_claim: "dtsd_roles" },
+    { issuer: "https://kubernetes.default.svc", jwks_url: url, audiences: ["dtsd"], refetch_min_seconds: 0 },
+  ] }));
+  execFileSync(DTSD_BIN, ["token", "create", "--tokens-file", f("tokens.json"), "--name", "k8s-worker",
+    "--subject", "system:serviceaccount:apps:worker", "--grant", "default=worker"], { stdio: ["ignore", "pipe", "pipe"] });
+  const now = Math.floor(Date.now() / 1000);
+  const sign = (alg, key, kid, claims) => {
+    const head = b64u(JSON.stringify({ alg, kid, typ: "JWT" })), body = b64u(JSON.stringify(claims));
+    const data = `${head}.${body}`;
+    const sig = alg === "RS256" ? crypto.sign("sha256", Buffer.from(data), key)
+      : crypto.sign("sha256", Buffer.from(data), { key, dsaEncoding: "ieee-p1363" });
+    return `${data}.${sig.toString("base64url")}`;
+  };
+  const a = (claims) => sign("RS256", rsa.privateKey, "a1", { iss: "https://idp-a.test", aud: "https://durabletask.io", sub: "alice", exp: now + 600, ...claims });
+  const k8s = (claims, key = ec.privateKey, kid = "b1") => sign("ES256", key, kid,
+    { iss: "https://kubernetes.default.svc", aud: ["dtsd", "other"], sub: "system:serviceaccount:apps:worker", exp: now + 600, nbf: now - 5, ...claims });
+  const srv = await startDtsd({ args: ["--auth", "on", "--tokens-file", f("tokens.json"), "--jwt-issuers", f("issuers.json")] });
+  servers.push(srv);
+  const conn = new grpc.Client(`127.0.0.1:${srv.port}`, grpc.credentials.createInsecure());
+  const q = (tok, m = Q) => call(conn, m, tok);
+  assert.equal((await q(a({ dtsd_roles: ["default=reader"] }))).code, 0, "RS256, roles from the claim");
+  assert.equal((await q(a({ dtsd_roles: "reader" }))).code, 0, "a bare role means every hub");
+  assert.equal((await q(a({}))).code, grpc.status.PERMISSION_DENIED, "verified, but no role");
+  assert.equal((await q(k8s({}))).code, grpc.status.PERMISSION_DENIED, "ES256 from the URL: the subject's grant is worker");
+  assert.equal((await q(k8s({}), "/TaskHubSidecarService/Hello")).code, 0);
+  const refusals = [
+    [a({ exp: now - 3600, dtsd_roles: ["*=admin"] }), /expired/],
+    [a({ aud: "https://elsewhere", dtsd_roles: ["*=admin"] }), /audience/],
+    [a({ iss: "https://evil.test" }), /issuer/],
+    [k8s({ nbf: now + 3600 }), /not valid yet/],
+    [`${b64u(JSON.stringify({ alg: "none" }))}.${b64u(JSON.stringify({ iss: "https://idp-a.test", sub: "x", exp: now + 60, aud: "https://durabletask.io", dtsd_roles: "admin" }))}.`, /algorithm/],
+    [sign("RS256", rsa.privateKey, "a1", { iss: "https://idp-a.test", aud: "https://durabletask.io", sub: "x", exp: now + 60 }).replace(/\.([^.]+)\./, (m, p) => `.${p}A.`), /signature|decode/],
+    [k8s({}, ec2.privateKey, "b2"), /no key/],
+  ];
+  for (const [tok, want] of refusals) {
+    const r = await q(tok);
+    assert.equal(r.code, grpc.status.UNAUTHENTICATED, String(want));
+    assert.match(r.details, want);
+  }
+  // HS256 with the RSA public key as the secret: the classic confusion, refused by algorithm
+  const pubPem = rsa.publicKey.export({ type: "spki", format: "pem" });
+  const hsData = `${b64u(JSON.stringify({ alg: "HS256", kid: "a1" }))}.${b64u(JSON.stringify({ iss: "https://idp-a.test", aud: "https://durabletask.io", sub: "x", exp: now + 60, dtsd_roles: "admin" }))}`;
+  const hs = `${hsData}.${crypto.createHmac("sha256", pubPem).update(hsData).digest("base64url")}`;
+  assert.match((await q(hs)).details, /algorithm/);
+  // the issuer rotates its key: an unknown key id fetches the JWKS again
+  jwksB = { keys: [jwk(ec, "b1"), jwk(ec2, "b2")] };
+  assert.equal((await q(k8s({}, ec2.privateKey, "b2"), "/TaskHubSidecarService/Hello")).code, 0, "the new key found");
+  conn.close();
+  server.close();
+});
