@@ -16,10 +16,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/dtsd-fuzz-run-XXXXXX")
 export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=16:detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 status=0
-for t in fuzz_decode fuzz_hub fuzz_store fuzz_http; do
+for t in fuzz_decode fuzz_hub fuzz_store fuzz_http fuzz_auth; do
     mkdir -p "$WORK/$t"
     secs=$SECS
-    [ "$t" = fuzz_decode ] && secs=$(( SECS / 2 ))
+    case $t in fuzz_decode|fuzz_auth) secs=$(( SECS / 2 )) ;; esac
     echo "== $t for ${secs}s"
     if (cd "$WORK" && "$BUILD/tests/fuzz/$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=3072 \
             -print_final_stats=1 -artifact_prefix="$WORK/$t-" "$WORK/$t" "$HERE/corpus/$t" >"$WORK/$t.log" 2>&1); then
