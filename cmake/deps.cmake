@@ -22,6 +22,7 @@ dts_need_pkg(MHD libmicrohttpd libmicrohttpd-dev)
 dts_need_pkg(JANSSON jansson libjansson-dev)
 dts_need_pkg(OPENSSL openssl libssl-dev)
 dts_need_pkg(CURL libcurl libcurl4-openssl-dev)
+dts_need_pkg(GNUTLS gnutls libgnutls28-dev)
 
 find_path(LEVELDB_INCLUDE_DIR leveldb/c.h)
 find_library(LEVELDB_LIBRARY leveldb)

@@ -60,7 +60,8 @@ struct dts_auth {
   cidr *allow;
   size_t nallow;
   atomic_long n_unauth, n_denied;
-  dts_jwt *jwt;             /* NULL: no JWT issuers */
+  dts_jwt *jwt;             /* NULL: no JWT issuers (under lock: swapped by a reload) */
+  char *jwt_file;
   /* verified JWTs by their SHA-256, until they expire: a busy worker's
    * calls do not pay a signature check each (a table that forgets on
    * collision) */
@@ -501,9 +502,12 @@ dts_auth *dts_auth_create(const dts_auth_config *cfg, char *why, size_t whylen) 
       return NULL;
     }
   }
-  if (cfg->jwt_issuers != NULL && cfg->jwt_issuers[0] != '\0' && (a->jwt = dts_jwt_create(cfg->jwt_issuers, why, whylen)) == NULL) {
-    dts_auth_destroy(a);
-    return NULL;
+  if (cfg->jwt_issuers != NULL && cfg->jwt_issuers[0] != '\0') {
+    a->jwt_file = dts_strdup(cfg->jwt_issuers);
+    if ((a->jwt = dts_jwt_create(cfg->jwt_issuers, why, whylen)) == NULL) {
+      dts_auth_destroy(a);
+      return NULL;
+    }
   }
   if (cfg->allow != NULL && cfg->allow[0] != '\0') {
     char *copy = dts_strdup(cfg->allow), *save = NULL;
@@ -528,6 +532,7 @@ void dts_auth_destroy(dts_auth *a) {
   pthread_mutex_destroy(&a->fmu);
   pthread_mutex_destroy(&a->cmu);
   dts_jwt_destroy(a->jwt);
+  dts_free(a->jwt_file);
   toks_free(a->toks, a->ntoks);
   dts_free(a->allow);
   dts_free(a->tokens_file);
@@ -535,17 +540,29 @@ void dts_auth_destroy(dts_auth *a) {
 }
 
 bool dts_auth_reload(dts_auth *a, char *why, size_t whylen) {
-  if (a->tokens_file == NULL) return true;
-  tok *v;
-  size_t n;
-  if (!load_toks(a->tokens_file, &v, &n, why, whylen)) return false;
+  tok *v = NULL;
+  size_t n = 0;
+  if (a->tokens_file != NULL && !load_toks(a->tokens_file, &v, &n, why, whylen)) return false;
+  dts_jwt *jw = NULL;
+  if (a->jwt_file != NULL && (jw = dts_jwt_create(a->jwt_file, why, whylen)) == NULL) {
+    toks_free(v, n);
+    return false;
+  }
   pthread_rwlock_wrlock(&a->lock);
   tok *old = a->toks;
   size_t nold = a->ntoks;
-  a->toks = v;
-  a->ntoks = n;
+  dts_jwt *oldj = a->jwt;
+  if (a->tokens_file != NULL) {
+    a->toks = v;
+    a->ntoks = n;
+  } else {
+    old = NULL, nold = 0;
+  }
+  if (jw != NULL) a->jwt = jw;
+  else oldj = NULL;
   pthread_rwlock_unlock(&a->lock);
   toks_free(old, nold);
+  dts_jwt_destroy(oldj);
   pthread_mutex_lock(&a->cmu); /* cached JWTs carry grants from the old file */
   for (size_t i = 0; i < 4096; i++) a->cache[i].used = false;
   pthread_mutex_unlock(&a->cmu);
@@ -668,7 +685,11 @@ static void check_roles(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d
  * subject; NULL with why when it does not verify. */
 static bool jwt_tok(dts_auth *a, const char *tv, size_t tlen, tok *t, char *why, size_t whylen) {
   dts_jwt_claims cl;
-  if (!dts_jwt_verify(a->jwt, tv, tlen, &cl, why, whylen)) return false;
+  pthread_rwlock_rdlock(&a->lock); /* the issuers and the subjects' grants, as of one file */
+  if (!dts_jwt_verify(a->jwt, tv, tlen, &cl, why, whylen)) {
+    pthread_rwlock_unlock(&a->lock);
+    return false;
+  }
   memset(t, 0, sizeof(*t));
   snprintf(t->name, sizeof(t->name), "%s", cl.subject);
   t->expires = cl.exp;
@@ -679,7 +700,6 @@ static bool jwt_tok(dts_auth *a, const char *tv, size_t tlen, tok *t, char *why,
     if (grant_parse(spec, &t->grants[t->ngrants]) == NULL) t->ngrants++; /* roles dtsd does not know are ignored */
   }
   int64_t now = wall_now();
-  pthread_rwlock_rdlock(&a->lock);
   for (size_t i = 0; i < a->ntoks; i++) {
     const tok *g = &a->toks[i];
     if (g->subject == NULL || strcmp(g->subject, cl.subject) != 0 || (g->expires != 0 && g->expires <= now)) continue;
@@ -800,7 +820,7 @@ static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d
   }
   size_t tlen;
   const char *tv = bearer_value(r, &tlen);
-  if (a->jwt != NULL && !(tlen > 5 && memcmp(tv, "dtsd_", 5) == 0) && memchr(tv, '.', tlen) != NULL) {
+  if (a->jwt_file != NULL && !(tlen > 5 && memcmp(tv, "dtsd_", 5) == 0) && memchr(tv, '.', tlen) != NULL) {
     check_jwt(a, r, d, h, tv, tlen);
     OPENSSL_cleanse(h, sizeof(h));
     return;
@@ -848,4 +868,8 @@ static void check_roles(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d
   }
 }
 
-void dts_auth_tick(dts_auth *a) { dts_jwt_tick(a->jwt); }
+void dts_auth_tick(dts_auth *a) {
+  pthread_rwlock_rdlock(&a->lock);
+  dts_jwt_tick(a->jwt);
+  pthread_rwlock_unlock(&a->lock);
+}

@@ -292,7 +292,13 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                         .max_conns = o->http_max_conns,
                         .max_scan = o->http_max_scan,
                         .auth = d->auth,
-                        .audit = d->audit};
+                        .audit = d->audit,
+                        .tls_cert_cb = d->tls ? dts_tls_http_callback(d->tls) : NULL};
+  if (d->tls && hc.tls_cert_cb == NULL) {
+    snprintf(err, errlen, "TLS: the certificate cannot be used for HTTPS (logged above)");
+    teardown(d);
+    return -1;
+  }
   if (dts_http_start(&hc, &d->http, &d->http_port, &d->health_port, err, errlen) != DTS_OK) {
     d->http = NULL;
     teardown(d);
@@ -352,10 +358,10 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
     return -1;
   }
   dts_http_serve(d->http, d->bridge);
-  DTS_INFO("main", "listening: gRPC on %s (port %d, %s), HTTP API on %s (port %d, plaintext), health on %s (port %d, "
-                   "plaintext); authentication: %s%s%s%s%s%s",
-           o->address, d->port, d->tls ? "TLS" : "plaintext", o->http_address, d->http_port, o->health_address,
-           d->health_port, o->auth ? "tokens" : o->emulator_mode ? "none (emulator mode: every address)" : "none (loopback only)",
+  const char *mode = d->tls ? "TLS" : "plaintext";
+  DTS_INFO("main", "listening: gRPC on %s (port %d, %s), HTTP API on %s (port %d, %s), health on %s (port %d, "
+                   "%s); authentication: %s%s%s%s%s%s",
+           o->address, d->port, mode, o->http_address, d->http_port, mode, o->health_address, d->health_port, mode, o->auth ? "tokens" : o->emulator_mode ? "none (emulator mode: every address)" : "none (loopback only)",
            o->auth && o->tokens_file ? " from " : "", o->auth && o->tokens_file ? o->tokens_file : "",
            o->auth && o->jwt_issuers ? ", JWTs of the issuers in " : "", o->auth && o->jwt_issuers ? o->jwt_issuers : "",
            o->allow && o->allow[0] ? "; allow list on" : "");

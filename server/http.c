@@ -148,7 +148,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 .conn = conn,
                 .cfg = &l->h->cfg, .lookup = mhd_lookup, .hubs = atomic_load(&l->h->live),
                 .stopping = &l->h->stopping,
-                .peer = ci != NULL ? ci->client_addr : NULL};
+                .peer = ci != NULL ? ci->client_addr : NULL,
+                .tls = l->h->cfg.tls_cert_cb != NULL};
   if (q->body) q->body[q->len] = '\0';
   http_resp out = {.status = 200};
   if (q->too_big)
@@ -215,14 +216,21 @@ static bool resolve(const char *addr, struct sockaddr_storage *ss, socklen_t *sl
   return true;
 }
 
+/* An empty MHD_OPTION_ARRAY: stands in for the certificate callback on a plaintext listener. */
+static struct MHD_OptionItem no_options[1] = {{MHD_OPTION_END, 0, NULL}};
+
 static struct MHD_Daemon *listen_on(dts_http *h, listener *l, const char *addr, int *port, char *err, size_t errlen) {
   struct sockaddr_storage ss;
   socklen_t sl;
   if (!resolve(addr, &ss, &sl, err, errlen)) return NULL;
   unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
   if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  if (h->cfg.tls_cert_cb != NULL) flags |= MHD_USE_TLS;
   struct MHD_Daemon *d = MHD_start_daemon(
       flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, as MHD asks */
+      h->cfg.tls_cert_cb != NULL ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_ARRAY, h->cfg.tls_cert_cb != NULL
+                                                                                          ? h->cfg.tls_cert_cb
+                                                                                          : (void *)no_options,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->cfg.max_conns,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->cfg.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)(64 * 1024), MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)h->cfg.max_conns, MHD_OPTION_NOTIFY_COMPLETED,

@@ -28,6 +28,7 @@ typedef struct dts_http_config {
   int max_scan;            /* instances one query or bulk action looks at (default 100000) */
   dts_auth *auth;          /* who may call what (borrowed; required) */
   dts_audit *audit;        /* the audit log (borrowed; NULL: none) */
+  void *tls_cert_cb;       /* HTTPS on both listeners: a GnuTLS certificate callback (tls.h), or NULL */
 } dts_http_config;
 
 /* Binds and starts both listeners; their bound ports in *api_port and

@@ -9,6 +9,8 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <grpc/grpc_security.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -30,10 +32,22 @@ typedef struct pem_set {
   time_t not_after;           /* the certificate's expiry */
 } pem_set;
 
+/* The certificate as GnuTLS holds it, for the HTTP listeners; every
+ * generation is kept until dtsd stops (a handshake may still use one). */
+typedef struct gnutls_gen {
+  gnutls_pcert_st pcert[8];
+  unsigned npcert;
+  gnutls_privkey_t key;
+  struct gnutls_gen *older;
+} gnutls_gen;
+
 struct dts_tls {
   dts_tls_config cfg;         /* strings owned */
   pthread_mutex_t mu;
   pem_set cur;                /* what is served */
+  unsigned long gen;          /* cur's generation: +1 at every reload */
+  gnutls_gen *gnu;            /* GnuTLS's copy of cur, made for generation gnu_gen */
+  unsigned long gnu_gen;
   bool fresh;                 /* cur not yet handed to gRPC */
   time_t checked;             /* last look at the files (s) */
   struct timespec bad_mt[3];  /* a rejected version: not logged again */
@@ -139,8 +153,17 @@ dts_tls *dts_tls_create(const dts_tls_config *cfg, char *why, size_t whylen) {
   return t;
 }
 
+static dts_tls *http_tls; /* the one whose certificate the HTTP listeners serve */
+
 void dts_tls_destroy(dts_tls *t) {
   if (t == NULL) return;
+  if (http_tls == t) http_tls = NULL;
+  for (gnutls_gen *g = t->gnu, *older; g != NULL; g = older) {
+    older = g->older;
+    for (unsigned i = 0; i < g->npcert; i++) gnutls_pcert_deinit(&g->pcert[i]);
+    gnutls_privkey_deinit(g->key);
+    dts_free(g);
+  }
   pem_free(&t->cur);
   pthread_mutex_destroy(&t->mu);
   dts_free((char *)t->cfg.cert);
@@ -177,6 +200,7 @@ static bool refresh(dts_tls *t) {
   }
   pem_free(&t->cur);
   t->cur = next;
+  t->gen++;
   DTS_INFO("tls", "certificate reloaded from %s (expires in %ld days); new connections use it", t->cfg.cert,
            (long)((t->cur.not_after - time(NULL)) / 86400));
   return true;
@@ -229,4 +253,60 @@ long dts_tls_days_left(dts_tls *t) {
   long d = (long)((t->cur.not_after - time(NULL)) / 86400);
   pthread_mutex_unlock(&t->mu);
   return d;
+}
+
+/* ---- the HTTP listeners (GnuTLS, through libmicrohttpd) -------------------- */
+
+/* Under mu: GnuTLS's copy of the current certificate, made when the
+ * generation changed; NULL when it does not import (logged). */
+static gnutls_gen *gnutls_current(dts_tls *t) {
+  if (t->gnu != NULL && t->gnu_gen == t->gen) return t->gnu;
+  gnutls_gen *g = dts_calloc(1, sizeof(*g));
+  gnutls_datum_t cd = {(unsigned char *)t->cur.cert, (unsigned)strlen(t->cur.cert)};
+  gnutls_datum_t kd = {(unsigned char *)t->cur.key, (unsigned)strlen(t->cur.key)};
+  g->npcert = 8;
+  int rc = gnutls_pcert_list_import_x509_raw(g->pcert, &g->npcert, &cd, GNUTLS_X509_FMT_PEM, 0);
+  if (rc >= 0) rc = gnutls_privkey_init(&g->key);
+  if (rc >= 0) rc = gnutls_privkey_import_x509_raw(g->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
+  if (rc < 0) {
+    DTS_ERROR("tls", "the certificate cannot be used for HTTPS: %s", gnutls_strerror(rc));
+    for (unsigned i = 0; i < g->npcert && g->key != NULL; i++) gnutls_pcert_deinit(&g->pcert[i]);
+    if (g->key) gnutls_privkey_deinit(g->key);
+    dts_free(g);
+    return t->gnu; /* the older one, if any */
+  }
+  g->older = t->gnu;
+  t->gnu = g;
+  t->gnu_gen = t->gen;
+  return g;
+}
+
+static int http_cert(gnutls_session_t s, const gnutls_datum_t *req_ca, int nreq, const gnutls_pk_algorithm_t *algos,
+                     int nalgos, gnutls_pcert_st **pcert, unsigned int *npcert, gnutls_privkey_t *key) {
+  (void)s, (void)req_ca, (void)nreq, (void)algos, (void)nalgos;
+  dts_tls *t = http_tls;
+  if (t == NULL) return -1;
+  pthread_mutex_lock(&t->mu);
+  time_t now = time(NULL);
+  if (now != t->checked) { /* the files, at most once a second, as for gRPC */
+    t->checked = now;
+    if (refresh(t)) t->fresh = true;
+  }
+  gnutls_gen *g = gnutls_current(t);
+  if (g != NULL) {
+    *pcert = g->pcert;
+    *npcert = g->npcert;
+    *key = g->key;
+  }
+  pthread_mutex_unlock(&t->mu);
+  return g != NULL ? 0 : -1;
+}
+
+void *dts_tls_http_callback(dts_tls *t) {
+  http_tls = t;
+  pthread_mutex_lock(&t->mu);
+  gnutls_current(t); /* checked now: a certificate GnuTLS cannot read fails the start */
+  bool ok = t->gnu != NULL;
+  pthread_mutex_unlock(&t->mu);
+  return ok ? (void *)http_cert : NULL;
 }

@@ -31,5 +31,10 @@ void *dts_tls_grpc_credentials(dts_tls *t);
 void dts_tls_check(dts_tls *t);
 /* Days until the served certificate expires (negative: expired). */
 long dts_tls_days_left(dts_tls *t);
+/* The same certificate for the HTTP listeners: a GnuTLS certificate
+ * callback (gnutls_certificate_retrieve_function2 *) for libmicrohttpd's
+ * MHD_OPTION_HTTPS_CERT_CALLBACK, reading the files again as for gRPC.
+ * One per process (the callback has no user pointer). */
+void *dts_tls_http_callback(dts_tls *t);
 
 #endif

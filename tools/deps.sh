@@ -7,7 +7,7 @@ PKGS="build-essential cmake ninja-build pkg-config \
 libgrpc-dev libprotobuf-dev protobuf-compiler \
 libprotobuf-c-dev protobuf-c-compiler \
 libleveldb-dev libck-dev libjemalloc-dev libcmocka-dev \
-libmicrohttpd-dev libjansson-dev libssl-dev libcurl4-openssl-dev \
+libmicrohttpd-dev libjansson-dev libssl-dev libcurl4-openssl-dev libgnutls28-dev \
 clang libclang-rt-14-dev llvm help2man \
 nodejs npm"
 # `deps.sh test`: and what only the tests need (the dashboard's browser tests)

@@ -107,12 +107,29 @@ test("TLS + tokens: the SDK's worker and client run an orchestration; roles, rev
     s.on("error", reject);
   });
   const before = await peerSerial();
+  // the HTTP listeners serve the same certificate (HTTPS), with the same tokens
+  const https = await import("node:https");
+  const hget = (port, p, tok) => new Promise((resolve, reject) => {
+    const req = https.get({ host: "127.0.0.1", port, path: p, servername: "localhost", ca: fs.readFileSync(f("ca.pem")), agent: false,
+      headers: tok ? { authorization: `Bearer ${tok}` } : {} }, (res) => {
+      const serial = res.socket.getPeerCertificate().serialNumber;
+      let body = ""; res.on("data", (d) => { body += d; }); res.on("end", () => resolve({ status: res.statusCode, body, serial }));
+    });
+    req.on("error", reject);
+  });
+  assert.equal((await hget(srv.httpPort, "/api/v1/taskhubs")).status, 401);
+  const listed = await hget(srv.httpPort, "/api/v1/taskhubs", admin);
+  assert.equal(listed.status, 200);
+  assert.equal(JSON.parse(listed.body).principal, "ops");
+  assert.equal((await hget(srv.healthPort, "/healthz")).status, 204, "health over HTTPS too");
+  await assert.rejects(fetch(`http://127.0.0.1:${srv.httpPort}/healthz`), "no plaintext on a TLS listener");
   assert.equal(before.toUpperCase(), serial(fs.readFileSync(f("server.pem"))).toUpperCase());
   makeCerts("renewed");
   fs.copyFileSync(f("renewed.key"), f("server.key"));
   fs.copyFileSync(f("renewed.pem"), f("server.pem"));
   const renewed = serial(fs.readFileSync(f("renewed.pem"))).toUpperCase();
   await waitFor(async () => (await peerSerial()).toUpperCase() === renewed, "the renewed certificate served");
+  await waitFor(async () => (await hget(srv.httpPort, "/healthz")).serial.toUpperCase() === renewed, "and on HTTPS");
   assert.equal((await c.getOrchestrationState(id)).runtimeStatus, S.COMPLETED, "the old connection still works");
   fs.writeFileSync(f("server.pem"), "not a certificate\n"); // a bad file: the renewed one stays
   await waitFor(() => srv.stderr().includes("cannot be used"), "the bad file logged");
@@ -417,6 +434,14 @@ test("JWTs from OpenID Connect issuers: RS256 and ES256, JWKS file and URL, clai
   const hsData = `${b64u(JSON.stringify({ alg: "HS256", kid: "a1" }))}.${b64u(JSON.stringify({ iss: "https://idp-a.test", aud: "https://durabletask.io", sub: "x", exp: now + 60, dtsd_roles: "admin" }))}`;
   const hs = `${hsData}.${crypto.createHmac("sha256", pubPem).update(hsData).digest("base64url")}`;
   assert.match((await q(hs)).details, /algorithm/);
+  // SIGHUP reads the issuers file again: an issuer removed is refused from then on
+  const before = JSON.parse(fs.readFileSync(f("issuers.json"), "utf8"));
+  fs.writeFileSync(f("issuers.json"), JSON.stringify({ issuers: before.issuers.slice(1) }));
+  srv.child.kill("SIGHUP");
+  await waitFor(async () => /issuer is not one this dtsd trusts/.test((await q(a({ dtsd_roles: "reader" }))).details || ""), "idp-a dropped");
+  fs.writeFileSync(f("issuers.json"), JSON.stringify(before));
+  srv.child.kill("SIGHUP");
+  await waitFor(async () => (await q(a({ dtsd_roles: "reader", jti: "x" }))).code === 0, "idp-a back");
   // the issuer rotates its key: an unknown key id fetches the JWKS again
   jwksB = { keys: [jwk(ec, "b1"), jwk(ec2, "b2")] };
   assert.equal((await q(k8s({}, ec2.privateKey, "b2"), "/TaskHubSidecarService/Hello")).code, 0, "the new key found");
