@@ -81,6 +81,9 @@ typedef struct dts_call_ops {
    * item's completion must come from the principal whose stream it was
    * sent on (any thread). */
   const char *(*principal)(dts_call *c);
+  /* A StreamInstanceHistory a worker may make only for the instance whose
+   * orchestrator work item its stream holds (it has no reader role). */
+  bool (*lease_bound)(dts_call *c);
 } dts_call_ops;
 
 /* Message kinds the call's side posts to its owner actor. */

@@ -210,9 +210,24 @@ static void on_restart(inst *in, dts_call *c, RestartInstanceRequest *r) {
 /* The history of the current execution, in chunks of at most 256 events or
  * about 1 MiB, sent once everything before this read is committed.  An
  * unknown instance or another execution: an empty stream (as DTS does). */
+/* Whether the caller's worker stream holds this instance's orchestrator
+ * work item (its principal is the lease's). */
+static bool holds_lease(inst *in, dts_call *c) {
+  dts_hub *h = in->base.h;
+  char kind, owner[DTS_ID_MAX + 1], holder[128];
+  const char *who = h->ops->principal(c);
+  return in->oserial != 0 && who != NULL &&
+         eng_token_owner(h, in->otoken, &kind, owner, sizeof(owner), holder, sizeof(holder)) && strcmp(holder, who) == 0;
+}
+
 static void on_stream_history(inst *in, dts_call *c, StreamInstanceHistoryRequest *r) {
   if (in->base.h->ops->ended(c)) { /* the client went away already */
     in->base.h->ops->stream_end(c, DTS_ST_CANCELLED, "the call ended");
+    return;
+  }
+  if (in->base.h->ops->lease_bound(c) && !holds_lease(in, c)) {
+    in->base.h->ops->stream_end(c, DTS_ST_PERMISSION_DENIED,
+                                "a worker reads the history of the instance whose work item its stream holds, only");
     return;
   }
   hstream *s = dts_calloc(1, sizeof(*s));

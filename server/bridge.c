@@ -98,6 +98,7 @@ struct dts_call {
   atomic_size_t o_queued; /* bytes queued or being sent (any thread reads) */
   char *principal;         /* who called (auth.h), for the audit log of a stream's end */
   char *peer;              /* grpc_call_get_peer's, kept while the call lives */
+  bool lease_bound;        /* a worker's history read: only of the instance whose work item it holds */
   bool counted_wait;       /* holds one of its connection's WaitFor* places */
   bool counted_stream;     /* holds a worker-stream place (in all and its principal's) */
   /* a worker stream, checked again every second (dts_bridge_recheck):
@@ -390,6 +391,7 @@ static void md_value(const grpc_metadata_array *md, const char *key, char *out, 
 /* The metadata arrived with the call, before any actor saw it, and does
  * not change: any thread may read it. */
 static const char *call_principal(dts_call *c) { return c->principal; }
+static bool call_lease_bound(dts_call *c) { return c->lease_bound; }
 
 static void call_describe(dts_call *c, char *w, size_t wn, char *a, size_t an) {
   md_value(&c->md, "workerid", w, wn);
@@ -445,6 +447,7 @@ const dts_call_ops dts_bridge_call_ops = {
     .stream_watch = stream_watch,
     .describe = call_describe,
     .principal = call_principal,
+    .lease_bound = call_lease_bound,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -864,6 +867,8 @@ static void route(dts_bridge *b, dts_call *c) {
     call_reply(c, (dts_buf){NULL, 0});
     return;
   }
+  if (c->method == DTS_M_STREAM_HISTORY && !(ad.roles & AUTH_READ))
+    c->lease_bound = true; /* a worker reads the history of its own work item only (orchestration.c) */
   if (c->method == DTS_M_STREAM_HISTORY && !(ad.roles & AUTH_READ) &&
       !((StreamInstanceHistoryRequest *)req)->for_work_item_processing) { /* a worker reads history for its work only */
     protobuf_c_message_free_unpacked(req, NULL);

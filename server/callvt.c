@@ -18,6 +18,7 @@ static size_t stream_queued(dts_call *c) { return VT(c)->stream_queued(c); }
 static void stream_watch(dts_call *c, size_t below) { VT(c)->stream_watch(c, below); }
 static void describe(dts_call *c, char *w, size_t wn, char *a, size_t an) { VT(c)->describe(c, w, wn, a, an); }
 static const char *principal(dts_call *c) { return VT(c)->principal(c); }
+static bool lease_bound(dts_call *c) { return VT(c)->lease_bound(c); }
 
 const dts_call_ops dts_server_call_ops = {
     .ref = ref,
@@ -35,4 +36,5 @@ const dts_call_ops dts_server_call_ops = {
     .stream_watch = stream_watch,
     .describe = describe,
     .principal = principal,
+    .lease_bound = lease_bound,
 };

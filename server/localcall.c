@@ -149,6 +149,11 @@ static const char *lc_principal(dts_call *c) {
   return NULL; /* in-process: the HTTP edge decided */
 }
 
+static bool lc_lease_bound(dts_call *c) {
+  (void)c;
+  return false;
+}
+
 static void lc_describe(dts_call *c, char *w, size_t wn, char *a, size_t an) {
   (void)c;
   if (wn) w[0] = '\0';
@@ -196,4 +201,5 @@ static const dts_call_ops local_ops = {
     .stream_watch = lc_stream_watch,
     .describe = lc_describe,
     .principal = lc_principal,
+    .lease_bound = lc_lease_bound,
 };

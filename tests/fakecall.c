@@ -165,6 +165,11 @@ static const char *fc_principal(dts_call *c) {
   return NULL;
 }
 
+static bool fc_lease_bound(dts_call *c) {
+  (void)c;
+  return false;
+}
+
 static void fc_describe(dts_call *c, char *w, size_t wn, char *a, size_t an) {
   (void)c;
   snprintf(w, wn, "fake-worker");
@@ -190,4 +195,5 @@ const dts_call_ops fake_call_ops = {
     .stream_watch = fc_stream_watch,
     .describe = fc_describe,
     .principal = fc_principal,
+    .lease_bound = fc_lease_bound,
 };

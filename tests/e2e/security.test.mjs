@@ -324,6 +324,19 @@ test("a work item is completed or abandoned only by the principal whose stream h
   const w = await item;
   const tok = w.subarray(w.length - 33).toString();
   assert.equal(w[w.length - 35], (10 << 3) | 2, "the completion token is the item's last field");
+  // a worker reads history for its own work item only
+  const { int } = await import("./pb.mjs");
+  const history = (t, id) => new Promise((resolve) => {
+    const h = conn.makeServerStreamRequest("/TaskHubSidecarService/StreamInstanceHistory", (b) => b, (b) => b,
+      Buffer.concat([str(1, id), int(3, 1)]), md(t));
+    let chunks = 0;
+    h.on("data", () => { chunks++; });
+    h.on("error", (e) => resolve({ code: e.code, details: e.details }));
+    h.on("status", (x) => { if (x.code === 0) resolve({ code: 0, chunks }); });
+  });
+  assert.equal((await history(w1, "leased-1")).code, 0, "the lease holder reads it (empty: its first turn)");
+  assert.equal((await history(w2, "leased-1")).code, grpc.status.PERMISSION_DENIED, "not the lease holder");
+  assert.equal((await history(w1, "someone-else")).code, grpc.status.PERMISSION_DENIED, "not its work item");
   const abandon = (t) => new Promise((resolve) => conn.makeUnaryRequest("/TaskHubSidecarService/AbandonTaskOrchestratorWorkItem",
     (b) => b, (b) => b, str(1, tok), md(t), (err) => resolve(err ? err : { code: 0 })));
   const other = await abandon(w2);
