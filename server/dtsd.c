@@ -42,6 +42,7 @@ struct dtsd {
   dts_audit *audit;
   dts_tls *tls;
   time_t tls_checked;
+  char *client_ca;
 };
 
 void dtsd_options_init(dtsd_options *o) {
@@ -153,6 +154,7 @@ static void teardown(dtsd *d) {
   dts_auth_destroy(d->auth);
   dts_audit_close(d->audit);
   dts_tls_destroy(d->tls);
+  dts_free(d->client_ca);
   dts_free(d->dir);
   dts_free(d);
   dts_pool_thread_flush();
@@ -294,6 +296,8 @@ int dtsd_start(const dtsd_options *o, dtsd **out, char *err, unsigned errlen) {
                         .auth = d->auth,
                         .audit = d->audit,
                         .tls_cert_cb = d->tls ? dts_tls_http_callback(d->tls) : NULL};
+  d->client_ca = d->tls ? dts_tls_client_ca(d->tls, &hc.client_auth) : NULL; /* kept while the listeners run */
+  hc.client_ca = d->client_ca;
   if (d->tls && hc.tls_cert_cb == NULL) {
     snprintf(err, errlen, "TLS: the certificate cannot be used for HTTPS (logged above)");
     teardown(d);

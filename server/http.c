@@ -15,6 +15,8 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 
 #include <arpa/inet.h>
@@ -115,6 +117,45 @@ typedef struct listener {
 
 static listener L_API, L_HEALTH; /* set per server in dts_http_start; pointers passed to MHD */
 
+/* The verified client certificate's principal: its SPIFFE id, else its
+ * first subject alternative name, else its common name (as gRPC's). */
+static bool client_principal(struct MHD_Connection *conn, char *out, size_t len) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+  gnutls_session_t s = ci ? (gnutls_session_t)ci->tls_session : NULL;
+  unsigned status = 1, n = 0;
+  if (s == NULL || gnutls_certificate_verify_peers2(s, &status) != GNUTLS_E_SUCCESS || status != 0) return false;
+  const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &n);
+  gnutls_x509_crt_t crt;
+  if (certs == NULL || n == 0 || gnutls_x509_crt_init(&crt) != GNUTLS_E_SUCCESS) return false;
+  bool found = false;
+  if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == GNUTLS_E_SUCCESS) {
+    char first[520] = "";
+    for (unsigned i = 0; !found; i++) {
+      size_t sz = sizeof(first);
+      char san[520];
+      sz = sizeof(san) - 1;
+      int type = gnutls_x509_crt_get_subject_alt_name(crt, i, san, &sz, NULL);
+      if (type < 0) break;
+      san[sz < sizeof(san) ? sz : sizeof(san) - 1] = '\0';
+      if (type == GNUTLS_SAN_URI && strncmp(san, "spiffe://", 9) == 0) {
+        snprintf(out, len, "%s", san);
+        found = true;
+      } else if (first[0] == '\0') {
+        snprintf(first, sizeof(first), "%s", san);
+      }
+    }
+    size_t sz = len;
+    if (!found && first[0] != '\0') {
+      snprintf(out, len, "%s", first);
+      found = true;
+    } else if (!found && gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, out, &sz) == GNUTLS_E_SUCCESS) {
+      found = true;
+    }
+  }
+  gnutls_x509_crt_deinit(crt);
+  return found;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls) {
   (void)version;
@@ -149,7 +190,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 .cfg = &l->h->cfg, .lookup = mhd_lookup, .hubs = atomic_load(&l->h->live),
                 .stopping = &l->h->stopping,
                 .peer = ci != NULL ? ci->client_addr : NULL,
-                .tls = l->h->cfg.tls_cert_cb != NULL};
+                .tls = l->h->cfg.tls_cert_cb != NULL,
+                .cert_required = l->h->cfg.client_ca != NULL && l->h->cfg.client_auth == 2 /* DTS_MTLS_REQUIRE */};
+  char certp[520];
+  if (l->h->cfg.client_ca != NULL && client_principal(conn, certp, sizeof(certp))) r.cert_principal = certp;
   if (q->body) q->body[q->len] = '\0';
   http_resp out = {.status = 200};
   if (q->too_big)
@@ -216,9 +260,6 @@ static bool resolve(const char *addr, struct sockaddr_storage *ss, socklen_t *sl
   return true;
 }
 
-/* An empty MHD_OPTION_ARRAY: stands in for the certificate callback on a plaintext listener. */
-static struct MHD_OptionItem no_options[1] = {{MHD_OPTION_END, 0, NULL}};
-
 static struct MHD_Daemon *listen_on(dts_http *h, listener *l, const char *addr, int *port, char *err, size_t errlen) {
   struct sockaddr_storage ss;
   socklen_t sl;
@@ -226,11 +267,15 @@ static struct MHD_Daemon *listen_on(dts_http *h, listener *l, const char *addr, 
   unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
   if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   if (h->cfg.tls_cert_cb != NULL) flags |= MHD_USE_TLS;
+  struct MHD_OptionItem tlsopts[3] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
+  if (h->cfg.tls_cert_cb != NULL) {
+    tlsopts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, h->cfg.tls_cert_cb};
+    if (h->cfg.client_ca != NULL) /* asks clients for a certificate; checked per request */
+      tlsopts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)h->cfg.client_ca};
+  }
   struct MHD_Daemon *d = MHD_start_daemon(
       flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, as MHD asks */
-      h->cfg.tls_cert_cb != NULL ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_ARRAY, h->cfg.tls_cert_cb != NULL
-                                                                                          ? h->cfg.tls_cert_cb
-                                                                                          : (void *)no_options,
+      MHD_OPTION_ARRAY, tlsopts,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->cfg.max_conns,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->cfg.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)(64 * 1024), MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)h->cfg.max_conns, MHD_OPTION_NOTIFY_COMPLETED,

@@ -29,6 +29,8 @@ typedef struct dts_http_config {
   dts_auth *auth;          /* who may call what (borrowed; required) */
   dts_audit *audit;        /* the audit log (borrowed; NULL: none) */
   void *tls_cert_cb;       /* HTTPS on both listeners: a GnuTLS certificate callback (tls.h), or NULL */
+  const char *client_ca;   /* with HTTPS: CAs of client certificates (PEM), or NULL */
+  int client_auth;         /* DTS_MTLS_OPTIONAL or DTS_MTLS_REQUIRE (tls.h) with client_ca */
 } dts_http_config;
 
 /* Binds and starts both listeners; their bound ports in *api_port and
@@ -67,6 +69,8 @@ typedef struct http_req {
   const dts_http_config *cfg;
   const struct sockaddr *peer; /* the client's address (NULL: unknown) */
   bool tls;                    /* the connection is TLS */
+  const char *cert_principal;  /* a verified client certificate's principal (as for gRPC), or NULL */
+  bool cert_required;          /* mTLS require: no verified certificate, no answer */
 } http_req;
 
 /* An answer written as it comes (server-sent events).  next() writes up to

@@ -21,8 +21,14 @@ bool http_authorize(const http_req *r, http_resp *out, const char *hub, int need
     auth = bearer;
   }
   dts_auth_req q = {.peer = r->peer, .tls = r->tls, .authorization = auth, .authorization_len = auth ? strlen(auth) : 0,
-                    .hub = hub, .needs = needs};
+                    .hub = hub, .needs = needs, .cert_principal = r->cert_principal};
   dts_auth_check(r->cfg->auth, &q, d);
+  if (d->st == DTS_ST_OK && r->cert_required && r->cert_principal == NULL && needs != AUTH_PUBLIC) {
+    memset(d, 0, sizeof(*d));
+    d->st = DTS_ST_UNAUTHENTICATED;
+    snprintf(d->reason, sizeof(d->reason), "no client certificate");
+    snprintf(d->msg, sizeof(d->msg), "this dtsd requires a client certificate signed by its client CA (--tls-client-auth require)");
+  }
   char method[300];
   snprintf(method, sizeof(method), "%s %.250s", r->method, r->path);
   char peer[80] = "";

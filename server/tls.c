@@ -310,3 +310,11 @@ void *dts_tls_http_callback(dts_tls *t) {
   pthread_mutex_unlock(&t->mu);
   return ok ? (void *)http_cert : NULL;
 }
+
+char *dts_tls_client_ca(dts_tls *t, int *mode) {
+  pthread_mutex_lock(&t->mu);
+  char *ca = t->cur.ca != NULL && t->cfg.client_auth != DTS_MTLS_NONE ? dts_strdup(t->cur.ca) : NULL;
+  pthread_mutex_unlock(&t->mu);
+  *mode = t->cfg.client_auth;
+  return ca;
+}

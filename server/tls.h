@@ -36,5 +36,8 @@ long dts_tls_days_left(dts_tls *t);
  * MHD_OPTION_HTTPS_CERT_CALLBACK, reading the files again as for gRPC.
  * One per process (the callback has no user pointer). */
 void *dts_tls_http_callback(dts_tls *t);
+/* The client CA file's contents as read at start (dts_free it), and the
+ * mTLS mode; NULL when none. */
+char *dts_tls_client_ca(dts_tls *t, int *mode);
 
 #endif

@@ -306,6 +306,23 @@ test("mTLS: a verified client certificate names the caller (SPIFFE id, else SAN,
   assert.match(mal.details, /'mallory' has no grants/);
   assert.equal((await call(none, Q)).code, grpc.status.UNAUTHENTICATED, "no certificate, no token");
   for (const x of [a, wk, m, none]) x.close();
+  // HTTPS: the same certificates name the same callers
+  const https = await import("node:https");
+  const hget = (port, tag) => new Promise((resolve, reject) => {
+    const opts = { host: "127.0.0.1", port, path: "/api/v1/taskhubs", servername: "localhost", agent: false, ca: fs.readFileSync(f("ca.pem")) };
+    if (tag) Object.assign(opts, { key: fs.readFileSync(f(`${tag}.key`)), cert: fs.readFileSync(f(`${tag}.pem`)) });
+    https.get(opts, (res) => { let b = ""; res.on("data", (d) => { b += d; }); res.on("end", () => resolve({ status: res.statusCode, body: b })); })
+      .on("error", reject);
+  });
+  const hs = await hget(srv.httpPort, "c-alice");
+  assert.equal(hs.status, 200, hs.body);
+  assert.equal(JSON.parse(hs.body).principal, "cert-alice");
+  assert.equal((await hget(srv.httpPort, null)).status, 401, "optional: no certificate, no token");
+  const req = await startDtsd({ args: ["--auth", "on", "--tokens-file", f("tokens.json"), "--tls-cert", f("server.pem"),
+    "--tls-key", f("server.key"), "--tls-client-ca", f("ca.pem"), "--tls-client-auth", "require"] });
+  servers.push(req);
+  assert.equal((await hget(req.httpPort, "c-alice")).status, 200);
+  await hget(req.httpPort, null).then((r) => assert.equal(r.status, 401), () => { /* or the handshake fails: refused either way */ });
 });
 
 test("a work item is completed or abandoned only by the principal whose stream holds it", async () => {
