@@ -818,7 +818,7 @@ static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d
          "TLS required: a token is accepted only over TLS from a non-loopback address");
     return;
   }
-  size_t tlen;
+  size_t tlen = 0;
   const char *tv = bearer_value(r, &tlen);
   if (a->jwt_file != NULL && !(tlen > 5 && memcmp(tv, "dtsd_", 5) == 0) && memchr(tv, '.', tlen) != NULL) {
     check_jwt(a, r, d, h, tv, tlen);
