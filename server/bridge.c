@@ -1075,12 +1075,14 @@ dts_err dts_bridge_start(const dts_bridge_config *cfg, dts_bridge **out, int *po
   grpc_init();
   dts_bridge_limits *l = &b->lim;
   *l = cfg->limits;
-  if (l->streams_per_conn <= 0) l->streams_per_conn = 1000;
+  /* above the waits' limit: a connection full of waits must still carry the
+   * completions that end them (clients share one connection per target) */
+  if (l->streams_per_conn <= 0) l->streams_per_conn = 16384;
   if (l->max_metadata <= 0) l->max_metadata = 16384;
   if (l->handshake_timeout_ms <= 0) l->handshake_timeout_ms = 10000;
   if (l->min_ping_interval_ms <= 0) l->min_ping_interval_ms = 10000;
   if (l->max_ping_strikes <= 0) l->max_ping_strikes = 2;
-  if (l->waits_per_conn <= 0) l->waits_per_conn = 1000;
+  if (l->waits_per_conn <= 0) l->waits_per_conn = 10000;
   if (l->worker_streams <= 0) l->worker_streams = 10000;
   if (l->worker_streams_per_principal <= 0) l->worker_streams_per_principal = 1000;
   if (l->drain_grace_ms <= 0) l->drain_grace_ms = 30000;

@@ -27,14 +27,14 @@ typedef struct dts_hubset {
 
 /* What one client may take (docs/security.md); each 0 means its default. */
 typedef struct dts_bridge_limits {
-  int streams_per_conn;       /* concurrent HTTP/2 streams on one connection (1000) */
+  int streams_per_conn;       /* concurrent HTTP/2 streams on one connection (16384) */
   int max_metadata;           /* bytes of headers a call may send (16384) */
   int handshake_timeout_ms;   /* a connection must finish its handshake within (10000) */
   int min_ping_interval_ms;   /* a client pinging more often than this without data gets a strike (10000) */
   int max_ping_strikes;       /* strikes before the connection is closed (2) */
   int conn_idle_ms;           /* close connections idle this long (0: never) */
   int conn_age_ms;            /* close connections this old, gracefully (0: never) */
-  int waits_per_conn;         /* open WaitForInstance* calls on one connection (1000) */
+  int waits_per_conn;         /* open WaitForInstance* calls on one connection (10000) */
   int worker_streams;         /* open GetWorkItems streams in all (10000) */
   int worker_streams_per_principal; /* ... per principal (1000) */
   int drain_grace_ms;         /* a stream whose credentials went is cut this long after, items done or not (30000) */

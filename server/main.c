@@ -141,7 +141,7 @@ static const flag flags[] = {
     {"auth-fail-limit", "DTSD_AUTH_FAIL_LIMIT", F_INT, &o.auth_fail_limit, 1, 1000000, "N",
      "failed authentications from one address within a minute before it must wait 1, 2, 4 ... 60 s (default 20)"},
     {"max-streams-per-connection", "DTSD_MAX_STREAMS_PER_CONNECTION", F_INT, &o.max_streams_per_conn, 1, 1000000, "N",
-     "concurrent gRPC calls on one connection (default 1000)"},
+     "concurrent gRPC calls on one connection (default 16384)"},
     {"max-metadata", "DTSD_MAX_METADATA", F_INT, &o.max_metadata, 1024, 1 << 20, "BYTES",
      "headers one gRPC call may send (default 16384)"},
     {"handshake-timeout", "DTSD_HANDSHAKE_TIMEOUT", F_INT, &o.handshake_timeout_ms, 100, 600000, "MS",
@@ -155,7 +155,8 @@ static const flag flags[] = {
     {"connection-age", "DTSD_CONNECTION_AGE", F_INT, &o.conn_age_ms, 0, 0x7fffffff, "MS",
      "close gRPC connections this old, gracefully; clients reconnect (default 0: never)"},
     {"max-waits-per-connection", "DTSD_MAX_WAITS_PER_CONNECTION", F_INT, &o.max_waits_per_conn, 1, 10000000, "N",
-     "open WaitForInstanceStart/Completion calls on one connection (default 1000)"},
+     "open WaitForInstanceStart/Completion calls on one connection (default 10000; below the streams per connection, so "
+     "the calls that end them still get through)"},
     {"max-worker-streams", "DTSD_MAX_WORKER_STREAMS", F_INT, &o.max_worker_streams, 1, 10000000, "N",
      "open GetWorkItems streams in all (default 10000)"},
     {"max-worker-streams-per-principal", "DTSD_MAX_WORKER_STREAMS_PER_PRINCIPAL", F_INT, &o.max_worker_streams_per_principal,
