@@ -148,7 +148,7 @@ static void list_hubs(api *a) {
   int n = a->r->hubs->list(a->r->hubs->ctx, hubs, DTS_MAX_HUBS);
   json_t *arr = json_array();
   for (int i = 0; i < n; i++) {
-    int roles = dts_auth_roles_on(a->r->cfg->auth, d.principal, dts_hub_name(hubs[i]));
+    int roles = dts_auth_roles_in(&d, dts_hub_name(hubs[i]));
     if (roles == 0) continue;
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(dts_hub_name(hubs[i])));

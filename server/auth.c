@@ -578,14 +578,20 @@ static int roles_of(const tok *t, const char *hub) {
   return r;
 }
 
-int dts_auth_roles_on(dts_auth *a, const char *principal, const char *hub) {
-  if (!a->on) return AUTH_ROLE_ADMIN;
+int dts_auth_roles_in(const dts_auth_decision *d, const char *hub) {
+  if (d->all_hubs) return AUTH_ROLE_ADMIN;
   int r = 0;
-  pthread_rwlock_rdlock(&a->lock);
-  for (size_t i = 0; i < a->ntoks; i++)
-    if (strcmp(a->toks[i].name, principal) == 0) r = roles_of(&a->toks[i], hub);
-  pthread_rwlock_unlock(&a->lock);
+  for (int i = 0; i < d->ngrants; i++)
+    if (strcmp(d->grant_hub[i], "*") == 0 || strcmp(d->grant_hub[i], hub) == 0) r |= d->grant_roles[i];
   return r;
+}
+
+/* The principal's grants, kept in the decision. */
+static void keep_grants(dts_auth_decision *d, const tok *t) {
+  for (size_t i = 0; i < t->ngrants && d->ngrants < 16; i++) {
+    snprintf(d->grant_hub[d->ngrants], sizeof(d->grant_hub[0]), "%s", t->grants[i].hub);
+    d->grant_roles[d->ngrants++] = t->grants[i].roles;
+  }
 }
 
 void dts_auth_counts(dts_auth *a, long *unauthenticated, long *denied) {
@@ -738,6 +744,7 @@ static void check_jwt(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d, 
   }
   snprintf(d->principal, sizeof(d->principal), "%s", t.name);
   d->roles = roles_of(&t, r->hub);
+  keep_grants(d, &t);
   check_roles(a, r, d);
 }
 
@@ -750,6 +757,7 @@ static void check_cert(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d)
   if (found != NULL) {
     snprintf(d->principal, sizeof(d->principal), "%s", found->name);
     d->roles = roles_of(found, r->hub);
+    keep_grants(d, found);
   }
   int64_t exp = found ? found->expires : 0;
   pthread_rwlock_unlock(&a->lock);
@@ -781,6 +789,7 @@ void dts_auth_check(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d) {
     if (loop || a->emulator_mode || (a->on && r->needs == AUTH_PUBLIC)) {
       snprintf(d->principal, sizeof(d->principal), "anonymous");
       d->roles = a->on ? 0 : AUTH_ROLE_ADMIN;
+      d->all_hubs = !a->on;
       return;
     }
     deny(a, d, DTS_ST_PERMISSION_DENIED, "protected mode: not loopback",
@@ -833,6 +842,7 @@ static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d
   if (found != NULL) {
     snprintf(d->principal, sizeof(d->principal), "%s", found->name);
     d->roles = roles_of(found, r->hub);
+    keep_grants(d, found);
   }
   int64_t exp = found ? found->expires : 0;
   pthread_rwlock_unlock(&a->lock);

@@ -84,6 +84,11 @@ typedef struct dts_auth_decision {
   char principal[200];  /* the token's name, the JWT's subject, the certificate's principal; "anonymous" without auth */
   int roles;            /* the principal's role bits on this hub */
   bool quiet;           /* (from the request) */
+  /* the principal's grants on every hub, for listing hubs (dts_auth_roles_in) */
+  bool all_hubs;        /* no auth: everything everywhere */
+  char grant_hub[16][65];
+  int grant_roles[16];
+  int ngrants;
 } dts_auth_decision;
 
 /* Decides; never touches the network or the disk.  Any thread. */
@@ -91,8 +96,9 @@ void dts_auth_check(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d);
 /* Callers refused so far: unauthenticated (no, bad or expired token) and
  * denied (protected mode, allow list, missing role), for /metrics. */
 void dts_auth_counts(dts_auth *a, long *unauthenticated, long *denied);
-/* The principal's role bits on hub (0: none) -- for listing hubs. */
-int dts_auth_roles_on(dts_auth *a, const char *principal, const char *hub);
+/* The role bits a decision's principal has on hub (0: none) -- for
+ * listing the hubs it may see. */
+int dts_auth_roles_in(const dts_auth_decision *d, const char *hub);
 
 /* "ipv4:1.2.3.4:5", "ipv6:[::1]:5" (gRPC's peer form) into ss; false when
  * it is not one. */

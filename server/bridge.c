@@ -699,13 +699,13 @@ static bool route_hub_change(dts_bridge *b, dts_call *c, dts_hub **out) {
 }
 
 /* ListTaskHubs: the served hubs the caller has a role on, by name. */
-static void list_hubs(dts_bridge *b, dts_call *c) {
+static void list_hubs(dts_bridge *b, dts_call *c, const dts_auth_decision *d) {
   char *names[DTS_MAX_HUBS];
   Dtsd__Admin__ListTaskHubsResponse resp = DTSD__ADMIN__LIST_TASK_HUBS_RESPONSE__INIT;
   pthread_rwlock_rdlock(&b->hubs_lock);
   dts_hubset *hs = b->cfg.hubs;
   for (int i = 0; i < hs->nlive; i++) /* hubs outlive the bridge */
-    if (dts_auth_roles_on(b->cfg.auth, c->principal, dts_hub_name(hs->live[i])) != 0)
+    if (dts_auth_roles_in(d, dts_hub_name(hs->live[i])) != 0)
       names[resp.n_names++] = (char *)dts_hub_name(hs->live[i]);
   resp.names = names;
   dts_buf body = dts_pb_pack(&resp.base);
@@ -816,7 +816,7 @@ static void route(dts_bridge *b, dts_call *c) {
   dts_auth_decision ad;
   if (!authorize(b, c, &ad) || !within_limits(b, c)) return;
   if (c->method == DTS_M_ADMIN_LIST_TASK_HUBS) {
-    list_hubs(b, c);
+    list_hubs(b, c, &ad);
     return;
   }
   const dts_method_info *mi = &dts_methods[c->method];

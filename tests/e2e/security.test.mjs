@@ -443,6 +443,9 @@ test("JWTs from OpenID Connect issuers: RS256 and ES256, JWKS file and URL, clai
   assert.equal((await q(a({ dtsd_roles: ["default=reader"] }))).code, 0, "RS256, roles from the claim");
   assert.equal((await q(a({ dtsd_roles: "reader" }))).code, 0, "a bare role means every hub");
   assert.equal((await q(a({}))).code, grpc.status.PERMISSION_DENIED, "verified, but no role");
+  const listed = await (await fetch(`${srv.http}/api/v1/taskhubs`, { headers: { authorization: `Bearer ${a({ dtsd_roles: ["default=reader"] })}` } })).json();
+  assert.deepEqual(listed.taskHubs, [{ name: "default", role: "reader" }], "a JWT's hubs and role");
+  assert.equal(listed.principal, "alice");
   assert.equal((await q(k8s({}))).code, grpc.status.PERMISSION_DENIED, "ES256 from the URL: the subject's grant is worker");
   assert.equal((await q(k8s({}), "/TaskHubSidecarService/Hello")).code, 0);
   const refusals = [
