@@ -586,12 +586,17 @@ int dts_auth_roles_in(const dts_auth_decision *d, const char *hub) {
   return r;
 }
 
-/* The principal's grants, kept in the decision. */
-static void keep_grants(dts_auth_decision *d, const tok *t) {
+/* t names the caller: its name, its roles on r's hub and all its grants go
+ * into d; returns when t expires (0: never).  Under the tokens' lock when t
+ * is one of them. */
+static int64_t take_principal(dts_auth_decision *d, const tok *t, const char *hub) {
+  snprintf(d->principal, sizeof(d->principal), "%s", t->name);
+  d->roles = roles_of(t, hub);
   for (size_t i = 0; i < t->ngrants && d->ngrants < 16; i++) {
     snprintf(d->grant_hub[d->ngrants], sizeof(d->grant_hub[0]), "%s", t->grants[i].hub);
     d->grant_roles[d->ngrants++] = t->grants[i].roles;
   }
+  return t->expires;
 }
 
 void dts_auth_counts(dts_auth *a, long *unauthenticated, long *denied) {
@@ -742,9 +747,7 @@ static void check_jwt(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d, 
     c->used = true;
     pthread_mutex_unlock(&a->cmu);
   }
-  snprintf(d->principal, sizeof(d->principal), "%s", t.name);
-  d->roles = roles_of(&t, r->hub);
-  keep_grants(d, &t);
+  take_principal(d, &t, r->hub);
   check_roles(a, r, d);
 }
 
@@ -754,12 +757,7 @@ static void check_cert(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d)
   const tok *found = NULL;
   for (size_t i = 0; i < a->ntoks && found == NULL; i++)
     if (a->toks[i].cert != NULL && strcmp(a->toks[i].cert, r->cert_principal) == 0) found = &a->toks[i];
-  if (found != NULL) {
-    snprintf(d->principal, sizeof(d->principal), "%s", found->name);
-    d->roles = roles_of(found, r->hub);
-    keep_grants(d, found);
-  }
-  int64_t exp = found ? found->expires : 0;
+  int64_t exp = found ? take_principal(d, found, r->hub) : 0;
   pthread_rwlock_unlock(&a->lock);
   if (found == NULL) {
     char msg[300];
@@ -839,21 +837,14 @@ static void check_token(dts_auth *a, const dts_auth_req *r, dts_auth_decision *d
   for (size_t i = 0; i < a->ntoks; i++) /* every one compared: the time says nothing of which */
     if (a->toks[i].cert == NULL && a->toks[i].subject == NULL && CRYPTO_memcmp(a->toks[i].hash, h, 32) == 0)
       found = &a->toks[i];
-  if (found != NULL) {
-    snprintf(d->principal, sizeof(d->principal), "%s", found->name);
-    d->roles = roles_of(found, r->hub);
-    keep_grants(d, found);
-  }
-  int64_t exp = found ? found->expires : 0;
+  int64_t exp = found ? take_principal(d, found, r->hub) : 0;
   pthread_rwlock_unlock(&a->lock);
   OPENSSL_cleanse(h, sizeof(h));
   if (found == NULL) {
     deny(a, d, DTS_ST_UNAUTHENTICATED, "unknown token", "the token is not known to this dtsd (revoked, or from elsewhere)");
     return;
   }
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  if (exp != 0 && exp <= (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec) {
+  if (exp != 0 && exp <= wall_now()) {
     char when[40], msg[300];
     pbjson_time(exp, when);
     snprintf(msg, sizeof(msg), "the token '%.64s' expired at %s", d->principal, when);

@@ -248,12 +248,6 @@ void dts_tls_check(dts_tls *t) {
   if (warn) DTS_WARN("tls", "the certificate %s expires in %ld days: replace the file (it is read again without a restart)", t->cfg.cert, days);
 }
 
-long dts_tls_days_left(dts_tls *t) {
-  pthread_mutex_lock(&t->mu);
-  long d = (long)((t->cur.not_after - time(NULL)) / 86400);
-  pthread_mutex_unlock(&t->mu);
-  return d;
-}
 
 /* ---- the HTTP listeners (GnuTLS, through libmicrohttpd) -------------------- */
 

@@ -29,8 +29,6 @@ void *dts_tls_grpc_credentials(dts_tls *t);
 /* Looks at the files again now (the fetcher does it at most once a
  * second); logs a warning while the certificate expires within 14 days. */
 void dts_tls_check(dts_tls *t);
-/* Days until the served certificate expires (negative: expired). */
-long dts_tls_days_left(dts_tls *t);
 /* The same certificate for the HTTP listeners: a GnuTLS certificate
  * callback (gnutls_certificate_retrieve_function2 *) for libmicrohttpd's
  * MHD_OPTION_HTTPS_CERT_CALLBACK, reading the files again as for gRPC.
