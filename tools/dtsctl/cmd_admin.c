@@ -105,12 +105,6 @@ static bool sub_begin(int argc, char **argv, const char *help, const char *which
   return true;
 }
 
-static int done_empty(ctl *c, ProtobufCMessage *r, rpc_err *e, const char *what) {
-  if (r == NULL) return ctl_fail(e, what);
-  protobuf_c_message_free_unpacked(r, NULL);
-  (void)c;
-  return EX_OK;
-}
 
 /* ---- hubs ------------------------------------------------------------------------- */
 
@@ -149,11 +143,11 @@ int cmd_hubs(ctl *c, int argc, char **argv) {
   c->hub = dts_strdup(argv[first]); /* the taskhub header names the hub */
   if (strcmp(sub, "create") == 0) {
     CreateTaskHubRequest req = CREATE_TASK_HUB_REQUEST__INIT;
-    return done_empty(c, ctl_unary(c, SVC "CreateTaskHub", &req.base, &create_task_hub_response__descriptor, &e), &e, c->hub);
+    return ctl_act(c, SVC "CreateTaskHub", &req.base, &create_task_hub_response__descriptor, c->hub);
   }
   if (!o.yes) return ctl_usage("hubs delete removes every instance, entity and schedule of '%s' for good: add --yes", c->hub);
   DeleteTaskHubRequest req = DELETE_TASK_HUB_REQUEST__INIT;
-  return done_empty(c, ctl_unary(c, SVC "DeleteTaskHub", &req.base, &delete_task_hub_response__descriptor, &e), &e, c->hub);
+  return ctl_act(c, SVC "DeleteTaskHub", &req.base, &delete_task_hub_response__descriptor, c->hub);
 }
 
 /* ---- entities ----------------------------------------------------------------------- */
@@ -242,8 +236,7 @@ static int entity_signal(ctl *c, const char *id, const char *op, const aopts *o)
   req.input = dts_sv(&in, o->input);
   req.request_id = rid;
   req.scheduled_time = o->at ? dts_ts_from_ns(&ts, o->at) : NULL;
-  rpc_err e;
-  return done_empty(c, ctl_unary(c, SVC "SignalEntity", &req.base, &signal_entity_response__descriptor, &e), &e, id);
+  return ctl_act(c, SVC "SignalEntity", &req.base, &signal_entity_response__descriptor, id);
 }
 
 static int entity_clean(ctl *c, const aopts *o) {
@@ -416,8 +409,7 @@ int cmd_schedules(ctl *c, int argc, char **argv) {
   req.schedule_id = (char *)id;
   rpc_err e;
   if (strcmp(sub, "delete") == 0)
-    return done_empty(c, ctl_unary(c, ADM "DeleteSchedule", &req.base, &dtsd__admin__delete_schedule_response__descriptor, &e),
-                      &e, id);
+    return ctl_act(c, ADM "DeleteSchedule", &req.base, &dtsd__admin__delete_schedule_response__descriptor, id);
   const char *m = strcmp(sub, "show") == 0 ? ADM "GetSchedule"
                   : strcmp(sub, "pause") == 0 ? ADM "PauseSchedule"
                   : strcmp(sub, "resume") == 0 ? ADM "ResumeSchedule"

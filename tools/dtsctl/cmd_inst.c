@@ -488,15 +488,6 @@ static bool act_opt(void *ctx, int v, const char *arg) {
   }
 }
 
-/* Answers the empty response of an action: nothing printed on success. */
-static int acted(ctl *c, const char *method, const char *id, const ProtobufCMessage *req,
-                 const ProtobufCMessageDescriptor *d) {
-  rpc_err e;
-  ProtobufCMessage *r = ctl_unary(c, method, req, d, &e);
-  if (r == NULL) return ctl_fail(&e, id);
-  protobuf_c_message_free_unpacked(r, NULL);
-  return EX_OK;
-}
 
 static const char RAISE_HELP[] =
     "usage: dtsctl raise INSTANCE_ID EVENT_NAME [--data JSON]\n  Raises an event on an orchestration instance.\n";
@@ -512,7 +503,7 @@ int cmd_raise(ctl *c, int argc, char **argv) {
   req.instance_id = argv[first];
   req.name = argv[first + 1];
   req.input = dts_sv(&in, o.data);
-  return acted(c, SVC "RaiseEvent", argv[first], &req.base, &raise_event_response__descriptor);
+  return ctl_act(c, SVC "RaiseEvent", &req.base, &raise_event_response__descriptor, argv[first]);
 }
 
 static const char SIMPLE_HELP[] =
@@ -540,7 +531,7 @@ int cmd_simple(ctl *c, const char *verb, int argc, char **argv) {
     req.instance_id = id;
     req.output = dts_sv(&rs, o.output ? o.output : enc);
     req.recursive = o.recursive;
-    rc = acted(c, SVC "TerminateInstance", id, &req.base, &terminate_response__descriptor);
+    rc = ctl_act(c, SVC "TerminateInstance", &req.base, &terminate_response__descriptor, id);
     free(enc);
     json_decref(js);
     return rc;
@@ -549,18 +540,18 @@ int cmd_simple(ctl *c, const char *verb, int argc, char **argv) {
     SuspendRequest req = SUSPEND_REQUEST__INIT;
     req.instance_id = id;
     req.reason = dts_sv(&rs, o.reason);
-    return acted(c, SVC "SuspendInstance", id, &req.base, &suspend_response__descriptor);
+    return ctl_act(c, SVC "SuspendInstance", &req.base, &suspend_response__descriptor, id);
   }
   if (strcmp(verb, "resume") == 0) {
     ResumeRequest req = RESUME_REQUEST__INIT;
     req.instance_id = id;
     req.reason = dts_sv(&rs, o.reason);
-    return acted(c, SVC "ResumeInstance", id, &req.base, &resume_response__descriptor);
+    return ctl_act(c, SVC "ResumeInstance", &req.base, &resume_response__descriptor, id);
   }
   RewindInstanceRequest req = REWIND_INSTANCE_REQUEST__INIT;
   req.instance_id = id;
   req.reason = dts_sv(&rs, o.reason);
-  return acted(c, SVC "RewindInstance", id, &req.base, &rewind_instance_response__descriptor);
+  return ctl_act(c, SVC "RewindInstance", &req.base, &rewind_instance_response__descriptor, id);
 }
 
 static const char RESTART_HELP[] =

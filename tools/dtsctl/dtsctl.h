@@ -55,6 +55,10 @@ typedef struct rpc_err {
  * protobuf_c_message_free_unpacked), or NULL with e set. */
 ProtobufCMessage *ctl_unary(ctl *c, const char *method, const ProtobufCMessage *req,
                             const ProtobufCMessageDescriptor *resp, rpc_err *e);
+/* A call whose answer is empty: EX_OK, or the failure printed (about
+ * `what`) and its exit code. */
+int ctl_act(ctl *c, const char *method, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp,
+            const char *what);
 /* A server-streaming call: each message decoded and handed to fn (which
  * frees it); false from fn stops reading.  e set when the call failed. */
 typedef bool (*ctl_each_fn)(void *ctx, ProtobufCMessage *m);

@@ -285,3 +285,12 @@ void ctl_stream(ctl *c, const char *method, const ProtobufCMessage *req, const P
   grpc_metadata_array_destroy(&trail_md);
   end(&x);
 }
+
+int ctl_act(ctl *c, const char *method, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp,
+            const char *what) {
+  rpc_err e;
+  ProtobufCMessage *r = ctl_unary(c, method, req, resp, &e);
+  if (r == NULL) return ctl_fail(&e, what);
+  protobuf_c_message_free_unpacked(r, NULL);
+  return EX_OK;
+}
