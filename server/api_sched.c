@@ -135,14 +135,18 @@ static json_t *sched_json(const Dtsd__Admin__Schedule *s) {
   return o;
 }
 
-/* A member in PascalCase or camelCase. */
-static json_t *member(json_t *o, const char *pascal) {
-  json_t *v = json_object_get(o, pascal);
-  if (v != NULL) return v;
-  char camel[64];
-  snprintf(camel, sizeof(camel), "%s", pascal);
+/* The spelling of a member present in o: PascalCase, else camelCase (in
+ * camel[64]). */
+static const char *spelling(json_t *o, const char *pascal, char *camel) {
+  if (json_object_get(o, pascal) != NULL) return pascal;
+  snprintf(camel, 64, "%s", pascal);
   camel[0] = (char)tolower((unsigned char)camel[0]);
-  return json_object_get(o, camel);
+  return camel;
+}
+
+static json_t *member(json_t *o, const char *pascal) {
+  char camel[64];
+  return json_object_get(o, spelling(o, pascal, camel));
 }
 
 /* A string member (absent or null: NULL); false with 400 when it is
@@ -160,14 +164,8 @@ static bool str_member(api *a, json_t *o, const char *key, const char **out) {
 }
 
 static bool time_member(api *a, json_t *o, const char *key, int64_t *ns) {
-  json_t *v = member(o, key);
-  *ns = 0;
-  if (v == NULL || json_is_null(v)) return true;
-  if (!json_is_string(v) || !pbjson_parse_time(json_string_value(v), ns)) {
-    http_error(a->out, 400, "'%s' must be an RFC 3339 time such as 2026-01-31T12:00:00Z", key);
-    return false;
-  }
-  return true;
+  char camel[64];
+  return api_time(a, o, spelling(o, key, camel), ns);
 }
 
 /* ---- the routes ------------------------------------------------------------------- */
