@@ -113,10 +113,7 @@ static long ex_next(void *ctx, char *buf, size_t max) {
     x->opos = x->olen = 0;
     if (x->done || atomic_load(x->stopping) || !next_page(x)) return -1;
   }
-  size_t n = x->olen - x->opos < max ? x->olen - x->opos : max;
-  memcpy(buf, x->out + x->opos, n);
-  x->opos += n;
-  return (long)n;
+  return http_stream_copy(buf, max, x->out, &x->opos, x->olen);
 }
 
 static void ex_free(void *ctx) {

@@ -157,10 +157,7 @@ static long live_next(void *ctx, char *buf, size_t max) {
       l->last_out = t;
     }
   }
-  size_t n = l->olen - l->opos < max ? l->olen - l->opos : max;
-  memcpy(buf, l->out + l->opos, n);
-  l->opos += n;
-  return (long)n;
+  return http_stream_copy(buf, max, l->out, &l->opos, l->olen);
 }
 
 static void live_free(void *ctx) {

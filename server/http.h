@@ -109,6 +109,10 @@ const char *http_arg(const http_req *r, const char *name);
  * without headers) also the access_token argument. */
 bool http_authorize(const http_req *r, http_resp *out, const char *hub, int needs, dts_auth_decision *d);
 
+/* An http_stream's next(): copies what is left of out[*opos..olen) into
+ * buf, up to max bytes; returns how many. */
+long http_stream_copy(char *buf, size_t max, const char *out, size_t *opos, size_t olen);
+
 /* Sets a JSON error answer: {"error": {"code": status, "message": ...}}. */
 void http_error(http_resp *out, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Sets a text answer (body copied). */

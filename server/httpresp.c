@@ -73,3 +73,10 @@ void http_error(http_resp *out, int status, const char *fmt, ...) {
   http_text(out, status, "application/json", body, (size_t)n);
 }
 
+
+long http_stream_copy(char *buf, size_t max, const char *out, size_t *opos, size_t olen) {
+  size_t n = olen - *opos < max ? olen - *opos : max;
+  memcpy(buf, out + *opos, n);
+  *opos += n;
+  return (long)n;
+}
