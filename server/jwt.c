@@ -133,14 +133,11 @@ static EVP_PKEY *jwk_p256(json_t *k) {
 }
 
 /* The signing keys of a JWKS document; false with why when it has none. */
-static bool keys_from(const char *text, size_t len, jkey *out, size_t *n, char *why, size_t whylen) {
-  json_error_t e;
-  json_t *j = json_loadb(text, len, 0, &e);
-  json_t *arr = j ? json_object_get(j, "keys") : NULL;
+static bool keys_from(json_t *j, jkey *out, size_t *n, char *why, size_t whylen) {
+  json_t *arr = json_object_get(j, "keys");
   *n = 0;
   if (!json_is_array(arr)) {
-    snprintf(why, whylen, "not a JWKS document (%s)", j ? "no \"keys\" array" : e.text);
-    json_decref(j);
+    snprintf(why, whylen, "not a JWKS document (no \"keys\" array)");
     return false;
   }
   size_t i;
@@ -157,7 +154,6 @@ static bool keys_from(const char *text, size_t len, jkey *out, size_t *n, char *
     out[*n].pkey = p;
     (*n)++;
   }
-  json_decref(j);
   if (*n == 0) snprintf(why, whylen, "the JWKS has no RSA (2048 bits or more) or P-256 signing key");
   return *n > 0;
 }
@@ -178,21 +174,13 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud) {
   return add;
 }
 
-/* The issuer's JWKS text (dts_free it), from its file or URL; NULL with why. */
-static char *fetch_jwks(const issuer *is, size_t *len, char *why, size_t whylen) {
+/* The issuer's JWKS document, from its file or URL; NULL with why. */
+static json_t *fetch_jwks(const issuer *is, char *why, size_t whylen) {
+  json_error_t e;
   if (is->jwks_file != NULL) {
-    json_error_t e;
     json_t *j = json_load_file(is->jwks_file, 0, &e);
-    if (j == NULL) {
-      snprintf(why, whylen, "%s: %s", is->jwks_file, e.text);
-      return NULL;
-    }
-    char *s = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    char *out = dts_strdup(s ? s : "");
-    free(s);
-    *len = strlen(out);
-    return out;
+    if (j == NULL) snprintf(why, whylen, "%s: %s", is->jwks_file, e.text);
+    return j;
   }
   CURL *c = curl_easy_init();
   grow g = {NULL, 0};
@@ -209,13 +197,12 @@ static char *fetch_jwks(const issuer *is, size_t *len, char *why, size_t whylen)
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(c);
   }
-  if (rc != CURLE_OK || code != 200 || g.p == NULL) {
-    snprintf(why, whylen, "%s: %s", is->jwks_url, rc != CURLE_OK ? curl_easy_strerror(rc) : "not answered 200 with a body");
-    dts_free(g.p);
-    return NULL;
-  }
-  *len = g.n;
-  return g.p;
+  json_t *j = rc == CURLE_OK && code == 200 && g.p != NULL ? json_loadb(g.p, g.n, 0, &e) : NULL;
+  if (j == NULL)
+    snprintf(why, whylen, "%s: %s", is->jwks_url,
+             rc != CURLE_OK ? curl_easy_strerror(rc) : g.p == NULL || code != 200 ? "not answered 200 with a body" : e.text);
+  dts_free(g.p);
+  return j;
 }
 
 /* Fetches and installs the issuer's keys; false (logged) when it could not. */
@@ -223,12 +210,11 @@ static bool refresh(issuer *is) {
   pthread_mutex_lock(&is->fetch_mu);
   is->tried = time(NULL);
   char why[400];
-  size_t len = 0;
   jkey fresh[MAX_KEYS];
   size_t n = 0;
-  char *text = fetch_jwks(is, &len, why, sizeof(why));
-  bool ok = text != NULL && keys_from(text, len, fresh, &n, why, sizeof(why));
-  dts_free(text);
+  json_t *doc = fetch_jwks(is, why, sizeof(why));
+  bool ok = doc != NULL && keys_from(doc, fresh, &n, why, sizeof(why));
+  json_decref(doc);
   if (ok) {
     pthread_rwlock_wrlock(&is->mu);
     for (size_t i = 0; i < is->nkeys; i++) EVP_PKEY_free(is->keys[i].pkey);
