@@ -1144,26 +1144,44 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nstreams; i++) grpc_call_cancel(streams[i]->call, NULL);
     _exit(wrong == 0 && failed_calls == 0 && (scen != S_TIMER || late_ms[0] >= 0) ? 0 : 1);
   }
+  /* the ceiling, as for orchestrations: bare round trips over the unary
+   * calls one signal makes (its SignalEntity, and its share of a
+   * CompleteEntityTask); the work items on the stream are not counted, so
+   * it is a bound no engine reaches */
+  double ceil_unary = unary_ceiling(conc * 40 > 20000 ? conc * 40 : 20000);
   static thread_sample th0, th1;
   sample_threads(dtsd_pid, &th0);
+  proc_sample cpu0 = sample(dtsd_pid);
+  long calls0 = unary_calls;
   double t0 = now_s();
   for (long i = 0; i < conc && sent < nsignals; i++) send_signal();
   drain_until(all_applied);
   double dt = now_s() - t0;
+  proc_sample cpu1 = sample(dtsd_pid);
   sample_threads(dtsd_pid, &th1);
   serial_share ser = serial_of(&th0, &th1);
   check_entities();
+  double cps = (double)(unary_calls - calls0) / (double)nsignals, lim_unary = ceil_unary > 0 ? ceil_unary / cps : 0;
 
   double rate = (double)nsignals / dt;
   printf("loadgen signals: %ld signals to %ld entit%s, %ld in flight: %.0f signals/s, %.1f operations per work item, "
          "%ld failed calls, check %ld ok %ld bad\n",
          nsignals, nents, nents == 1 ? "y" : "ies", conc, rate, (double)applied / (double)(batches ? batches : 1),
          failed_calls, checked_ok, checked_bad);
-  if (dtsd_pid > 0) print_serial(&ser);
+  if (dtsd_pid > 0) {
+    printf("dtsd: %.3f CPU-s per 1,000 signals, peak RSS %.1f MiB\n", (cpu1.cpu_s - cpu0.cpu_s) / (double)nsignals * 1000.0,
+           cpu1.rss_mib);
+    print_serial(&ser);
+  }
+  if (ceil_unary > 0)
+    printf("limits: bare unary round trips %.0f calls/s at %ld in flight; %.2f unary calls per signal, so at most "
+           "%.0f signals/s even with no work behind the calls and no work items: achieved %.0f%%\n",
+           ceil_unary, conc, cps, lim_unary, 100.0 * rate / lim_unary);
   printf("{\"bench\":\"loadgen\",\"scenario\":\"signals\",\"signals\":%ld,\"entities\":%ld,\"concurrency\":%ld,"
-         "\"signals_per_s\":%.0f,\"ops_per_batch\":%.1f,\"failed\":%ld,\"check_bad\":%ld,\"serial_share\":%.3f}\n",
+         "\"signals_per_s\":%.0f,\"ops_per_batch\":%.1f,\"failed\":%ld,\"check_bad\":%ld,\"serial_share\":%.3f,"
+         "\"dtsd_cpu_s_per_1000\":%.3f,\"unary_ceiling_calls_per_s\":%.0f,\"unary_limit_signals_per_s\":%.0f}\n",
          nsignals, nents, conc, rate, (double)applied / (double)(batches ? batches : 1), failed_calls, checked_bad,
-         ser.share);
+         ser.share, dtsd_pid > 0 ? (cpu1.cpu_s - cpu0.cpu_s) / (double)nsignals * 1000.0 : 0.0, ceil_unary, lim_unary);
   for (int i = 0; i < nstreams; i++) grpc_call_cancel(streams[i]->call, NULL);
   int rc = (checked_bad == 0 && failed_calls == 0) ? 0 : 1;
   fflush(stdout);
