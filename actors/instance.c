@@ -683,6 +683,28 @@ static void offer_turn(inst *in) {
   eng_offer(in->base.h, 'o', in->base.id, in->oserial, in->otoken, in->r.name, in->r.version, orchestrator_item(in));
 }
 
+act *inst_act_by_token(inst *in, const char *token) {
+  act *a = token[0] != '\0' ? dts_map_get(&in->act_tokens, token) : NULL;
+  return a != NULL && a->serial != 0 ? a : NULL;
+}
+
+void inst_act_set_token(inst *in, act *a, const char *tok) {
+  if (a->token[0] != '\0' && dts_map_get(&in->act_tokens, a->token) == a) dts_map_del(&in->act_tokens, a->token);
+  snprintf(a->token, sizeof(a->token), "%s", tok);
+  if (a->token[0] != '\0') dts_map_put(&in->act_tokens, a->token, a);
+}
+
+/* Every act freed (unload for a wipe, the actor's end): the index goes with them. */
+static void acts_free_all(inst *in) {
+  const char *k;
+  void *v;
+  for (size_t it = 0; dts_map_next(&in->acts, &it, &k, &v);) inst_act_free(v);
+  dts_map_fini(&in->acts);
+  dts_map_init(&in->acts);
+  dts_map_fini(&in->act_tokens);
+  dts_map_init(&in->act_tokens);
+}
+
 void inst_act_unoffered(inst *in, act *a) {
   VEC_PUSH(in->unoffered, in->nunoffered, in->capunoffered, a);
 }
@@ -709,7 +731,9 @@ static void offer_acts(inst *in) {
       continue;
     }
     a->serial = inst_serial(in);
-    eng_new_token('a', a->token);
+    char tok[TOKEN_LEN + 1];
+    eng_new_token('a', tok);
+    inst_act_set_token(in, a, tok);
     dts_pbw w;
     dts_pbw_init(&w);
     dts_pbw_bytes_field(&w, 2, a->req.p, a->req.n);
@@ -728,6 +752,7 @@ void inst_act_add(inst *in, act *a) {
     DTS_WARN("hub", "%s: task %d scheduled twice in one execution; the later one replaces the first", in->base.id,
              a->task_id);
     if (old->serial != 0) eng_offer_done(in->base.h, 'a', in->base.id, old->serial);
+    inst_act_set_token(in, old, "");
     forget_unoffered(in, old);
     inst_act_free(old);
   }
@@ -743,6 +768,7 @@ void inst_act_drop(inst *in, act *a, bool del) {
     in->tx.changes++;
   }
   if (dts_map_get(&in->acts, a->key) == a) dts_map_del(&in->acts, a->key);
+  inst_act_set_token(in, a, "");
   forget_unoffered(in, a);
   inst_act_free(a);
 }
@@ -757,7 +783,7 @@ static void on_leased(inst *in, m_leased *m) {
   for (size_t it = 0; dts_map_next(&in->acts, &it, &k, &v);) {
     act *a = v;
     if (a->serial == m->serial) {
-      memcpy(a->token, m->token, sizeof(a->token));
+      inst_act_set_token(in, a, m->token);
       return;
     }
   }
@@ -908,11 +934,7 @@ static void on_final(inst *in) {
 /* The hub's data is being wiped: everything goes, nothing is written. */
 static void freeze_now(inst *in) {
   in->freezing = false;
-  const char *k;
-  void *v;
-  for (size_t it = 0; dts_map_next(&in->acts, &it, &k, &v);) inst_act_free(v);
-  dts_map_fini(&in->acts);
-  dts_map_init(&in->acts);
+  acts_free_all(in);
   in->nunoffered = 0;
   in->oserial = 0;
   unload(in);
@@ -1066,10 +1088,9 @@ static void fini(dts_actor *self) {
     dts_free(w);
   }
   while (in->hstreams != NULL) hstream_free(in, in->hstreams);
-  const char *k;
-  void *v;
-  for (size_t it = 0; dts_map_next(&in->acts, &it, &k, &v);) inst_act_free(v);
+  acts_free_all(in);
   dts_map_fini(&in->acts);
+  dts_map_fini(&in->act_tokens);
   dts_free(in->unoffered);
   unload(in);
   dts_inst_rec_fini(&in->r);
@@ -1087,6 +1108,7 @@ eng_actor *eng_instance_new(dts_hub *h, const char *id) {
   eng_tx_init(&in->tx);
   dts_inst_rec_init(&in->r, id);
   dts_map_init(&in->acts);
+  dts_map_init(&in->act_tokens);
   atomic_fetch_add_explicit(&h->st_actors, 1, memory_order_relaxed);
   return &in->base;
 }

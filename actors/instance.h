@@ -73,6 +73,7 @@ typedef struct inst {
   int stored_status;    /* the record's status in the store as this actor last wrote or read it (-1: none) */
   bool wkey;            /* its W (forced turn) key is stored */
   dts_map acts;         /* key -> act; kept while unloaded */
+  dts_map act_tokens;   /* token -> act, for the acts out with a token (a completion names its token) */
   act **unoffered;      /* acts to offer, in the order they were made */
   size_t nunoffered, capunoffered;
   uint64_t next_serial;
@@ -125,6 +126,10 @@ void inst_act_add(inst *in, act *a);
 /* It is to be offered (again): after those already waiting. */
 void inst_act_unoffered(inst *in, act *a);
 void inst_act_free(act *a);
+/* The act out under `token`, or NULL. */
+act *inst_act_by_token(inst *in, const char *token);
+/* Gives `a` the token `tok` ("" for none), keeping act_tokens in step. */
+void inst_act_set_token(inst *in, act *a, const char *tok);
 /* Removes an activity: its offer withdrawn, its key deleted when del. */
 void inst_act_drop(inst *in, act *a, bool del);
 /* Rewinds a FAILED instance: RUNNING with [ExecutionRewound] as news. */

@@ -326,16 +326,6 @@ static bool on_complete_orch(inst *in, dts_call *c, OrchestratorResponse *r) {
   return false;
 }
 
-static act *act_by_token(inst *in, const char *token) {
-  const char *k;
-  void *v;
-  for (size_t it = 0; dts_map_next(&in->acts, &it, &k, &v);) {
-    act *a = v;
-    if (a->serial != 0 && strcmp(a->token, token) == 0) return a;
-  }
-  return NULL;
-}
-
 static act *act_by_task(inst *in, int32_t task) {
   char mk[DTS_ID_MAX + 16];
   snprintf(mk, sizeof(mk), "%s\x01%d", in->r.exec_id, (int)task);
@@ -345,7 +335,7 @@ static act *act_by_task(inst *in, int32_t task) {
 
 static void on_complete_act(inst *in, dts_call *c, ActivityResponse *r) {
   dts_hub *h = in->base.h;
-  act *a = r->completion_token[0] != '\0' ? act_by_token(in, r->completion_token) : act_by_task(in, r->task_id);
+  act *a = r->completion_token[0] != '\0' ? inst_act_by_token(in, r->completion_token) : act_by_task(in, r->task_id);
   if (a == NULL) {
     eng_log_stale(h, "stale activity completion for '%.120s' task %d: ignored", r->instance_id, r->task_id);
     atomic_fetch_add_explicit(&h->st_stale, 1, memory_order_relaxed);
@@ -413,11 +403,11 @@ static void on_abandon(inst *in, dts_call *c, int method, const char *token) {
     in->inbox = back;
     inst_chunks_free(in);
     in->not_before = h->cfg.abandon_delay_ns ? later : 0;
-  } else if (method == DTS_M_ABANDON_ACTIVITY && act_by_token(in, token) != NULL) {
-    act *a = act_by_token(in, token);
+  } else if (method == DTS_M_ABANDON_ACTIVITY && inst_act_by_token(in, token) != NULL) {
+    act *a = inst_act_by_token(in, token);
     eng_offer_done(h, 'a', in->base.id, a->serial);
     a->serial = 0;
-    a->token[0] = '\0';
+    inst_act_set_token(in, a, "");
     a->not_before = h->cfg.abandon_delay_ns ? later : 0;
     inst_act_unoffered(in, a);
   } else {
@@ -489,7 +479,7 @@ static bool refused(inst *in, m_rpc *r) {
     if (in->oserial != 0 && strcmp(o->completion_token, in->otoken) == 0)
       eng_offer_return(h, 'o', in->base.id, in->oserial);
   } else if (r->method == DTS_M_COMPLETE_ACTIVITY) {
-    act *a = act_by_token(in, ((ActivityResponse *)r->req)->completion_token);
+    act *a = inst_act_by_token(in, ((ActivityResponse *)r->req)->completion_token);
     if (a != NULL) eng_offer_return(h, 'a', in->base.id, a->serial);
   }
   eng_reply_fail(A(in), TX(in), r->call, eng_status_of(e), "%s", why);
