@@ -160,6 +160,24 @@ static bool q_fill(qmsg *m, const uint8_t *p, size_t n) {
   return kind != 0;
 }
 
+/* The queue grew: the record must be stored (it is what makes the queue
+ * read back), but its bytes do not change, so one already stored stays. */
+static void touch_queue(ent *e) {
+  eng_ticket_cur(A(e), TX(e))->changed = true;
+  if (!e->has_record) e->dirty = true;
+  e->tx.changes++;
+}
+
+/* Stores a filled queue entry (b consumed) under Q key `seq`. */
+static void q_store(ent *e, qmsg *m, dts_buf b, uint64_t seq) {
+  m->b = b;
+  m->seq = seq;
+  dts_key k;
+  dts_key_seq(&k, &e->base.h->ks, 'Q', e->base.id, seq);
+  dts_batch_put(batch(e), k.b, k.n, b.p, b.n);
+  touch_queue(e);
+}
+
 /* Appends an event (b, consumed) under Q key `seq`. */
 static void enqueue(ent *e, dts_buf b, uint64_t seq) {
   qmsg *m = q_append(e);
@@ -168,12 +186,16 @@ static void enqueue(ent *e, dts_buf b, uint64_t seq) {
     dts_buf_free(&b);
     return;
   }
-  m->b = b;
-  m->seq = seq;
-  dts_key k;
-  dts_key_seq(&k, &e->base.h->ks, 'Q', e->base.id, seq);
-  dts_batch_put(batch(e), k.b, k.n, b.p, b.n);
-  touch(e);
+  q_store(e, m, b, seq);
+}
+
+/* Appends a signal this actor encoded itself (b, consumed): its kind and
+ * request id are known, so it is not decoded again. */
+static void enqueue_signal(ent *e, dts_buf b, uint64_t seq, const char *request_id) {
+  qmsg *m = q_append(e);
+  m->kind = QM_SIGNAL;
+  m->request_id = dup_or_null(request_id);
+  q_store(e, m, b, seq);
 }
 
 static void q_remove(ent *e, size_t i) {
@@ -549,7 +571,7 @@ static void route_signal(ent *e, const char *target, const char *op, const char 
     eng_arm_durable(A(e), TX(e), 'e', target, k.b, k.n, scheduled);
     return;
   }
-  if (local) enqueue(e, b, eng_seq_next(e->base.h));
+  if (local) enqueue_signal(e, b, eng_seq_next(e->base.h), request_id);
   else eng_post(A(e), TX(e), 'e', target, b, NULL);
 }
 
