@@ -168,8 +168,8 @@ bool eng_token_owner(dts_hub *h, const char *token, char *kind, char *id, size_t
   if (e != NULL) {
     tokent *t = (tokent *)(void *)e;
     *kind = t->kind;
-    snprintf(id, idlen, "%s", t->owner);
-    snprintf(principal, plen, "%s", t->principal ? t->principal : "");
+    dts_strlcpy(id, t->owner, idlen);
+    dts_strlcpy(principal, t->principal ? t->principal : "", plen);
     found = true;
   }
   dts_dir_read_end();
@@ -178,10 +178,22 @@ bool eng_token_owner(dts_hub *h, const char *token, char *kind, char *id, size_t
 
 /* ---- offers ---------------------------------------------------------------------- */
 
+/* "<kind><owner>\x01<serial in hex>" */
 static char *okey_of(char kind, const char *owner, uint64_t serial) {
-  size_t n = strlen(owner) + 24;
-  char *k = dts_malloc(n);
-  snprintf(k, n, "%c%s\x01%llx", kind, owner, (unsigned long long)serial);
+  size_t ol = strlen(owner);
+  char *k = dts_malloc(ol + 20), *p = k;
+  *p++ = kind;
+  memcpy(p, owner, ol);
+  p += ol;
+  *p++ = '\x01';
+  char digits[16];
+  int n = 0;
+  do {
+    digits[n++] = "0123456789abcdef"[serial & 15];
+    serial >>= 4;
+  } while (serial != 0);
+  while (n > 0) *p++ = digits[--n];
+  *p = '\0';
   return k;
 }
 
@@ -252,7 +264,7 @@ void eng_offer(dts_hub *h, char kind, const char *owner, uint64_t serial, const 
   o->kind = kind;
   o->owner = dts_strdup(owner);
   o->serial = serial;
-  snprintf(o->token, sizeof(o->token), "%s", token);
+  dts_strlcpy(o->token, token, sizeof(o->token));
   o->name = dup_or_null(name);
   o->version = dup_or_null(version);
   o->body = body;

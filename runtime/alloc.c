@@ -46,6 +46,14 @@ char *dts_strndup(const char *s, size_t n) {
   return d;
 }
 
+void dts_strlcpy_n(char *dst, const char *s, size_t n, size_t dstlen) {
+  if (n > dstlen - 1) n = dstlen - 1;
+  memcpy(dst, s, n);
+  dst[n] = '\0';
+}
+
+void dts_strlcpy(char *dst, const char *s, size_t dstlen) { dts_strlcpy_n(dst, s, strnlen(s, dstlen - 1), dstlen); }
+
 void dts_free(void *p) { free(p); }
 
 /* ------------------------------------------------------------------------ */

@@ -23,6 +23,11 @@ void *dts_calloc(size_t count, size_t n);
 void *dts_realloc(void *p, size_t n);
 char *dts_strdup(const char *s);
 char *dts_strndup(const char *s, size_t n);
+/* Copies the n bytes at s (or the string s) into dst of size dstlen > 0,
+ * cut to fit and always terminated: snprintf("%.*s") without the
+ * format parsing, for copies on the request path. */
+void dts_strlcpy_n(char *dst, const char *s, size_t n, size_t dstlen);
+void dts_strlcpy(char *dst, const char *s, size_t dstlen);
 void dts_free(void *p);
 
 /* Returns an owned block of at least n bytes, not zeroed. */

@@ -486,7 +486,7 @@ static dts_hub *find_hub(dts_bridge *b, dts_call *c, char *name, size_t namelen)
     want = b->cfg.default_hub;
     wl = strlen(want);
   }
-  snprintf(name, namelen, "%.*s", (int)(wl < 200 ? wl : 200), want);
+  dts_strlcpy_n(name, want, wl < 200 ? wl : 200, namelen);
   return find_named(b, want, wl);
 }
 
@@ -744,8 +744,8 @@ static bool authorize(dts_bridge *b, dts_call *c, dts_auth_decision *d) {
   size_t hl, al;
   const char *h = header(c, "taskhub", &hl), *auth = header(c, "authorization", &al);
   char hub[128];
-  if (h != NULL) snprintf(hub, sizeof(hub), "%.*s", (int)(hl < 100 ? hl : 100), h);
-  else snprintf(hub, sizeof(hub), "%s", b->cfg.default_hub);
+  if (h != NULL) dts_strlcpy_n(hub, h, hl < 100 ? hl : 100, sizeof(hub));
+  else dts_strlcpy(hub, b->cfg.default_hub, sizeof(hub));
   int needs = dts_auth_method_needs((dts_method)c->method);
   if (c->method == DTS_M_STREAM_HISTORY) needs = AUTH_READ | AUTH_WORK; /* narrowed once decoded (route) */
   char certp[520];

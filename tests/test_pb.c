@@ -144,6 +144,46 @@ static void test_truncated_framing_is_malformed(void **state) {
   }
 }
 
+/* Ids drawn from the per-thread random pool: the formats the SDKs parse,
+ * and no two alike over more draws than one pool holds. */
+static void test_generated_ids_have_their_formats_and_differ(void **state) {
+  (void)state;
+  char seen[100][37];
+  for (int i = 0; i < 100; i++) {
+    dts_uuid(seen[i]);
+    assert_int_equal(strlen(seen[i]), 36);
+    for (int j = 0; j < 36; j++) {
+      char ch = seen[i][j];
+      if (j == 8 || j == 13 || j == 18 || j == 23) assert_int_equal(ch, '-');
+      else assert_true((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'));
+    }
+    assert_int_equal(seen[i][14], '4'); /* version 4 */
+    assert_non_null(strchr("89ab", seen[i][19])); /* RFC 4122 variant */
+    for (int k = 0; k < i; k++) assert_string_not_equal(seen[i], seen[k]);
+  }
+  char ex[33], ex2[33];
+  dts_exec_id(ex);
+  dts_exec_id(ex2);
+  assert_int_equal(strlen(ex), 32);
+  assert_int_equal(strspn(ex, "0123456789abcdef"), 32);
+  assert_string_not_equal(ex, ex2);
+}
+
+static void test_bounded_copies_cut_and_terminate(void **state) {
+  (void)state;
+  char d[5];
+  dts_strlcpy(d, "abc", sizeof(d));
+  assert_string_equal(d, "abc");
+  dts_strlcpy(d, "abcdefgh", sizeof(d));
+  assert_string_equal(d, "abcd");
+  dts_strlcpy_n(d, "xyz-not-this", 3, sizeof(d));
+  assert_string_equal(d, "xyz");
+  dts_strlcpy_n(d, "0123456789", 10, sizeof(d));
+  assert_string_equal(d, "0123");
+  dts_strlcpy(d, "", sizeof(d));
+  assert_string_equal(d, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_a_nul_in_a_string_is_refused_naming_the_field),
@@ -153,6 +193,8 @@ int main(void) {
       cmocka_unit_test(test_time_conversions_saturate),
       cmocka_unit_test(test_nesting_deeper_than_the_bound_names_the_path),
       cmocka_unit_test(test_truncated_framing_is_malformed),
+      cmocka_unit_test(test_generated_ids_have_their_formats_and_differ),
+      cmocka_unit_test(test_bounded_copies_cut_and_terminate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
