@@ -20,6 +20,8 @@
 struct dts_dir {
   ck_hs_t hs;
   ck_epoch_record_t *rec; /* the writer's */
+  unsigned long removed;  /* removals since the table was last rebuilt */
+  unsigned long rebuilds;
 };
 
 static ck_epoch_t g_epoch;
@@ -55,6 +57,36 @@ static ck_epoch_record_t *reader(void) {
   return tl_rec;
 }
 
+/* ---- what ThreadSanitizer cannot see --------------------------------------- */
+
+/* ck_epoch orders a reader's section before the grace period that frees
+ * what it read with fences inside libck, which TSan does not model: a
+ * deferred free would be reported as racing the reader's last read.  In
+ * TSan builds only, every section's end is a release RMW on one counter
+ * and every deferred function first acquire-loads it, which states the
+ * same order where TSan sees it (one shared line: the TSan build pays). */
+#if defined(__SANITIZE_THREAD__)
+static atomic_ulong tsan_sections;
+static void tsan_section_ended(void) { atomic_fetch_add_explicit(&tsan_sections, 1, memory_order_release); }
+static void tsan_grace_passed(void) { (void)atomic_load_explicit(&tsan_sections, memory_order_acquire); }
+
+typedef struct tsan_deferred {
+  ck_epoch_entry_t ep;
+  ck_epoch_entry_t *user;
+  ck_epoch_cb_t *fn;
+} tsan_deferred;
+
+static void tsan_trampoline(ck_epoch_entry_t *ep) {
+  tsan_deferred *t = (tsan_deferred *)ep;
+  tsan_grace_passed();
+  t->fn(t->user);
+  dts_free(t);
+}
+#else
+static void tsan_section_ended(void) {}
+static void tsan_grace_passed(void) {}
+#endif
+
 /* ---- the table allocator ------------------------------------------------- */
 
 typedef struct deferred_block {
@@ -64,6 +96,7 @@ typedef struct deferred_block {
 } deferred_block;
 
 static void block_free_now(ck_epoch_entry_t *ep) {
+  tsan_grace_passed();
   dts_free((char *)ep - offsetof(deferred_block, ep));
 }
 
@@ -136,7 +169,10 @@ void dts_dir_entry_init(dts_dir_entry *e, const char *key, size_t klen) {
 }
 
 void dts_dir_read_begin(void) { ck_epoch_begin(reader(), NULL); }
-void dts_dir_read_end(void) { ck_epoch_end(reader(), NULL); }
+void dts_dir_read_end(void) {
+  tsan_section_ended();
+  ck_epoch_end(reader(), NULL);
+}
 
 dts_dir_entry *dts_dir_get(dts_dir *d, const char *key, size_t klen) {
   dts_dir_entry probe;
@@ -165,18 +201,40 @@ dts_dir_entry *dts_dir_del(dts_dir *d, const char *key, size_t klen) {
   dts_dir_entry_init(&probe, key, klen);
   tl_writer = d;
   dts_dir_entry *e = ck_hs_remove(&d->hs, probe.hash, &probe);
+  /* A removed slot becomes a tombstone; inserts reuse them, but a lookup
+   * of a missing key probes through them to the longest probe the table
+   * ever needed, so under churn (a token per work item, actors leaving)
+   * lookups grow long.  A rebuild (a new table, readers move over as on a
+   * grow, the old one freed after the grace period) starts clean; done
+   * after as many removals as twice the live keys, its cost is amortized. */
+  if (e != NULL && ++d->removed > 2 * (unsigned long)ck_hs_count(&d->hs) + 1024) {
+    d->removed = 0;
+    d->rebuilds++;
+    if (!ck_hs_rebuild(&d->hs)) DTS_WARN("dir", "a directory rebuild failed (out of memory?): lookups stay slower");
+  }
   tl_writer = NULL;
   return e;
 }
 
 size_t dts_dir_count(dts_dir *d) { return (size_t)ck_hs_count(&d->hs); }
 
+unsigned long dts_dir_rebuilds(const dts_dir *d) { return d->rebuilds; }
+
 dts_dir_entry *dts_dir_next(dts_dir *d, dts_dir_iter *it) {
   void *obj;
   return ck_hs_next(&d->hs, &it->it, &obj) ? obj : NULL;
 }
 
-void dts_dir_defer(dts_dir *d, ck_epoch_entry_t *ep, ck_epoch_cb_t *fn) { ck_epoch_call(d->rec, ep, fn); }
+void dts_dir_defer(dts_dir *d, ck_epoch_entry_t *ep, ck_epoch_cb_t *fn) {
+#if defined(__SANITIZE_THREAD__)
+  tsan_deferred *t = dts_malloc(sizeof(*t));
+  t->user = ep;
+  t->fn = fn;
+  ck_epoch_call(d->rec, &t->ep, tsan_trampoline);
+#else
+  ck_epoch_call(d->rec, ep, fn);
+#endif
+}
 
 unsigned dts_dir_poll(dts_dir *d) {
   if (d->rec->n_pending == 0) return 0;

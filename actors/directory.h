@@ -60,6 +60,9 @@ dts_dir_entry *dts_dir_del(dts_dir *d, const char *key, size_t klen);
 /* The writer's own lookup (no section needed). */
 dts_dir_entry *dts_dir_find(dts_dir *d, const char *key, size_t klen);
 size_t dts_dir_count(dts_dir *d);
+/* Times the table was rebuilt to clear the tombstones removals leave
+ * (after twice as many removals as live keys). */
+unsigned long dts_dir_rebuilds(const dts_dir *d);
 /* Iteration by the writer:
  *   dts_dir_iter it = DTS_DIR_ITER_INIT;
  *   while ((e = dts_dir_next(d, &it)) != NULL) ...
