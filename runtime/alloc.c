@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,16 +70,27 @@ typedef struct block {
   struct block *next; /* while cached */
 } block;
 
+/* A thread's cache.  Its counters are the test hooks' figures: written by
+ * the owning thread only (a relaxed load and store, no shared cache line:
+ * a global atomic counted here cost every allocation a contended RMW) and
+ * summed over the registry by the hooks. */
 typedef struct cache {
   block *head[NCLASS];
   int count[NCLASS];
+  atomic_long outstanding, hits;
+  struct cache *prev, *next; /* the registry, under reg_mu */
 } cache;
 
 static _Thread_local cache *tcache;
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-static atomic_long outstanding; /* any thread; test hook only */
-static atomic_long cache_hits;  /* any thread; test hook only */
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static cache *registry;                        /* under reg_mu */
+static long retired_outstanding, retired_hits; /* caches gone, under reg_mu */
+
+static void bump(atomic_long *v, long by) {
+  atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + by, memory_order_relaxed);
+}
 
 static void cache_destroy(void *arg) {
   cache *c = arg;
@@ -89,6 +101,13 @@ static void cache_destroy(void *arg) {
       free(b);
     }
   }
+  pthread_mutex_lock(&reg_mu);
+  retired_outstanding += atomic_load(&c->outstanding);
+  retired_hits += atomic_load(&c->hits);
+  if (c->prev != NULL) c->prev->next = c->next;
+  else registry = c->next;
+  if (c->next != NULL) c->next->prev = c->prev;
+  pthread_mutex_unlock(&reg_mu);
   free(c);
 }
 
@@ -100,13 +119,19 @@ static cache *my_cache(void) {
   if (tcache == NULL) {
     pthread_once(&cache_once, cache_key_init);
     tcache = dts_calloc(1, sizeof(cache));
+    pthread_mutex_lock(&reg_mu);
+    tcache->next = registry;
+    if (registry != NULL) registry->prev = tcache;
+    registry = tcache;
+    pthread_mutex_unlock(&reg_mu);
     pthread_setspecific(cache_key, tcache);
   }
   return tcache;
 }
 
 void *dts_pool_alloc(size_t n) {
-  atomic_fetch_add_explicit(&outstanding, 1, memory_order_relaxed);
+  cache *c = my_cache();
+  bump(&c->outstanding, 1);
   int k = 0;
   while (k < NCLASS && class_size[k] < n) k++;
   uint8_t *raw;
@@ -115,13 +140,12 @@ void *dts_pool_alloc(size_t n) {
     raw[0] = BIG;
     return raw + HDR;
   }
-  cache *c = my_cache();
   if (c->head[k] != NULL) {
     block *b = c->head[k];
     c->head[k] = b->next;
     c->count[k]--;
     raw = (uint8_t *)b;
-    atomic_fetch_add_explicit(&cache_hits, 1, memory_order_relaxed);
+    bump(&c->hits, 1);
   } else {
     raw = dts_malloc(HDR + class_size[k]);
   }
@@ -131,14 +155,14 @@ void *dts_pool_alloc(size_t n) {
 
 void dts_pool_free(void *p) {
   if (p == NULL) return;
-  atomic_fetch_sub_explicit(&outstanding, 1, memory_order_relaxed);
+  cache *c = my_cache();
+  bump(&c->outstanding, -1);
   uint8_t *raw = (uint8_t *)p - HDR;
   int k = raw[0];
   if (k == BIG) {
     free(raw);
     return;
   }
-  cache *c = my_cache();
   if (c->count[k] >= DTS_POOL_CACHE) {
     free(raw);
     return;
@@ -156,5 +180,13 @@ void dts_pool_thread_flush(void) {
   tcache = NULL;
 }
 
-long dts_pool_outstanding(void) { return atomic_load(&outstanding); }
-long dts_pool_cache_hits(void) { return atomic_load(&cache_hits); }
+static long sum(bool hits) {
+  pthread_mutex_lock(&reg_mu);
+  long v = hits ? retired_hits : retired_outstanding;
+  for (cache *c = registry; c != NULL; c = c->next) v += atomic_load(hits ? &c->hits : &c->outstanding);
+  pthread_mutex_unlock(&reg_mu);
+  return v;
+}
+
+long dts_pool_outstanding(void) { return sum(false); }
+long dts_pool_cache_hits(void) { return sum(true); }
