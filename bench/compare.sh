@@ -2,7 +2,8 @@
 # compare.sh -- the engine against the engine as it was before the actor
 # reshape (one actor per hub), both built here, the same scenarios against
 # both binaries in one run, alternating old and new so the machine's drift
-# touches both alike.  Prints each figure, the ratio and the target, then
+# touches both alike.  Prints each figure (the median over REPEATS runs),
+# the median of the per-pair ratios, every pair's ratio, and the target, then
 # the serial share of each engine (the busiest dtsd thread's CPU over all of
 # dtsd's) under hello-5 and signals to 10,000 entities.
 #
@@ -12,8 +13,8 @@
 #   new  BUILD_DIR/server/dtsd (build it Release)
 #
 # usage: bench/compare.sh BUILD_DIR [REPEATS]
-#   REPEATS (default 2): runs of each scenario per binary; the best counts
-#   (the least disturbed run of each).  SCALE=0.1 shortens every scenario;
+#   REPEATS (default 5): pairs of runs (old and new back to back, the
+#   order swapped every pair) of each scenario.  SCALE=0.1 shortens every scenario;
 #   NEW_FLAGS adds dtsd flags to the new engine's runs; OLD_BIN skips the
 #   build of the old one.
 # HTTP listeners on free ports (the defaults, 8081 and 8082, may be taken;
@@ -21,7 +22,7 @@
 export DTSD_HTTP_ADDRESS=127.0.0.1:0 DTSD_HEALTH_ADDRESS=127.0.0.1:0
 set -eu
 B=$(cd "$1" && pwd)
-REPEATS=${2:-2}
+REPEATS=${2:-5}
 SCALE=${SCALE:-1}
 OLD_REV=${OLD_REV:-6601fe6e1ef6c36e75c58b4b58d4d6682e609522}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -91,53 +92,65 @@ one() {
   field "$out" "$key"
 }
 
-# best <higher|lower> <binary> <key> <dtsd flags> -- <loadgen args>
-best() {
-  dir=$1
+# median of the numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# pairs <key> <dtsd flags> -- <loadgen args>: REPEATS pairs of runs, old
+# and new back to back (the order swapped every pair, so neither always
+# runs on a warmer or cooler machine); writes "old new" per pair to
+# $T/pairs.  The medians and the median of the pairs' ratios are reported:
+# a pair shares the machine's state of the moment, and a median is not
+# moved by one lucky or disturbed run the way a best-of is.
+pairs() {
+  key=$1
   shift
-  b=""
+  : >"$T/pairs"
   i=0
   while [ $i -lt "$REPEATS" ]; do
-    v=$(one "$@")
-    if [ -z "$b" ]; then b=$v
-    elif [ "$dir" = higher ]; then b=$(awk -v a="$b" -v c="$v" 'BEGIN { print (c > a) ? c : a }')
-    else b=$(awk -v a="$b" -v c="$v" 'BEGIN { print (c < a) ? c : a }')
+    if [ $((i % 2)) -eq 0 ]; then
+      a=$(one "$OLD_BIN" "$key" "$@")
+      # shellcheck disable=SC2086 # NEW_FLAGS are words
+      b=$(one "$NEW_BIN" "$key" $NEW_FLAGS "$@")
+    else
+      # shellcheck disable=SC2086
+      b=$(one "$NEW_BIN" "$key" $NEW_FLAGS "$@")
+      a=$(one "$OLD_BIN" "$key" "$@")
     fi
+    echo "$a $b" >>"$T/pairs"
     i=$((i + 1))
   done
-  echo "$b"
 }
 
 FAILS=0
 printf '%-44s %12s %12s %8s  %s\n' "scenario (2 cores: nproc=$(nproc))" old new ratio target
-# row <label> <higher|lower> <key> <target op> <target value> <dtsd flags> -- <loadgen args>
+# row <label> <key> <target op> <target value> <dtsd flags> -- <loadgen args>
 row() {
-  label=$1 dir=$2 key=$3 op=$4 want=$5
-  shift 5
+  label=$1 key=$2 op=$3 want=$4
+  shift 4
   : >"$T/rowruns"
-  o=$(best "$dir" "$OLD_BIN" "$key" "$@")
-  # shellcheck disable=SC2086 # NEW_FLAGS are words
-  nw=$(best "$dir" "$NEW_BIN" "$key" $NEW_FLAGS "$@")
+  pairs "$key" "$@"
+  o=$(awk '{ print $1 }' "$T/pairs" | median)
+  nw=$(awk '{ print $2 }' "$T/pairs" | median)
+  r=$(awk '{ printf "%.4f\n", ($1 > 0) ? $2 / $1 : 0 }' "$T/pairs" | median | awk '{ printf "%.2f", $1 }')
+  spread=$(awk '{ printf "%.2f\n", ($1 > 0) ? $2 / $1 : 0 }' "$T/pairs" | sort -g | tr '\n' ' ')
   if [ "$op" = le_abs ]; then
-    r=$(awk -v a="$o" -v b="$nw" 'BEGIN { printf "%.2f", (a > 0) ? b / a : 0 }')
     ok=$(awk -v b="$nw" -v w="$want" 'BEGIN { print (b <= w) ? "ok" : "MISSED" }')
     t="new <= $want"
   else
-    r=$(awk -v a="$o" -v b="$nw" 'BEGIN { printf "%.2f", (a > 0) ? b / a : 0 }')
     ok=$(awk -v r="$r" -v w="$want" 'BEGIN { print (r >= w) ? "ok" : "MISSED" }')
     t=">= ${want}x"
   fi
   [ "$ok" = ok ] || FAILS=$((FAILS + 1))
-  printf '%-44s %12s %12s %7sx  %s %s\n' "$label" "$o" "$nw" "$r" "$t" "$ok"
-  printf '{"bench":"compare","scenario":"%s","old":%s,"new":%s,"ratio":%s,"met":%s}\n' "$label" "$o" "$nw" "$r" \
-    "$([ "$ok" = ok ] && echo true || echo false)" >>"$T/json"
+  printf '%-44s %12s %12s %7sx  %s %s   (pairs: %s)\n' "$label" "$o" "$nw" "$r" "$t" "$ok" "$spread"
+  printf '{"bench":"compare","scenario":"%s","old":%s,"new":%s,"ratio":%s,"pair_ratios":"%s","met":%s}\n' "$label" \
+    "$o" "$nw" "$r" "$spread" "$([ "$ok" = ok ] && echo true || echo false)" >>"$T/json"
 }
 
-row "hello-5, 256 in flight (orch/s)" higher orchestrations_per_s ratio 0.95 -- \
+row "hello-5, 256 in flight (orch/s)" orchestrations_per_s ratio 0.95 -- \
   --scenario hello --orchestrations "$(n 20000)" --concurrency 256
-row "fan-out of 1,000 (orch/s)" higher orchestrations_per_s ratio 1.0 -- \
+row "fan-out of 1,000 (orch/s)" orchestrations_per_s ratio 1.0 -- \
   --scenario fanout --fanout 1000 --orchestrations "$(n 40)" --concurrency 8
-row "signals to 10,000 entities (signals/s)" higher signals_per_s ratio 1.5 -- \
+row "signals to 10,000 entities (signals/s)" signals_per_s ratio 1.5 -- \
   --signals "$(n 100000)" --entities 10000 --concurrency 256
 # What the two cores allow: loadgen measures bare unary round trips before
 # each signals run and divides by the unary calls one signal makes (two at
@@ -152,11 +165,11 @@ if [ -n "$ceil" ]; then
   printf '{"bench":"compare","scenario":"signals ceiling","ceiling_signals_per_s":%s,"old":%s,"ceiling_ratio":%s}\n' \
     "$ceil" "$o" "$(awk -v c="$ceil" -v o="$o" 'BEGIN { printf "%.2f", (o > 0) ? c / o : 0 }')" >>"$T/json"
 fi
-row "one hot entity (signals/s)" higher signals_per_s ratio 1.0 -- \
+row "one hot entity (signals/s)" signals_per_s ratio 1.0 -- \
   --signals "$(n 100000)" --entities 1 --concurrency 256
-row "idle 1-activity latency p50 (ms)" lower p50_ms le_abs 1.0 -- \
+row "idle 1-activity latency p50 (ms)" p50_ms le_abs 1.0 -- \
   --scenario hello --activities 1 --orchestrations "$(n 2000)" --concurrency 1
-row "hello-5 --durability=fsync (orch/s)" higher orchestrations_per_s ratio 0.95 --durability fsync -- \
+row "hello-5 --durability=fsync (orch/s)" orchestrations_per_s ratio 0.95 --durability fsync -- \
   --scenario hello --orchestrations "$(n 20000)" --concurrency 256 --durability fsync
 
 # ---- serial share: the busiest thread's CPU over dtsd's, threads to spare ---
