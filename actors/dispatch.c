@@ -41,6 +41,7 @@ typedef struct tokent {
   dts_dir_entry de;
   char token[TOKEN_LEN + 1];
   char kind;
+  dts_actor *actor; /* the owner, referenced: completions go straight to it */
   char *owner;
   char *principal; /* of the stream it was sent on; NULL: nobody asked */
 } tokent;
@@ -49,6 +50,7 @@ typedef struct offer {
   char *okey;         /* "<kind><owner>\x01<serial>": the offers map's key */
   char kind;          /* 'o', 'a', 'e' */
   char *owner;        /* instance or entity id */
+  dts_actor *actor;   /* the owner, referenced */
   uint64_t serial;
   char token[TOKEN_LEN + 1];
   tokent *tk;         /* its entry in the token map, once leased */
@@ -135,6 +137,7 @@ static readyq *queue_of(eng_dispatch *d, char kind) {
 
 static void tokent_free(ck_epoch_entry_t *ep) {
   tokent *t = (tokent *)(void *)((char *)ep - offsetof(tokent, de.ep));
+  dts_actor_unref(t->actor);
   dts_free(t->owner);
   dts_free(t->principal);
   dts_free(t);
@@ -145,6 +148,8 @@ static void token_publish(eng_dispatch *d, offer *o, dts_call *to) {
   tokent *t = dts_calloc(1, sizeof(*t));
   memcpy(t->token, o->token, sizeof(t->token));
   t->kind = o->kind;
+  t->actor = o->actor;
+  dts_actor_ref(t->actor);
   t->owner = dts_strdup(o->owner);
   const char *p = d->base.h->ops->principal(to);
   t->principal = p != NULL ? dts_strdup(p) : NULL;
@@ -176,6 +181,24 @@ bool eng_token_owner(dts_hub *h, const char *token, char *kind, char *id, size_t
   return found;
 }
 
+dts_actor *eng_token_actor(dts_hub *h, const char *token, const char *who, bool *denied) {
+  dts_actor *a = NULL;
+  *denied = false;
+  dts_dir_read_begin();
+  dts_dir_entry *e = dts_dir_get(h->disp->tokens, token, TOKEN_LEN);
+  if (e != NULL) {
+    tokent *t = (tokent *)(void *)e;
+    if (who != NULL && t->principal != NULL && t->principal[0] != '\0' && strcmp(t->principal, who) != 0) {
+      *denied = true;
+    } else {
+      a = t->actor;
+      dts_actor_ref(a); /* the token's reference holds until the section ends */
+    }
+  }
+  dts_dir_read_end();
+  return a;
+}
+
 /* ---- offers ---------------------------------------------------------------------- */
 
 /* "<kind><owner>\x01<serial in hex>" */
@@ -199,6 +222,7 @@ static char *okey_of(char kind, const char *owner, uint64_t serial) {
 
 /* Frees an offer that is in none of dispatch's structures. */
 static void offer_free_bare(offer *o) {
+  dts_actor_unref(o->actor);
   dts_free(o->okey);
   dts_free(o->owner);
   dts_free(o->name);
@@ -257,12 +281,15 @@ static void drop_done_msg(dts_msg *m) { dts_free(((m_done *)m)->okey); }
 
 static char *dup_or_null(const char *s) { return s != NULL ? dts_strdup(s) : NULL; }
 
-void eng_offer(dts_hub *h, char kind, const char *owner, uint64_t serial, const char *token, const char *name,
-               const char *version, dts_buf body) {
+void eng_offer(eng_actor *owner, char kind, uint64_t serial, const char *token, const char *name, const char *version,
+               dts_buf body) {
+  dts_hub *h = owner->h;
   offer *o = dts_calloc(1, sizeof(*o));
-  o->okey = okey_of(kind, owner, serial);
+  o->okey = okey_of(kind, owner->id, serial);
   o->kind = kind;
-  o->owner = dts_strdup(owner);
+  o->owner = dts_strdup(owner->id);
+  o->actor = &owner->a;
+  dts_actor_ref(o->actor);
   o->serial = serial;
   dts_strlcpy(o->token, token, sizeof(o->token));
   o->name = dup_or_null(name);

@@ -442,14 +442,22 @@ dts_actor *eng_dispatch_actor(dts_hub *h);
 /* Owners offer work items, and take them back.  body: the WorkItem's
  * fields except the completion token (consumed).  name/version: for the
  * streams' filters (entities: NULL, the name is in the id). */
-void eng_offer(dts_hub *h, char kind, const char *owner, uint64_t serial, const char *token, const char *name,
-               const char *version, dts_buf body);
+void eng_offer(eng_actor *owner, char kind, uint64_t serial, const char *token, const char *name, const char *version,
+               dts_buf body);
 void eng_offer_done(dts_hub *h, char kind, const char *owner, uint64_t serial);
 void eng_offer_return(dts_hub *h, char kind, const char *owner, uint64_t serial);
 /* The owner of a completion token: kind and id copied out; false when the
  * token is not current.  Any thread. */
 /* principal: of the stream the item was sent on ("" when nobody asked). */
 bool eng_token_owner(dts_hub *h, const char *token, char *kind, char *id, size_t idlen, char *principal, size_t plen);
+/* The actor that offered the work item leased under `token`, with a
+ * reference the caller drops, or NULL when the token is not current: one
+ * lookup routes a completion (the token holds a reference on its owner, so
+ * no second lookup by id).  *denied: the lease's stream belongs to another
+ * principal than `who` (NULL: not checked); nothing is returned then.  An
+ * owner that left memory meanwhile forwards what it gets to the hub, as
+ * any actor a send races with its leaving does.  Any thread. */
+dts_actor *eng_token_actor(dts_hub *h, const char *token, const char *who, bool *denied);
 /* Whether dispatch waits for the store to take writes again. */
 bool eng_dispatch_paused(dts_hub *h);
 /* A fresh token: the kind and 128 random bits as hex.  Any thread. */

@@ -523,7 +523,7 @@ static void offer(ent *e) {
   e->serial = ++e->next_serial;
   eng_new_token('e', e->token);
   DTS_DEBUG("hub", "[%s] offer entity %s (%zu operations)", e->base.h->name, e->base.id, e->nb);
-  eng_offer(e->base.h, 'e', e->base.id, e->serial, e->token, NULL, NULL, dts_pbw_take(&w));
+  eng_offer(&e->base, 'e', e->serial, e->token, NULL, NULL, dts_pbw_take(&w));
 }
 
 /* The batch's operations as queue indexes, in order; false if one of them

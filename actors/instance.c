@@ -680,7 +680,7 @@ static void offer_turn(inst *in) {
   in->oserial = inst_serial(in);
   eng_new_token('o', in->otoken);
   DTS_DEBUG("hub", "[%s] offer orchestration %s (%zu new events)", in->base.h->name, in->base.id, in->dispatched.n);
-  eng_offer(in->base.h, 'o', in->base.id, in->oserial, in->otoken, in->r.name, in->r.version, orchestrator_item(in));
+  eng_offer(&in->base, 'o', in->oserial, in->otoken, in->r.name, in->r.version, orchestrator_item(in));
 }
 
 act *inst_act_by_token(inst *in, const char *token) {
@@ -740,7 +740,7 @@ static void offer_acts(inst *in) {
     /* an activity scheduled without a version is filtered as of its
      * orchestration's version (docs/orchestrations.md, "Work-item filters") */
     const char *v = a->version != NULL && a->version[0] != '\0' ? a->version : in->r.version;
-    eng_offer(in->base.h, 'a', in->base.id, a->serial, a->token, a->name, v, dts_pbw_take(&w));
+    eng_offer(&in->base, 'a', a->serial, a->token, a->name, v, dts_pbw_take(&w));
   }
   in->nunoffered = keep;
   if (soonest != 0) arm_wake(in, soonest);

@@ -235,22 +235,25 @@ static const char *token_of(dts_method m, ProtobufCMessage *req) {
  * workers), to the instance it names.  Unknown: the hub answers (stale). */
 static void route_completion(dts_hub *h, dts_method m, dts_call *call, ProtobufCMessage *req) {
   const char *tok = token_of(m, req);
-  char kind, owner[DTS_ID_MAX + 1], holder[128];
   if (tok != NULL && tok[0] != '\0') {
-    if (strlen(tok) == TOKEN_LEN && eng_token_owner(h, tok, &kind, owner, sizeof(owner), holder, sizeof(holder))) {
-      const char *who = h->ops->principal(call);
-      if (holder[0] != '\0' && who != NULL && strcmp(holder, who) != 0) { /* not the lease's principal */
-        char msg[300];
-        snprintf(msg, sizeof(msg), "'%.80s' may not complete or abandon a work item leased to another principal's stream", who);
-        h->ops->fail(call, DTS_ST_PERMISSION_DENIED, msg);
-        h->ops->unref(call);
-        protobuf_c_message_free_unpacked(req, NULL);
-        return;
-      }
-      to_actor(h, kind == 'e' ? 'e' : 'o', owner, m, call, req);
+    const char *who = h->ops->principal(call);
+    bool denied = false;
+    dts_actor *a = strlen(tok) == TOKEN_LEN ? eng_token_actor(h, tok, who, &denied) : NULL;
+    if (denied) { /* not the lease's principal */
+      char msg[300];
+      snprintf(msg, sizeof(msg), "'%.80s' may not complete or abandon a work item leased to another principal's stream", who);
+      h->ops->fail(call, DTS_ST_PERMISSION_DENIED, msg);
+      h->ops->unref(call);
+      protobuf_c_message_free_unpacked(req, NULL);
       return;
     }
-    to_hub(h, m, call, req);
+    if (a == NULL) {
+      to_hub(h, m, call, req);
+      return;
+    }
+    if (eng_owned_method((int)m)) h->ops->set_owner(call, a);
+    dts_send(a, &rpc_new(h, M_RPC, (int)m, call, req)->hdr);
+    dts_actor_unref(a);
     return;
   }
   const char *id = NULL;
