@@ -181,22 +181,22 @@ bool eng_token_owner(dts_hub *h, const char *token, char *kind, char *id, size_t
   return found;
 }
 
-dts_actor *eng_token_actor(dts_hub *h, const char *token, const char *who, bool *denied) {
-  dts_actor *a = NULL;
-  *denied = false;
+int eng_token_send(dts_hub *h, const char *token, const char *who, dts_call *owned, dts_msg *m) {
+  int r = TOKEN_UNKNOWN;
   dts_dir_read_begin();
   dts_dir_entry *e = dts_dir_get(h->disp->tokens, token, TOKEN_LEN);
   if (e != NULL) {
     tokent *t = (tokent *)(void *)e;
     if (who != NULL && t->principal != NULL && t->principal[0] != '\0' && strcmp(t->principal, who) != 0) {
-      *denied = true;
+      r = TOKEN_DENIED;
     } else {
-      a = t->actor;
-      dts_actor_ref(a); /* the token's reference holds until the section ends */
+      if (owned != NULL) h->ops->set_owner(owned, t->actor);
+      dts_send(t->actor, m); /* the token's reference holds until the section ends */
+      r = TOKEN_SENT;
     }
   }
   dts_dir_read_end();
-  return a;
+  return r;
 }
 
 /* ---- offers ---------------------------------------------------------------------- */

@@ -450,14 +450,18 @@ void eng_offer_return(dts_hub *h, char kind, const char *owner, uint64_t serial)
  * token is not current.  Any thread. */
 /* principal: of the stream the item was sent on ("" when nobody asked). */
 bool eng_token_owner(dts_hub *h, const char *token, char *kind, char *id, size_t idlen, char *principal, size_t plen);
-/* The actor that offered the work item leased under `token`, with a
- * reference the caller drops, or NULL when the token is not current: one
- * lookup routes a completion (the token holds a reference on its owner, so
- * no second lookup by id).  *denied: the lease's stream belongs to another
- * principal than `who` (NULL: not checked); nothing is returned then.  An
- * owner that left memory meanwhile forwards what it gets to the hub, as
- * any actor a send races with its leaving does.  Any thread. */
-dts_actor *eng_token_actor(dts_hub *h, const char *token, const char *who, bool *denied);
+/* Sends m to the actor that offered the work item leased under `token`
+ * (first making it the owner of `owned`, when given): one lookup routes a
+ * completion, since the token holds a reference on its owner, and the send
+ * happens inside the read section that keeps the token (and so the actor)
+ * alive, with no reference taken on the actor's contended line.  An owner
+ * that left memory meanwhile forwards what it gets to the hub, as any
+ * actor a send races with its leaving does.  TOKEN_UNKNOWN: the token is
+ * not current; TOKEN_DENIED: the lease's stream belongs to another
+ * principal than `who` (NULL: not checked).  m stays the caller's unless
+ * TOKEN_SENT.  Any thread. */
+enum { TOKEN_SENT, TOKEN_UNKNOWN, TOKEN_DENIED };
+int eng_token_send(dts_hub *h, const char *token, const char *who, dts_call *owned, dts_msg *m);
 /* Whether dispatch waits for the store to take writes again. */
 bool eng_dispatch_paused(dts_hub *h);
 /* A fresh token: the kind and 128 random bits as hex.  Any thread. */

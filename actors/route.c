@@ -237,23 +237,20 @@ static void route_completion(dts_hub *h, dts_method m, dts_call *call, ProtobufC
   const char *tok = token_of(m, req);
   if (tok != NULL && tok[0] != '\0') {
     const char *who = h->ops->principal(call);
-    bool denied = false;
-    dts_actor *a = strlen(tok) == TOKEN_LEN ? eng_token_actor(h, tok, who, &denied) : NULL;
-    if (denied) { /* not the lease's principal */
+    m_rpc *r = rpc_new(h, M_RPC, (int)m, call, req);
+    int got = strlen(tok) == TOKEN_LEN ? eng_token_send(h, tok, who, eng_owned_method((int)m) ? call : NULL, &r->hdr)
+                                       : TOKEN_UNKNOWN;
+    if (got == TOKEN_SENT) return;
+    if (got == TOKEN_DENIED) { /* not the lease's principal */
       char msg[300];
       snprintf(msg, sizeof(msg), "'%.80s' may not complete or abandon a work item leased to another principal's stream", who);
       h->ops->fail(call, DTS_ST_PERMISSION_DENIED, msg);
-      h->ops->unref(call);
-      protobuf_c_message_free_unpacked(req, NULL);
+      dts_msg_free(&r->hdr); /* its call reference and request go with it */
       return;
     }
-    if (a == NULL) {
-      to_hub(h, m, call, req);
-      return;
-    }
-    if (eng_owned_method((int)m)) h->ops->set_owner(call, a);
-    dts_send(a, &rpc_new(h, M_RPC, (int)m, call, req)->hdr);
-    dts_actor_unref(a);
+    r->hdr.kind = H_RPC; /* not current: the hub answers (stale) */
+    if (eng_owned_method((int)m)) h->ops->set_owner(call, &h->base.a);
+    dts_send(&h->base.a, &r->hdr);
     return;
   }
   const char *id = NULL;
