@@ -96,13 +96,21 @@ enum {
 
 /* What every actor of a hub starts with. */
 typedef struct eng_actor {
-  dts_actor a;       /* first */
-  dts_dir_entry de;  /* in the hub's directory under dkey */
-  dts_hub *h;        /* each actor holds a reference on the hub's actor */
-  char kind;         /* 'o' instance, 'e' entity, 'd' dispatch, 'h' hub */
-  char *id;          /* the instance or entity id (NUL-terminated) */
-  char *dkey;        /* kind, then id: the directory key */
+  dts_actor a; /* first */
+  /* `a` ends with fields every send and turn writes (refs, running,
+   * handoff); the directory entry and its key are read by every thread
+   * that routes to this actor.  The padding keeps them on lines of their
+   * own (as the mailbox pads its head) without aligned allocation: a lookup
+   * then reads lines no other core keeps writing. */
+  char pad_a[64];
+  dts_dir_entry de;     /* in the hub's directory under dkey */
+  char dkey_inline[40]; /* dkey when it fits: read with the entry */
+  dts_hub *h;           /* each actor holds a reference on the hub's actor */
+  char kind;            /* 'o' instance, 'e' entity, 'd' dispatch, 'h' hub */
+  char *id;             /* the instance or entity id (NUL-terminated) */
+  char *dkey;           /* kind, then id: the directory key */
   size_t dklen;
+  char pad_de[64];      /* what follows is written by the actor and the hub */
   /* Passivation.  idle_since: the monotonic time at which the actor became
    * idle, 0 while it has work (the actor writes it at the end of its
    * turns; the hub's sweep reads it).  asked: the hub sent M_PASSIVATE and

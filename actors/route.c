@@ -131,7 +131,7 @@ void eng_actor_init(eng_actor *a, dts_hub *h, char kind, const char *id, dts_beh
   a->kind = kind;
   size_t n = id != NULL ? strlen(id) : 0;
   a->id = id != NULL ? dts_strdup(id) : NULL;
-  a->dkey = dts_malloc(n + 2);
+  a->dkey = n + 2 <= sizeof(a->dkey_inline) ? a->dkey_inline : dts_malloc(n + 2);
   a->dkey[0] = kind;
   if (n > 0) memcpy(a->dkey + 1, id, n);
   a->dkey[n + 1] = '\0';
@@ -146,7 +146,7 @@ void eng_actor_fini(eng_actor *a) {
   for (size_t i = 0; i < a->nheld; i++) dts_msg_free(a->held[i]);
   dts_free(a->held);
   dts_free(a->id);
-  dts_free(a->dkey);
+  if (a->dkey != a->dkey_inline) dts_free(a->dkey);
   if (a->kind != 'h') dts_actor_unref(&a->h->base.a);
 }
 
