@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 dts_buf eng_ev_pack(HistoryEvent *e, int32_t id, int64_t ts) {
   Google__Protobuf__Timestamp t;
@@ -146,33 +145,15 @@ void eng_log_stale(dts_hub *h, const char *fmt, ...) {
 /* ---- completion tokens ---------------------------------------------------------- */
 
 /* The kind of work ('o', 'a', 'e') and 128 random bits as hex, so nobody
- * completes work leased to another worker by guessing.  The bits come from
- * getrandom(2), a page at a time per thread. */
-static _Thread_local uint8_t tl_rnd[4096];
-static _Thread_local size_t tl_used = sizeof(tl_rnd);
-
+ * completes work leased to another worker by guessing: without entropy
+ * there are no safe tokens, and dtsd stops. */
 void eng_new_token(char kind, char out[TOKEN_LEN + 1]) {
-  if (tl_used + 16 > sizeof(tl_rnd)) {
-    size_t got = 0;
-    while (got < sizeof(tl_rnd)) {
-      ssize_t n = getrandom(tl_rnd + got, sizeof(tl_rnd) - got, 0);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        DTS_ERROR("hub", "getrandom failed (%s): no safe completion tokens", strerror(errno));
-        abort();
-      }
-      got += (size_t)n;
-    }
-    tl_used = 0;
+  uint8_t b[16];
+  if (!dts_random16(b)) {
+    DTS_ERROR("hub", "getrandom failed (%s): no safe completion tokens", strerror(errno));
+    abort();
   }
-  static const char hex[] = "0123456789abcdef";
   out[0] = kind;
-  for (int i = 0; i < 16; i++) {
-    uint8_t b = tl_rnd[tl_used + (size_t)i];
-    out[1 + 2 * i] = hex[b >> 4];
-    out[2 + 2 * i] = hex[b & 15];
-  }
-  out[TOKEN_LEN] = '\0';
-  memset(tl_rnd + tl_used, 0, 16); /* used once */
-  tl_used += 16;
+  *dts_hex(out + 1, b, 16) = '\0';
+  memset(b, 0, sizeof(b));
 }

@@ -3,6 +3,7 @@
 
 #include "runtime/alloc.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -378,30 +379,28 @@ Google__Protobuf__StringValue *dts_sv(Google__Protobuf__StringValue *sv, const c
   return sv;
 }
 
-/* 16 random bytes, from a per-thread pool filled 256 bytes at a time
- * (getrandom answers that much whole and uninterrupted): one system call
- * per 16 ids rather than per id.  A byte handed out is wiped from the pool. */
-static void random16(uint8_t b[16]) {
-  static _Thread_local uint8_t pool[256];
+/* The per-thread pool: getrandom(2) a page at a time, a byte handed out
+ * wiped from it, so one system call serves 256 draws. */
+bool dts_random16(uint8_t b[16]) {
+  static _Thread_local uint8_t pool[4096];
   static _Thread_local size_t used = sizeof(pool);
   if (used + 16 > sizeof(pool)) {
-    if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool)) {
-      /* No entropy source: fall back to a counter mixed with the clock.
-       * Uniqueness within the process is what ids need. */
-      static atomic_ulong ctr;
-      uint64_t c = atomic_fetch_add(&ctr, 1) + 0x9e3779b97f4a7c15ULL;
-      for (int i = 0; i < 16; i++) b[i] = (uint8_t)((c >> ((i % 8) * 8)) ^ (uint64_t)i * 131);
-      return;
+    size_t got = 0;
+    while (got < sizeof(pool)) {
+      ssize_t n = getrandom(pool + got, sizeof(pool) - got, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return false;
+      got += (size_t)n;
     }
     used = 0;
   }
   memcpy(b, pool + used, 16);
   memset(pool + used, 0, 16);
   used += 16;
+  return true;
 }
 
-/* n bytes as 2n lowercase hex digits (no terminator). */
-static char *hex(char *out, const uint8_t *b, size_t n) {
+char *dts_hex(char *out, const uint8_t *b, size_t n) {
   static const char digits[] = "0123456789abcdef";
   for (size_t i = 0; i < n; i++) {
     *out++ = digits[b[i] >> 4];
@@ -410,10 +409,19 @@ static char *hex(char *out, const uint8_t *b, size_t n) {
   return out;
 }
 
+/* Random bytes for ids, which need only be unique within the process:
+ * without an entropy source, a counter. */
+static void random16(uint8_t b[16]) {
+  if (dts_random16(b)) return;
+  static atomic_ulong ctr;
+  uint64_t c = atomic_fetch_add(&ctr, 1) + 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < 16; i++) b[i] = (uint8_t)((c >> ((i % 8) * 8)) ^ (uint64_t)i * 131);
+}
+
 void dts_exec_id(char out[33]) {
   uint8_t b[16];
   random16(b);
-  *hex(out, b, 16) = '\0';
+  *dts_hex(out, b, 16) = '\0';
 }
 
 void dts_uuid(char out[37]) {
@@ -421,13 +429,13 @@ void dts_uuid(char out[37]) {
   random16(b);
   b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
   b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-  char *o = hex(out, b, 4); /* 8-4-4-4-12 */
+  char *o = dts_hex(out, b, 4); /* 8-4-4-4-12 */
   *o++ = '-';
-  o = hex(o, b + 4, 2);
+  o = dts_hex(o, b + 4, 2);
   *o++ = '-';
-  o = hex(o, b + 6, 2);
+  o = dts_hex(o, b + 6, 2);
   *o++ = '-';
-  o = hex(o, b + 8, 2);
+  o = dts_hex(o, b + 8, 2);
   *o++ = '-';
-  *hex(o, b + 10, 6) = '\0';
+  *dts_hex(o, b + 10, 6) = '\0';
 }

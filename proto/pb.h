@@ -127,6 +127,11 @@ static inline const char *dts_sv_get(const Google__Protobuf__StringValue *sv) {
   return sv != NULL ? sv->value : NULL;
 }
 
+/* 16 bytes from getrandom(2) through a per-thread pool; false when the
+ * system has no entropy to give (the caller decides what that means). */
+bool dts_random16(uint8_t b[16]);
+/* n bytes as 2n lowercase hex digits, not terminated; returns the end. */
+char *dts_hex(char *out, const uint8_t *b, size_t n);
 /* A new random (v4) UUID in lower-case 8-4-4-4-12 form, written to out[37]. */
 void dts_uuid(char out[37]);
 /* A new execution id as DTS makes them: 32 lowercase hex digits, random,
