@@ -690,7 +690,7 @@ act *inst_act_by_token(inst *in, const char *token) {
 
 void inst_act_set_token(inst *in, act *a, const char *tok) {
   if (a->token[0] != '\0' && dts_map_get(&in->act_tokens, a->token) == a) dts_map_del(&in->act_tokens, a->token);
-  snprintf(a->token, sizeof(a->token), "%s", tok);
+  dts_strlcpy(a->token, tok, sizeof(a->token));
   if (a->token[0] != '\0') dts_map_put(&in->act_tokens, a->token, a);
 }
 

@@ -192,9 +192,15 @@ void eng_send(dts_hub *h, char kind, const char *id, dts_msg *m, dts_call *call)
 
 /* ---- requests ------------------------------------------------------------------ */
 
+/* A request message (built for an actor or not) to the hub instead. */
+static void rpc_to_hub(dts_hub *h, m_rpc *r) {
+  r->hdr.kind = H_RPC;
+  if (eng_owned_method(r->method)) h->ops->set_owner(r->call, &h->base.a);
+  dts_send(&h->base.a, &r->hdr);
+}
+
 static void to_hub(dts_hub *h, dts_method m, dts_call *call, ProtobufCMessage *req) {
-  if (eng_owned_method((int)m)) h->ops->set_owner(call, &h->base.a);
-  dts_send(&h->base.a, &rpc_new(h, H_RPC, (int)m, call, req)->hdr);
+  rpc_to_hub(h, rpc_new(h, H_RPC, (int)m, call, req));
 }
 
 static void to_actor(dts_hub *h, char kind, const char *id, dts_method m, dts_call *call, ProtobufCMessage *req) {
@@ -248,9 +254,7 @@ static void route_completion(dts_hub *h, dts_method m, dts_call *call, ProtobufC
       dts_msg_free(&r->hdr); /* its call reference and request go with it */
       return;
     }
-    r->hdr.kind = H_RPC; /* not current: the hub answers (stale) */
-    if (eng_owned_method((int)m)) h->ops->set_owner(call, &h->base.a);
-    dts_send(&h->base.a, &r->hdr);
+    rpc_to_hub(h, r); /* not current: the hub answers (stale) */
     return;
   }
   const char *id = NULL;
