@@ -11,6 +11,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/log.h"
+#include "runtime/map.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -116,20 +117,9 @@ static void hs_free(void *p, size_t n, bool defer) {
 
 static struct ck_malloc hs_alloc = {.malloc = hs_malloc, .realloc = NULL, .free = hs_free};
 
-/* FNV-1a over the key, mixed with the seed. */
-static unsigned long hash_bytes(const char *k, size_t n, unsigned long seed) {
-  uint64_t h = 1469598103934665603ULL ^ seed;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (uint8_t)k[i];
-    h *= 1099511628211ULL;
-  }
-  h ^= h >> 29;
-  return (unsigned long)h;
-}
-
 static unsigned long hs_hash(const void *obj, unsigned long seed) {
   const dts_dir_entry *e = obj;
-  return hash_bytes(e->key, e->klen, seed);
+  return (unsigned long)dts_hash_bytes(e->key, e->klen, seed);
 }
 
 static bool hs_compare(const void *a, const void *b) {
@@ -164,7 +154,7 @@ void dts_dir_destroy(dts_dir *d) {
 void dts_dir_entry_init(dts_dir_entry *e, const char *key, size_t klen) {
   e->key = key;
   e->klen = klen;
-  e->hash = hash_bytes(key, klen, SEED);
+  e->hash = (unsigned long)dts_hash_bytes(key, klen, SEED);
   atomic_init(&e->published, 0);
 }
 

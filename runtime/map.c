@@ -1,4 +1,4 @@
-/* map.c -- see map.h.  FNV-1a hashing, power-of-two table, load <= 0.7. */
+/* map.c -- see map.h.  Power-of-two table, linear probing, load <= 0.7. */
 #include "runtime/map.h"
 
 #include "runtime/alloc.h"
@@ -9,11 +9,32 @@
 static const char tomb_mark;
 #define TOMB (&tomb_mark)
 
-static size_t hash_str(const char *s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ULL;
-  return (size_t)(h ^ (h >> 29));
+#define K1 0x9e3779b97f4a7c15ULL
+#define K2 0xbf58476d1ce4e5b9ULL
+#define K3 0x94d049bb133111ebULL
+
+uint64_t dts_hash_bytes(const void *p, size_t n, uint64_t seed) {
+  const unsigned char *b = p;
+  uint64_t h = seed ^ (n * K1), w;
+  for (; n >= 8; b += 8, n -= 8) {
+    memcpy(&w, b, 8); /* unaligned keys: a plain load on x86 and arm64 */
+    h = (h ^ w) * K2;
+    h ^= h >> 31;
+  }
+  if (n > 0) {
+    w = 0;
+    memcpy(&w, b, n);
+    h = (h ^ w) * K2;
+    h ^= h >> 31;
+  }
+  /* the finalizer of splitmix64: every input bit reaches the low bits a
+   * power-of-two table indexes by */
+  h = (h ^ (h >> 30)) * K2;
+  h = (h ^ (h >> 27)) * K3;
+  return h ^ (h >> 31);
 }
+
+static size_t hash_str(const char *s) { return (size_t)dts_hash_bytes(s, strlen(s), K1); }
 
 void dts_map_init(dts_map *m) { memset(m, 0, sizeof(*m)); }
 

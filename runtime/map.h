@@ -9,6 +9,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* A 64-bit hash of n bytes, eight at a time (a multiply and a fold per
+ * word, then a final mix), for the map below and the directory.  Not a
+ * defence against chosen keys; the tables' load limits bound the damage. */
+uint64_t dts_hash_bytes(const void *p, size_t n, uint64_t seed);
 
 typedef struct dts_map_slot {
   const char *key; /* NULL: empty; DTS_MAP_TOMB: deleted */
