@@ -41,6 +41,7 @@
 #define INJECT_RING 65536 /* shared inject ring slots (power of two) */
 #define INJECT_EVERY 61   /* a busy worker still looks at shared queues */
 #define SPIN_ROUNDS 64    /* steal attempts before parking */
+#define OWE_TURNS 16      /* turns a thread runs before it pays what it owes */
 
 typedef struct worker {
   /* the owner's hot fields first; thieves only touch `ring` through ck */
@@ -75,6 +76,41 @@ struct dts_sched {
 };
 
 static _Thread_local worker *current;
+
+/* What the running thread owes (dts_sched_owe): at most one creditor. */
+static _Thread_local struct {
+  void (*fn)(void *);
+  void *arg;
+  int turns; /* run since the debt began */
+  bool able; /* this thread runs turns and pays: a worker, or inside run_manual */
+} debt;
+
+bool dts_sched_owe(void (*fn)(void *), void *arg) {
+  if (!debt.able) return false;
+  if (debt.fn != NULL && (debt.fn != fn || debt.arg != arg)) {
+    void (*f)(void *) = debt.fn;
+    debt.fn = NULL;
+    f(debt.arg); /* a second creditor: the first is paid at once */
+  }
+  if (debt.fn == NULL) debt.turns = 0;
+  debt.fn = fn;
+  debt.arg = arg;
+  return true;
+}
+
+/* Pays what the thread owes.  Paying runs no turn, so it cannot owe again
+ * meanwhile. */
+static void pay(void) {
+  void (*f)(void *) = debt.fn;
+  if (f == NULL) return;
+  debt.fn = NULL;
+  f(debt.arg);
+}
+
+/* After a turn: pays once the debt has waited OWE_TURNS turns. */
+static void turn_ran(void) {
+  if (debt.fn != NULL && ++debt.turns >= OWE_TURNS) pay();
+}
 
 /* ------------------------------------------------------------------------ */
 /* queues                                                                   */
@@ -207,9 +243,14 @@ static void *worker_main(void *arg) {
   snprintf(name, sizeof(name), "worker-%d", w->index);
   pthread_setname_np(pthread_self(), name);
   int idle = 0;
+  debt.able = true;
   while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
     dts_actor *a = handed_over(find_work(w));
     if (a == NULL) {
+      if (debt.fn != NULL) { /* nothing to do: what waited on the debt can go */
+        pay();
+        continue;
+      }
       if (++idle < SPIN_ROUNDS) {
         if (idle % 8 == 0) sched_yield();
         continue;
@@ -221,7 +262,10 @@ static void *worker_main(void *arg) {
     idle = 0;
     atomic_fetch_add_explicit(&w->turns, 1, memory_order_relaxed);
     if (dts_actor_run(a)) dts_sched_add(s, a);
+    turn_ran();
   }
+  pay();
+  debt.able = false;
   current = NULL;
   dts_pool_thread_flush();
   return NULL;
@@ -271,11 +315,19 @@ dts_sched *dts_sched_create_manual(void) { return create(0); }
 size_t dts_sched_run_manual(dts_sched *s, size_t max_turns) {
   DTS_ASSERT(s->nworkers == 0);
   size_t n = 0;
-  dts_actor *a;
-  while (n < max_turns && (a = handed_over(inject_pop(s))) != NULL) {
+  debt.able = true;
+  for (;;) {
+    dts_actor *a = n < max_turns ? handed_over(inject_pop(s)) : NULL;
+    if (a == NULL) { /* out of work or of turns: pay, and go on if that made work */
+      if (debt.fn == NULL) break;
+      pay();
+      continue;
+    }
     n++;
     if (dts_actor_run(a)) dts_sched_add(s, a);
+    turn_ran();
   }
+  debt.able = false;
   return n;
 }
 

@@ -13,6 +13,7 @@
 
 #include "runtime/actor.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,15 @@ void dts_sched_get_stats(dts_sched *s, dts_sched_stats *out);
 
 /* Workers currently parked or about to park (test and metrics hook). */
 int dts_sched_parked(dts_sched *s);
+
+/* A debt: work that many turns share and that may wait a little, such as
+ * the store's deferred commits.  From inside a turn: fn(arg) will run on
+ * this thread, outside any turn, once OWE_TURNS (sched.c) more turns ran
+ * or the thread finds no work, and in any case before it sleeps or its
+ * dts_sched_run_manual returns.  One creditor at a time: owing a second
+ * pays the first at once; owing the same again adds nothing.  Returns
+ * false on a thread that runs no turns (do the work now instead). */
+bool dts_sched_owe(void (*fn)(void *), void *arg);
 
 /* Index of the calling thread among s's workers, or -1. */
 int dts_sched_current_worker(const dts_sched *s);

@@ -1,6 +1,6 @@
 /* test_sched.c -- actors on the work-stealing scheduler: exactly-once
  * delivery, per-sender order, never two threads in one actor, stealing,
- * parking and wake-up, stop, and leak-free shutdown. */
+ * parking and wake-up, stop, leak-free shutdown, and debts (dts_sched_owe). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -383,6 +383,130 @@ static void test_inject_overflow_spills_and_delivers(void **state) {
   drop_actors();
 }
 
+/* ---- debts: paid on the owing thread, outside turns, soon ---- */
+
+enum { K_OWE = 50, K_OWE_TWO };
+
+static _Thread_local bool in_behaviour, owes_here;
+static atomic_long paid, paid_in_turn, paid_elsewhere, owed_false, first_paid_at, chain_at;
+static tactor *pair[2];
+
+static void pay_fn(void *arg) {
+  (void)arg;
+  if (in_behaviour) atomic_fetch_add(&paid_in_turn, 1);
+  if (!owes_here) atomic_fetch_add(&paid_elsewhere, 1); /* a thread that did not owe */
+  owes_here = false;
+  long at = atomic_load(&chain_at), none = -1;
+  atomic_compare_exchange_strong(&first_paid_at, &none, at);
+  atomic_fetch_add(&paid, 1);
+}
+
+static atomic_long other_paid, other_paid_in_turn;
+static void other_fn(void *arg) {
+  (void)arg;
+  if (in_behaviour) atomic_fetch_add(&other_paid_in_turn, 1);
+  atomic_fetch_add(&other_paid, 1);
+}
+
+/* K_OWE with ttl t: owes pay_fn, then sends t - 1 to the other actor of
+ * the pair (which is idle, so every message is a turn of its own and the
+ * one worker never runs out of work until the chain ends).  K_OWE_TWO:
+ * owes other_fn, then pay_fn (a second creditor). */
+static void owe_fn(dts_actor *self, dts_msg *m) {
+  in_behaviour = true;
+  tmsg *t = (tmsg *)m;
+  if (m->kind == K_OWE_TWO && !dts_sched_owe(other_fn, NULL)) atomic_fetch_add(&owed_false, 1);
+  if (dts_sched_owe(pay_fn, NULL)) owes_here = true;
+  else atomic_fetch_add(&owed_false, 1);
+  atomic_fetch_add(&chain_at, 1);
+  if (m->kind == K_OWE && t->ttl > 1) {
+    tmsg *n = (tmsg *)dts_msg_alloc(K_OWE, sizeof(tmsg));
+    n->ttl = t->ttl - 1;
+    dts_send(&pair[self == &pair[0]->base]->base, &n->base);
+  }
+  in_behaviour = false;
+}
+
+static void make_pair(dts_sched *s) {
+  for (int i = 0; i < 2; i++) {
+    pair[i] = dts_calloc(1, sizeof(tactor));
+    dts_actor_init(&pair[i]->base, s, owe_fn, tactor_fini);
+  }
+}
+
+static void reset_debts(void) {
+  atomic_store(&paid, 0);
+  atomic_store(&paid_in_turn, 0);
+  atomic_store(&paid_elsewhere, 0);
+  atomic_store(&owed_false, 0);
+  atomic_store(&first_paid_at, -1);
+  atomic_store(&chain_at, 0);
+  atomic_store(&other_paid, 0);
+  atomic_store(&other_paid_in_turn, 0);
+}
+
+static void send_owe(dts_actor *a, uint32_t kind, int ttl) {
+  tmsg *m = (tmsg *)dts_msg_alloc(kind, sizeof(tmsg));
+  m->ttl = ttl;
+  dts_send(a, &m->base);
+}
+
+static void test_debt_paid_on_the_owing_thread_outside_turns(void **state) {
+  (void)state;
+  reset_counters();
+  reset_debts();
+  assert_false(dts_sched_owe(pay_fn, NULL)); /* this thread runs no turns */
+  dts_sched *s = dts_sched_create(1);
+  make_pair(s);
+  /* one turn, then nothing to do: paid at once, not left for later */
+  send_owe(&pair[0]->base, K_OWE, 1);
+  assert_true(TU_WAIT_UNTIL(atomic_load(&paid) == 1, 10));
+  /* a chain of 2,000 turns that never leaves the worker idle: paid as it
+   * goes, every few turns, not only when the chain ends */
+  reset_debts();
+  send_owe(&pair[0]->base, K_OWE, 2000);
+  assert_true(TU_WAIT_UNTIL(atomic_load(&chain_at) == 2000, 10));
+  assert_true(TU_WAIT_UNTIL(atomic_load(&paid) >= 2000 / 64, 10));
+  assert_true(atomic_load(&first_paid_at) >= 1 && atomic_load(&first_paid_at) <= 64);
+  assert_int_equal(atomic_load(&paid_in_turn), 0);
+  assert_int_equal(atomic_load(&paid_elsewhere), 0);
+  assert_int_equal(atomic_load(&owed_false), 0);
+  /* a second creditor: the first is paid at once (in the turn), the second later */
+  reset_debts();
+  send_owe(&pair[0]->base, K_OWE_TWO, 1);
+  assert_true(TU_WAIT_UNTIL(atomic_load(&paid) == 1, 10));
+  assert_int_equal(atomic_load(&other_paid), 1);
+  assert_int_equal(atomic_load(&other_paid_in_turn), 1);
+  assert_int_equal(atomic_load(&paid_in_turn), 0);
+  for (int i = 0; i < 2; i++) dts_actor_unref(&pair[i]->base);
+  assert_true(TU_WAIT_UNTIL(atomic_load(&finis) == 2, 10));
+  dts_sched_destroy(s);
+}
+
+/* A manual scheduler pays before dts_sched_run_manual returns. */
+static void test_manual_run_pays_before_returning(void **state) {
+  (void)state;
+  reset_counters();
+  reset_debts();
+  dts_sched *s = dts_sched_create_manual();
+  make_pair(s);
+  send_owe(&pair[0]->base, K_OWE, 40);
+  size_t turns = 0, n;
+  while ((n = dts_sched_run_manual(s, 10)) > 0) {
+    turns += n;
+    assert_true(atomic_load(&paid) >= (long)(turns / 16)); /* every 16 turns */
+    assert_true(atomic_load(&paid) >= 1); /* and never returns owing */
+  }
+  assert_int_equal(turns, 40);
+  assert_int_equal(atomic_load(&paid_in_turn), 0);
+  assert_int_equal(atomic_load(&paid_elsewhere), 0);
+  assert_int_equal(atomic_load(&owed_false), 0);
+  assert_false(dts_sched_owe(pay_fn, NULL)); /* outside run_manual: no */
+  for (int i = 0; i < 2; i++) dts_actor_unref(&pair[i]->base);
+  assert_int_equal(atomic_load(&finis), 2);
+  dts_sched_destroy(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stress_every_message_once_in_order_never_concurrent),
@@ -393,6 +517,8 @@ int main(void) {
       cmocka_unit_test(test_held_actor_runs_nothing_until_opened),
       cmocka_unit_test(test_shutdown_with_messages_in_flight_leaks_nothing),
       cmocka_unit_test(test_inject_overflow_spills_and_delivers),
+      cmocka_unit_test(test_debt_paid_on_the_owing_thread_outside_turns),
+      cmocka_unit_test(test_manual_run_pays_before_returning),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   dts_pool_thread_flush();
