@@ -4,10 +4,12 @@
  * and records the same change in the turn's batch; answers, messages to
  * other actors and timers are attached to the turn's ticket and happen
  * only once the batch is written.  At the end of the turn the batch is
- * written from the actor's own thread (LevelDB groups concurrent writers)
- * or handed to the storage thread (group commit, one fsync for many
- * actors), whose answer comes back to the actor as M_COMMITTED.  Tickets
- * of one actor come back in order.
+ * deferred (the worker writes it with the batches of its next few turns,
+ * dts_store_defer), or handed to the storage thread (group commit, one
+ * fsync for many actors); either answer comes back to the actor as
+ * M_COMMITTED.  Off a worker it is written from the calling thread, or
+ * queued behind the thread writing.  Tickets of one actor come back in
+ * order.
  *
  * When the store says no.  A ticket that did not commit leaves the actor's
  * memory ahead of the store: its answers become the error, its messages and
@@ -229,10 +231,18 @@ eng_ticket *eng_tx_flush(eng_actor *a, eng_tx *tx) {
     t->result = DTS_OK;
     return t;
   }
-  /* written now (inline, no other thread writing and nothing of ours
-   * queued), or queued: its M_COMMITTED comes back to this actor, which
+  /* deferred (written with other turns' batches once this worker has run
+   * a few more turns or has nothing else to do), written now (off a worker,
+   * no other thread writing and nothing of ours queued), or queued: a
+   * deferred or queued ticket's M_COMMITTED comes back to this actor, which
    * reads its mailbox only after this turn, so the ticket is filed after */
   dts_err r;
+  if (h->cfg.inline_commit && dts_store_defer(h->cfg.store, b, t->epoch, &a->a, &t->hdr, &t->result)) {
+    tx->inflight++;
+    VEC_PUSH(tx->inq, tx->ninq, tx->capinq, t);
+    eng_write_end(h);
+    return NULL;
+  }
   if (h->cfg.inline_commit &&
       dts_store_commit_or_queue(h->cfg.store, b, t->epoch, tx->inflight > 0, &a->a, &t->hdr, &t->result, &r)) {
     t->result = r;

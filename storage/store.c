@@ -30,6 +30,7 @@
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 #include "runtime/mailbox.h"
+#include "runtime/sched.h"
 #include "runtime/timer.h"
 
 #include <errno.h>
@@ -422,6 +423,16 @@ bool dts_store_commit_or_queue(dts_store *s, dts_batch *b, uint32_t epoch, bool 
   dts_mailbox_push(&s->cq, &t->hdr);
   combine(s);
   return false;
+}
+
+static void pay_deferred(void *arg) { combine(arg); }
+
+bool dts_store_defer(dts_store *s, dts_batch *b, uint32_t epoch, dts_actor *to, dts_msg *m, dts_err *result) {
+  if (!dts_sched_owe(pay_deferred, s)) return false;
+  ticket *t = ticket_new(s, b, epoch, to, m, result);
+  atomic_fetch_add(&s->queued, 1);
+  dts_mailbox_push(&s->cq, &t->hdr);
+  return true;
 }
 
 void dts_store_submit(dts_store *s, dts_batch *b, dts_actor *to, dts_msg *m) {

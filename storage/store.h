@@ -107,6 +107,16 @@ void dts_store_submit(dts_store *s, dts_batch *b, dts_actor *to, dts_msg *m);
 bool dts_store_commit_or_queue(dts_store *s, dts_batch *b, uint32_t epoch, bool queued_before, dts_actor *to,
                                dts_msg *m, dts_err *result, dts_err *out);
 
+/* A deferred commit (the actors' commits with --durability=os, from a
+ * scheduler thread): queues `b` with the combining commits and returns
+ * true; the calling thread writes the queue -- its own batch with whatever
+ * other threads queued, one LevelDB write -- when its scheduler has it pay
+ * (dts_sched_owe: after a few more turns or when it runs out of work), if
+ * no other committing thread wrote them first.  `b` is consumed and `m`
+ * comes back to `to` with *result set, in queue order.  Returns false, and
+ * does nothing, on a thread that runs no turns. */
+bool dts_store_defer(dts_store *s, dts_batch *b, uint32_t epoch, dts_actor *to, dts_msg *m, dts_err *result);
+
 /* Most batches merged into one write (default 1024).  1 turns group commit
  * off: one write (and with fsync durability one fsync) per batch.  Set it
  * before the first submit; benchmarks use it for their baseline. */

@@ -1,7 +1,8 @@
 /* test_store.c -- the store's combining commits (dts_store_commit_or_queue)
- * from many threads at once: every batch is written exactly once, each
- * committer's batches in its order, and a queued batch's message comes
- * back to its actor with the outcome.  Real LevelDB in a temp dir; runs
+ * from many threads at once, and deferred commits (dts_store_defer) from
+ * actor turns: every batch is written exactly once, each committer's
+ * batches in its order, and a queued batch's message comes back to its
+ * actor with the outcome.  Real LevelDB in a temp dir; runs
  * under TSan too (label tsan).
  */
 #include "runtime/alloc.h"
@@ -96,14 +97,29 @@ static bool count_key(void *c, const char *k, size_t klen, const char *v, size_t
   return true;
 }
 
-static void test_combining_commits_from_many_threads(void **state) {
-  (void)state;
-  char dir[64] = "/tmp/dtsd-storetest-XXXXXX", db[80], err[256];
+/* A store in a fresh temp directory (dir gets its path). */
+static dts_store *open_temp(char dir[64]) {
+  char db[80], err[256];
+  strcpy(dir, "/tmp/dtsd-storetest-XXXXXX");
   assert_non_null(mkdtemp(dir));
   snprintf(db, sizeof(db), "%s/db", dir);
   dts_store *s;
   assert_int_equal(dts_store_open(db, DTS_DURABILITY_OS, &s, err, sizeof(err)), DTS_OK);
   dts_store_set_min_free(s, 0);
+  return s;
+}
+
+static void close_temp(dts_store *s, const char *dir) {
+  dts_store_close(s);
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+static void test_combining_commits_from_many_threads(void **state) {
+  (void)state;
+  char dir[64];
+  dts_store *s = open_temp(dir);
   dts_sched *sched = dts_sched_create(2);
   pthread_t t[THREADS];
   worker_arg w[THREADS];
@@ -134,16 +150,95 @@ static void test_combining_commits_from_many_threads(void **state) {
                 queued_total);
   dts_sched_destroy(sched);
   for (int i = 0; i < THREADS; i++) dts_actor_unref(&w[i].c->base);
-  dts_store_close(s);
-  char cmd[128];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-  assert_int_equal(system(cmd), 0);
+  close_temp(s, dir);
+}
+
+/* ---- deferred commits (dts_store_defer) --------------------------------- */
+
+#define DEFER_ACTORS 4
+#define DEFER_COMMITS 2000
+
+enum { K_COMMIT = 10, K_DONE };
+
+typedef struct deferrer {
+  dts_actor base;
+  dts_store *store;
+  int index;
+  long next_sent, next_back; /* the actor's own (one thread at a time) */
+  atomic_long back, bad, refused;
+} deferrer;
+
+static void defer_behave(dts_actor *self, dts_msg *m) {
+  deferrer *d = (deferrer *)self;
+  if (m->kind == K_DONE) { /* answers come back in the order of the commits */
+    done_msg *r = (done_msg *)m;
+    if (r->seq != d->next_back++ || r->result != DTS_OK) atomic_fetch_add(&d->bad, 1);
+    atomic_fetch_add(&d->back, 1);
+    return;
+  }
+  char k[32], v[32];
+  long i = d->next_sent++;
+  int kn = snprintf(k, sizeof(k), "d%d-%06ld", d->index, i);
+  int vn = snprintf(v, sizeof(v), "%ld", i);
+  dts_batch *b = dts_batch_create();
+  dts_batch_put(b, k, (size_t)kn, v, (size_t)vn);
+  done_msg *r = (done_msg *)dts_msg_alloc(K_DONE, sizeof(done_msg));
+  r->seq = i;
+  if (!dts_store_defer(d->store, b, dts_store_epoch(d->store), self, &r->hdr, &r->result)) {
+    atomic_fetch_add(&d->refused, 1); /* on a worker it must take it */
+    dts_batch_destroy(b);
+    dts_msg_free(&r->hdr);
+  }
+}
+
+/* Turns on worker threads defer their commits: every batch is written once,
+ * each actor's answers come back in order, and the batches of many turns
+ * share LevelDB writes.  Off a worker, nothing is deferred. */
+static void test_deferred_commits_share_writes(void **state) {
+  (void)state;
+  char dir[64];
+  dts_store *s = open_temp(dir);
+  dts_batch *b = dts_batch_create();
+  dts_batch_put(b, "x", 1, "y", 1);
+  assert_false(dts_store_defer(s, b, dts_store_epoch(s), NULL, NULL, NULL)); /* not a worker: still ours */
+  dts_batch_destroy(b);
+  dts_store_stats before;
+  dts_store_get_stats(s, &before);
+  dts_sched *sched = dts_sched_create(2);
+  deferrer *d[DEFER_ACTORS];
+  for (int i = 0; i < DEFER_ACTORS; i++) {
+    d[i] = dts_calloc(1, sizeof(deferrer));
+    dts_actor_init(&d[i]->base, sched, defer_behave, committer_fini);
+    d[i]->store = s;
+    d[i]->index = i;
+  }
+  for (int n = 0; n < DEFER_COMMITS; n++)
+    for (int i = 0; i < DEFER_ACTORS; i++) dts_send(&d[i]->base, dts_msg_alloc(K_COMMIT, sizeof(dts_msg)));
+  for (int i = 0; i < DEFER_ACTORS; i++) {
+    assert_true(TU_WAIT_UNTIL(atomic_load(&d[i]->back) == DEFER_COMMITS, 20));
+    assert_int_equal(atomic_load(&d[i]->bad), 0);
+    assert_int_equal(atomic_load(&d[i]->refused), 0);
+  }
+  assert_false(dts_store_busy(s));
+  dts_store_stats after;
+  dts_store_get_stats(s, &after);
+  long keys = 0;
+  assert_int_equal(dts_store_scan(s, "d", 1, count_key, &keys), DTS_OK);
+  assert_int_equal(keys, DEFER_ACTORS * DEFER_COMMITS); /* each written once */
+  uint64_t writes = after.writes - before.writes;
+  print_message("deferred commits: %d batches in %llu LevelDB writes\n", DEFER_ACTORS * DEFER_COMMITS,
+                (unsigned long long)writes);
+  assert_true(writes * 4 <= (uint64_t)(DEFER_ACTORS * DEFER_COMMITS)); /* at least four batches a write */
+  dts_sched_destroy(sched);
+  for (int i = 0; i < DEFER_ACTORS; i++) dts_actor_unref(&d[i]->base);
+  close_temp(s, dir);
 }
 
 int main(void) {
   dts_log_set_level(DTS_LOG_WARN);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_combining_commits_from_many_threads),
+      cmocka_unit_test(test_deferred_commits_share_writes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
