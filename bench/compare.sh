@@ -77,7 +77,8 @@ stop() {
 # field <json-line> <key>
 field() { printf '%s\n' "$1" | sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p"; }
 
-# one <binary> <key> <dtsd flags> -- <loadgen args>: one run, prints the value of key
+# one <binary> <key> <dtsd flags> -- <loadgen args>: one run, prints the value
+# of key and dtsd's CPU-seconds per 1,000 units of work
 one() {
   bin=$1 key=$2
   shift 2
@@ -89,7 +90,7 @@ one() {
   out=$("$L" --target "127.0.0.1:$P" --pid "$PID" "$@" | grep '^{' | tail -1)
   stop
   printf '%s\n' "$out" >>"$T/rowruns" # every run of the row: the ceilings it measured
-  field "$out" "$key"
+  printf '%s %s\n' "$(field "$out" "$key")" "$(field "$out" dtsd_cpu_s_per_1000)"
 }
 
 # median of the numbers on stdin
@@ -97,8 +98,8 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR
 
 # pairs <key> <dtsd flags> -- <loadgen args>: REPEATS pairs of runs, old
 # and new back to back (the order swapped every pair, so neither always
-# runs on a warmer or cooler machine); writes "old new" per pair to
-# $T/pairs.  The medians and the median of the pairs' ratios are reported:
+# runs on a warmer or cooler machine); writes "old new old_cpu new_cpu" per
+# pair to $T/pairs.  The medians and the median of the pairs' ratios are reported:
 # a pair shares the machine's state of the moment, and a median is not
 # moved by one lucky or disturbed run the way a best-of is.
 pairs() {
@@ -116,13 +117,16 @@ pairs() {
       b=$(one "$NEW_BIN" "$key" $NEW_FLAGS "$@")
       a=$(one "$OLD_BIN" "$key" "$@")
     fi
-    echo "$a $b" >>"$T/pairs"
+    echo "${a% *} ${b% *} ${a#* } ${b#* }" >>"$T/pairs"
     i=$((i + 1))
   done
 }
 
 FAILS=0
-printf '%-44s %12s %12s %8s  %s\n' "scenario (2 cores: nproc=$(nproc))" old new ratio target
+# cpu: the median over the pairs of new/old dtsd CPU-seconds per unit of
+# work; less moved by the load generator's share of the two cores than the
+# throughput is (above 1: the new engine spends more per unit)
+printf '%-44s %12s %12s %8s %6s  %s\n' "scenario (2 cores: nproc=$(nproc))" old new ratio cpu target
 # row <label> <key> <target op> <target value> <dtsd flags> -- <loadgen args>
 row() {
   label=$1 key=$2 op=$3 want=$4
@@ -133,6 +137,7 @@ row() {
   nw=$(awk '{ print $2 }' "$T/pairs" | median)
   r=$(awk '{ printf "%.4f\n", ($1 > 0) ? $2 / $1 : 0 }' "$T/pairs" | median | awk '{ printf "%.2f", $1 }')
   spread=$(awk '{ printf "%.2f\n", ($1 > 0) ? $2 / $1 : 0 }' "$T/pairs" | sort -g | tr '\n' ' ')
+  cpu=$(awk '{ printf "%.4f\n", ($3 > 0) ? $4 / $3 : 0 }' "$T/pairs" | median | awk '{ printf "%.2f", $1 }')
   if [ "$op" = le_abs ]; then
     ok=$(awk -v b="$nw" -v w="$want" 'BEGIN { print (b <= w) ? "ok" : "MISSED" }')
     t="new <= $want"
@@ -141,15 +146,15 @@ row() {
     t=">= ${want}x"
   fi
   [ "$ok" = ok ] || FAILS=$((FAILS + 1))
-  printf '%-44s %12s %12s %7sx  %s %s   (pairs: %s)\n' "$label" "$o" "$nw" "$r" "$t" "$ok" "$spread"
-  printf '{"bench":"compare","scenario":"%s","old":%s,"new":%s,"ratio":%s,"pair_ratios":"%s","met":%s}\n' "$label" \
-    "$o" "$nw" "$r" "$spread" "$([ "$ok" = ok ] && echo true || echo false)" >>"$T/json"
+  printf '%-44s %12s %12s %7sx %5sx  %s %s   (pairs: %s)\n' "$label" "$o" "$nw" "$r" "$cpu" "$t" "$ok" "$spread"
+  printf '{"bench":"compare","scenario":"%s","old":%s,"new":%s,"ratio":%s,"cpu_ratio":%s,"pair_ratios":"%s","met":%s}\n' \
+    "$label" "$o" "$nw" "$r" "$cpu" "$spread" "$([ "$ok" = ok ] && echo true || echo false)" >>"$T/json"
 }
 
 row "hello-5, 256 in flight (orch/s)" orchestrations_per_s ratio 0.95 -- \
   --scenario hello --orchestrations "$(n 20000)" --concurrency 256
 row "fan-out of 1,000 (orch/s)" orchestrations_per_s ratio 1.0 -- \
-  --scenario fanout --fanout 1000 --orchestrations "$(n 40)" --concurrency 8
+  --scenario fanout --fanout 1000 --orchestrations "$(n 120)" --concurrency 8
 row "signals to 10,000 entities (signals/s)" signals_per_s ratio 1.5 -- \
   --signals "$(n 100000)" --entities 10000 --concurrency 256
 # What the two cores allow: loadgen measures bare unary round trips before
