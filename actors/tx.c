@@ -5,7 +5,7 @@
  * other actors and timers are attached to the turn's ticket and happen
  * only once the batch is written.  At the end of the turn the batch is
  * deferred (the worker writes it with the batches of its next few turns,
- * dts_store_defer), or handed to the storage thread (group commit, one
+ * dts_store_commit_or_queue), or handed to the storage thread (group commit, one
  * fsync for many actors); either answer comes back to the actor as
  * M_COMMITTED.  Off a worker it is written from the calling thread, or
  * queued behind the thread writing.  Tickets of one actor come back in
@@ -237,12 +237,6 @@ eng_ticket *eng_tx_flush(eng_actor *a, eng_tx *tx) {
    * deferred or queued ticket's M_COMMITTED comes back to this actor, which
    * reads its mailbox only after this turn, so the ticket is filed after */
   dts_err r;
-  if (h->cfg.inline_commit && dts_store_defer(h->cfg.store, b, t->epoch, &a->a, &t->hdr, &t->result)) {
-    tx->inflight++;
-    VEC_PUSH(tx->inq, tx->ninq, tx->capinq, t);
-    eng_write_end(h);
-    return NULL;
-  }
   if (h->cfg.inline_commit &&
       dts_store_commit_or_queue(h->cfg.store, b, t->epoch, tx->inflight > 0, &a->a, &t->hdr, &t->result, &r)) {
     t->result = r;

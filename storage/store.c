@@ -408,8 +408,22 @@ static void combine(dts_store *s) {
   }
 }
 
+/* Counts an order, then links it into the combining queue (combine()'s
+ * order of the two). */
+static void enqueue(dts_store *s, dts_batch *b, uint32_t epoch, dts_actor *to, dts_msg *m, dts_err *result) {
+  ticket *t = ticket_new(s, b, epoch, to, m, result);
+  atomic_fetch_add(&s->queued, 1);
+  dts_mailbox_push(&s->cq, &t->hdr);
+}
+
+static void pay_deferred(void *arg) { combine(arg); }
+
 bool dts_store_commit_or_queue(dts_store *s, dts_batch *b, uint32_t epoch, bool queued_before, dts_actor *to,
                                dts_msg *m, dts_err *result, dts_err *out) {
+  if (dts_sched_owe(pay_deferred, s)) { /* a turn: the thread writes the queue when it pays */
+    enqueue(s, b, epoch, to, m, result);
+    return false;
+  }
   if (!queued_before && !atomic_exchange(&s->combining, true)) {
     atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
     *out = dts_batch_empty(b) ? DTS_OK : write_wb(s, b->wb, epoch, true);
@@ -418,21 +432,9 @@ bool dts_store_commit_or_queue(dts_store *s, dts_batch *b, uint32_t epoch, bool 
     if (atomic_load(&s->queued) > 0) combine(s);
     return true;
   }
-  ticket *t = ticket_new(s, b, epoch, to, m, result);
-  atomic_fetch_add(&s->queued, 1);
-  dts_mailbox_push(&s->cq, &t->hdr);
+  enqueue(s, b, epoch, to, m, result);
   combine(s);
   return false;
-}
-
-static void pay_deferred(void *arg) { combine(arg); }
-
-bool dts_store_defer(dts_store *s, dts_batch *b, uint32_t epoch, dts_actor *to, dts_msg *m, dts_err *result) {
-  if (!dts_sched_owe(pay_deferred, s)) return false;
-  ticket *t = ticket_new(s, b, epoch, to, m, result);
-  atomic_fetch_add(&s->queued, 1);
-  dts_mailbox_push(&s->cq, &t->hdr);
-  return true;
 }
 
 void dts_store_submit(dts_store *s, dts_batch *b, dts_actor *to, dts_msg *m) {

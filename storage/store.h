@@ -94,28 +94,26 @@ void dts_store_submit_at(dts_store *s, dts_batch *b, uint32_t epoch, dts_actor *
 /* dts_store_submit_at in the current epoch, outcome not reported. */
 void dts_store_submit(dts_store *s, dts_batch *b, dts_actor *to, dts_msg *m);
 
-/* A combining commit (the actors' commits with --durability=os).  When no
- * other thread is committing this way and `queued_before` is false (the
- * caller has no earlier batch still queued), writes `b` from the calling
- * thread and returns true with the outcome in *out (`b` stays the
- * caller's).  Otherwise queues it and returns false: as with
- * dts_store_submit_at, `b` is consumed and `m` comes back to `to` with
- * *result set, in queue order.  Whoever holds the write also writes what
- * was queued meanwhile, merged into one write, so a committing thread
- * never sleeps waiting for another's write (LevelDB's own writer queue
- * puts it to sleep on a condition variable). */
+/* A combining commit (the actors' commits with --durability=os).
+ *
+ * From a scheduler thread inside a turn (dts_sched_owe), the commit is
+ * deferred: `b` is queued and the thread owes the store a write, which it
+ * makes once it has run a few more turns or runs out of work -- its own
+ * turns' batches and whatever other threads queued, merged into one
+ * LevelDB write -- unless another committing thread wrote them first.
+ *
+ * Elsewhere, when no other thread is committing this way and
+ * `queued_before` is false (the caller has no earlier batch still queued),
+ * `b` is written from the calling thread: returns true with the outcome in
+ * *out (`b` stays the caller's).  Otherwise it is queued and whoever holds
+ * the write also writes what was queued meanwhile, merged into one write,
+ * so a committing thread never sleeps waiting for another's write
+ * (LevelDB's own writer queue puts it to sleep on a condition variable).
+ *
+ * Queued or deferred, it returns false: as with dts_store_submit_at, `b`
+ * is consumed and `m` comes back to `to` with *result set, in queue order. */
 bool dts_store_commit_or_queue(dts_store *s, dts_batch *b, uint32_t epoch, bool queued_before, dts_actor *to,
                                dts_msg *m, dts_err *result, dts_err *out);
-
-/* A deferred commit (the actors' commits with --durability=os, from a
- * scheduler thread): queues `b` with the combining commits and returns
- * true; the calling thread writes the queue -- its own batch with whatever
- * other threads queued, one LevelDB write -- when its scheduler has it pay
- * (dts_sched_owe: after a few more turns or when it runs out of work), if
- * no other committing thread wrote them first.  `b` is consumed and `m`
- * comes back to `to` with *result set, in queue order.  Returns false, and
- * does nothing, on a thread that runs no turns. */
-bool dts_store_defer(dts_store *s, dts_batch *b, uint32_t epoch, dts_actor *to, dts_msg *m, dts_err *result);
 
 /* Most batches merged into one write (default 1024).  1 turns group commit
  * off: one write (and with fsync durability one fsync) per batch.  Set it
