@@ -15,17 +15,15 @@ static const char tomb_mark;
 
 uint64_t dts_hash_bytes(const void *p, size_t n, uint64_t seed) {
   const unsigned char *b = p;
-  uint64_t h = seed ^ (n * K1), w;
-  for (; n >= 8; b += 8, n -= 8) {
-    memcpy(&w, b, 8); /* unaligned keys: a plain load on x86 and arm64 */
+  uint64_t h = seed ^ (n * K1);
+  while (n > 0) {
+    size_t take = n < 8 ? n : 8;
+    uint64_t w = 0;
+    memcpy(&w, b, take); /* unaligned keys: a plain load on x86 and arm64 */
     h = (h ^ w) * K2;
     h ^= h >> 31;
-  }
-  if (n > 0) {
-    w = 0;
-    memcpy(&w, b, n);
-    h = (h ^ w) * K2;
-    h ^= h >> 31;
+    b += take;
+    n -= take;
   }
   /* the finalizer of splitmix64: every input bit reaches the low bits a
    * power-of-two table indexes by */
