@@ -1088,9 +1088,7 @@ static void fini(dts_actor *self) {
     dts_free(w);
   }
   while (in->hstreams != NULL) hstream_free(in, in->hstreams);
-  acts_free_all(in);
-  dts_map_fini(&in->acts);
-  dts_map_fini(&in->act_tokens);
+  acts_free_all(in); /* leaves both maps empty, with no table */
   dts_free(in->unoffered);
   unload(in);
   dts_inst_rec_fini(&in->r);
