@@ -1162,6 +1162,7 @@ int main(int argc, char **argv) {
   serial_share ser = serial_of(&th0, &th1);
   check_entities();
   double cps = (double)(unary_calls - calls0) / (double)nsignals, lim_unary = ceil_unary > 0 ? ceil_unary / cps : 0;
+  double cpu_k = dtsd_pid > 0 ? (cpu1.cpu_s - cpu0.cpu_s) / (double)nsignals * 1000.0 : 0.0; /* per 1,000 signals */
 
   double rate = (double)nsignals / dt;
   printf("loadgen signals: %ld signals to %ld entit%s, %ld in flight: %.0f signals/s, %.1f operations per work item, "
@@ -1169,8 +1170,7 @@ int main(int argc, char **argv) {
          nsignals, nents, nents == 1 ? "y" : "ies", conc, rate, (double)applied / (double)(batches ? batches : 1),
          failed_calls, checked_ok, checked_bad);
   if (dtsd_pid > 0) {
-    printf("dtsd: %.3f CPU-s per 1,000 signals, peak RSS %.1f MiB\n", (cpu1.cpu_s - cpu0.cpu_s) / (double)nsignals * 1000.0,
-           cpu1.rss_mib);
+    printf("dtsd: %.3f CPU-s per 1,000 signals, peak RSS %.1f MiB\n", cpu_k, cpu1.rss_mib);
     print_serial(&ser);
   }
   if (ceil_unary > 0)
@@ -1181,7 +1181,7 @@ int main(int argc, char **argv) {
          "\"signals_per_s\":%.0f,\"ops_per_batch\":%.1f,\"failed\":%ld,\"check_bad\":%ld,\"serial_share\":%.3f,"
          "\"dtsd_cpu_s_per_1000\":%.3f,\"unary_ceiling_calls_per_s\":%.0f,\"unary_limit_signals_per_s\":%.0f}\n",
          nsignals, nents, conc, rate, (double)applied / (double)(batches ? batches : 1), failed_calls, checked_bad,
-         ser.share, dtsd_pid > 0 ? (cpu1.cpu_s - cpu0.cpu_s) / (double)nsignals * 1000.0 : 0.0, ceil_unary, lim_unary);
+         ser.share, cpu_k, ceil_unary, lim_unary);
   for (int i = 0; i < nstreams; i++) grpc_call_cancel(streams[i]->call, NULL);
   int rc = (checked_bad == 0 && failed_calls == 0) ? 0 : 1;
   fflush(stdout);
